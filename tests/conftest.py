@@ -1,0 +1,30 @@
+"""Shared test set-up: offline hub, a private workspace, and the tiny tokenizer built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_workspace(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("WB_HOME", str(tmp_path_factory.getbasetemp() / "wb-home"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from workbench.fixtures import train_tokenizer
+
+    return train_tokenizer(vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
+    from workbench.fixtures import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", tiny_tokenizer)

@@ -1,0 +1,132 @@
+"""The `wb` CLI as a user meets it: real commands, one-line errors, non-zero exits, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from workbench.cli import main
+from workbench.workspace import bundled_data_dir
+
+GSM8K_TEST = bundled_data_dir() / "gsm8k" / "test.jsonl"
+
+
+def test_info_reports_versions_and_workspace(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WB_HOME", str(tmp_path))
+    assert main(["info", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["versions"]["pyarrow"]
+    assert facts["workspace"] == str(tmp_path)
+    assert facts["cpus"] >= 1
+
+
+def test_inspect_bundled_gsm8k(capsys):
+    assert main(["inspect", str(GSM8K_TEST)]) == 0
+    out = capsys.readouterr().out
+    assert "rows     1,319" in out
+    assert '"question" looks like a prompt column' in out
+    assert out.count("sample ") == 3
+
+
+def test_inspect_json_for_sft_messages(tmp_path, capsys):
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "messages": [
+        {"role": "user", "content": "q" * i}, {"role": "assistant", "content": "a"}]}) + "\n" for i in range(1, 5)))
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "sft" and report["valid"] is True and report["rows"] == 4
+    assert report["nulls"] == {"id": 0, "messages": 0}
+    assert report["length_chars"]["messages"] == {"min": 2, "mean": 3.5, "p50": 3, "p90": 4, "max": 5}
+    assert report["turns"]["messages"]["max"] == 2
+    assert len(report["samples"]) == 3
+
+
+def test_inspect_reports_an_invalid_file_without_failing(tmp_path, capsys):
+    path = tmp_path / "sft.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n")
+    assert main(["inspect", str(path)]) == 0
+    assert 'INVALID' in capsys.readouterr().out
+
+
+def test_convert_to_parquet_file_and_jsonl_file(tmp_path, capsys):
+    assert main(["convert", str(GSM8K_TEST), str(tmp_path / "g.parquet")]) == 0
+    assert pq.read_table(tmp_path / "g.parquet").num_rows == 1319
+    assert main(["convert", str(tmp_path / "g.parquet"), str(tmp_path / "g.jsonl")]) == 0
+    lines = (tmp_path / "g.jsonl").read_text().splitlines()
+    assert len(lines) == 1319 and json.loads(lines[0])["question"].startswith("Janet")
+
+
+def test_convert_to_run_directory_then_read_it_back(tmp_path, capsys):
+    assert main(["convert", str(GSM8K_TEST), str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["rows_in"] == manifest["rows_out"] == 1319
+    assert manifest["stage"] == "convert"
+    assert main(["convert", str(tmp_path / "run"), str(tmp_path / "back.jsonl")]) == 0
+    assert (tmp_path / "back.jsonl").read_text() .count("\n") == 1319
+
+
+def test_validate_passes_and_fails(tmp_path, capsys):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"prompt": "2+2?", "answer": "4"}) + "\n")
+    assert main(["validate", str(good)]) == 0
+    assert "1 rows, all valid RL prompts" in capsys.readouterr().out
+    assert main(["validate", str(GSM8K_TEST)]) == 2
+    assert '"question" looks like a prompt column' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "no such file or directory"),
+    (b"", "the file is empty"),
+    (b'{"text": "a"}\n{"text": \n', "line 2: invalid JSON"),
+    (b'{"text": "\xff"}\n', "line 1: bytes are not valid UTF-8"),
+])
+def test_bad_input_is_one_line_and_nonzero_and_writes_nothing(tmp_path, capsys, content, expected):
+    src = tmp_path / "in.jsonl"
+    if content is not None:
+        src.write_bytes(content)
+    out = tmp_path / "out"
+    assert main(["convert", str(src), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and err.startswith("wb convert: error: ")
+    assert not out.exists()
+
+
+def test_bad_input_midway_leaves_no_complete_looking_output(tmp_path, capsys, monkeypatch):
+    from workbench import io
+
+    monkeypatch.setattr(io, "CHUNK_BYTES", 64)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(40)) + "{broken\n")
+    assert main(["convert", str(src), str(tmp_path / "out.parquet")]) == 2
+    assert main(["convert", str(src), str(tmp_path / "run")]) == 2
+    assert "line 41: invalid JSON" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]
+
+
+def test_unknown_format_error(tmp_path, capsys):
+    (tmp_path / "x.xlsx").write_text("x")
+    assert main(["inspect", str(tmp_path / "x.xlsx")]) == 2
+    assert "unknown format '.xlsx'" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from workbench.errors import InputError
+
+    with pytest.raises(InputError):
+        main(["inspect", str(tmp_path / "missing.jsonl"), "--debug"])
+
+
+def test_console_script_runs_and_does_not_import_heavy_libraries():
+    wb = Path(sys.executable).parent / "wb"
+    proc = subprocess.run([str(wb), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "inspect" in proc.stdout and "convert" in proc.stdout
+    code = ("import sys, workbench.cli, workbench.io, workbench.schemas, workbench.inspection, workbench.rundir;"
+            "heavy = [m for m in ('torch', 'vllm', 'streamlit', 'transformers') if m in sys.modules];"
+            "print(heavy)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -1,0 +1,87 @@
+"""Run directories: the manifest, and unfinished runs that are never mistaken for finished ones."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pytest
+
+from workbench.errors import InputError
+from workbench.io import open_source, write_table
+from workbench.rundir import INCOMPLETE, RunDir, Usage, read_manifest
+
+
+@dataclass
+class Cfg:
+    threshold: float = 0.8
+
+
+def test_finished_run_has_manifest_and_is_a_valid_source(tmp_path):
+    src_path = tmp_path / "in.jsonl"
+    src_path.write_text('{"text": "a"}\n{"text": "b"}\n')
+    source = open_source(src_path)
+    with RunDir(tmp_path / "run", "test", Cfg(), inputs=[source], argv=["wb", "test", "x"]) as run:
+        write_table(pa.table({"text": ["a"]}), run.product)
+        run.finish(rows_in=2, rows_out=1, dropped={"too_short": 1}, usage=Usage(prefill_tokens=10, cost_usd=0.5))
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest["status"] == "complete"
+    assert manifest["command"] == "wb test x"
+    assert manifest["config"] == {"threshold": 0.8}
+    assert manifest["inputs"][0]["fingerprint"] == source.fingerprint()
+    assert (manifest["rows_in"], manifest["rows_out"], manifest["dropped"]) == (2, 1, {"too_short": 1})
+    assert manifest["usage"]["prefill_tokens"] == 10 and manifest["usage"]["cost_usd"] == 0.5
+    assert manifest["outputs"] == ["data.parquet"]
+    assert manifest["versions"]["pyarrow"] == pa.__version__
+    assert manifest["wall_seconds"] >= 0
+    assert not (tmp_path / "run" / INCOMPLETE).exists()
+    assert open_source(tmp_path / "run").read()["text"].to_pylist() == ["a"]
+
+
+def test_crashed_run_is_refused_as_unfinished(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunDir(tmp_path / "run", "test", argv=["wb", "test"]) as run:
+            write_table(pa.table({"text": ["a"]}), run.product)
+            raise RuntimeError("killed")
+    assert (tmp_path / "run" / "data.parquet").exists()
+    with pytest.raises(InputError, match=r"run: this run is unfinished \(re-run `wb test` to complete it\)"):
+        open_source(tmp_path / "run")
+
+
+def test_failed_run_that_wrote_nothing_leaves_no_directory(tmp_path):
+    with pytest.raises(ValueError):
+        with RunDir(tmp_path / "run", "test"):
+            raise ValueError("bad input")
+    assert not (tmp_path / "run").exists()
+
+
+def test_redoing_a_finished_run_marks_it_unfinished_until_done(tmp_path):
+    with RunDir(tmp_path / "run", "test") as run:
+        write_table(pa.table({"x": [1]}), run.product)
+        run.finish()
+    again = RunDir(tmp_path / "run", "test").start()
+    with pytest.raises(InputError, match="unfinished"):
+        read_manifest(tmp_path / "run")
+    again.finish(rows_out=1)
+    assert read_manifest(tmp_path / "run")["rows_out"] == 1
+
+
+def test_manifest_without_incomplete_marker_but_corrupt(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="manifest.json: not valid JSON"):
+        read_manifest(tmp_path / "run")
+
+
+def test_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        RunDir(tmp_path / "taken", "test").start()
+
+
+def test_manifest_is_plain_json(tmp_path):
+    with RunDir(tmp_path / "run", "t", {"paths": [tmp_path]}) as run:
+        run.finish(extra_field={"a": 1})
+    data = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert data["config"]["paths"] == [str(tmp_path)] and data["extra_field"] == {"a": 1}

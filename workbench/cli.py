@@ -1,0 +1,68 @@
+"""The `wb` console script: one subcommand per stage.
+
+Each command lives in the package that owns it as a module with `add_arguments(parser)` and
+`run(args) -> int`; only the module of the command being run is imported, so `wb info` stays fast and
+`wb inspect` never imports torch. User errors print one line and exit non-zero; `--debug` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from workbench.errors import WorkbenchError
+
+# name -> (module with add_arguments/run, one-line help). Later stages add their rows here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("workbench.commands.info", "versions of the key libraries, CPU/GPU, the workspace directory"),
+    "inspect": ("workbench.commands.inspect", "detect a source's record kind and profile its columns"),
+    "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
+    "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
+    "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="wb", description="Post-training data workbench: curate, mix, distil, pair and train.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        if name == command:
+            importlib.import_module(module).add_arguments(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except WorkbenchError as exc:
+        if args.debug:
+            raise
+        print(f"wb {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"wb {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: say so, keep it to one line unless --debug
+        if args.debug:
+            raise
+        print(f"wb {args.command}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

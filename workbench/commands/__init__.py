@@ -1,0 +1,1 @@
+"""The kernel's own `wb` subcommands: info, inspect, validate, convert, demo."""

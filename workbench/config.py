@@ -1,0 +1,95 @@
+"""Command configs are dataclasses; this turns them into CLI flags and merges `--config x.yaml`.
+
+Each field carries a default and `metadata={"help": ...}`. Precedence: field default < YAML file <
+flags given on the command line. The CLI and the Streamlit app build the same config object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+from workbench.errors import InputError
+
+
+def option(default: object = None, help: str = "", **metadata: object):
+    """A dataclass field with a default and help text (lists get a fresh copy per instance)."""
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def _base_type(hint: object) -> tuple[type, bool]:
+    """(element type, is_list) for hints like int, str | None, list[str]."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _base_type(args[0])
+    if origin is list:
+        (item,) = typing.get_args(hint) or (str,)
+        return item, True
+    if origin is typing.Literal:
+        return type(typing.get_args(hint)[0]), False
+    return hint if isinstance(hint, type) else str, False
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--flag` per field of the dataclass `cls` (flags left unset stay out of the namespace)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.metadata.get("cli") is False:
+            continue
+        kind, is_list = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        kwargs: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        elif typing.get_origin(hints[f.name]) is typing.Literal:
+            kwargs["choices"] = typing.get_args(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif is_list:
+            parser.add_argument(flag, nargs="+", type=kind, **kwargs)
+        else:
+            parser.add_argument(flag, type=kind, **kwargs)
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def build_config(cls: type, args: argparse.Namespace | None = None, config_file: str | Path | None = None,
+                 **overrides: object):
+    """Build `cls` from defaults, then the YAML file, then flags present in `args`, then `overrides`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict = {}
+    if config_file:
+        from_file = load_yaml(config_file)
+        unknown = sorted(set(from_file) - names)
+        if unknown:
+            raise InputError(f"{config_file}: unknown option {unknown[0]!r}; known options are {sorted(names)}")
+        values.update(from_file)
+    if args is not None:
+        values.update({k: v for k, v in vars(args).items() if k in names})
+    values.update(overrides)
+    return cls(**values)
+
+
+def config_to_dict(config: object) -> dict:
+    return dataclasses.asdict(config)  # type: ignore[call-overload]

@@ -1,0 +1,41 @@
+"""Errors a user can act on.
+
+Every problem with a user's input is raised as a `WorkbenchError` whose message is one sentence naming
+the file, row or field and what was expected. The CLI prints that sentence alone (no traceback unless
+`--debug`) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """A problem the user can fix: bad input, a missing file, an unfinished run, a missing extra."""
+
+    exit_code = 2
+
+
+class InputError(WorkbenchError):
+    """A source that cannot be read: missing, unknown format, malformed, empty, not UTF-8."""
+
+
+class SchemaError(WorkbenchError):
+    """Rows that do not match the record kind a step expects."""
+
+
+class MissingExtraError(WorkbenchError):
+    """An optional dependency is not installed; the message names the exact `pip install`."""
+
+
+def require(module: str, extra: str | None = None, package: str | None = None):
+    """Import an optional module, or raise `MissingExtraError` naming the install command.
+
+    `extra` is this project's extra that provides it (`pip install -e ".[vllm]"`); `package` is the
+    PyPI name when it differs from the module name.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = f'pip install -e ".[{extra}]"' if extra else f"pip install {package or module}"
+        raise MissingExtraError(f"{module} is not installed; install it with: {hint}") from exc

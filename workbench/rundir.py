@@ -1,0 +1,184 @@
+"""Run directories: every `wb` command writes its product into one, with a `manifest.json`.
+
+A run is unfinished while the marker file `.run-incomplete` exists; `manifest.json` is written (atomically)
+only when the product is complete, and the marker is removed after it. So a crash at any moment leaves
+a directory that readers refuse as unfinished, never one that looks complete. Long jobs keep their
+checkpoints inside the directory and finish it by being run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from workbench.errors import InputError
+
+MANIFEST = "manifest.json"
+INCOMPLETE = ".run-incomplete"
+PRODUCT = "data.parquet"
+KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "openai", "lightgbm", "torch",
+                 "transformers", "tokenizers", "streamlit", "vllm")
+
+
+@dataclass
+class Usage:
+    """Tokens a run consumed, in the spirit of pay-per-token services; cost only when prices are given."""
+
+    requests: int = 0
+    prefill_tokens: int = 0
+    sampled_tokens: int = 0
+    trained_tokens: int = 0
+    cost_usd: float | None = None
+
+    def add(self, other: Usage) -> None:
+        self.requests += other.requests
+        self.prefill_tokens += other.prefill_tokens
+        self.sampled_tokens += other.sampled_tokens
+        self.trained_tokens += other.trained_tokens
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the key libraries, read from package metadata (nothing is imported)."""
+    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in ("post-training-workbench", *KEY_LIBRARIES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """A run directory being written. Use as a context manager, or call `start` and `finish`.
+
+    ```
+    with RunDir(output, "convert", config, inputs=[source]) as run:
+        rows = write_tables(source.iter_tables(), run.product)
+        run.finish(rows_in=rows, rows_out=rows)
+    ```
+    """
+
+    def __init__(self, path: str | os.PathLike, stage: str, config: object = None, inputs: list | None = None,
+                 argv: list[str] | None = None):
+        self.path = Path(path)
+        self.stage = stage
+        self.config = config
+        self.inputs = inputs or []
+        self.argv = list(sys.argv if argv is None else argv)
+        self.started = time.time()
+        self.created = False
+        self.finished = False
+
+    @property
+    def product(self) -> Path:
+        return self.path / PRODUCT
+
+    def start(self) -> RunDir:
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"{self.path}: exists and is not a directory; choose another --output")
+        self.created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / INCOMPLETE).write_text(json.dumps({"stage": self.stage, "argv": self.argv, "pid": os.getpid()}))
+        # A finished run being redone is unfinished again until this run completes.
+        (self.path / MANIFEST).unlink(missing_ok=True)
+        return self
+
+    def finish(self, rows_in: int | None = None, rows_out: int | None = None, dropped: dict[str, int] | None = None,
+               usage: Usage | None = None, **extra: object) -> dict:
+        """Write the manifest and mark the run complete; return the manifest."""
+        finished = time.time()
+        manifest = {
+            "stage": self.stage,
+            "status": "complete",
+            "command": " ".join(["wb", *self.argv[1:]]) if self.argv else None,
+            "argv": self.argv,
+            "config": _plain(self.config),
+            "inputs": [_plain(i.describe() if hasattr(i, "describe") else i) for i in self.inputs],
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "dropped": dict(sorted((dropped or {}).items(), key=lambda kv: -kv[1])),
+            "usage": asdict(usage or Usage()),
+            "outputs": sorted(p.name for p in self.path.iterdir() if not p.name.startswith(".")),
+            "versions": library_versions(),
+            "started_at": _iso(self.started),
+            "finished_at": _iso(finished),
+            "wall_seconds": round(finished - self.started, 3),
+            **{k: _plain(v) for k, v in extra.items()},
+        }
+        write_json_atomic(self.path / MANIFEST, manifest)
+        (self.path / INCOMPLETE).unlink(missing_ok=True)
+        self.finished = True
+        return manifest
+
+    def __enter__(self) -> RunDir:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None or self.finished:
+            return
+        leftovers = [p for p in self.path.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]
+        if self.created and not leftovers:
+            shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping for a resume
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _plain(value: object) -> object:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a finished run; raise `InputError` if the run is unfinished or not a run."""
+    path = Path(path)
+    if (path / INCOMPLETE).exists():
+        info = json.loads((path / INCOMPLETE).read_text() or "{}")
+        command = " ".join(["wb", *info.get("argv", [])[1:]])
+        raise InputError(f"{path}: this run is unfinished (re-run `{command}` to complete it)")
+    if not (path / MANIFEST).exists():
+        raise InputError(f"{path}: not a run directory (no {MANIFEST})")
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path / MANIFEST}: not valid JSON ({exc.msg})") from None
+
+
+def run_data_files(path: str | os.PathLike) -> list[Path]:
+    """The product files of a finished run: `data.parquet`, or the shards under `data/`."""
+    path = Path(path)
+    read_manifest(path)
+    for name in (PRODUCT, "data.jsonl"):
+        if (path / name).exists():
+            return [path / name]
+    shards = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
+    if not shards:
+        raise InputError(f"{path}: the run holds no {PRODUCT} and no data/*.parquet shards")
+    return shards
