@@ -130,3 +130,13 @@ def test_console_script_runs_and_does_not_import_heavy_libraries():
             "heavy = [m for m in ('torch', 'vllm', 'streamlit', 'transformers') if m in sys.modules];"
             "print(heavy)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_demo_writes_a_finished_sft_run(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1,319 valid SFT records" in out and "generated" in out
+    manifest = json.loads((tmp_path / "gsm8k-sft" / "manifest.json").read_text())
+    assert manifest["rows_out"] == 1319
+    rows = pq.read_table(tmp_path / "gsm8k-sft" / "data.parquet").slice(0, 1).to_pylist()
+    assert rows[0]["answer"] == "18" and rows[0]["messages"][1]["role"] == "assistant"

@@ -246,3 +246,8 @@ write_tables(tables(), {str(tmp_path / "out.parquet")!r})
     # a directory reader skips hidden temp files, so nothing half-written is read as data
     (tmp_path / "real.jsonl").write_text('{"x": 1}\n')
     assert open_source(tmp_path).count_rows() == 1
+
+
+def test_hub_source_offline_gives_a_clear_error():
+    with pytest.raises(InputError, match=r"hf://owner/missing: could not open the hub dataset .*local copy"):
+        open_source("hf://owner/missing").schema()
