@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("workbench.commands.inspect", "detect a source's record kind and profile its columns"),
     "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
     "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
+    "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
 }
 

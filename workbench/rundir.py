@@ -2,8 +2,9 @@
 
 A run is unfinished while the marker file `.run-incomplete` exists; `manifest.json` is written (atomically)
 only when the product is complete, and the marker is removed after it. So a crash at any moment leaves
-a directory that readers refuse as unfinished, never one that looks complete. Long jobs keep their
-checkpoints inside the directory and finish it by being run again.
+a directory that readers refuse as unfinished, never one that looks complete. Long jobs pass
+`resumable=True`, keep their checkpoints inside the directory and finish it by being run again; other
+runs that fail in a directory they created remove it, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class RunDir:
     """
 
     def __init__(self, path: str | os.PathLike, stage: str, config: object = None, inputs: list | None = None,
-                 argv: list[str] | None = None):
+                 argv: list[str] | None = None, resumable: bool = False):
         self.path = Path(path)
         self.stage = stage
         self.config = config
@@ -87,6 +88,7 @@ class RunDir:
         self.started = time.time()
         self.created = False
         self.finished = False
+        self.resumable = resumable  # keep partial work on failure so a re-run can continue it
 
     @property
     def product(self) -> Path:
@@ -136,7 +138,7 @@ class RunDir:
         if exc_type is None or self.finished:
             return
         leftovers = [p for p in self.path.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]
-        if self.created and not leftovers:
+        if self.created and not (self.resumable and leftovers):
             shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping for a resume
 
 

@@ -41,12 +41,20 @@ def test_finished_run_has_manifest_and_is_a_valid_source(tmp_path):
 
 def test_crashed_run_is_refused_as_unfinished(tmp_path):
     with pytest.raises(RuntimeError):
-        with RunDir(tmp_path / "run", "test", argv=["wb", "test"]) as run:
+        with RunDir(tmp_path / "run", "test", argv=["wb", "test"], resumable=True) as run:
             write_table(pa.table({"text": ["a"]}), run.product)
             raise RuntimeError("killed")
     assert (tmp_path / "run" / "data.parquet").exists()
     with pytest.raises(InputError, match=r"run: this run is unfinished \(re-run `wb test` to complete it\)"):
         open_source(tmp_path / "run")
+
+
+def test_failed_run_that_is_not_resumable_leaves_no_directory(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunDir(tmp_path / "run", "test") as run:
+            write_table(pa.table({"text": ["a"]}), run.path / "part.parquet")
+            raise RuntimeError("bad row 7")
+    assert not (tmp_path / "run").exists()
 
 
 def test_failed_run_that_wrote_nothing_leaves_no_directory(tmp_path):

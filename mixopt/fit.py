@@ -1,0 +1,256 @@
+"""`wb mix fit`: regress the validation metric on the mixture weights (LightGBM, with a linear baseline).
+
+RESULTS is our `results.parquet` or any table with one weight column per domain (`w.<domain>`, or named
+with `--weights`) and metric columns. Several `--target METRIC[:WEIGHT]` combine as a weighted sum of
+z-normalised metrics, minimised (a negative weight maximises that metric). Both regressors are scored by
+k-fold cross-validation (Spearman, Pearson, MAE on out-of-fold predictions); early stopping is never run
+on held-out folds. LightGBM uses RegMix's settings, with `min_child_samples` scaled to the number of runs
+so that it can split at all on small sweeps.
+
+    wb mix fit runs/mix/results.parquet --output runs/mix-fit --target bpb.math500
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from workbench.config import option
+from workbench.errors import InputError
+from workbench.io import open_source, write_table
+from workbench.rundir import RunDir, write_json_atomic
+
+WEIGHT_PREFIX = "w."
+FIT = "fit.json"
+
+
+@dataclass
+class FitConfig:
+    """Targets and regressor settings for `wb mix fit`."""
+
+    target: list[str] = option([], "METRIC[:WEIGHT] to minimise; several combine as a weighted sum of z-scores")
+    weights: list[str] = option([], "weight columns (default: every column named w.<domain>)")
+    folds: int = option(8, "k for k-fold cross-validation")
+    num_iterations: int = option(1000, "LightGBM trees (RegMix: 1000)")
+    learning_rate: float = option(0.01, "LightGBM learning rate (RegMix: 0.01)")
+    min_child_samples: int = option(0, "LightGBM min_child_samples; 0 = max(2, runs // 20)")
+    seed: int = option(42, "LightGBM and fold seed")
+
+
+@dataclass
+class Dataset:
+    """The rows a fit uses: weights X (runs x domains) and each metric's values."""
+
+    domains: list[str]
+    weight_columns: list[str]
+    X: np.ndarray
+    metrics: dict[str, np.ndarray]
+    run_ids: list[str]
+    excluded: int
+
+
+def parse_targets(specs: list[str]) -> dict[str, float]:
+    targets: dict[str, float] = {}
+    for spec in specs:
+        name, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+        try:
+            targets[name] = float(weight)
+        except ValueError:
+            raise InputError(f"--target {spec!r}: expected METRIC or METRIC:WEIGHT with a numeric weight") from None
+    return targets
+
+
+def load_results(path: str | Path, weight_columns: list[str], targets: list[str],
+                 expected_domains: list[str] | None = None) -> Dataset:
+    """Read a results table and check it; failed runs are excluded, anything else wrong is an error."""
+    table = open_source(path).read()
+    names = table.column_names
+    weight_columns = weight_columns or [c for c in names if c.startswith(WEIGHT_PREFIX)]
+    for domain in expected_domains or []:
+        if WEIGHT_PREFIX + domain not in weight_columns:
+            raise InputError(f"{path}: no weight column {WEIGHT_PREFIX + domain!r} for domain {domain!r} of the plan")
+    if len(weight_columns) < 2:
+        raise InputError(f"{path}: found {len(weight_columns)} weight columns; name them w.<domain> "
+                         "or list them with --weights")
+    missing = [c for c in [*weight_columns, *targets] if c not in names]
+    if missing:
+        raise InputError(f"{path}: no column {missing[0]!r}; columns are {names}")
+    excluded = 0
+    if "status" in names:
+        ok = np.array([s == "ok" for s in table["status"].to_pylist()])
+        excluded = int((~ok).sum())
+        table = table.filter(pa.array(ok))
+    X = np.column_stack([np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in weight_columns])
+    run_ids = table["run_id"].to_pylist() if "run_id" in names else [str(i) for i in range(table.num_rows)]
+    for j, column in enumerate(weight_columns):
+        bad = np.flatnonzero(~np.isfinite(X[:, j]))
+        if len(bad):
+            raise InputError(f"{path}: row {bad[0] + 1}: weight column {column!r} is NaN or missing")
+    sums = X.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+    if len(off):
+        raise InputError(f"{path}: row {off[0] + 1}: weights sum to {sums[off[0]]:.4f}, not 1")
+    metrics = {}
+    for name in targets:
+        values = np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(f"{path}: row {bad[0] + 1}: metric {name!r} is NaN or missing "
+                             "(mark failed runs with status != 'ok' to exclude them)")
+        metrics[name] = values
+    if len(X) < 4:
+        raise InputError(f"{path}: {len(X)} usable runs; a fit needs at least 4 (RegMix used 512)")
+    domains = [c.removeprefix(WEIGHT_PREFIX) for c in weight_columns]
+    return Dataset(domains, weight_columns, X, metrics, run_ids, excluded)
+
+
+def combine(metrics: dict[str, np.ndarray], targets: dict[str, float]) -> tuple[np.ndarray, dict]:
+    """The objective: sum of weight * z-score per metric; returns it and the normalisation used."""
+    y = np.zeros(len(next(iter(metrics.values()))))
+    norm = {}
+    for name, weight in targets.items():
+        mean, std = float(metrics[name].mean()), float(metrics[name].std() or 1.0)
+        y += weight * (metrics[name] - mean) / std
+        norm[name] = {"weight": weight, "mean": mean, "std": std}
+    return y, norm
+
+
+def lgbm_params(config: FitConfig, n: int) -> dict:
+    return {
+        "objective": "regression", "metric": ["l1", "l2"], "learning_rate": config.learning_rate,
+        "num_iterations": config.num_iterations, "seed": config.seed, "verbose": -1, "num_threads": 1,  # small tables: threads only add OpenMP contention
+
+        "min_child_samples": config.min_child_samples or max(2, n // 20), "min_data_in_bin": 1,
+        "deterministic": True, "force_row_wise": True,
+    }
+
+
+def fit_lgbm(X: np.ndarray, y: np.ndarray, params: dict):
+    import lightgbm
+
+    return lightgbm.train(params, lightgbm.Dataset(X, y, params={"min_data_in_bin": 1, "verbose": -1}))
+
+
+def fit_linear(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares on the weights (they sum to 1, so this includes an intercept)."""
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    return coef
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def scores(actual: np.ndarray, predicted: np.ndarray) -> dict:
+    return {"spearman": round(spearman(actual, predicted), 4),
+            "pearson": round(float(np.corrcoef(actual, predicted)[0, 1]), 4),
+            "mae": round(float(np.abs(actual - predicted).mean()), 4)}
+
+
+def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions of (LightGBM, linear)."""
+    k = min(config.folds, len(X))
+    order = np.random.default_rng(config.seed).permutation(len(X))
+    pred_lgbm, pred_linear = np.zeros(len(X)), np.zeros(len(X))
+    for fold in np.array_split(order, k):
+        train = np.setdiff1d(order, fold)
+        params = lgbm_params(config, len(train))
+        pred_lgbm[fold] = fit_lgbm(X[train], y[train], params).predict(X[fold])
+        pred_linear[fold] = X[fold] @ fit_linear(X[train], y[train])
+    return pred_lgbm, pred_linear
+
+
+def plot_predictions(y: np.ndarray, pred_lgbm: np.ndarray, pred_linear: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.scatter(y, pred_linear, s=14, alpha=0.6, label="linear", marker="x")
+    ax.scatter(y, pred_lgbm, s=14, alpha=0.8, label="LightGBM")
+    low, high = float(min(y.min(), pred_lgbm.min())), float(max(y.max(), pred_lgbm.max()))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    ax.set_xlabel("actual objective (z-score sum)")
+    ax.set_ylabel("predicted (out of fold)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def default_targets(path: str | Path) -> list[str]:
+    """Without --target: the extra validation sets if the plan had any, else every domain's bpb."""
+    names = open_source(path).schema().names
+    bpb = [c for c in names if c.startswith("bpb.")]
+    plan_file = Path(path).parent / "plan.json"
+    if plan_file.exists():
+        extra = [f"bpb.{v['name']}" for v in json.loads(plan_file.read_text())["validation"]]
+        if extra:
+            return extra
+    if not bpb:
+        raise InputError(f"{path}: no bpb.* columns; name the metric to fit with --target")
+    return bpb
+
+
+def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=print) -> dict:
+    """Fit, cross-validate, save the models and the plot into a run directory; return fit.json."""
+    targets = parse_targets(config.target or default_targets(results))
+    plan_file = Path(results).parent / "plan.json"
+    expected = [d["name"] for d in json.loads(plan_file.read_text())["domains"]] if plan_file.exists() else None
+    data = load_results(results, config.weights, list(targets), expected)
+    y, norm = combine(data.metrics, targets)
+    output = Path(output)
+    source = open_source(results)
+    with RunDir(output, "mix-fit", config, inputs=[source]) as run:
+        pred_lgbm, pred_linear = cross_validate(data.X, y, config)
+        report = {"lightgbm": scores(y, pred_lgbm), "linear": scores(y, pred_linear)}
+        params = lgbm_params(config, len(data.X))
+        fit_lgbm(data.X, y, params).save_model(str(output / "model.objective.txt"))
+        per_metric = {}
+        if len(targets) > 1:
+            for name, values in data.metrics.items():
+                fit_lgbm(data.X, values, params).save_model(str(output / f"model.{name}.txt"))
+                per_metric[name] = f"model.{name}.txt"
+        plot_predictions(y, pred_lgbm, pred_linear, output / "predicted_vs_actual.png",
+                         f"{' + '.join(targets)}: LightGBM rho={report['lightgbm']['spearman']:.3f}, "
+                         f"linear rho={report['linear']['spearman']:.3f}")
+        write_table(pa.table({"run_id": data.run_ids, "objective": y, "pred_lightgbm": pred_lgbm,
+                              "pred_linear": pred_linear}), run.product)
+        plan_dir = Path(results).parent if (Path(results).parent / "plan.json").exists() else None
+        fit = {
+            "domains": data.domains, "weight_columns": data.weight_columns, "targets": norm,
+            "runs": len(data.X), "excluded_failed_runs": data.excluded, "folds": min(config.folds, len(data.X)),
+            "cv": report, "linear_coef": fit_linear(data.X, y).tolist(), "per_metric_models": per_metric,
+            "lightgbm_params": params, "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
+            "better": "lightgbm" if report["lightgbm"]["spearman"] >= report["linear"]["spearman"] else "linear",
+        }
+        write_json_atomic(output / FIT, fit)
+        run.finish(rows_in=len(data.X) + data.excluded, rows_out=len(data.X), dropped={"failed_run": data.excluded}
+                   if data.excluded else {}, cv=report)
+    log(f"{'regressor':<10} {'spearman':>9} {'pearson':>9} {'mae':>8}   ({len(data.X)} runs, {fit['folds']}-fold CV)")
+    for name, s in report.items():
+        log(f"{name:<10} {s['spearman']:>9.3f} {s['pearson']:>9.3f} {s['mae']:>8.3f}")
+    if fit["better"] == "linear":
+        log("note: the linear baseline ranks mixtures better than LightGBM on this sweep")
+    return fit
+
+
+def load_fit(fit_dir: str | Path) -> tuple[dict, object]:
+    """fit.json and the objective booster of a finished fit directory."""
+    import lightgbm
+
+    from workbench.rundir import read_manifest
+
+    fit_dir = Path(fit_dir)
+    read_manifest(fit_dir)
+    if not (fit_dir / FIT).exists():
+        raise InputError(f"{fit_dir}: not a mixture fit (no {FIT}); create one with `wb mix fit`")
+    return json.loads((fit_dir / FIT).read_text()), lightgbm.Booster(model_file=str(fit_dir / "model.objective.txt"))

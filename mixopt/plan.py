@@ -1,0 +1,122 @@
+"""`wb mix plan`: read the domains, split held-out text, store byte tokens, and sample proxy mixtures.
+
+The plan directory holds everything later steps need: `plan.json` (domains, token counts, the natural
+prior, constraints), `tokens/*.u8` (byte arrays for training and evaluation) and `mixtures.parquet`.
+
+    wb mix plan examples/mixopt/domains.yaml --output runs/mix --runs 48
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mixopt.domains import is_heldout, load_domains_file, read_texts, to_bytes
+from mixopt.sampler import Constraints, natural_prior, sample_mixtures
+from workbench.config import option
+from workbench.errors import InputError
+from workbench.io import write_table
+from workbench.rundir import RunDir, read_manifest, write_json_atomic
+
+PLAN = "plan.json"
+
+
+@dataclass
+class PlanConfig:
+    """How mixtures are sampled for the proxy sweep."""
+
+    runs: int = option(64, "number of proxy mixtures to sample")
+    seed: int = option(42, "sampling seed (RegMix used 42)")
+    temperature: float = option(0.5, "prior temperature: natural token distribution ** temperature")
+    tokens_per_run: int = option(400_000, "proxy training tokens, used for the epoch cap")
+
+
+def weight_column(domain: str) -> str:
+    return f"w.{domain}"
+
+
+def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) -> dict:
+    """Write a plan directory; return plan.json's content. Raises `InputError` on bad domains."""
+    spec = load_domains_file(domains_yaml)
+    output = Path(output)
+    with RunDir(output, "mix-plan", config, inputs=[{"path": str(domains_yaml)}]) as run:
+        (output / "tokens").mkdir(exist_ok=True)
+        tokens: dict[str, dict] = {}
+        for domain in spec.domains:
+            texts = read_texts(domain)
+            if len(texts) == 0:
+                raise InputError(f"domain {domain.name!r}: its sources hold no text in field {domain.field!r}")
+            held = is_heldout(texts, spec.heldout_fraction)
+            if held.all() or not held.any():  # tiny domains: hold out the last document
+                held = np.zeros(len(texts), bool)
+                held[-1] = len(texts) > 1
+            docs = np.array(texts.to_pylist(), dtype=object)
+            train, valid = to_bytes(docs[~held].tolist()), to_bytes(docs[held].tolist())
+            if len(train) == 0:
+                raise InputError(f"domain {domain.name!r} has no training tokens")
+            train.tofile(output / "tokens" / f"{domain.name}.train.u8")
+            valid.tofile(output / "tokens" / f"{domain.name}.valid.u8")
+            tokens[domain.name] = {"train": int(len(train)), "valid": int(len(valid)), "docs": int(len(texts))}
+        for extra in spec.validation:
+            texts = read_texts(extra)
+            if len(texts) == 0:
+                raise InputError(f"validation set {extra.name!r}: its sources hold no text")
+            to_bytes(texts.to_pylist()).tofile(output / "tokens" / f"val.{extra.name}.u8")
+        names = [d.name for d in spec.domains]
+        prior = natural_prior({n: tokens[n]["train"] for n in names}, names)
+        constraints = Constraints(names, spec.min_weight, spec.max_weight, spec.max_epochs,
+                                  {n: tokens[n]["train"] for n in names}, config.tokens_per_run)
+        mixtures = sample_mixtures(prior, config.runs, constraints, np.random.default_rng(config.seed),
+                                   temperature=config.temperature)
+        table = pa.table({"run_id": [f"run-{i:04d}" for i in range(len(mixtures))],
+                          **{weight_column(n): mixtures[:, j] for j, n in enumerate(names)}})
+        write_table(table, output / "mixtures.parquet")
+        plan = {
+            "domains": [asdict(d) for d in spec.domains],
+            "validation": [asdict(v) for v in spec.validation],
+            "tokens": tokens,
+            "heldout_fraction": spec.heldout_fraction,
+            "prior": dict(zip(names, prior.round(6).tolist(), strict=True)),
+            "constraints": {"min_weight": spec.min_weight, "max_weight": spec.max_weight,
+                            "max_epochs": spec.max_epochs, "tokens_per_run": config.tokens_per_run},
+            "config": asdict(config),
+        }
+        write_json_atomic(output / PLAN, plan)
+        run.finish(rows_out=len(mixtures), domains=names, tokens=tokens)
+    return plan
+
+
+def load_plan(plan_dir: str | Path) -> dict:
+    """plan.json of a finished plan directory; raises `InputError` if it is missing or unfinished."""
+    plan_dir = Path(plan_dir)
+    read_manifest(plan_dir)
+    if not (plan_dir / PLAN).exists():
+        raise InputError(f"{plan_dir}: not a mixture plan (no {PLAN}); create one with `wb mix plan`")
+    return json.loads((plan_dir / PLAN).read_text())
+
+
+def domain_names(plan: dict) -> list[str]:
+    return [d["name"] for d in plan["domains"]]
+
+
+def plan_constraints(plan: dict, tokens_per_run: int | None = None) -> Constraints:
+    c = plan["constraints"]
+    names = domain_names(plan)
+    return Constraints(names, c["min_weight"], c["max_weight"], c["max_epochs"],
+                       {n: plan["tokens"][n]["train"] for n in names}, tokens_per_run or c["tokens_per_run"])
+
+
+def load_arrays(plan_dir: str | Path, plan: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(training arrays per domain, evaluation arrays per domain and extra validation set), memory-mapped."""
+    tokens = Path(plan_dir) / "tokens"
+    names = domain_names(plan)
+    train = {n: np.memmap(tokens / f"{n}.train.u8", dtype=np.uint8, mode="r") for n in names}
+    evals = {n: np.memmap(tokens / f"{n}.valid.u8", dtype=np.uint8, mode="r")
+             for n in names if plan["tokens"][n]["valid"] > 0}
+    for extra in plan["validation"]:
+        evals[extra["name"]] = np.memmap(tokens / f"val.{extra['name']}.u8", dtype=np.uint8, mode="r")
+    return train, evals

@@ -1,0 +1,114 @@
+"""`wb mix run`: train one proxy per planned mixture and append its metrics to `results.parquet`.
+
+Resumable run by run: every finished proxy is written to `results.parquet` (atomically) before the next
+result is taken, and re-running the same command skips the runs already there. Proxies whose loss
+diverges are kept with status "failed" and left out of the fit. Several worker processes share the
+machine (one torch thread each).
+
+    wb mix run runs/mix --workers 2
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixopt.plan import domain_names, load_arrays, load_plan, weight_column
+from trainers.lm import ProxyConfig, train_proxy
+from workbench.errors import InputError
+from workbench.io import write_table
+from workbench.rundir import write_json_atomic
+
+RESULTS = "results.parquet"
+SWEEP = "sweep.json"
+
+_worker_state: dict = {}
+
+
+def _init_worker(plan_dir: str) -> None:
+    plan = load_plan(plan_dir)
+    _worker_state["arrays"] = load_arrays(plan_dir, plan)
+
+
+def _run_one(run_id: str, weights: dict[str, float], config: ProxyConfig) -> dict:
+    train, evals = _worker_state["arrays"]
+    try:
+        metrics = train_proxy(train, weights, evals, config)
+    except Exception as exc:  # a broken run is recorded, never lost or silently averaged
+        metrics = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return {"run_id": run_id, **metrics}
+
+
+def check_sweep_config(plan_dir: Path, config: ProxyConfig) -> None:
+    """Refuse to mix proxies trained differently in one results table."""
+    path = plan_dir / SWEEP
+    wanted = {k: v for k, v in asdict(config).items() if k != "threads"}
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        diff = sorted(k for k in wanted if recorded.get(k) != wanted[k])
+        if diff:
+            raise InputError(f"{plan_dir}: its results were trained with {diff[0]}={recorded.get(diff[0])!r}, "
+                             f"not {wanted[diff[0]]!r}; use the same settings or a new plan directory")
+    else:
+        write_json_atomic(path, wanted)
+
+
+def read_results(plan_dir: Path) -> list[dict]:
+    path = plan_dir / RESULTS
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def write_results(plan_dir: Path, rows: list[dict], names: list[str]) -> None:
+    rows = sorted(rows, key=lambda r: r["run_id"])
+    metric_keys = sorted({k for r in rows for k in r if k.startswith("bpb.")})
+    columns = {"run_id": [r["run_id"] for r in rows]}
+    for n in names:
+        columns[weight_column(n)] = [r[weight_column(n)] for r in rows]
+    for key in ("status", "error"):
+        columns[key] = [r.get(key) for r in rows]
+    for key in ["train_loss", "tokens", "seconds", *metric_keys]:
+        columns[key] = pa.array([r.get(key) for r in rows], pa.float64())
+    write_table(pa.table(columns), plan_dir / RESULTS)
+
+
+def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit: int | None = None,
+              log=print) -> list[dict]:
+    """Train every planned mixture not yet in results.parquet; return all result rows."""
+    plan_dir = Path(plan_dir)
+    plan = load_plan(plan_dir)
+    names = domain_names(plan)
+    check_sweep_config(plan_dir, config)
+    mixtures = pq.read_table(plan_dir / "mixtures.parquet").to_pylist()
+    done = read_results(plan_dir)
+    finished = {r["run_id"] for r in done}
+    todo = [m for m in mixtures if m["run_id"] not in finished][:limit]
+    log(f"{len(finished)} of {len(mixtures)} proxies already trained; training {len(todo)} "
+        f"({config.model_size}, {config.steps} steps x {config.batch_size} x {config.context} bytes, {workers} workers)")
+    started = time.time()
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(plan_dir),)) as pool:
+        futures = {}
+        for mixture in todo:
+            weights = {n: mixture[weight_column(n)] for n in names}
+            # the seed follows the run, not the order of training, so a resumed sweep equals a whole one
+            run_config = replace(config, seed=config.seed + int(mixture["run_id"].rsplit("-", 1)[-1]))
+            futures[pool.submit(_run_one, mixture["run_id"], weights, run_config)] = mixture
+        for count, future in enumerate(as_completed(futures), 1):
+            mixture = futures[future]
+            result = {**mixture, **future.result()}
+            done.append(result)
+            write_results(plan_dir, done, names)
+            elapsed = time.time() - started
+            eta = elapsed / count * (len(todo) - count)
+            summary = (f"mean bpb {np.mean([v for k, v in result.items() if k.startswith('bpb.')]):.3f}"
+                       if result["status"] == "ok" else f"FAILED: {result['error']}")
+            log(f"[{count}/{len(todo)}] {result['run_id']} {summary}  ({elapsed:.0f}s, eta {eta:.0f}s)")
+            sys.stdout.flush()
+    return done

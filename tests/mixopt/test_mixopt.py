@@ -1,0 +1,227 @@
+"""RegMix chain: constrained sampling, fitting a known optimum, search, build proportions, resumable sweep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mixopt.build import BuildConfig, run_build
+from mixopt.fit import FitConfig, load_results, run_fit
+from mixopt.plan import PlanConfig, make_plan
+from mixopt.sampler import Constraints, natural_prior, sample_mixtures
+from mixopt.search import SearchConfig, pareto_front, run_search
+from mixopt.sweep import run_sweep
+from trainers.lm import ProxyConfig, train_proxy
+from workbench.errors import InputError
+from workbench.io import write_table
+
+DOMAINS = ["a", "b", "c"]
+OPTIMUM = np.array([0.2, 0.5, 0.3])
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+def FAST_FIT(**kwargs) -> FitConfig:  # noqa: N802 - reads like the config it builds
+    """RegMix's regressor with fewer, larger steps so the tests stay quick."""
+    return FitConfig(num_iterations=200, learning_rate=0.05, folds=4, **kwargs)
+
+
+def test_sampler_honours_bounds_and_epoch_caps():
+    tokens = {"a": 1_000, "b": 50_000, "c": 50_000}
+    constraints = Constraints(DOMAINS, min_weight={"c": 0.1}, max_weight={"b": 0.6}, max_epochs=2,
+                              available_tokens=tokens, tokens_per_run=10_000)
+    mixtures = sample_mixtures(natural_prior(tokens, DOMAINS), 200, constraints, np.random.default_rng(0))
+    assert mixtures.shape == (200, 3)
+    np.testing.assert_allclose(mixtures.sum(axis=1), 1.0, atol=1e-9)
+    assert (mixtures[:, 0] <= 2 * 1_000 / 10_000 + 1e-9).all()  # epoch cap: 2 passes over 1k tokens
+    assert (mixtures[:, 1] <= 0.6 + 1e-9).all() and (mixtures[:, 2] >= 0.1 - 1e-9).all()
+    assert len({m.tobytes() for m in mixtures}) == 200
+    assert mixtures.std(axis=0).min() > 0.02  # it explores, not one point
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_weight": {"a": 0.6, "b": 0.6}}, "minimum weights add up to 1.200"),
+    ({"max_weight": {"a": 0.2, "b": 0.2, "c": 0.2}}, "maximum weights .* add up to 0.600"),
+    ({"min_weight": {"a": 0.5}, "max_weight": {"a": 0.4}}, "domain 'a': minimum weight 0.5000 exceeds"),
+])
+def test_infeasible_constraints_are_named(kwargs, message):
+    constraints = Constraints(DOMAINS, **kwargs)
+    with pytest.raises(InputError, match=message):
+        sample_mixtures(np.full(3, 1 / 3), 5, constraints, np.random.default_rng(0))
+
+
+def synthetic_results(path, n=128, seed=0, noise=0.0):
+    """A results table whose metric is a known quadratic bowl with its minimum at OPTIMUM."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(3), size=n)
+    metric = ((weights - OPTIMUM) ** 2).sum(axis=1) + noise * rng.standard_normal(n)
+    write_table(pa.table({"run_id": [f"run-{i:04d}" for i in range(n)], "status": ["ok"] * n,
+                          **{f"w.{d}": weights[:, j] for j, d in enumerate(DOMAINS)}, "loss": metric}), path)
+    return path
+
+
+def test_fit_and_search_recover_a_known_optimum(tmp_path):
+    results = synthetic_results(tmp_path / "results.parquet")
+    fit = run_fit(results, tmp_path / "fit", FAST_FIT(target=["loss"]), log=quiet)
+    assert fit["cv"]["lightgbm"]["spearman"] > 0.9
+    assert fit["cv"]["lightgbm"]["spearman"] > fit["cv"]["linear"]["spearman"]  # a bowl is not linear
+    assert (tmp_path / "fit" / "predicted_vs_actual.png").stat().st_size > 1000
+    mixture = run_search(tmp_path / "fit", tmp_path / "search", SearchConfig(samples=20_000, top_k=50), log=quiet)
+    chosen = np.array([mixture["weights"][d] for d in DOMAINS])
+    assert np.abs(chosen - OPTIMUM).max() < 0.08
+    assert abs(chosen.sum() - 1) < 1e-6
+    top = pq.read_table(tmp_path / "search" / "data.parquet")
+    assert top.num_rows == 50
+    np.testing.assert_allclose([top[f"w.{d}"].to_numpy().mean() for d in DOMAINS], chosen, atol=1e-6)
+    assert mixture["predicted_objective"] < mixture["predicted_uniform"]
+
+
+def test_search_bounds_are_honoured(tmp_path):
+    run_fit(synthetic_results(tmp_path / "r.parquet"), tmp_path / "fit", FAST_FIT(target=["loss"]), log=quiet)
+    mixture = run_search(tmp_path / "fit", tmp_path / "s", SearchConfig(samples=20_000, top_k=20,
+                                                                         max_weight=["b=0.3"]), log=quiet)
+    assert mixture["weights"]["b"] <= 0.3 + 1e-9
+
+
+def test_several_targets_give_a_pareto_front(tmp_path):
+    rng = np.random.default_rng(1)
+    w = rng.dirichlet(np.ones(3), size=96)
+    write_table(pa.table({**{f"w.{d}": w[:, j] for j, d in enumerate(DOMAINS)},
+                          "m1": w[:, 0], "m2": w[:, 1]}), tmp_path / "r.parquet")
+    fit = run_fit(tmp_path / "r.parquet", tmp_path / "fit", FAST_FIT(target=["m1:0.5", "m2:0.5"]), log=quiet)
+    assert set(fit["per_metric_models"]) == {"m1", "m2"}
+    run_search(tmp_path / "fit", tmp_path / "s", SearchConfig(samples=5_000, top_k=10), log=quiet)
+    front = pq.read_table(tmp_path / "s" / "pareto.parquet")
+    assert 1 <= front.num_rows < 5_000
+
+
+def test_pareto_front_on_known_points():
+    points = np.array([[1, 5], [2, 2], [5, 1], [3, 3], [2, 6]], dtype=float)
+    assert sorted(pareto_front(points).tolist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda t: t.drop_columns(["w.b", "w.c"]), "found 1 weight columns"),
+    (lambda t: t.set_column(4, "w.c", pa.array([0.9] + t["w.c"].to_pylist()[1:])), "row 1: weights sum to"),
+    (lambda t: t.set_column(5, "loss", pa.array([None] + t["loss"].to_pylist()[1:], pa.float64())),
+     "row 1: metric 'loss' is NaN or missing"),
+])
+def test_bad_results_tables(tmp_path, mutate, message):
+    table = pq.read_table(synthetic_results(tmp_path / "r.parquet", n=16))
+    write_table(mutate(table), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match=message):
+        load_results(tmp_path / "bad.parquet", [], ["loss"])
+
+
+def test_results_of_a_plan_must_have_every_domain(tmp_path):
+    table = pq.read_table(synthetic_results(tmp_path / "r.parquet", n=16))
+    write_table(table.drop_columns(["w.c"]), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="no weight column 'w.c' for domain 'c' of the plan"):
+        load_results(tmp_path / "bad.parquet", [], ["loss"], expected_domains=DOMAINS)
+
+
+def test_failed_runs_are_excluded_from_the_fit(tmp_path):
+    table = pq.read_table(synthetic_results(tmp_path / "r.parquet", n=16))
+    status = ["failed"] + ["ok"] * 15
+    loss = [None] + table["loss"].to_pylist()[1:]
+    table = table.set_column(1, "status", pa.array(status)).set_column(5, "loss", pa.array(loss, pa.float64()))
+    write_table(table, tmp_path / "with-failed.parquet")
+    data = load_results(tmp_path / "with-failed.parquet", [], ["loss"])
+    assert data.excluded == 1 and len(data.X) == 15
+
+
+def test_diverging_proxy_is_recorded_as_failed():
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.integers(0, 256, 5_000).astype(np.uint8)}
+    result = train_proxy(arrays, {"a": 1.0}, arrays, ProxyConfig(lr=1e30, tokens_per_run=2_048,
+                                                                  context=32, batch_size=4))
+    assert result["status"] == "failed" and result["error"].startswith("loss became")
+
+
+# --- the real chain on small generated domains -------------------------------------------------------
+
+
+@pytest.fixture
+def domains_yaml(tmp_path):
+    rng = np.random.default_rng(0)
+    words = {"a": ["alpha", "beta", "gamma"], "b": ["one", "two", "three", "four"], "c": ["x = 1", "y = x + 2"]}
+    for name, vocab in words.items():
+        rows = [{"text": " ".join(rng.choice(vocab, size=40))} for _ in range(120)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "target.jsonl").write_text(json.dumps({"text": "alpha beta one two " * 20}) + "\n")
+    path = tmp_path / "domains.yaml"
+    path.write_text("domains:\n  a: a.jsonl\n  b: b.jsonl\n  c: {sources: [c.jsonl], field: text}\n"
+                    "validation:\n  target: target.jsonl\nheldout_fraction: 0.1\nmax_epochs: 50\n")
+    return path
+
+
+SMALL = ProxyConfig(tokens_per_run=4_096, context=32, batch_size=8, eval_tokens=512)
+
+
+def test_plan_writes_tokens_and_mixtures(tmp_path, domains_yaml):
+    plan = make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=6, tokens_per_run=4_096))
+    assert set(plan["tokens"]) == {"a", "b", "c"}
+    assert all(t["train"] > 0 and t["valid"] > 0 for t in plan["tokens"].values())
+    mixtures = pq.read_table(tmp_path / "plan" / "mixtures.parquet")
+    assert mixtures.num_rows == 6 and mixtures.column_names == ["run_id", "w.a", "w.b", "w.c"]
+    assert (tmp_path / "plan" / "tokens" / "val.target.u8").stat().st_size > 0
+
+
+def test_domain_without_text_is_an_error(tmp_path, domains_yaml):
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": None}) + "\n")
+    with pytest.raises(InputError, match="domain 'c': its sources hold no text"):
+        make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
+    assert not (tmp_path / "plan").exists()
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, domains_yaml):
+    make_plan(domains_yaml, tmp_path / "p1", PlanConfig(runs=4, tokens_per_run=4_096))
+    make_plan(domains_yaml, tmp_path / "p2", PlanConfig(runs=4, tokens_per_run=4_096))
+    run_sweep(tmp_path / "p1", SMALL, workers=1, limit=2, log=quiet)  # "killed" after two runs
+    assert pq.read_table(tmp_path / "p1" / "results.parquet").num_rows == 2
+    resumed = run_sweep(tmp_path / "p1", SMALL, workers=1, log=quiet)
+    whole = run_sweep(tmp_path / "p2", SMALL, workers=2, log=quiet)
+    assert len(resumed) == 4
+    by_id = {r["run_id"]: r for r in whole}
+    for row in resumed:
+        assert row["status"] == "ok"
+        assert row["bpb.target"] == pytest.approx(by_id[row["run_id"]]["bpb.target"], abs=1e-6)
+    with pytest.raises(InputError, match="trained with context=32, not 64"):
+        run_sweep(tmp_path / "p1", ProxyConfig(tokens_per_run=4_096, context=64, batch_size=8, eval_tokens=512),
+                  log=quiet)
+
+
+def test_build_matches_the_mixture_within_one_percent(tmp_path, domains_yaml):
+    make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
+    mixture = {"weights": {"a": 0.5, "b": 0.3, "c": 0.2}, "plan_dir": str(tmp_path / "plan")}
+    (tmp_path / "mixture.json").write_text(json.dumps(mixture))
+    counts = run_build(tmp_path / "mixture.json", tmp_path / "corpus", BuildConfig(tokens=60_000), log=quiet)
+    corpus = pq.read_table(tmp_path / "corpus" / "data.parquet")
+    total = sum(len(t.encode()) for t in corpus["text"].to_pylist())
+    for name, weight in mixture["weights"].items():
+        mask = np.array(corpus["domain"].to_pylist()) == name
+        share = sum(len(t.encode()) for t, m in zip(corpus["text"].to_pylist(), mask, strict=True) if m) / total
+        assert abs(share - weight) < 0.01
+        assert counts[name]["documents"] == mask.sum()
+    assert abs(total - 60_000) / 60_000 < 0.01
+    assert corpus["domain"].to_pylist()[:10] != sorted(corpus["domain"].to_pylist()[:10])  # shuffled
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert manifest["domains"]["a"]["tokens"] == counts["a"]["tokens"]
+
+
+def test_build_refuses_more_epochs_than_allowed(tmp_path, domains_yaml):
+    make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
+    (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 1.0, "b": 0.0, "c": 0.0},
+                                                 "plan_dir": str(tmp_path / "plan")}))
+    with pytest.raises(InputError, match=r"domain 'a' would need .* epochs"):
+        run_build(tmp_path / "m.json", tmp_path / "corpus", BuildConfig(tokens=10_000_000), log=quiet)
+    (tmp_path / "bad.json").write_text(json.dumps({"weights": {"a": 0.5, "b": 0.2, "c": 0.2},
+                                                   "plan_dir": str(tmp_path / "plan")}))
+    with pytest.raises(InputError, match="weights sum to 0.9000, not 1"):
+        run_build(tmp_path / "bad.json", tmp_path / "corpus2", BuildConfig(tokens=1000), log=quiet)
