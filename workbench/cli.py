@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
     "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
+    "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
 }
 
 
