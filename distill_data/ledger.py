@@ -2,7 +2,9 @@
 
 A unit is (prompt_id, sample_index) under a run key (model, sampling parameters, template). Only finished
 units are written, so after a SIGKILL at any moment the units that were in flight (or in the last
-uncommitted batch, at most `flush_seconds` old) are simply pending again; a re-run sends exactly those.
+uncommitted batch when `flush_seconds` > 0) are simply pending again; a re-run sends exactly those.
+A request's units are committed together. In WAL mode with synchronous=NORMAL a commit is a write to the
+WAL file, which survives a process kill (only a power loss can drop the last commits).
 The primary key makes duplicate rows impossible. Failed units are retried by a re-run; ok and truncated
 ones are kept. Verdicts live in their own table so verification also resumes.
 """
@@ -50,7 +52,7 @@ class UnitResult:
 class Ledger:
     """Unit states of one run directory; `record` buffers, `flush` commits (also every `flush_seconds`)."""
 
-    def __init__(self, path: str | Path, key: str, flush_seconds: float = 0.2):
+    def __init__(self, path: str | Path, key: str, flush_seconds: float = 0.0):
         self.path = Path(path)
         self.key = key
         self.flush_seconds = flush_seconds
@@ -70,7 +72,10 @@ class Ledger:
         return {(p, i): h for p, i, h in rows}
 
     def record(self, result: UnitResult) -> None:
+        """Buffer a unit; it is durable after the next `flush` (call `maybe_flush` after each request)."""
         self._buffer.append((self.key, *astuple(result), time.time()))
+
+    def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 

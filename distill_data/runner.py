@@ -90,6 +90,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                         progress.failed += 1
                         ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None, outcome.error,
                                                  0, 0, outcome.attempts, outcome.endpoint))
+                    ledger.maybe_flush()
                     break
                 comp = outcome.completion
                 ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
@@ -101,6 +102,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                     ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
                                              choice.finish_reason, None, comp.prompt_tokens, choice.completion_tokens,
                                              outcome.attempts, outcome.endpoint))
+                ledger.maybe_flush()
                 samples = samples[len(comp.choices):]
 
     async def report() -> None:
