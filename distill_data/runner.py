@@ -63,8 +63,9 @@ def pending_jobs(prompts: pa.Table, n: int, done: dict[tuple[str, int], str]) ->
 
 
 async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, progress: Progress,
-                    progress_seconds: float = 2.0, out=sys.stderr) -> None:
+                    progress_seconds: float = 2.0, out=None) -> None:
     """Generate every pending unit; returns when each has an ok/truncated/failed row in the ledger."""
+    out = out or sys.stderr
     done = ledger.done()
     jobs = pending_jobs(prompts, n, done)
     progress.done_before = sum(1 for k, h in done.items() if k[1] < n)

@@ -28,7 +28,7 @@ def parse_request(body: object) -> tuple[list[dict], int, SamplingParams]:
             isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("`messages` must be a non-empty list of {role, content} objects")
     messages = [{"role": m["role"], "content": str(m.get("content") or "")} for m in messages]
-    n = body.get("n") or 1
+    n = 1 if body.get("n") is None else body["n"]
     if not isinstance(n, int) or not 1 <= n <= 128:
         raise BadRequest("`n` must be an integer from 1 to 128")
     stop = body.get("stop") or ()
