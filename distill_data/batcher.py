@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distill_data.backends.base import Completion, SamplingParams
+from distill_data.backends.base import Completion, PermanentError, SamplingParams, TransientError
 
 
 @dataclass
@@ -63,3 +63,21 @@ class Batcher:
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+class BatchedBackend:
+    """A backend over an in-process model: `self.batcher` set by the subclass; native `n`."""
+
+    native_n = True
+    batcher: Batcher
+
+    async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
+        try:
+            return await self.batcher.submit(GenRequest(messages, n, params))
+        except ValueError as exc:  # a request the model cannot take (too long, bad template)
+            raise PermanentError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for this batch: bounded retries
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()

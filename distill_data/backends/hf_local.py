@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from distill_data.backends.base import Completion, PermanentError, SamplingParams
-from distill_data.batcher import Batcher, GenRequest
+from distill_data.batcher import BatchedBackend, Batcher
 
 
-class HFBackend:
-    native_n = True
-
+class HFBackend(BatchedBackend):
     def __init__(self, model_path: str, max_batch: int = 16):
         from distill_data.local_engine import LocalEngine
 
@@ -16,12 +13,3 @@ class HFBackend:
         self.name = f"hf:{model_path}"
         self.template_id = self.engine.template_id
         self.batcher = Batcher(self.engine.generate_batch, max_batch)
-
-    async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
-        try:
-            return await self.batcher.submit(GenRequest(messages, n, params))
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
-
-    async def aclose(self) -> None:
-        await self.batcher.aclose()

@@ -7,14 +7,12 @@ tested path to vLLM.
 
 from __future__ import annotations
 
-from distill_data.backends.base import Choice, Completion, PermanentError, SamplingParams
-from distill_data.batcher import Batcher, GenRequest
+from distill_data.backends.base import Choice, Completion
+from distill_data.batcher import BatchedBackend, Batcher, GenRequest
 from workbench.errors import require
 
 
-class VLLMBackend:
-    native_n = True
-
+class VLLMBackend(BatchedBackend):
     def __init__(self, model: str, max_batch: int = 256):
         import hashlib
 
@@ -37,12 +35,3 @@ class VLLMBackend:
             completions.append(Completion(choices, len(out.prompt_token_ids or []),
                                           sum(c.completion_tokens for c in choices)))
         return completions
-
-    async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
-        try:
-            return await self.batcher.submit(GenRequest(messages, n, params))
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
-
-    async def aclose(self) -> None:
-        await self.batcher.aclose()
