@@ -65,7 +65,8 @@ class Outcome:
 
 @dataclass
 class Stats:
-    requests: int = 0
+    requests: int = 0  # sent, retries included
+    responses: int = 0  # answered, successfully or not
     retries: int = 0
     rate_limited: int = 0
     prefill_tokens: int = 0
@@ -132,6 +133,7 @@ class Generator:
             try:
                 completion = await endpoint.backend.chat(messages, n, params)
             except TransientError as exc:
+                self.stats.responses += 1
                 await self._release(endpoint)
                 self._count(str(exc))
                 delay = self.policy.delay(attempt, self._rng)
@@ -145,9 +147,11 @@ class Generator:
                 await asyncio.sleep(0 if exc.rate_limited else delay)
                 continue
             except PermanentError as exc:
+                self.stats.responses += 1
                 await self._release(endpoint)
                 self._count(str(exc))
                 return Outcome(None, str(exc), attempt, endpoint.backend.name)
+            self.stats.responses += 1
             await self._release(endpoint)
             endpoint.on_success()
             self.stats.prefill_tokens += completion.prompt_tokens

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 
-_MARK = re.compile(r"\[(429|500|drop|slow|reply|length|think|rc|400)(?::([^\]]*))?\]")
+_MARK = re.compile(r"\[(429|500|drop|slow|reply|length|think|rc|400|one)(?::([^\]]*))?\]")
 
 
 class MockServer:
@@ -115,7 +115,7 @@ class MockServer:
         return 200, self._completion(request, text, marks), {}
 
     def _completion(self, request: dict, text: str, marks: dict) -> dict:
-        n = int(request.get("n") or 1)
+        n = 1 if "one" in marks else int(request.get("n") or 1)
         choices = []
         for i in range(n):
             content = marks.get("reply") or f"sample {i} for: {text[:40]}"

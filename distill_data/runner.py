@@ -35,7 +35,7 @@ class Progress:
 
     def line(self, gen: Generator, elapsed: float) -> str:
         s = gen.stats
-        rate = s.requests / elapsed if elapsed > 0 else 0.0
+        rate = s.responses / elapsed if elapsed > 0 else 0.0
         tok = s.sampled_tokens / elapsed if elapsed > 0 else 0.0
         parts = [f"done {self.done_before + self.done:,}/{self.total:,}", f"in flight {gen.inflight}",
                  f"failed {self.failed:,}", f"truncated {self.truncated:,}", f"{rate:.1f} req/s", f"{tok:,.0f} tok/s",

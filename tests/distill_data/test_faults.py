@@ -40,6 +40,14 @@ def test_fault_matrix(tmp_path, mock):
     assert sft.height == 10 and all(m[-1]["role"] == "assistant" for m in sft["messages"].to_list())
 
 
+def test_server_ignoring_n_is_asked_for_the_rest(tmp_path, mock):
+    src = write_prompts(tmp_path / "p.jsonl", ["n1 [one]", "n3"])
+    distill(fast_config(src, tmp_path / "run", mock.url, n=3))
+    df = pl.read_parquet(tmp_path / "run" / "data.parquet")
+    assert df.height == 6 and set(df["status"]) == {"ok"}
+    assert mock.counts["n1 [one]"] == 3 and mock.counts["n3"] == 1  # native n where the server honours it
+
+
 def test_timeout_retries_then_fails(tmp_path, mock):
     src = write_prompts(tmp_path / "p.jsonl", ["to [slow:2]"])
     distill(fast_config(src, tmp_path / "run", mock.url, timeout=0.3, max_attempts=2))
@@ -93,3 +101,21 @@ def test_endpoints_spread_load(mock):
         other.stop()
     used = {o.endpoint for o in outcomes}
     assert used == {mock.url, other.url} and all(o.completion for o in outcomes)
+
+
+def test_429_storm_lowers_the_endpoint_limit(mock):
+    from distill_data.backends.openai_http import OpenAIBackend
+
+    async def main():
+        endpoint = Endpoint(OpenAIBackend(mock.url, "mock"), 8)
+        gen = Generator([endpoint], SamplingParams(max_tokens=8), RetryPolicy(4, 0.01, 0.02))
+        try:
+            outcomes = await asyncio.gather(*(gen.complete([{"role": "user", "content": f"storm {i} [429:1]"}])
+                                              for i in range(8)))
+        finally:
+            await gen.aclose()
+        return endpoint, gen, outcomes
+
+    endpoint, gen, outcomes = asyncio.run(main())
+    assert all(o.completion is not None and o.attempts == 2 for o in outcomes)
+    assert gen.stats.rate_limited == 8 and endpoint.limit < 8  # halved by the burst, not yet fully regrown
