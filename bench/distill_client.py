@@ -83,6 +83,22 @@ def run_distill(url: str, prompt_file: str, concurrency: int, out: Path) -> tupl
     return elapsed
 
 
+def ledger_cpu_ms(requests: int = 3000) -> float:
+    """CPU ms per request of the ledger alone: record a unit and commit it, as the runner does."""
+    from distill_data.ledger import Ledger, UnitResult
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(Path(tmp) / "ledger.sqlite", "bench")
+        cpu = _cpu()
+        for i in range(requests):
+            ledger.add_usage(1, 10, 64)
+            ledger.record(UnitResult(str(i), 0, "h", "ok", None, "x" * 500, "stop", None, 10, 64, 1, "e"))
+            ledger.maybe_flush()
+        used = _cpu() - cpu
+        ledger.close()
+    return 1000 * used / requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
@@ -119,6 +135,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for c, bw, bc, ww, wc in rows:
         print(f"| {c} | {n / bw:,.0f} | {n / ww:,.0f} | {bw / ww:.2f} | {1000 * bc / n:.2f} | {1000 * wc / n:.2f} |")
+    print(f"\nledger alone (record + commit per request): {ledger_cpu_ms():.3f} CPU ms/request")
 
 
 if __name__ == "__main__":
