@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
+    "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
 }
 
 

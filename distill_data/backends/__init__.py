@@ -1,0 +1,1 @@
+"""Generation backends: OpenAI-compatible HTTP, in-process transformers, in-process vLLM (extra)."""

@@ -1,0 +1,1 @@
+"""CLI entry points of distill_data: `wb distill` and `wb serve`."""

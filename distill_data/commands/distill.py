@@ -1,0 +1,33 @@
+"""`wb distill PROMPTS --output DIR --model NAME --base-url URL ...`: teacher distillation that resumes.
+
+Example: `wb distill examples/data/gsm8k/test.jsonl --prompt-field question --answer-field answer
+--verify math --model Qwen/QwQ-32B --base-url http://localhost:8000/v1 --n 4 --output runs/gsm8k-qwq`.
+Re-running the same command resumes; `--config x.yaml` holds the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.config import add_config_arguments, build_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from distill_data.config import DistillConfig
+
+    parser.add_argument("prompts", help="prompt source: a file, a directory of shards, or a run directory")
+    parser.add_argument("--config", help="YAML file with options (flags override it)")
+    add_config_arguments(parser, DistillConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill_data.config import DistillConfig
+    from distill_data.pipeline import distill
+
+    cfg = build_config(DistillConfig, args, args.config, prompts=args.prompts)
+    manifest = distill(cfg)
+    c = manifest["status_counts"]
+    print(f"{manifest['units']:,} units: {c['ok']:,} ok, {c['truncated']:,} truncated, {c['failed']:,} failed; "
+          f"wrote {manifest['rows_out']:,} rows to {cfg.output}/data.parquet and {manifest['sft_rows']:,} "
+          f"to sft.parquet")
+    return 0

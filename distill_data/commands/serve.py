@@ -1,0 +1,27 @@
+"""`wb serve MODEL_PATH [--port 8000]`: an OpenAI-compatible server over a local transformers model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_path", help="a local transformers checkpoint directory with a chat template")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--max-batch", type=int, default=16, help="sequences per generate call (default: 16)")
+    parser.add_argument("--served-model-name", help="model id clients send (default: the directory name)")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from distill_data.local_engine import LocalEngine
+    from distill_data.serve import build_app
+
+    engine = LocalEngine(args.model_path, args.device)
+    name = args.served_model_name or engine.name
+    print(f"serving {name} on http://{args.host}:{args.port}/v1", flush=True)
+    uvicorn.run(build_app(engine, name, args.max_batch), host=args.host, port=args.port, log_level="warning")
+    return 0
