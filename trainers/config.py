@@ -1,0 +1,57 @@
+"""The options every trainer shares (model, data, optimiser, schedule, LoRA, checkpoints), as a dataclass
+that `SFTConfig` and `DPOConfig` extend. Every field has a default and help text for `--help`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.config import option
+from workbench.errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    model: str | None = option(None, "model directory (save_pretrained) or hub id to start from")
+    data: str | None = option(None, "training data: a file, a directory of shards, or a run directory")
+    output: str | None = option(None, "run directory to write (checkpoints, metrics.jsonl, model/)")
+    max_length: int = option(1024, "sequences are truncated to this many tokens")
+    batch_size: int = option(8, "sequences (or packed rows) per micro-batch on each rank")
+    grad_accum: int = option(1, "micro-batches accumulated per optimiser step")
+    epochs: float = option(1.0, "passes over the data (ignored when --max-steps is set)")
+    max_steps: int = option(0, "optimiser steps to take; 0 = derive from --epochs")
+    lr: float = option(1e-4, "peak learning rate")
+    schedule: str = option("cosine", "learning-rate decay after warmup", choices=["cosine", "linear", "constant"])
+    warmup_steps: int = option(0, "linear warmup steps")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to norms and biases)")
+    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0 = no clipping)")
+    seed: int = option(0, "seed for initialisation, data order and sampling")
+    save_every: int = option(100, "write a resumable checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = option(2, "how many of the newest checkpoints to keep")
+    log_every: int = option(10, "print a progress line every N steps (metrics.jsonl gets every step)")
+    lora_r: int = option(0, "LoRA rank; 0 = full fine-tuning")
+    lora_alpha: int = option(16, "LoRA alpha")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: list[str] = option(["all-linear"], "modules LoRA adapts (peft target_modules)")
+    dtype: str = option("auto", "weights dtype; auto = bf16 on a capable GPU, else fp32",
+                        choices=["auto", "bf16", "fp16", "fp32"])
+    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory (GPU)")
+
+    def check(self) -> None:
+        """Raise `InputError` for missing or inconsistent options."""
+        for name in ("model", "data", "output"):
+            if not getattr(self, name):
+                raise InputError(f"--{name} is required")
+        for name in ("batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        if Path(self.output).exists() and not Path(self.output).is_dir():
+            raise InputError(f"{self.output}: exists and is not a directory; choose another --output")
+
+    def client_config(self, total_steps: int):
+        """The `ClientConfig` these options describe."""
+        from trainers.client import ClientConfig
+
+        names = {f.name for f in dataclasses.fields(ClientConfig)} - {"total_steps"}
+        return ClientConfig(total_steps=total_steps, **{n: getattr(self, n) for n in names if hasattr(self, n)})

@@ -1,0 +1,139 @@
+"""What every training loop shares: the deterministic step plan, checkpoints and `metrics.jsonl`.
+
+The data position is just the step number: step k always reads the same units (examples, or packed
+bins) because each epoch's order is a permutation seeded by (seed, epoch). So resuming needs only the
+step, and a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class StepPlan:
+    """Which units each optimiser step reads. A unit is a list of example indices (one example, or a bin)."""
+
+    units: list[list[int]]
+    batch_size: int  # units per micro-batch
+    grad_accum: int
+    seed: int
+    world_size: int = 1
+    rank: int = 0
+
+    @property
+    def units_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.units) / self.units_per_step))
+
+    def total_steps(self, epochs: float, max_steps: int | None) -> int:
+        return max_steps if max_steps else max(1, math.ceil(epochs * self.steps_per_epoch))
+
+    def step_units(self, step: int) -> list[list[int]]:
+        """All ranks' units of `step`, in order."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
+        chosen = order[offset * self.units_per_step : (offset + 1) * self.units_per_step]
+        return [self.units[i] for i in chosen.tolist()]
+
+    def micro_batches(self, step: int) -> list[list[int]]:
+        """This rank's micro-batches of `step`, each a flat list of example indices."""
+        mine = self.step_units(step)[self.rank :: self.world_size]
+        chunks = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return [[i for unit in chunk for i in unit] for chunk in chunks]
+
+
+def latest_checkpoint(output: Path) -> tuple[int, Path] | None:
+    """(step, directory) of the newest complete checkpoint under `output/checkpoints`, if any."""
+    root = output / CHECKPOINTS
+    found = sorted((int(p.name.split("-")[1]), p) for p in root.glob("step-*") if (p / "state.pt").exists()) \
+        if root.is_dir() else []
+    return found[-1] if found else None
+
+
+def save_checkpoint(client, output: Path, step: int, keep: int) -> None:
+    """Save the client's state at `step` and keep only the newest `keep` checkpoints."""
+    client.save_state(output / CHECKPOINTS / f"step-{step:06d}", step=step)
+    if client.rank != 0:
+        return
+    done = sorted(p for p in (output / CHECKPOINTS).glob("step-*") if (p / "state.pt").exists())
+    for old in done[: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class MetricsLog:
+    """Appends one JSON object per line to `metrics.jsonl`; on resume drops lines past the checkpoint."""
+
+    def __init__(self, output: Path, resume_step: int, enabled: bool = True):
+        self.path = output / METRICS
+        self.enabled = enabled
+        self.last: dict = {}
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.last = json.loads(kept[-1]) if kept else {}
+            if enabled:
+                self.path.write_text("".join(line + "\n" for line in kept))
+        elif enabled:
+            self.path.write_text("")
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(output: str | Path) -> list[dict]:
+    path = Path(output) / METRICS
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=None, eval_every: int = 0,
+               log=print) -> dict:
+    """Resume from the newest checkpoint, then for each step: `step_fn(step)` (forward/backward over the
+    step's micro-batches; returns metrics with `tokens` and `trained_tokens`), `optim_step`, one line in
+    metrics.jsonl, a checkpoint every `cfg.save_every` steps. Returns the last record."""
+    import time
+
+    found = latest_checkpoint(output)
+    start = 0
+    if found:
+        start = client.load_state(found[1])["step"]
+        log(f"resuming from {found[1]} (step {start})")
+    metrics = MetricsLog(output, start, enabled=client.rank == 0)
+    record: dict = {"step": start}
+    for step in range(start, total_steps):
+        t0 = time.perf_counter()
+        record = {"step": step + 1, **step_fn(step)}
+        record.update(client.optim_step())
+        record["trained_tokens_total"] = metrics.last.get("trained_tokens_total", 0) + record["trained_tokens"]
+        metrics.last = record
+        seconds = time.perf_counter() - t0
+        record["tokens_per_s"] = round(record["tokens"] / seconds, 1)
+        record["step_seconds"] = round(seconds, 4)
+        if eval_fn and eval_every and (step + 1) % eval_every == 0 and step + 1 < total_steps:
+            record.update(eval_fn())
+        if step + 1 == total_steps and eval_fn:
+            record.update(eval_fn())
+        metrics.write(record)
+        if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == total_steps:
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()
+                     if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",
+                              "rewards/accuracies")}
+            log(" ".join(f"{k}={v}" for k, v in shown.items()))
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+            save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)
+    save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)
+    return record

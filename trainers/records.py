@@ -1,0 +1,51 @@
+"""Read a dataset for training: validate every row against its record kind, render it to token ids.
+
+Errors name the file and the 1-based row. Rows that render to nothing trainable after truncation are
+dropped and counted by reason, never silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workbench.errors import SchemaError
+from workbench.io import Source, open_source
+from workbench.schemas import KIND_LABELS, detect_kind, validate_table
+
+
+@dataclass
+class Rendered:
+    source: Source
+    items: list = field(default_factory=list)  # what `render` returned, one per kept row
+    rows_in: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+
+def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | None]) -> Rendered:
+    """Validate `spec` as `kind` records and call `render(row, where)` on each row.
+
+    `render` returns the rendered item, or a string naming why the row is dropped.
+    """
+    source = open_source(spec)
+    found = detect_kind(source.schema())
+    if found != kind:
+        hint = ""
+        if kind == "sft" and {"question", "answer"} <= set(source.schema().names):
+            hint = " (rename question/answer to prompt/completion, e.g. with `wb convert` and polars)"
+        raise SchemaError(f"{spec}: expected {KIND_LABELS[kind]} records but the columns {source.schema().names} "
+                          f"look like {KIND_LABELS[found]}{hint}")
+    out = Rendered(source)
+    for path, first, table in source.iter_rows_with_file():
+        validate_table(table, kind, path.name, first)
+        for i, row in enumerate(table.to_pylist()):
+            item = render(row, f"{path.name}: row {first + i + 1}")
+            out.rows_in += 1
+            if isinstance(item, str):
+                out.dropped[item] += 1
+            else:
+                out.items.append(item)
+    if not out.items:
+        raise SchemaError(f"{spec}: no trainable rows ({dict(out.dropped) or 'the source is empty'})")
+    return out
