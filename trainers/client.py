@@ -295,7 +295,7 @@ def _resolve_dtype(name: str) -> torch.dtype:
 def _add_lora(model, config: ClientConfig):
     from workbench.errors import require
 
-    peft = require("peft", package="peft")
+    peft = require("peft")
     targets = config.lora_targets[0] if config.lora_targets == ["all-linear"] else config.lora_targets
     lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                            target_modules=targets, task_type="CAUSAL_LM")
