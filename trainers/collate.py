@@ -22,7 +22,7 @@ from trainers.render import Example
 LAYOUTS = ("padded", "padding_free", "packed")
 
 
-def collate(examples: Sequence[Example], layout: str = "padding_free", pad_id: int = 0,
+def collate(examples: Sequence[Example], layout: str = "padded", pad_id: int = 0,
             capacity: int | None = None) -> dict[str, torch.Tensor]:
     """A batch dict: input_ids, position_ids, loss_mask, seq_ids [B, T], and attention_mask for `padded`.
 

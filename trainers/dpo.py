@@ -1,7 +1,7 @@
 """Direct preference optimisation: `wb train dpo --model PATH --data PAIRS --output DIR`.
 
 Rows are `prompt?`, `chosen`, `rejected` (strings or message lists; without `prompt` the two
-conversations share all but their last message). Each pair is two sequences scored by summed log-probs
+conversations share all but their last message). Each pair is two sequences (padded rows) scored by summed log-probs
 of the final assistant turn; `trainers.losses.dpo_loss` turns them into sigmoid / ipo / hinge /
 sigmoid_norm / simpo losses. The reference is a frozen copy of the starting model, or with LoRA the base
 model with the adapter disabled; by default its log-probs are computed once before training and cached
@@ -67,7 +67,7 @@ def pair_logps(client, pairs: list, reference: bool) -> np.ndarray:
     from trainers.collate import collate, sequence_sums
 
     seqs = [ex for pair in pairs for ex in pair]
-    batch = collate(seqs, "padding_free", client.tokenizer.pad_token_id)
+    batch = collate(seqs, "padded", client.tokenizer.pad_token_id)
     sums = sequence_sums(client.compute_logprobs(batch, reference=reference), batch, len(seqs))
     return sums.double().cpu().numpy().reshape(-1, 2)
 
@@ -102,7 +102,7 @@ def reference_table(client, pairs: list, cfg: DPOConfig, fingerprint: str, may_c
 
 
 def pair_loss(cfg: DPOConfig, ref_pairs, lengths, num_pairs: int):
-    """The loss function for a padding-free batch of sequences laid out chosen, rejected, chosen, ...;
+    """The loss function for a batch of sequences laid out chosen, rejected, chosen, rejected, ...;
     `ref_pairs` is [pairs, 2] reference log-probs (None for SimPO), `lengths` the completion lengths."""
     from trainers.collate import sequence_sums
     from trainers.losses import dpo_loss
@@ -156,7 +156,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
         tokens = trained = 0
         for mb in micro:
             seqs = [ex for i in mb for ex in pairs[i]]
-            batch = collate(seqs, "padding_free", tokenizer.pad_token_id)
+            batch = collate(seqs, "padded", tokenizer.pad_token_id)
             lengths = torch.tensor([int(ex.mask[1:].sum()) for ex in seqs], dtype=torch.float32)
             if ref is not None:
                 ref_pairs = torch.from_numpy(ref[mb])

@@ -1,9 +1,12 @@
 """Supervised fine-tuning: `wb train sft --model PATH --data RUN_OR_FILE --output DIR [--config sft.yaml]`.
 
 Rows (`messages`, or `prompt`/`completion`) are rendered with the chat template; the loss is the token
-mean of the NLL over assistant tokens of the whole optimiser step. Batches are padding-free by default
-(one row, position ids restart per example), or padded, or packed into rows of `max_length` tokens;
-no token ever attends across examples. Re-running the same command resumes from the last checkpoint.
+mean of the NLL over assistant tokens of the whole optimiser step. Micro-batches are padded rows (the
+default), one padding-free row (position ids restart per example), or rows packed to `max_length`
+tokens; no token ever attends across examples. With SDPA the per-example mask is dense over a whole row,
+so padding-free costs (row length)^2 attention and pays off only with a varlen kernel (flash-attention
+on a GPU); packed rows of `max_length` keep that cost bounded. `bench/sft_throughput.py` measures it.
+Re-running the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from workbench.rundir import RunDir, Usage
 
 @dataclass
 class SFTConfig(TrainConfig):
-    layout: str = option("padding_free", "how a micro-batch is laid out: one concatenated row with restarting "
-                         "position ids, padded rows, or packed rows of max_length tokens",
-                         choices=["padding_free", "padded", "packed"])
+    layout: str = option("padded", "how a micro-batch is laid out: padded rows, one concatenated row with "
+                         "restarting position ids (fast with flash-attention), or packed rows of max_length tokens "
+                         "(--batch-size then counts rows)", choices=["padded", "padding_free", "packed"])
     eval_data: str | None = option(None, "held-out data for the eval loss (default: split off --eval-fraction)")
     eval_fraction: float = option(0.05, "fraction of rows held out for the eval loss when --eval-data is unset")
     max_eval_rows: int = option(256, "at most this many held-out rows")
@@ -50,7 +53,7 @@ def split_eval(n: int, cfg: SFTConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def nll_eval(client, examples: list, batch_size: int, layout: str = "padding_free") -> float:
+def nll_eval(client, examples: list, batch_size: int, layout: str = "padded") -> float:
     """Mean NLL per trained token over `examples` (no gradients)."""
     from trainers.collate import collate
 
