@@ -21,7 +21,7 @@ from trainers.config import TrainConfig
 from trainers.losses import DPO_LOSSES
 from workbench.config import option
 from workbench.errors import InputError
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import Usage
 
 REF_CACHE = "ref_logps.parquet"
 
@@ -123,7 +123,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
 
     from trainers.client import TrainingClient, all_reduce_sum, dist_info, load_tokenizer
     from trainers.collate import collate, sequence_sums
-    from trainers.loop import StepPlan, latest_checkpoint, train_loop
+    from trainers.loop import StepPlan, latest_checkpoint, run_dir, train_loop
     from trainers.records import load_rendered
 
     cfg.check()
@@ -132,6 +132,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
     data = load_rendered(cfg.data, "preference", render_fn(tokenizer, cfg.max_length))
     pairs = data.items
     rank, world, _ = dist_info()
+    log = log if rank == 0 else (lambda *_: None)
     plan = StepPlan([[i] for i in range(len(pairs))], cfg.batch_size, cfg.grad_accum, cfg.seed, world, rank)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
     client = TrainingClient.load(cfg.client_config(total), tokenizer)
@@ -174,7 +175,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
         return {**record, "tokens": int(all_reduce_sum(tokens)), "trained_tokens": int(all_reduce_sum(trained)),
                 "epoch": round((step + 1) / plan.steps_per_epoch, 4)}
 
-    with RunDir(output, "train-dpo", cfg, inputs=[data.source]) as run:
+    with run_dir(output, "train-dpo", cfg, rank, inputs=[data.source]) as run:
         last = train_loop(client, cfg, output, total, step_fn, log=log)
         client.save_model(output / "model")
         usage = Usage(trained_tokens=int(last.get("trained_tokens_total", 0)))

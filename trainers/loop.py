@@ -7,6 +7,7 @@ step, and a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -55,6 +56,24 @@ class StepPlan:
         return [[i for unit in chunk for i in unit] for chunk in chunks]
 
 
+def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
+    """The run directory on rank 0; other ranks get a stand-in whose `finish` only returns the manifest
+    fields, so every rank runs the same code and only one writes."""
+    from workbench.rundir import RunDir
+
+    if rank == 0:
+        return RunDir(output, stage, cfg, inputs=inputs)
+
+    class _Quiet(contextlib.AbstractContextManager):
+        def __exit__(self, *exc):
+            return None
+
+        def finish(self, **fields):
+            return fields
+
+    return _Quiet()
+
+
 def latest_checkpoint(output: Path) -> tuple[int, Path] | None:
     """(step, directory) of the newest complete checkpoint under `output/checkpoints`, if any."""
     root = output / CHECKPOINTS
@@ -95,6 +114,10 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
+def _silent(*_args: object) -> None:
+    return None
+
+
 def read_metrics(output: str | Path) -> list[dict]:
     path = Path(output) / METRICS
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -107,6 +130,8 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
     metrics.jsonl, a checkpoint every `cfg.save_every` steps. Returns the last record."""
     import time
 
+    if client.rank != 0:
+        log = _silent
     found = latest_checkpoint(output)
     start = 0
     if found:

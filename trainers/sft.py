@@ -19,7 +19,7 @@ import numpy as np
 from trainers.config import TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import Usage
 
 
 @dataclass
@@ -70,7 +70,7 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     """Run (or resume) SFT into `cfg.output`; return the manifest."""
     from trainers.client import TrainingClient, all_reduce_sum, dist_info, load_tokenizer
     from trainers.collate import collate, pack, trained_tokens
-    from trainers.loop import StepPlan, train_loop
+    from trainers.loop import StepPlan, run_dir, train_loop
     from trainers.losses import sft_loss
     from trainers.records import load_rendered
 
@@ -91,6 +91,7 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     else:
         units = [[i] for i in range(len(examples))]
     rank, world, _ = dist_info()
+    log = log if rank == 0 else (lambda *_: None)
     plan = StepPlan(units, cfg.batch_size, cfg.grad_accum, cfg.seed, world, rank)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
     client = TrainingClient.load(cfg.client_config(total), tokenizer)
@@ -113,7 +114,7 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     def eval_fn() -> dict:
         return {"eval_loss": nll_eval(client, held_out, cfg.batch_size)} if held_out else {}
 
-    with RunDir(output, "train-sft", cfg, inputs=inputs) as run:
+    with run_dir(output, "train-sft", cfg, rank, inputs=inputs) as run:
         last = train_loop(client, cfg, output, total, step_fn, eval_fn, cfg.eval_every, log=log)
         client.save_model(output / "model")
         usage = Usage(trained_tokens=int(last.get("trained_tokens_total", 0)))
