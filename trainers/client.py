@@ -80,7 +80,10 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     _check_model_path(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot load a tokenizer from this model path or hub id ({exc})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

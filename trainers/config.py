@@ -10,6 +10,9 @@ from pathlib import Path
 from workbench.config import option
 from workbench.errors import InputError
 
+# the preference losses `trainers.losses.dpo_loss` implements (named here so configs need no torch)
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "sigmoid_norm", "simpo")
+
 
 @dataclass
 class TrainConfig:

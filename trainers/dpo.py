@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.config import TrainConfig
-from trainers.losses import DPO_LOSSES
+from trainers.config import DPO_LOSSES, TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
 from workbench.rundir import Usage

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DPO_LOSSES = ("sigmoid", "ipo", "hinge", "sigmoid_norm", "simpo")
+from trainers.config import DPO_LOSSES
 
 
 def token_logprobs(logits_N_V: torch.Tensor, targets_N: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from workbench.errors import SchemaError
 from workbench.io import Source, open_source
 from workbench.schemas import KIND_LABELS, detect_kind, validate_table
@@ -23,21 +25,26 @@ class Rendered:
     dropped: Counter = field(default_factory=Counter)
 
 
-def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | None]) -> Rendered:
+def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | None],
+                  rename: dict[str, str] | None = None) -> Rendered:
     """Validate `spec` as `kind` records and call `render(row, where)` on each row.
 
-    `render` returns the rendered item, or a string naming why the row is dropped.
+    `render` returns the rendered item, or a string naming why the row is dropped. `rename` maps the
+    source's column names to the record kind's (e.g. GSM8K's question/answer to prompt/completion).
     """
     source = open_source(spec)
-    found = detect_kind(source.schema())
+    rename = {k: v for k, v in (rename or {}).items() if k != v}
+    names = [rename.get(n, n) for n in source.schema().names]
+    found = detect_kind(pa.schema([(n, pa.null()) for n in names]))
     if found != kind:
         hint = ""
-        if kind == "sft" and {"question", "answer"} <= set(source.schema().names):
-            hint = " (rename question/answer to prompt/completion, e.g. with `wb convert` and polars)"
-        raise SchemaError(f"{spec}: expected {KIND_LABELS[kind]} records but the columns {source.schema().names} "
+        if kind == "sft" and {"question", "answer"} <= set(names):
+            hint = " (pass --prompt-field question --completion-field answer)"
+        raise SchemaError(f"{spec}: expected {KIND_LABELS[kind]} records but the columns {names} "
                           f"look like {KIND_LABELS[found]}{hint}")
     out = Rendered(source)
     for path, first, table in source.iter_rows_with_file():
+        table = table.rename_columns([rename.get(n, n) for n in table.column_names])
         validate_table(table, kind, path.name, first)
         for i, row in enumerate(table.to_pylist()):
             item = render(row, f"{path.name}: row {first + i + 1}")

@@ -27,6 +27,8 @@ class SFTConfig(TrainConfig):
     layout: str = option("padded", "how a micro-batch is laid out: padded rows, one concatenated row with "
                          "restarting position ids (fast with flash-attention), or packed rows of max_length tokens "
                          "(--batch-size then counts rows)", choices=["padded", "padding_free", "packed"])
+    prompt_field: str = option("prompt", "column holding the prompt when rows have no messages (e.g. question)")
+    completion_field: str = option("completion", "column holding the completion (e.g. answer)")
     eval_data: str | None = option(None, "held-out data for the eval loss (default: split off --eval-fraction)")
     eval_fraction: float = option(0.05, "fraction of rows held out for the eval loss when --eval-data is unset")
     max_eval_rows: int = option(256, "at most this many held-out rows")
@@ -78,13 +80,14 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     output = Path(cfg.output)
     tokenizer = load_tokenizer(cfg.model)
     render = render_fn(tokenizer, cfg.max_length)
-    data = load_rendered(cfg.data, "sft", render)
+    rename = {cfg.prompt_field: "prompt", cfg.completion_field: "completion"}
+    data = load_rendered(cfg.data, "sft", render, rename)
     train_idx, eval_idx = split_eval(len(data.items), cfg)
     examples = [data.items[i] for i in train_idx]
     held_out = [data.items[i] for i in eval_idx]
     inputs = [data.source]
     if cfg.eval_data:
-        extra = load_rendered(cfg.eval_data, "sft", render)
+        extra = load_rendered(cfg.eval_data, "sft", render, rename)
         held_out, inputs = extra.items, [data.source, extra.source]
     if cfg.layout == "packed":
         units = pack([len(e) for e in examples], cfg.max_length)

@@ -84,5 +84,15 @@ def test_preference_row_missing_rejected_is_a_clear_error(tmp_path, tiny_tokeniz
 def test_wrong_record_kind_names_the_columns(tmp_path, tiny_tokenizer):
     path = tmp_path / "qa.jsonl"
     path.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
-    with pytest.raises(SchemaError, match="expected SFT messages records.*rename question/answer"):
+    with pytest.raises(SchemaError, match="expected SFT messages records.*--prompt-field question --completion-field answer"):
         load_rendered(str(path), "sft", lambda row, where: render_sft(tiny_tokenizer, row, where))
+
+
+def test_importing_the_commands_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, argparse, trainers.cli; trainers.cli.add_arguments(argparse.ArgumentParser()); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -134,3 +134,17 @@ def test_two_ranks_under_torchrun_match_one_process(tiny_model_dir, gsm8k_sft, t
     for key in ("loss", "grad_norm", "trained_tokens"):  # all-reduce sums in another order: float noise only
         assert [m[key] for m in one] == pytest.approx([m[key] for m in two], rel=1e-4), key
     assert read_manifest(tmp_path / "two")["status"] == "complete"
+
+
+def test_bundled_gsm8k_trains_from_a_config_file_with_flag_overrides(tiny_model_dir, tmp_path):
+    config = tmp_path / "sft.yaml"
+    config.write_text("prompt_field: question\ncompletion_field: answer\nmax_steps: 5\nbatch_size: 4\n"
+                      "lr: 0.003\nsave_every: 0\nmax_eval_rows: 8\n")
+    out = tmp_path / "gsm8k"
+    _train(tiny_model_dir, bundled_data_dir() / "gsm8k" / "test.jsonl", out, "--config", config, "--max-steps", 2)
+    metrics = read_metrics(out)
+    manifest = read_manifest(out)
+    assert len(metrics) == 2 and "eval_loss" in metrics[-1]
+    assert manifest["rows_in"] == manifest["rows_out"] == 1319
+    assert manifest["config"]["max_steps"] == 2 and manifest["config"]["prompt_field"] == "question"
+    assert manifest["inputs"][0]["fingerprint"]
