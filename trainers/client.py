@@ -44,6 +44,7 @@ class ClientConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
     dtype: str = "auto"  # auto = bf16 on a GPU that supports it, else fp32
     gradient_checkpointing: bool = False
+    attn_implementation: str = "auto"  # auto = the model's default (SDPA); flash_attention_2 gives varlen
     seed: int = 0
 
 
@@ -144,7 +145,8 @@ class TrainingClient:
         seed_everything(config.seed)
         dtype = _resolve_dtype(config.dtype)
         try:
-            model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+            attn = None if config.attn_implementation == "auto" else config.attn_implementation
+            model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype, attn_implementation=attn)
         except OSError as exc:
             raise InputError(f"{config.model}: cannot load the model ({exc})") from None
         if model.config.pad_token_id is None:

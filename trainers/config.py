@@ -40,6 +40,8 @@ class TrainConfig:
     dtype: str = option("auto", "weights dtype; auto = bf16 on a capable GPU, else fp32",
                         choices=["auto", "bf16", "fp16", "fp32"])
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory (GPU)")
+    attn_implementation: str = option("auto", "attention kernel; flash_attention_2 makes padding-free and packed "
+                                      "rows varlen (GPU)", choices=["auto", "sdpa", "eager", "flash_attention_2"])
 
     def check(self) -> None:
         """Raise `InputError` for missing or inconsistent options."""

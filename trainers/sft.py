@@ -104,6 +104,9 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
 
     def step_fn(step: int) -> dict:
         micro = [[examples[i] for i in mb] for mb in plan.micro_batches(step)]
+        if cfg.layout == "padded" and len(micro) > 1:  # similar lengths share a micro-batch: less padding,
+            ordered = sorted((e for mb in micro for e in mb), key=len)  # same step gradient (global mean)
+            micro = [ordered[i : i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
         n_tokens = all_reduce_sum(sum(trained_tokens(mb) for mb in micro))
         loss = 0.0
         for mb in micro:
