@@ -62,7 +62,7 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
     from workbench.rundir import RunDir
 
     if rank == 0:
-        return RunDir(output, stage, cfg, inputs=inputs)
+        return RunDir(output, stage, cfg, inputs=inputs, resumable=True)
 
     class _Quiet(contextlib.AbstractContextManager):
         def __exit__(self, *exc):

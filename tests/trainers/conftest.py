@@ -1,5 +1,14 @@
-"""Tiny models are faster on one thread, and the test machine is shared: pin torch to one thread."""
+"""Tiny models train faster on one thread, and the test machine is shared: pin torch to one thread
+while these tests run (restored afterwards, so other packages' tests are unaffected)."""
 
-import torch
+import pytest
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
