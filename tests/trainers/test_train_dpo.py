@@ -87,3 +87,23 @@ def test_preference_row_missing_rejected_fails_clearly(tiny_model_dir, tmp_path,
                  "--output", str(tmp_path / "o")]) == 2
     assert 'bad.jsonl: row 2: "rejected" must be a string; got null' in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_rerun_resumes_dpo_from_the_checkpoint_and_the_cached_reference(tiny_model_dir, separable_pairs, tmp_path):
+    import shutil
+
+    flags = ["--max-steps", 4, "--batch-size", 4, "--lr", 1e-3, "--save-every", 2, "--keep-checkpoints", 5]
+    whole = _dpo(tiny_model_dir, separable_pairs, tmp_path / "whole", *flags)
+    broken = tmp_path / "broken"
+    _dpo(tiny_model_dir, separable_pairs, broken, *flags)
+    shutil.rmtree(broken / "checkpoints" / "step-000004")
+    shutil.rmtree(broken / "model")
+    (broken / "manifest.json").unlink()
+    resumed = _dpo(tiny_model_dir, separable_pairs, broken, *flags)
+    _same(whole, resumed, tol=1e-6)
+    # a full fine-tune cannot rebuild its reference after training began: a lost cache is an error
+    (broken / "ref_logps.parquet").unlink()
+    shutil.rmtree(broken / "checkpoints" / "step-000004")
+    argv = ["train", "dpo", "--model", str(tiny_model_dir), "--data", str(separable_pairs), "--output", str(broken),
+            *map(str, flags)]
+    assert main(argv) == 2
