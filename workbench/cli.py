@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
     "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "curate": ("curate.commands.curate", "filters, PII, decontamination, exact and near dedup in one run"),
+    "dedup": ("curate.commands.dedup", "exact and MinHash near dedup with a keep policy (and --against a run)"),
+    "decontam": ("curate.commands.decontam", "drop rows sharing n-grams with benchmark questions or answers"),
 }
 
 
