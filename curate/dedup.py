@@ -236,21 +236,51 @@ def _band_keys(sig: np.ndarray, params: minhash.LshParams, rows: np.ndarray | No
 
 def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: np.ndarray, ref: Reference | None,
             batches: Batches, fields: list[str], config: DedupConfig) -> np.ndarray:
-    """Similarity of each candidate pair: exact Jaccard between new rows when asked, else the estimate."""
-    sims = np.empty(len(pairs))
-    against = pairs[:, 0] < m
+    """Similarity of each candidate pair: exact Jaccard of n-gram sets, or the signature estimate.
+
+    Reference rows are read back from the earlier run's `data.parquet` (only the candidates), so
+    pairs against it are verified the same way; the estimate is used only when asked for, or when
+    the reference lacks the compared fields.
+    """
+    left, right = pairs[:, 0], alive[pairs[:, 1] - m]
+    against = left < m
+    left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
+    if config.verify == "signature" or not len(pairs):
+        return _estimate(pairs, m, alive, sig, ref)
+    sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
+    ref_sets: dict[int, np.ndarray] = {}
     if against.any():
-        left = np.asarray(ref.sig[pairs[against, 0]])
-        right = np.asarray(sig[alive[pairs[against, 1] - m]])
-        sims[against] = (left == right).mean(axis=1)
-    inner = ~against
-    left, right = alive[pairs[inner, 0] - m], alive[pairs[inner, 1] - m]
-    if config.verify == "signature":
-        sims[inner] = (np.asarray(sig[left]) == np.asarray(sig[right])).mean(axis=1) if len(left) else []
-        return sims
-    sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left, right]))
-    sims[inner] = [_jaccard(sets[i], sets[j]) for i, j in zip(left, right, strict=True)]
+        ref_batches = parquet_batches(ref.path / "data.parquet")
+        names = set(next(iter(ref_batches()), pa.table({})).column_names)
+        if not all(("messages" if f.startswith("messages") else f) in names for f in fields):
+            return _estimate(pairs, m, alive, sig, ref)
+        ref_sets = _shingle_sets(ref_batches, fields, config.ngram, np.unique(left_rows[against]))
+    return np.array([_jaccard(ref_sets[i] if a else sets[i], sets[j])
+                     for i, j, a in zip(left_rows, right, against, strict=True)])
+
+
+def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: np.ndarray, ref: Reference | None) -> np.ndarray:
+    sims = np.empty(len(pairs))
+    for lo in range(0, len(pairs), 65536):
+        part = pairs[lo:lo + 65536]
+        right = np.asarray(sig[alive[part[:, 1] - m]])
+        against = part[:, 0] < m
+        left = np.empty_like(right)
+        if against.any():
+            left[against] = np.asarray(ref.sig[part[against, 0]])
+        left[~against] = np.asarray(sig[alive[part[~against, 0] - m]])
+        sims[lo:lo + 65536] = (left == right).mean(axis=1)
     return sims
+
+
+def parquet_batches(path: Path) -> Batches:
+    """A re-readable stream of a parquet file's rows as tables of 8192 rows."""
+    import pyarrow.parquet as pq
+
+    def batches() -> Iterator[pa.Table]:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            yield pa.Table.from_batches([batch])
+    return batches
 
 
 def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> dict[int, np.ndarray]:

@@ -18,9 +18,9 @@ EMPTY_WORD = ""  # an empty document is one empty word, so empties still get a s
 
 
 def normalize(texts: pa.Array) -> pa.Array:
-    """NFKC, lowercased, punctuation to spaces; whitespace is left for `words` to collapse."""
+    """NFKC, lowercased, punctuation to spaces, trimmed; inner whitespace is left for splitting."""
     texts = pc.utf8_normalize(texts, form="NFKC")
-    return pc.replace_substring_regex(pc.utf8_lower(texts), _PUNCT, " ")
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(texts), _PUNCT, " "))
 
 
 def normalized_strings(texts: pa.Array) -> pa.Array:

@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from curate.dedup import DedupConfig, apply_plan, plan_dedup, save_index
+from curate.dedup import DedupConfig, apply_plan, parquet_batches, plan_dedup, save_index
 from curate.inputs import Inputs
 from curate.removed import Outputs
 from curate.step import Step, run_steps
@@ -51,7 +50,7 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                 batches = inputs.batches
                 if steps:
                     write_tables(survivors, run.path / STAGED, schema=inputs.schema)
-                    batches = _reader(run.path / STAGED)
+                    batches = parquet_batches(run.path / STAGED)
                 else:
                     counted_once = counted()
                     batches = _first_then(counted_once, inputs.batches)
@@ -71,13 +70,6 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
             if hasattr(step, "matches"):
                 extra["contamination"] = step.matches
         return run.finish(rows_in=rows_in, rows_out=outputs.kept, dropped=dict(outputs.reasons), **extra)
-
-
-def _reader(path: Path) -> Callable[[], Iterator[pa.Table]]:
-    def batches() -> Iterator[pa.Table]:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-            yield pa.Table.from_batches([batch])
-    return batches
 
 
 def _first_then(first: Iterator[pa.Table], again: Callable[[], Iterator[pa.Table]]) -> Callable[[], Iterator[pa.Table]]:
