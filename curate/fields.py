@@ -25,10 +25,9 @@ def default_fields(schema: pa.Schema) -> list[str]:
     if "messages" in names:
         return ["messages"]
     for group in (["prompt", "chosen", "rejected"], ["prompt", "completion"], ["question", "answer"],
-                  ["prompt"], ["problem"], ["question"]):
-        present = [g for g in group if g in names]
-        if present and present[0] == group[0]:
-            return present
+                  ["problem", "solution"], ["prompt"], ["question"], ["problem"]):
+        if all(g in names for g in group):
+            return group
     raise InputError(f"no text column found (columns are {names}); name one with --field")
 
 
