@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from curate import minhash
 from curate.fields import field_text
 from curate.keep import keep_rank, score_column
-from curate.normalize import exact_keys, normalized_strings, text_ngrams
+from curate.normalize import exact_keys, normalized_strings, text_ngrams, word_lists
 from curate.removed import with_reasons
 from workbench.config import option
 from workbench.errors import InputError
@@ -103,16 +103,17 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     with open(spill, "wb") as sig_file:
         for table in batches():
             text = field_text(table, fields)
-            norm = normalized_strings(text)
+            lists = word_lists(text)
             p1.ids.extend(table["id"].to_pylist())
             p1.sources.extend(table["source"].to_pylist())
             p1.lengths.append(pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False))
-            p1.keys.append(exact_keys(text))
+            norm = normalized_strings(None, lists)
+            p1.keys.append(exact_keys(norm))
             p1.empty.append(pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False))
             if score_col:
                 p1.scores.append(_scores(table, score_col))
             if config.near:
-                shingles, doc_of = text_ngrams(text, config.ngram)
+                shingles, doc_of = text_ngrams(None, config.ngram, lists)
                 sig_file.write(minhash.signatures(shingles, doc_of, table.num_rows, a, b).tobytes())
     n = len(p1.ids)
     plan = DedupPlan(p1.ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))

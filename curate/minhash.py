@@ -53,19 +53,21 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def signatures(shingles: np.ndarray, doc_of: np.ndarray, num_docs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """uint32 signatures (num_docs x num_perm); `doc_of` must be sorted and cover every document."""
-    sig = np.full((num_docs, len(a)), np.iinfo(np.uint32).max, dtype=np.uint32)
-    shift = np.uint64(32)
+    sig_T = np.full((len(a), num_docs), np.iinfo(np.uint32).max, dtype=np.uint32)
+    buf = np.empty((len(a), min(len(shingles), SHINGLES_PER_CHUNK)), dtype=np.uint64)
+    high = 1 if np.little_endian else 0  # which uint32 half of each uint64 holds bits 32..63
     for lo in range(0, len(shingles), SHINGLES_PER_CHUNK):
         x = shingles[lo:lo + SHINGLES_PER_CHUNK]
         docs = doc_of[lo:lo + SHINGLES_PER_CHUNK]
-        v = np.multiply.outer(x, a)
-        v += b
-        v >>= shift
+        v_PS = buf[:, : len(x)]  # perms x shingles, so the per-document min runs along memory
+        np.multiply.outer(a, x, out=v_PS)
+        v_PS += b[:, None]
+        top_PS = v_PS.view(np.uint32)[:, high::2]  # (a*x + b) mod 2^64 >> 32, without a shift or copy
         starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-        seg = np.minimum.reduceat(v, starts, axis=0).astype(np.uint32)
+        seg_PD = np.minimum.reduceat(top_PS, starts, axis=1)
         seg_docs = docs[starts]
-        sig[seg_docs] = np.minimum(sig[seg_docs], seg)
-    return sig
+        sig_T[:, seg_docs] = np.minimum(sig_T[:, seg_docs], seg_PD)
+    return np.ascontiguousarray(sig_T.T)
 
 
 def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:

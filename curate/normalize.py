@@ -23,14 +23,20 @@ def normalize(texts: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(texts), _PUNCT, " "))
 
 
-def normalized_strings(texts: pa.Array) -> pa.Array:
+def word_lists(texts: pa.Array) -> pa.Array:
+    """The normalised words of each text (a list array; an empty text gives an empty list)."""
+    return pc.utf8_split_whitespace(normalize(texts))
+
+
+def normalized_strings(texts: pa.Array, lists: pa.Array | None = None) -> pa.Array:
     """Normalised texts with whitespace collapsed to single spaces (the key for exact dedup)."""
-    return pc.binary_join(pc.utf8_split_whitespace(normalize(texts)), pa.scalar(" ", pa.large_string()))
+    lists = word_lists(texts) if lists is None else lists
+    return pc.binary_join(lists, pa.scalar(" ", pa.large_string()))
 
 
-def words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+def words(texts: pa.Array | None = None, lists: pa.Array | None = None) -> tuple[pa.Array, np.ndarray]:
     """(flat words, offsets) of the normalised texts; an empty text yields one empty word."""
-    lists = pc.utf8_split_whitespace(normalize(texts))
+    lists = word_lists(texts) if lists is None else lists
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
     if (lengths == 0).any():
         lists = pc.if_else(pc.equal(pc.list_value_length(lists), 0), pa.scalar([EMPTY_WORD], lists.type), lists)
@@ -81,13 +87,13 @@ def ngram_hashes(word_hashes: np.ndarray, offsets: np.ndarray, n: int) -> tuple[
     return _fmix64(acc ^ np.uint64(n)), doc_of[start_ok], starts
 
 
-def text_ngrams(texts: pa.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shortcut: n-gram hashes and document indices of raw texts."""
-    flat, offsets = words(texts)
+def text_ngrams(texts: pa.Array | None, n: int, lists: pa.Array | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Shortcut: n-gram hashes and document indices of raw texts (or of their `word_lists`)."""
+    flat, offsets = words(texts, lists)
     return ngram_hashes(hash_words(flat), offsets, n)[:2]
 
 
-def exact_keys(texts: pa.Array) -> np.ndarray:
-    """xxh3-64 of each normalised text (uint64), the key for exact dedup."""
-    strings = normalized_strings(texts).cast(pa.large_binary()).to_pylist()
+def exact_keys(normalized: pa.Array) -> np.ndarray:
+    """xxh3-64 of each `normalized_strings` value (uint64), the key for exact dedup."""
+    strings = normalized.cast(pa.large_binary()).to_pylist()
     return np.fromiter((xxhash.xxh3_64_intdigest(s) for s in strings), dtype=np.uint64, count=len(strings))
