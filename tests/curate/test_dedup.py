@@ -136,3 +136,26 @@ def test_signatures_are_uint32_per_kept_row(tmp_path, jsonl):
     sig = np.load(tmp_path / "run" / "signatures.npy")
     assert sig.dtype == np.uint32 and sig.shape == (kept.height, 64)
     assert manifest["minhash"]["num_perm"] == 64
+
+
+def test_signature_verification_mode(tmp_path, jsonl):
+    docs = make_docs(20)
+    rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(docs)] + [{"id": "twin", "text": mutate(docs[4], 1, seed=4)}]
+    _, removed, manifest = dedup([jsonl("v.jsonl", rows), "--verify", "signature"], tmp_path / "run")
+    assert removed["id"].to_list() == ["twin"] and removed["duplicate_of"].to_list() == ["d4"]
+    assert manifest["config"]["verify"] == "signature"
+
+
+def test_a_very_large_document_is_processed_not_crashed(tmp_path, jsonl):
+    big = " ".join(make_docs(1, length=1000)[0] for _ in range(300))  # ~1.5 MB, 300k words
+    _, removed, _ = dedup([jsonl("big.jsonl", [{"text": big}, {"text": big + " tail"}])], tmp_path / "run")
+    assert removed["reason"].to_list() == ["near_duplicate"]
+    assert main(["curate", str(tmp_path / "big.jsonl"), "--no-dedup", "--no-decontam", "--output",
+                 str(tmp_path / "cur"), "--config", str(_yaml(tmp_path, "filter_settings: {length: {max_chars: 100000}}"))]) == 0
+    assert pl.read_parquet(tmp_path / "cur" / "removed.parquet")["reason"].to_list() == ["length:max_chars"] * 2
+
+
+def _yaml(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    return path

@@ -246,3 +246,15 @@ write_tables(tables(), {str(tmp_path / "out.parquet")!r})
     # a directory reader skips hidden temp files, so nothing half-written is read as data
     (tmp_path / "real.jsonl").write_text('{"x": 1}\n')
     assert open_source(tmp_path).count_rows() == 1
+
+
+def test_jsonl_with_a_line_longer_than_a_parse_block(tmp_path):
+    import json
+
+    from workbench.io import open_source
+
+    big = "word " * 600_000  # 3 MB in one line, above pyarrow's 1 MB JSON block
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"text": big}) + "\n" + json.dumps({"text": "small"}) + "\n")
+    table = open_source(path).read()
+    assert table.num_rows == 2 and len(table["text"][0].as_py()) == len(big)
