@@ -9,7 +9,10 @@ keep policy; `--against RUN_DIR` also removes rows that duplicate the kept rows 
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,21 +103,30 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     score_col = score_column(config.keep)
     spill = workdir / ".signatures.u32"
     p1 = _Pass1()
-    with open(spill, "wb") as sig_file:
-        for table in batches():
-            text = field_text(table, fields)
-            lists = word_lists(text)
+
+    def hash_batch(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]:
+        text = field_text(table, fields)
+        lists = word_lists(text)
+        norm = normalized_strings(None, lists)
+        lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+        sig = None
+        if config.near:
+            shingles, doc_of = text_ngrams(None, config.ngram, lists)
+            sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
+        return table, lengths, exact_keys(norm), pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False), sig
+
+    # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
+    with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for table, lengths, keys, empty, sig in _ordered_map(pool, hash_batch, batches(), ahead=4):
             p1.ids.extend(table["id"].to_pylist())
             p1.sources.extend(table["source"].to_pylist())
-            p1.lengths.append(pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False))
-            norm = normalized_strings(None, lists)
-            p1.keys.append(exact_keys(norm))
-            p1.empty.append(pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False))
+            p1.lengths.append(lengths)
+            p1.keys.append(keys)
+            p1.empty.append(empty)
             if score_col:
                 p1.scores.append(_scores(table, score_col))
-            if config.near:
-                shingles, doc_of = text_ngrams(None, config.ngram, lists)
-                sig_file.write(minhash.signatures(shingles, doc_of, table.num_rows, a, b).tobytes())
+            if sig is not None:
+                sig_file.write(sig.tobytes())
     n = len(p1.ids)
     plan = DedupPlan(p1.ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
     if n == 0:
@@ -134,6 +146,17 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
         _near(plan, batches, fields, config, sig, rank, ref)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
     return plan
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterator, ahead: int) -> Iterator:
+    """`map(fn, items)` on `pool`, in order, with at most `ahead` items in flight (bounded memory)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _scores(table: pa.Table, column: str) -> np.ndarray:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from curate.commands import add_run_arguments
 from curate.dedup import DedupConfig
 from workbench.config import add_config_arguments, build_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories or run directories")
-    parser.add_argument("--output", required=True, help="the run directory to write")
-    parser.add_argument("--config", help="a YAML file of options (flags override it)")
+    add_run_arguments(parser)
     add_config_arguments(parser, DedupConfig)
 
 
