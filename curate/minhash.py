@@ -15,7 +15,7 @@ import numpy as np
 
 from curate.normalize import _fmix64
 
-SHINGLES_PER_CHUNK = 1 << 16  # bounds the (shingles x num_perm) working array to 64 MB at 128 perms
+SHINGLES_PER_CHUNK = 4096  # the (num_perm x shingles) working array stays in cache (4 MB at 128 perms)
 
 
 @dataclass(frozen=True)
