@@ -176,6 +176,8 @@ def _source_rank(sources: list[str], priority: list[str]) -> np.ndarray:
 
 def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711 (elementwise on an object array)
+    if len(alive) == 0:
+        return
     order = alive[np.lexsort((rank[alive], keys[alive]))]
     sorted_keys = keys[order]
     first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
@@ -234,6 +236,10 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
           rank: np.ndarray, ref: Reference | None) -> None:
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
+    plan.stats["lsh"] = {"bands": params.bands, "rows": params.rows,
+                         "detection": minhash.detection_curve(params, config.threshold)}
+    if len(alive) == 0:
+        return
     m = 0 if ref is None or ref.sig is None else ref.sig.shape[0]
     keys = _band_keys(sig, params, alive)
     if m:
@@ -242,9 +248,7 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     pairs = pairs[pairs[:, 1] >= m]  # a pair inside the reference is not ours to judge
     sims = _verify(pairs, m, alive, sig, ref, batches, fields, config)
     edges, edge_sims = pairs[sims >= config.threshold], sims[sims >= config.threshold]
-    plan.stats.update(lsh={"bands": params.bands, "rows": params.rows,
-                           "detection": minhash.detection_curve(params, config.threshold)},
-                      candidate_pairs=int(len(pairs)), verified_pairs=int(len(edges)))
+    plan.stats.update(candidate_pairs=int(len(pairs)), verified_pairs=int(len(edges)))
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
 
 

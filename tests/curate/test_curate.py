@@ -100,3 +100,14 @@ def test_a_crash_leaves_no_complete_looking_output(tmp_path, jsonl):
     path = jsonl("x.jsonl", [{"text": "a b c"}])
     assert main(["curate", str(path), "--filters", "length", "perplexity", "--output", str(out)]) == 2
     assert not (out / "manifest.json").exists() and not (out / "data.parquet").exists()
+
+
+def test_the_example_config_runs(tmp_path, jsonl):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "configs" / "curate.yaml"
+    rows = [{"text": t} for t in make_docs(10)] + [{"text": make_docs(1)[0]}]
+    out = tmp_path / "run"
+    assert main(["curate", str(jsonl("x.jsonl", rows)), "--config", str(example), "--output", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dropped"] == {"exact_duplicate": 1} and manifest["config"]["dedup"]["keep"] == "longest"

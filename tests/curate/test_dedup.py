@@ -159,3 +159,8 @@ def _yaml(tmp_path, text: str):
     path = tmp_path / "c.yaml"
     path.write_text(text + "\n")
     return path
+
+
+def test_input_with_only_empty_texts(tmp_path, jsonl):
+    kept, removed, manifest = dedup([jsonl("e.jsonl", [{"text": ""}, {"text": " ?! "}])], tmp_path / "run")
+    assert kept.height == 0 and manifest["dropped"] == {"empty_text": 2}
