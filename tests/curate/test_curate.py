@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
-from conftest import make_docs, mutate
+from curate_corpus import make_docs, mutate
 
 from workbench.cli import main
 from workbench.workspace import bundled_data_dir

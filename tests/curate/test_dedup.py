@@ -8,7 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from conftest import jaccard, make_docs, mutate
+from curate_corpus import jaccard, make_docs, mutate
 
 from workbench.cli import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from conftest import make_docs
+from curate_corpus import make_docs
 
 from curate.filters import build_filters
 from curate.filters.pii import PiiFilter, PiiRedactor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from conftest import jaccard, make_docs, mutate
+from curate_corpus import jaccard, make_docs, mutate
 
 from curate import minhash
 from curate.normalize import ngram_hashes, text_ngrams
