@@ -54,6 +54,42 @@ class DedupConfig:
     against: str | None = option(None, "an earlier run directory; rows duplicating its kept rows are removed")
 
 
+class SignatureFile:
+    """uint32 signatures (rows x num_perm) in a file, read in bounded blocks or by row so that they never
+    all sit in memory (a memory map would count every touched page in the process's RSS)."""
+
+    def __init__(self, path: Path, rows: int, num_perm: int, offset: int = 0):
+        self.path, self.offset = path, offset
+        self.shape = (rows, num_perm)
+
+    @classmethod
+    def from_npy(cls, path: Path) -> SignatureFile:
+        mapped = np.load(path, mmap_mode="r")
+        return cls(path, mapped.shape[0], mapped.shape[1], int(mapped.offset))
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        width = self.shape[1]
+        return np.fromfile(self.path, dtype=np.uint32, count=(hi - lo) * width,
+                           offset=self.offset + lo * width * 4).reshape(-1, width)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        mapped = np.memmap(self.path, dtype=np.uint32, mode="r", offset=self.offset, shape=self.shape)
+        out = np.array(mapped[rows])
+        del mapped
+        return out
+
+    def iter_rows(self, rows: np.ndarray | None = None, block_rows: int = 65536) -> Iterator[np.ndarray]:
+        """The signatures of `rows` (sorted; default all), in order, one block of the file at a time."""
+        for lo in range(0, self.shape[0], block_rows):
+            hi = min(lo + block_rows, self.shape[0])
+            block = self.block(lo, hi)
+            if rows is None:
+                yield block
+            else:
+                a, b = np.searchsorted(rows, [lo, hi])
+                yield block[rows[a:b] - lo]
+
+
 def check_dedup_config(config: DedupConfig) -> None:
     """Raise `InputError` for settings that cannot work."""
     from curate.keep import check_policy
@@ -141,7 +177,7 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
         _exact_against(plan, keys, ref)
     if config.exact:
         _exact(plan, keys, rank)
-    sig = np.memmap(spill, dtype=np.uint32, mode="r", shape=(n, config.num_perm)) if config.near else None
+    sig = SignatureFile(spill, n, config.num_perm) if config.near else None
     if config.near:
         _near(plan, batches, fields, config, sig, rank, ref)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
@@ -208,7 +244,7 @@ class Reference:
     path: Path
     ids: list[str]
     keys: np.ndarray
-    sig: np.ndarray | None
+    sig: SignatureFile | None
 
 
 def load_reference(path: Path, config: DedupConfig) -> Reference:
@@ -228,11 +264,11 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
         if not (path / SIGNATURES).exists() or {k: settings.get(k) for k in wanted} != wanted:
             raise InputError(f"--against {path}: its signatures were made with {settings or 'no near dedup'}, "
                              f"not {wanted}; re-run it with these settings or pass --no-near")
-        sig = np.load(path / SIGNATURES, mmap_mode="r")
+        sig = SignatureFile.from_npy(path / SIGNATURES)
     return Reference(path, index["id"].to_pylist(), index["exact_key"].to_numpy(), sig)
 
 
-def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: np.ndarray,
+def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
           rank: np.ndarray, ref: Reference | None) -> None:
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
@@ -252,17 +288,12 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
 
 
-def _band_keys(sig: np.ndarray, params: minhash.LshParams, rows: np.ndarray | None = None,
-               chunk: int = 65536) -> np.ndarray:
-    total = sig.shape[0] if rows is None else len(rows)
-    out = np.empty((total, params.bands), dtype=np.uint64)
-    for lo in range(0, total, chunk):
-        part = sig[lo:lo + chunk] if rows is None else sig[rows[lo:lo + chunk]]
-        out[lo:lo + chunk] = minhash.band_keys(np.asarray(part), params)
-    return out
+def _band_keys(sig: SignatureFile, params: minhash.LshParams, rows: np.ndarray | None = None) -> np.ndarray:
+    parts = [minhash.band_keys(block, params) for block in sig.iter_rows(rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, params.bands), dtype=np.uint64)
 
 
-def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: np.ndarray, ref: Reference | None,
+def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None,
             batches: Batches, fields: list[str], config: DedupConfig) -> np.ndarray:
     """Similarity of each candidate pair: exact Jaccard of n-gram sets, or the signature estimate.
 
@@ -287,16 +318,16 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: np.ndarray, ref: 
                      for i, j, a in zip(left_rows, right, against, strict=True)])
 
 
-def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: np.ndarray, ref: Reference | None) -> np.ndarray:
+def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None) -> np.ndarray:
     sims = np.empty(len(pairs))
     for lo in range(0, len(pairs), 65536):
         part = pairs[lo:lo + 65536]
-        right = np.asarray(sig[alive[part[:, 1] - m]])
+        right = sig.take(alive[part[:, 1] - m])
         against = part[:, 0] < m
         left = np.empty_like(right)
         if against.any():
-            left[against] = np.asarray(ref.sig[part[against, 0]])
-        left[~against] = np.asarray(sig[alive[part[~against, 0] - m]])
+            left[against] = ref.sig.take(part[against, 0])
+        left[~against] = sig.take(alive[part[~against, 0] - m])
         sims[lo:lo + 65536] = (left == right).mean(axis=1)
     return sims
 
@@ -417,12 +448,12 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
                 run_path / DEDUP_INDEX)
     spill = run_path / ".signatures.u32"
     if sig is not None:
-        out = np.lib.format.open_memmap(run_path / f".{SIGNATURES}.tmp", mode="w+", dtype=np.uint32,
-                                        shape=(len(kept), config.num_perm))
-        for lo in range(0, len(kept), 65536):
-            out[lo:lo + 65536] = sig[kept[lo:lo + 65536]]
-        out.flush()
-        del out, sig
-        (run_path / f".{SIGNATURES}.tmp").replace(run_path / SIGNATURES)
+        tmp = run_path / f".{SIGNATURES}.tmp"
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)),
+                                                    "fortran_order": False, "shape": (len(kept), config.num_perm)})
+            for block in sig.iter_rows(kept):
+                f.write(block.tobytes())
+        tmp.replace(run_path / SIGNATURES)
     spill.unlink(missing_ok=True)
     return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold}
