@@ -75,7 +75,8 @@ def build_corpus(n_docs: int, path: Path, seed: int = 0) -> dict[str, float]:
         ids.append(f"copy{k}")
     # originals first so that keep-first removes the copy; copies are shuffled among themselves
     order = np.r_[np.arange(n_orig), n_orig + rng.permutation(len(texts) - n_orig)]
-    pq.write_table(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), path)
+    pq.write_table(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), path,
+                   row_group_size=65536)
     return truth
 
 
