@@ -20,11 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("workbench.commands.inspect", "detect a source's record kind and profile its columns"),
     "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
     "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
+    "curate": ("curate.commands.curate", "filters, PII, decontamination, exact and near dedup in one run"),
+    "dedup": ("curate.commands.dedup", "exact and MinHash near dedup with a keep policy (and --against a run)"),
+    "decontam": ("curate.commands.decontam", "drop rows sharing n-grams with benchmark questions or answers"),
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
-    "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
     "train": ("trainers.cli", "train a model on workbench data: sft, dpo"),
+    "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
 }
 
 

@@ -292,11 +292,21 @@ def _iter_jsonl(path: Path) -> Iterator[pa.Table]:
         if not chunk.strip():
             continue
         try:
-            table = pj.read_json(io.BytesIO(chunk))
+            table = _read_json_chunk(pj, chunk)
         except pa.ArrowInvalid as exc:
             _diagnose_json_lines(path, chunk, first_line)
             raise InputError(f"{path}: could not parse JSON lines near line {first_line}: {exc}") from exc
         yield from _split(table)
+
+
+def _read_json_chunk(pj, chunk: bytes) -> pa.Table:
+    """Parse a chunk of JSON lines; a line longer than pyarrow's 1 MB block gets one block for the chunk."""
+    try:
+        return pj.read_json(io.BytesIO(chunk))
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+        return pj.read_json(io.BytesIO(chunk), read_options=pj.ReadOptions(block_size=len(chunk) + 1))
 
 
 def _diagnose_json_lines(path: Path, chunk: bytes, first_line: int) -> None:

@@ -225,3 +225,26 @@ def test_build_refuses_more_epochs_than_allowed(tmp_path, domains_yaml):
                                                    "plan_dir": str(tmp_path / "plan")}))
     with pytest.raises(InputError, match="weights sum to 0.9000, not 1"):
         run_build(tmp_path / "bad.json", tmp_path / "corpus2", BuildConfig(tokens=1000), log=quiet)
+
+
+def test_cli_chain_plan_run_fit_search_build(tmp_path, domains_yaml, capsys):
+    from workbench.cli import main
+
+    plan, fit, search, corpus = (str(tmp_path / n) for n in ("plan", "fit", "search", "corpus"))
+    assert main(["mix", "plan", str(domains_yaml), "--output", plan, "--runs", "8", "--tokens-per-run", "4096"]) == 0
+    assert main(["mix", "run", plan, "--workers", "2", "--tokens-per-run", "4096", "--context", "32",
+                 "--batch-size", "8", "--eval-tokens", "512"]) == 0
+    assert "8 proxies in" in capsys.readouterr().out
+    assert main(["mix", "fit", f"{plan}/results.parquet", "--output", fit, "--num-iterations", "50",
+                 "--folds", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "lightgbm" in out and "linear" in out and "4-fold CV" in out
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text())["targets"] == {
+        "bpb.target": json.loads((tmp_path / "fit" / "fit.json").read_text())["targets"]["bpb.target"]}
+    assert main(["mix", "search", fit, "--output", search, "--samples", "2000", "--top-k", "20"]) == 0
+    mixture = json.loads((tmp_path / "search" / "mixture.json").read_text())
+    assert set(mixture["weights"]) == {"a", "b", "c"} and abs(sum(mixture["weights"].values()) - 1) < 1e-6
+    assert main(["mix", "build", f"{search}/mixture.json", "--output", corpus, "--tokens", "20000"]) == 0
+    assert pq.read_table(tmp_path / "corpus" / "data.parquet").num_rows > 0
+    assert main(["mix", "fit", f"{plan}/results.parquet", "--output", str(tmp_path / "x"), "--target", "nope"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err

@@ -248,6 +248,18 @@ write_tables(tables(), {str(tmp_path / "out.parquet")!r})
     assert open_source(tmp_path).count_rows() == 1
 
 
+def test_jsonl_with_a_line_longer_than_a_parse_block(tmp_path):
+    import json
+
+    from workbench.io import open_source
+
+    big = "word " * 600_000  # 3 MB in one line, above pyarrow's 1 MB JSON block
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"text": big}) + "\n" + json.dumps({"text": "small"}) + "\n")
+    table = open_source(path).read()
+    assert table.num_rows == 2 and len(table["text"][0].as_py()) == len(big)
+
+
 def test_hub_source_offline_gives_a_clear_error():
     with pytest.raises(InputError, match=r"hf://owner/missing: could not open the hub dataset .*local copy"):
         open_source("hf://owner/missing").schema()

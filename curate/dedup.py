@@ -1,0 +1,459 @@
+"""Exact and MinHash near dedup over a stream of Arrow batches, with every removal explained.
+
+Pass 1 hashes each row's normalised text (exact key) and its word n-grams (MinHash signature, spilled
+to disk as raw uint32). Exact duplicates go first; near duplicates come from LSH band collisions that
+are verified (exact Jaccard of n-gram sets, or the signature estimate) before connected components,
+so chains of unverified collisions cannot build giant clusters. One row per cluster is kept by the
+keep policy; `--against RUN_DIR` also removes rows that duplicate the kept rows of an earlier run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate import minhash
+from curate.fields import field_text
+from curate.keep import keep_rank, score_column
+from curate.normalize import exact_keys, normalized_strings, text_ngrams, word_lists
+from curate.removed import with_reasons
+from workbench.config import option
+from workbench.errors import InputError
+
+Batches = Callable[[], Iterator[pa.Table]]
+SIGNATURES = "signatures.npy"
+DEDUP_INDEX = "dedup_index.parquet"
+
+
+@dataclass
+class DedupConfig:
+    field: list[str] = option([], "fields to compare: columns, `messages`, `messages.prompt`, `messages.response` "
+                                  "(default: by record kind)")
+    exact: bool = option(True, "remove rows whose normalised text is identical")
+    near: bool = option(True, "remove near duplicates with MinHash LSH")
+    threshold: float = option(0.8, "Jaccard similarity of word n-gram sets at or above which rows are near duplicates")
+    num_perm: int = option(128, "MinHash permutations (signature length, uint32 each)")
+    ngram: int = option(5, "words per shingle; shorter documents form one shingle of all their words")
+    recall: float = option(0.95, "detection probability at the threshold that bands x rows must reach")
+    verify: str = option("jaccard", "check candidates by exact Jaccard of n-gram sets or by the signature estimate",
+                         choices=["jaccard", "signature"])
+    keep: str = option("first", "which row of a group to keep: first, longest, score:COL, source-priority")
+    source_priority: list[str] = option([], "sources in order of preference for --keep source-priority "
+                                            "(default: the order the inputs are given)")
+    max_cluster_size: int = option(1000, "clusters larger than this are flagged and only rows verified "
+                                         "directly against the kept row are removed")
+    seed: int = option(1, "seed of the MinHash permutations (must match an --against run)")
+    against: str | None = option(None, "an earlier run directory; rows duplicating its kept rows are removed")
+
+
+class SignatureFile:
+    """uint32 signatures (rows x num_perm) in a file, read in bounded blocks or by row so that they never
+    all sit in memory (a memory map would count every touched page in the process's RSS)."""
+
+    def __init__(self, path: Path, rows: int, num_perm: int, offset: int = 0):
+        self.path, self.offset = path, offset
+        self.shape = (rows, num_perm)
+
+    @classmethod
+    def from_npy(cls, path: Path) -> SignatureFile:
+        mapped = np.load(path, mmap_mode="r")
+        return cls(path, mapped.shape[0], mapped.shape[1], int(mapped.offset))
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        width = self.shape[1]
+        return np.fromfile(self.path, dtype=np.uint32, count=(hi - lo) * width,
+                           offset=self.offset + lo * width * 4).reshape(-1, width)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        mapped = np.memmap(self.path, dtype=np.uint32, mode="r", offset=self.offset, shape=self.shape)
+        out = np.array(mapped[rows])
+        del mapped
+        return out
+
+    def iter_rows(self, rows: np.ndarray | None = None, block_rows: int = 65536) -> Iterator[np.ndarray]:
+        """The signatures of `rows` (sorted; default all), in order, one block of the file at a time."""
+        for lo in range(0, self.shape[0], block_rows):
+            hi = min(lo + block_rows, self.shape[0])
+            block = self.block(lo, hi)
+            if rows is None:
+                yield block
+            else:
+                a, b = np.searchsorted(rows, [lo, hi])
+                yield block[rows[a:b] - lo]
+
+
+def check_dedup_config(config: DedupConfig) -> None:
+    """Raise `InputError` for settings that cannot work."""
+    from curate.keep import check_policy
+
+    check_policy(config.keep)
+    if not 0.0 < config.threshold <= 1.0:
+        raise InputError(f"--threshold {config.threshold}: expected a Jaccard similarity in (0, 1]")
+    if config.num_perm < 2 or config.ngram < 1:
+        raise InputError("--num-perm must be at least 2 and --ngram at least 1")
+    if not 0.0 < config.recall < 1.0:
+        raise InputError(f"--recall {config.recall}: expected a probability in (0, 1)")
+
+
+@dataclass
+class DedupPlan:
+    """Per-row outcome in input order: `reason[i]` is None for a kept row."""
+
+    ids: list[str]
+    reason: np.ndarray
+    detail: np.ndarray
+    duplicate_of: np.ndarray
+    cluster_id: np.ndarray
+    similarity: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def remove(self, rows: np.ndarray, reason: str, details, dups, clusters, sims) -> None:
+        self.reason[rows] = reason
+        self.detail[rows] = details
+        self.duplicate_of[rows] = dups
+        self.cluster_id[rows] = clusters
+        self.similarity[rows] = sims
+
+
+@dataclass
+class _Pass1:
+    ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    lengths: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    keys: list[np.ndarray] = field(default_factory=list)
+    empty: list[np.ndarray] = field(default_factory=list)
+
+
+def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path) -> DedupPlan:
+    """Decide, for every row of `batches()`, whether it is kept or removed as a duplicate (and of what)."""
+    a, b = minhash.permutations(config.num_perm, config.seed)
+    score_col = score_column(config.keep)
+    spill = workdir / ".signatures.u32"
+    p1 = _Pass1()
+
+    def hash_batch(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]:
+        text = field_text(table, fields)
+        lists = word_lists(text)
+        norm = normalized_strings(None, lists)
+        lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+        sig = None
+        if config.near:
+            shingles, doc_of = text_ngrams(None, config.ngram, lists)
+            sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
+        return table, lengths, exact_keys(norm), pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False), sig
+
+    # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
+    with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for table, lengths, keys, empty, sig in _ordered_map(pool, hash_batch, batches(), ahead=4):
+            p1.ids.extend(table["id"].to_pylist())
+            p1.sources.extend(table["source"].to_pylist())
+            p1.lengths.append(lengths)
+            p1.keys.append(keys)
+            p1.empty.append(empty)
+            if score_col:
+                p1.scores.append(_scores(table, score_col))
+            if sig is not None:
+                sig_file.write(sig.tobytes())
+    n = len(p1.ids)
+    plan = DedupPlan(p1.ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
+    if n == 0:
+        spill.unlink(missing_ok=True)
+        return plan
+    keys, empty = np.concatenate(p1.keys), np.concatenate(p1.empty)
+    rank = keep_rank(config.keep, np.concatenate(p1.lengths), np.concatenate(p1.scores) if score_col else None,
+                     _source_rank(p1.sources, config.source_priority))
+    plan.remove(np.flatnonzero(empty), "empty_text", "no words left after normalisation", None, None, None)
+    ref = load_reference(Path(config.against), config) if config.against else None
+    if ref is not None:
+        _exact_against(plan, keys, ref)
+    if config.exact:
+        _exact(plan, keys, rank)
+    sig = SignatureFile(spill, n, config.num_perm) if config.near else None
+    if config.near:
+        _near(plan, batches, fields, config, sig, rank, ref)
+    plan.stats["keys"], plan.stats["signatures"] = keys, sig
+    return plan
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterator, ahead: int) -> Iterator:
+    """`map(fn, items)` on `pool`, in order, with at most `ahead` items in flight (bounded memory)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _scores(table: pa.Table, column: str) -> np.ndarray:
+    if column not in table.column_names:
+        raise InputError(f"--keep score:{column}: no column {column!r}; columns are {table.column_names}")
+    try:
+        return pc.cast(table[column], pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"--keep score:{column}: column {column!r} is not numeric ({exc})") from None
+
+
+def _source_rank(sources: list[str], priority: list[str]) -> np.ndarray:
+    order = list(priority) + [s for s in dict.fromkeys(sources) if s not in priority]
+    position = {s: i for i, s in enumerate(order)}
+    return np.array([position[s] for s in sources], dtype=np.int64)
+
+
+def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
+    alive = np.flatnonzero(plan.reason == None)  # noqa: E711 (elementwise on an object array)
+    if len(alive) == 0:
+        return
+    order = alive[np.lexsort((rank[alive], keys[alive]))]
+    sorted_keys = keys[order]
+    first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    keeper = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    dups = order[~first]
+    kept_ids = [plan.ids[k] for k in keeper[~first]]
+    plan.remove(dups, "exact_duplicate", [f"same normalised text as {k}" for k in kept_ids], kept_ids,
+                [f"exact-{int(k):016x}" for k in keys[dups]], 1.0)
+    plan.stats["exact_groups"] = int(len(np.unique(keys[dups])))
+
+
+def _exact_against(plan: DedupPlan, keys: np.ndarray, ref: Reference) -> None:
+    alive = np.flatnonzero(plan.reason == None)  # noqa: E711
+    order = np.argsort(ref.keys)
+    pos = np.searchsorted(ref.keys[order], keys[alive])
+    pos = np.minimum(pos, len(order) - 1)
+    hit = (len(order) > 0) & (ref.keys[order][pos] == keys[alive])
+    rows, match = alive[hit], order[pos[hit]]
+    kept_ids = [ref.ids[m] for m in match]
+    plan.remove(rows, "exact_duplicate", [f"same normalised text as {k} in {ref.path}" for k in kept_ids],
+                kept_ids, [f"exact-{int(k):016x}" for k in keys[rows]], 1.0)
+
+
+@dataclass
+class Reference:
+    """The kept rows of an earlier run: ids, exact keys and (when it ran near dedup) signatures."""
+
+    path: Path
+    ids: list[str]
+    keys: np.ndarray
+    sig: SignatureFile | None
+
+
+def load_reference(path: Path, config: DedupConfig) -> Reference:
+    """Read an earlier run's dedup index; raise `InputError` if it has none or used other MinHash settings."""
+    from workbench.rundir import read_manifest
+
+    manifest = read_manifest(path)
+    if not (path / DEDUP_INDEX).exists():
+        raise InputError(f"--against {path}: the run holds no {DEDUP_INDEX}; use a run of `wb dedup` or `wb curate`")
+    import pyarrow.parquet as pq
+
+    index = pq.read_table(path / DEDUP_INDEX)
+    sig = None
+    if config.near:
+        settings = manifest.get("minhash") or {}
+        wanted = {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed}
+        if not (path / SIGNATURES).exists() or {k: settings.get(k) for k in wanted} != wanted:
+            raise InputError(f"--against {path}: its signatures were made with {settings or 'no near dedup'}, "
+                             f"not {wanted}; re-run it with these settings or pass --no-near")
+        sig = SignatureFile.from_npy(path / SIGNATURES)
+    return Reference(path, index["id"].to_pylist(), index["exact_key"].to_numpy(), sig)
+
+
+def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
+          rank: np.ndarray, ref: Reference | None) -> None:
+    params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
+    alive = np.flatnonzero(plan.reason == None)  # noqa: E711
+    plan.stats["lsh"] = {"bands": params.bands, "rows": params.rows,
+                         "detection": minhash.detection_curve(params, config.threshold)}
+    if len(alive) == 0:
+        return
+    m = 0 if ref is None or ref.sig is None else ref.sig.shape[0]
+    keys = _band_keys(sig, params, alive)
+    if m:
+        keys = np.concatenate([_band_keys(ref.sig, params), keys])
+    pairs = minhash.candidate_pairs(keys)
+    pairs = pairs[pairs[:, 1] >= m]  # a pair inside the reference is not ours to judge
+    sims = _verify(pairs, m, alive, sig, ref, batches, fields, config)
+    edges, edge_sims = pairs[sims >= config.threshold], sims[sims >= config.threshold]
+    plan.stats.update(candidate_pairs=int(len(pairs)), verified_pairs=int(len(edges)))
+    _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
+
+
+def _band_keys(sig: SignatureFile, params: minhash.LshParams, rows: np.ndarray | None = None) -> np.ndarray:
+    parts = [minhash.band_keys(block, params) for block in sig.iter_rows(rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, params.bands), dtype=np.uint64)
+
+
+def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None,
+            batches: Batches, fields: list[str], config: DedupConfig) -> np.ndarray:
+    """Similarity of each candidate pair: exact Jaccard of n-gram sets, or the signature estimate.
+
+    Reference rows are read back from the earlier run's `data.parquet` (only the candidates), so
+    pairs against it are verified the same way; the estimate is used only when asked for, or when
+    the reference lacks the compared fields.
+    """
+    left, right = pairs[:, 0], alive[pairs[:, 1] - m]
+    against = left < m
+    left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
+    if config.verify == "signature" or not len(pairs):
+        return _estimate(pairs, m, alive, sig, ref)
+    sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
+    ref_sets: dict[int, np.ndarray] = {}
+    if against.any():
+        ref_batches = parquet_batches(ref.path / "data.parquet")
+        names = set(next(iter(ref_batches()), pa.table({})).column_names)
+        if not all(("messages" if f.startswith("messages") else f) in names for f in fields):
+            return _estimate(pairs, m, alive, sig, ref)
+        ref_sets = _shingle_sets(ref_batches, fields, config.ngram, np.unique(left_rows[against]))
+    return np.array([_jaccard(ref_sets[i] if a else sets[i], sets[j])
+                     for i, j, a in zip(left_rows, right, against, strict=True)])
+
+
+def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None) -> np.ndarray:
+    sims = np.empty(len(pairs))
+    for lo in range(0, len(pairs), 65536):
+        part = pairs[lo:lo + 65536]
+        right = sig.take(alive[part[:, 1] - m])
+        against = part[:, 0] < m
+        left = np.empty_like(right)
+        if against.any():
+            left[against] = ref.sig.take(part[against, 0])
+        left[~against] = sig.take(alive[part[~against, 0] - m])
+        sims[lo:lo + 65536] = (left == right).mean(axis=1)
+    return sims
+
+
+def parquet_batches(path: Path) -> Batches:
+    """A re-readable stream of a parquet file's rows as tables of 8192 rows."""
+    import pyarrow.parquet as pq
+
+    def batches() -> Iterator[pa.Table]:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            yield pa.Table.from_batches([batch])
+    return batches
+
+
+def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Sorted unique n-gram hashes of the given rows, read in a second pass."""
+    sets: dict[int, np.ndarray] = {}
+    start = 0
+    for table in batches():
+        lo, hi = np.searchsorted(rows, [start, start + table.num_rows])
+        if hi > lo:
+            local = rows[lo:hi] - start
+            shingles, doc_of = text_ngrams(field_text(table, fields).take(pa.array(local)), n)
+            bounds = np.searchsorted(doc_of, np.arange(len(local) + 1))
+            for k, row in enumerate(rows[lo:hi]):
+                sets[int(row)] = np.unique(shingles[bounds[k]:bounds[k + 1]])
+        start += table.num_rows
+    return sets
+
+
+def _jaccard(x: np.ndarray, y: np.ndarray) -> float:
+    inter = len(np.intersect1d(x, y, assume_unique=True))
+    return inter / (len(x) + len(y) - inter)
+
+
+def _clusters(plan: DedupPlan, edges: np.ndarray, edge_sims: np.ndarray, m: int, alive: np.ndarray,
+              rank: np.ndarray, ref: Reference | None, cap: int) -> None:
+    """Connected components of verified edges; keep one row per component, remove the rest."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes = m + len(alive)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(nodes, nodes))
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    node_rank = np.r_[np.arange(m) - m, rank[alive]]  # reference rows outrank every new row
+    order = np.lexsort((node_rank, labels))
+    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    keeper_of_label = np.empty(len(sizes), dtype=np.int64)
+    keeper_of_label[labels[order][first]] = order[first]
+    edge_sim = {(int(i), int(j)): float(s) for (i, j), s in zip(edges, edge_sims, strict=True)}
+    best = _best_neighbour(edges, edge_sims, nodes)
+    rows, details, dups, clusters, sims = [], [], [], [], []
+    for node in np.flatnonzero((sizes[labels] > 1) & (np.arange(nodes) >= m)):
+        label = labels[node]
+        keeper = int(keeper_of_label[label])
+        if keeper == node:
+            continue
+        direct = edge_sim.get((min(keeper, node), max(keeper, node)))
+        if sizes[label] > cap and direct is None:
+            continue  # oversized cluster: without a direct verified edge to the kept row, keep it
+        keeper_id = ref.ids[keeper] if keeper < m else plan.ids[alive[keeper - m]]
+        neighbour = int(best[node, 0])
+        sim = direct if direct is not None else best[node, 1]
+        via = "" if direct is not None else f" via {_node_id(plan, ref, alive, m, neighbour)}"
+        rows.append(alive[node - m])
+        details.append(f"jaccard {sim:.3f} with {keeper_id}{via} (cluster of {sizes[label]})")
+        dups.append(keeper_id)
+        clusters.append(f"near-{label}")
+        sims.append(round(float(sim), 4))
+    oversized = int((sizes > cap).sum())
+    plan.remove(np.array(rows, dtype=np.int64), "near_duplicate", details, dups, clusters, sims)
+    plan.stats.update(clusters=int((sizes > 1).sum()), largest_cluster=int(sizes.max(initial=0)),
+                      oversized_clusters=oversized)
+
+
+def _best_neighbour(edges: np.ndarray, sims: np.ndarray, nodes: int) -> np.ndarray:
+    """(neighbour, similarity) of each node's most similar verified edge."""
+    best = np.full((nodes, 2), -1.0)
+    both = np.r_[edges[:, 0], edges[:, 1]]
+    other = np.r_[edges[:, 1], edges[:, 0]]
+    s = np.r_[sims, sims]
+    order = np.lexsort((-s, both))
+    first = np.r_[True, both[order][1:] != both[order][:-1]] if len(order) else np.zeros(0, bool)
+    pick = order[first]
+    best[both[pick], 0], best[both[pick], 1] = other[pick], s[pick]
+    return best
+
+
+def _node_id(plan: DedupPlan, ref: Reference | None, alive: np.ndarray, m: int, node: int) -> str:
+    return ref.ids[node] if node < m else plan.ids[alive[node - m]]
+
+
+def apply_plan(batches: Batches, plan: DedupPlan) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Split `batches()` into (kept, removed-with-reasons) tables by the plan."""
+    start = 0
+    for table in batches():
+        stop = start + table.num_rows
+        removed = plan.reason[start:stop] != None  # noqa: E711
+        kept_rows = table.filter(pa.array(~removed))
+        idx = np.flatnonzero(removed)
+        dropped = with_reasons(table.take(pa.array(idx)), *(list(arr[start:stop][idx]) for arr in (
+            plan.reason, plan.detail, plan.duplicate_of, plan.cluster_id)),
+            [None if np.isnan(v) else float(v) for v in plan.similarity[start:stop][idx]])
+        yield kept_rows, dropped
+        start = stop
+
+
+def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
+    """Write the kept rows' exact keys and signatures into the run, for a later `--against`."""
+    from workbench.io import write_table
+
+    kept = np.flatnonzero(plan.reason == None)  # noqa: E711
+    keys = plan.stats.pop("keys", np.zeros(0, np.uint64))
+    sig = plan.stats.pop("signatures", None)
+    write_table(pa.table({"id": pa.array([plan.ids[k] for k in kept], pa.string()),
+                          "exact_key": pa.array(keys[kept] if len(keys) else [], pa.uint64())}),
+                run_path / DEDUP_INDEX)
+    spill = run_path / ".signatures.u32"
+    if sig is not None:
+        tmp = run_path / f".{SIGNATURES}.tmp"
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)),
+                                                    "fortran_order": False, "shape": (len(kept), config.num_perm)})
+            for block in sig.iter_rows(kept):
+                f.write(block.tobytes())
+        tmp.replace(run_path / SIGNATURES)
+    spill.unlink(missing_ok=True)
+    return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold}

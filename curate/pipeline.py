@@ -1,0 +1,82 @@
+"""The step runner behind `wb curate`, `wb dedup` and `wb decontam`.
+
+Streaming steps (filters, PII, decontamination) run batch by batch; their survivors are staged in the
+run directory when dedup follows, because dedup reads its input twice (signatures, then verification)
+and a third time to write. Kept rows go to `data.parquet`, removed rows to `removed.parquet`, and the
+manifest gets counts per reason, per-step stats and the dedup statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from curate.dedup import DedupConfig, apply_plan, parquet_batches, plan_dedup, save_index
+from curate.inputs import Inputs
+from curate.removed import Outputs
+from curate.step import Step, run_steps
+from workbench.io import write_tables
+from workbench.rundir import RunDir
+
+STAGED = ".staged.parquet"
+
+
+def run_pipeline(specs: list[str], output: str | Path, stage: str, config: object, fields: list[str],
+                 make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None) -> dict:
+    """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest."""
+    inputs = Inputs(specs)
+    fields = inputs.fields(fields)
+    steps = make_steps(fields)
+    rows_in = 0
+    with RunDir(output, stage, config, inputs=inputs.sources) as run:
+        outputs = Outputs(run.product, inputs.schema)
+        for step in steps:
+            step.on_removed = lambda removed: outputs.write(None, removed)
+        extra: dict = {"fields": fields}
+        try:
+            def counted() -> Iterator[pa.Table]:
+                nonlocal rows_in
+                for table in inputs.batches():
+                    rows_in += table.num_rows
+                    yield table
+
+            survivors = (run_steps(table, steps) for table in counted())
+            if dedup is None:
+                for table in survivors:
+                    outputs.write(table, None)
+            else:
+                batches = inputs.batches
+                if steps:
+                    write_tables(survivors, run.path / STAGED, schema=inputs.schema)
+                    batches = parquet_batches(run.path / STAGED)
+                else:
+                    counted_once = counted()
+                    batches = _first_then(counted_once, inputs.batches)
+                plan = plan_dedup(batches, fields, dedup, run.path)
+                for kept, removed in apply_plan(batches, plan):
+                    outputs.write(kept, removed)
+                extra["minhash"] = save_index(plan, dedup, run.path)
+                extra["dedup"] = plan.stats
+            outputs.close()
+        except BaseException:
+            outputs.abort()
+            raise
+        finally:
+            (run.path / STAGED).unlink(missing_ok=True)
+        extra["steps"] = {step.name: step.stats() for step in steps}
+        for step in steps:
+            if hasattr(step, "matches"):
+                extra["contamination"] = step.matches
+        return run.finish(rows_in=rows_in, rows_out=outputs.kept, dropped=dict(outputs.reasons), **extra)
+
+
+def _first_then(first: Iterator[pa.Table], again: Callable[[], Iterator[pa.Table]]) -> Callable[[], Iterator[pa.Table]]:
+    """A batches() whose first call is `first` (to count rows) and later calls re-read the inputs."""
+    calls = {"n": 0}
+
+    def batches() -> Iterator[pa.Table]:
+        calls["n"] += 1
+        return first if calls["n"] == 1 else again()
+    return batches
