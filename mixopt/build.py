@@ -99,10 +99,11 @@ def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig,
             counts[name] = {"weight": weight, "documents": int(len(picks)), "tokens": tokens,
                             "epochs": round(tokens / max(1, int(lengths.sum())), 3)}
             tables.append(pa.table({
-                "id": [f"{name}/{i}#{e}" for i, e in zip(picks.tolist(), epochs.tolist(), strict=True)],
-                "text": texts.take(pa.array(picks)),
-                "domain": [name] * len(picks),
-                "source_id": [f"{name}/{i}" for i in picks.tolist()],
+                "id": pa.array([f"{name}/{i}#{e}" for i, e in zip(picks.tolist(), epochs.tolist(), strict=True)],
+                               pa.string()),
+                "text": texts.take(pa.array(picks, pa.int64())),
+                "domain": pa.array([name] * len(picks), pa.string()),
+                "source_id": pa.array([f"{name}/{i}" for i in picks.tolist()], pa.string()),
                 "epoch": pa.array(epochs, pa.int32()),
             }))
         corpus = pa.concat_tables(tables)

@@ -215,6 +215,15 @@ def test_build_matches_the_mixture_within_one_percent(tmp_path, domains_yaml):
     assert manifest["domains"]["a"]["tokens"] == counts["a"]["tokens"]
 
 
+def test_build_with_a_zero_weight_domain(tmp_path, domains_yaml):
+    make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
+    (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 0.0, "b": 0.6, "c": 0.4},
+                                                 "plan_dir": str(tmp_path / "plan")}))
+    counts = run_build(tmp_path / "m.json", tmp_path / "corpus", BuildConfig(tokens=20_000), log=quiet)
+    assert counts["a"]["documents"] == 0
+    assert set(pq.read_table(tmp_path / "corpus" / "data.parquet")["domain"].to_pylist()) == {"b", "c"}
+
+
 def test_build_refuses_more_epochs_than_allowed(tmp_path, domains_yaml):
     make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
     (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 1.0, "b": 0.0, "c": 0.0},

@@ -1,73 +1,89 @@
-"""`wb demo`: run the stages that exist so far on the bundled data, offline, in a minute on a CPU.
+"""`wb demo`: the post-training data loop on the bundled data, offline, in a few minutes on a CPU.
 
-Today: profile and validate GSM8K, convert it to a run directory as SFT messages, and build the tiny
-offline model to render a chat prompt and generate from it. Later stages add their steps here.
+Each stage is the real `wb` command a user would type (printed before it runs), on small settings:
+inspect GSM8K, curate it (decontaminate against GSM8K test and MATH-500, dedup), search a data mixture
+with RegMix proxies, fine-tune a tiny model on the curated data, distil answers from it with math
+verification, build delta-learning preference pairs (tuned model vs its base) and train DPO on them.
+The models are tiny and random, so the numbers show the plumbing, not quality.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from workbench.inspection import format_report, profile
-from workbench.io import open_source, write_tables
-from workbench.rundir import RunDir
-from workbench.schemas import validate_tables
+from workbench.errors import WorkbenchError
 from workbench.workspace import bundled_data_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="directory for the demo's runs (default: runs/demo)")
+    parser.add_argument("--quick", action="store_true", help="smaller settings (used by the tests)")
 
 
-def gsm8k_as_messages(table: pa.Table, prefix: str, first_row: int) -> pa.Table:
-    """GSM8K rows as SFT records: question -> user turn, worked answer -> assistant turn."""
-    messages = [
-        [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        for q, a in zip(table["question"].to_pylist(), table["answer"].to_pylist(), strict=True)
-    ]
-    ids = [f"{prefix}-{first_row + i:06d}" for i in range(table.num_rows)]
-    final = pc.struct_field(pc.extract_regex(table["answer"], r"####\s*(?P<final>.+)$"), "final")
-    return pa.table({"id": ids, "messages": messages, "answer": final, "source": [prefix] * table.num_rows})
+def wb(*args: object) -> None:
+    """Run one `wb` command in this process, printing it first; stop the demo if it fails."""
+    from workbench.cli import main
+
+    argv = [str(a) for a in args]
+    print(f"\n$ wb {shlex.join(argv)}", flush=True)
+    code = main(argv)
+    if code:
+        raise WorkbenchError(f"the demo stage `wb {argv[0]}` failed (exit {code}); see the message above")
+
+
+def summary(out: Path) -> None:
+    print(f"\n{'run':<28} {'stage':<14} {'rows in':>9} {'rows out':>9} {'seconds':>8}")
+    for manifest in sorted(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
+        m = json.loads(manifest.read_text())
+        rows_in = "" if m.get("rows_in") is None else f"{m['rows_in']:,}"
+        rows_out = "" if m.get("rows_out") is None else f"{m['rows_out']:,}"
+        print(f"{manifest.parent.name:<28} {m['stage']:<14} {rows_in:>9} {rows_out:>9} {m['wall_seconds']:>8.1f}")
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.output)
-    test = open_source(bundled_data_dir() / "gsm8k" / "test.jsonl")
-    print("== 1. inspect the bundled GSM8K test split")
-    print(format_report(profile(test)))
-
-    print("\n== 2. convert it to SFT messages in a run directory")
-    sft_dir = out / "gsm8k-sft"
-    with RunDir(sft_dir, "demo-convert", {"mapping": "question->user, answer->assistant"}, inputs=[test]) as run_dir:
-        def tables():
-            for _, first_row, table in test.iter_rows_with_file():
-                yield gsm8k_as_messages(table, "gsm8k_test", first_row)
-        rows = write_tables(tables(), run_dir.product)
-        run_dir.finish(rows_in=rows, rows_out=rows)
-    sft = open_source(sft_dir)
-    valid = validate_tables(sft.iter_rows_with_file(), "sft")
-    print(f"wrote {rows:,} rows to {run_dir.product}; {valid:,} valid SFT records")
-
-    print("\n== 3. a tiny offline model renders a chat prompt and generates (random weights: gibberish)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from workbench.fixtures import tiny_model_path
 
     hf_logging.disable_progress_bar()
-    path = tiny_model_path("llama")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    first = sft.read().slice(0, 1).to_pylist()[0]
-    prompt = tokenizer.apply_chat_template(first["messages"][:1], add_generation_prompt=True, return_dict=True,
-                                           return_tensors="pt")
-    output = model.generate(**prompt, max_new_tokens=16, do_sample=False)
-    print(f"model      {path}  ({sum(p.numel() for p in model.parameters()):,} parameters)")
-    print(f"prompt     {tokenizer.decode(prompt['input_ids'][0])!r}"[:200])
-    print(f"generated  {tokenizer.decode(output[0, prompt['input_ids'].shape[1]:])!r}")
-    print(f"\ndemo finished; runs are under {out}/")
+    hf_logging.set_verbosity_error()
+    started = time.time()
+    out = Path(args.output)
+    data = bundled_data_dir()
+    quick = args.quick
+    gsm8k_train, gsm8k_test = data / "gsm8k" / "train.jsonl", data / "gsm8k" / "test.jsonl"
+
+    print("== 1. look at the data")
+    wb("inspect", gsm8k_test)
+
+    print("\n== 2. curate: length filter, decontaminate against GSM8K test + MATH-500, exact and near dedup")
+    wb("curate", gsm8k_train, "--output", out / "curated", "--filters", "length",
+       "--benchmark", "gsm8k", "math500", "--pii", "redact")
+
+    print("\n== 3. choose a data mixture: RegMix proxies on three domains, target MATH-500 solutions")
+    runs, tokens = (6, 20_000) if quick else (12, 60_000)
+    wb("mix", "plan", data.parent / "mixopt" / "domains.yaml", "--output", out / "mix-plan", "--runs", runs,
+       "--tokens-per-run", tokens)
+    wb("mix", "run", out / "mix-plan", "--tokens-per-run", tokens, "--workers", 2)
+    wb("mix", "fit", out / "mix-plan" / "results.parquet", "--output", out / "mix-fit", "--folds", 4)
+    wb("mix", "search", out / "mix-fit", "--output", out / "mix-search", "--samples", 20_000, "--top-k", 50)
+    wb("mix", "build", out / "mix-search" / "mixture.json", "--output", out / "mix-corpus", "--tokens", 300_000)
+
+    print("\n== 4. supervised fine-tuning of a tiny model on the curated GSM8K")
+    base = tiny_model_path("llama")
+    wb("train", "sft", "--model", base, "--data", out / "curated", "--prompt-field", "question",
+       "--completion-field", "answer", "--max-steps", 8 if quick else 60, "--batch-size", 8, "--lr", 1e-3,
+       "--max-length", 256, "--output", out / "sft")
+
+    print("\n== 5. distil: sample answers from the tuned model and verify them against GSM8K")
+    wb("distill", gsm8k_test, "--backend", "hf", "--model", out / "sft" / "model", "--prompt-field", "question",
+       "--answer-field", "answer", "--limit", 8 if quick else 32, "--n", 2, "--max-tokens", 48,
+       "--temperature", 0.8, "--verify", "math", "--output", out / "distill")
+
+    summary(out)
+    print(f"\ndemo finished in {time.time() - started:.0f} s; runs are under {out}/")
     return 0
