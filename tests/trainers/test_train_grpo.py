@@ -1,0 +1,108 @@
+"""`wb train grpo` on the tiny model: a reward that rises on a toy verifiable task, user reward functions
+(extra columns, clear errors), GFPO and DAPO dynamic sampling inside a run, built-in rewards."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from trainers.grpo import GRPOConfig, train_grpo
+from trainers.loop import read_metrics
+from trainers.rewards import parse_reward, score, soft_overlong
+from workbench.errors import InputError
+
+REWARDS = textwrap.dedent('''
+    def divisible(completion_ids, modulus, **_):
+        """Fraction of completion tokens whose id is a multiple of the row's `modulus` (about 1/4 at random)."""
+        return [sum(t % m == 0 for t in ids) / len(ids) for ids, m in zip(completion_ids, modulus)]
+
+    def flat_or_divisible(completion_ids, modulus, flat, **_):
+        """Constant for rows marked flat (zero spread), else `divisible`."""
+        return [1.0 if f else v for f, v in zip(flat, divisible(completion_ids, modulus))]
+
+    def broken(completions, **_):
+        return [1 / 0 for _ in completions]
+
+    def short(completions, **_):
+        return [1.0]
+''')
+
+
+@pytest.fixture()
+def toy(tmp_path, monkeypatch):
+    (tmp_path / "toy_rewards.py").write_text(REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [{"prompt": f"Count {i} apples", "modulus": 4, "flat": i % 2 == 0} for i in range(16)]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _cfg(model, prompts, out, **kw) -> GRPOConfig:
+    base = dict(model=str(model), prompts=str(prompts), output=str(out), reward=["toy_rewards:divisible"],
+                max_steps=1, lr=1e-2, schedule="constant", num_generations=8, prompts_per_step=4, max_new_tokens=8,
+                batch_size=32, save_every=0, max_length=128)
+    return GRPOConfig(**{**base, **kw})
+
+
+def test_mean_reward_rises_on_a_toy_verifiable_task(tiny_model_dir, toy, tmp_path):
+    manifest = train_grpo(_cfg(tiny_model_dir, toy, tmp_path / "run", max_steps=25), log=lambda *_: None)
+    rewards = [r["reward"] for r in read_metrics(tmp_path / "run")]
+    assert len(rewards) == 25 and manifest["steps"] == 25
+    assert np.mean(rewards[:5]) < 0.4  # chance is about 1/4
+    assert np.mean(rewards[-5:]) > 0.7
+    last = read_metrics(tmp_path / "run")[-1]
+    for key in ("rewards/toy_rewards:divisible/mean", "frac_reward_zero_std", "clip_ratio/region", "entropy",
+                "completions/mean_length", "gen_tokens_per_s", "train_tokens_per_s", "time/generation",
+                "time/training"):
+        assert key in last, key
+    assert (tmp_path / "run" / "model" / "config.json").exists()
+
+
+def test_gfpo_trains_on_the_kept_subset_only(tiny_model_dir, toy, tmp_path):
+    train_grpo(_cfg(tiny_model_dir, toy, tmp_path / "run", num_generations=6, gfpo_keep=3), log=lambda *_: None)
+    (record,) = read_metrics(tmp_path / "run")
+    assert record["sequences"] == 4 * 3  # k of G' per prompt
+    assert record["sampling/groups_drawn"] == 4
+
+
+def test_dynamic_sampling_refills_zero_spread_groups_in_a_run(tiny_model_dir, toy, tmp_path):
+    cfg = _cfg(tiny_model_dir, toy, tmp_path / "run", reward=["toy_rewards:flat_or_divisible"],
+               dynamic_sampling=True, max_sampling_attempts=6)
+    train_grpo(cfg, log=lambda *_: None)
+    (record,) = read_metrics(tmp_path / "run")
+    assert record["sampling/attempts"] >= 2  # half the prompts give flat groups, so one draw cannot fill 4
+    assert record["sampling/groups_kept"] == 4 and record["sequences"] == 4 * 8
+    assert record["frac_reward_zero_std"] > 0
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("toy_rewards:broken", "reward 'toy_rewards:broken' raised ZeroDivisionError"),
+    ("toy_rewards:short", "reward 'toy_rewards:short' must return a list of 32 numbers"),
+    ("toy_rewards:missing", "module 'toy_rewards' has no function 'missing'"),
+    ("no_such_module:f", "cannot import module 'no_such_module'"),
+    ("bleu", "unknown reward 'bleu'"),
+])
+def test_a_bad_user_reward_is_a_clear_error_naming_it(tiny_model_dir, toy, tmp_path, name, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        train_grpo(_cfg(tiny_model_dir, toy, tmp_path / "run", reward=[name]), log=lambda *_: None)
+
+
+def test_builtin_rewards_and_weights():
+    opts = SimpleNamespace(format_pattern=r"####\s*-?[\d,]+\s*$", length_target=4, max_new_tokens=10, overlong_buffer=4)
+    specs = [parse_reward(s, opts) for s in ("math", "format:0.5", "length:2", "overlong")]
+    assert [(s.name, s.weight) for s in specs] == [("math", 1.0), ("format", 0.5), ("length", 2.0), ("overlong", 1.0)]
+    completions = ["so 48 + 24 = 72 #### 72", "I think it is 71", "#### 72"]
+    ids = [[1] * 4, [1] * 8, [1] * 10]
+    gold = ["Natalia sold 48+24 = 72 clips.\n#### 72"] * 3
+    total, per = score(specs, ["q"] * 3, completions, ids, {"answer": gold})
+    assert per["math"].tolist() == [1.0, 0.0, 1.0]
+    assert per["format"].tolist() == [1.0, 0.0, 1.0]
+    assert per["length"].tolist() == [1.0, 0.0, 0.0]
+    assert per["overlong"].tolist() == [0.0, -0.5, -1.0]  # free up to 6 tokens, then linear to -1 at 10
+    assert total.tolist() == pytest.approx([1 + 0.5 + 2 + 0, -0.5, 1 + 0.5 - 1])
+    assert soft_overlong(6, 10, 4) == 0.0 and soft_overlong(20, 10, 4) == -1.0
