@@ -1,6 +1,6 @@
 """On-policy distillation: `wb train opd --model STUDENT --teacher PATH_OR_URL --prompts RUN_OR_FILE --output DIR`.
 
-The student samples completions; the teacher scores exactly those tokens; each token's advantage is
+The student samples completions; the teacher scores exactly those tokens (at temperature 1); each token's advantage is
 `kl_coef * (log p_teacher - log p_student)`, the negative of a one-sample reverse-KL estimate (Tinker's
 on-policy distillation), plus the group advantage of any `--reward` (task reward). The loss is the same
 clipped surrogate as GRPO (`--loss-type dapo` by default: a token mean over the batch). metrics.jsonl logs
@@ -13,6 +13,7 @@ logprobs: 0` and token-id prompts (vLLM does; so does `wb serve`).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +52,14 @@ class LocalTeacher:
                              "scores the student's token ids, so both must share one vocabulary")
         self.client = TrainingClient.load(ClientConfig(model=path, lr=0.0), tokenizer)
 
-    def score(self, items, temperature: float) -> list[np.ndarray]:
+    def score(self, items) -> list[np.ndarray]:
+        """Log-probs (temperature 1) of each item's completion tokens."""
         from trainers.collate import collate
 
         out = []
         for i in range(0, len(items), 8):
             chunk = items[i : i + 8]
             batch = collate([it.example for it in chunk], "padded", self.client.tokenizer.pad_token_id)
-            batch["temperature"] = temperature
             flat = self.client.compute_logprobs(batch).double().numpy()
             bounds = np.cumsum([0, *[len(it.adv) for it in chunk]])
             out += [flat[bounds[j] : bounds[j + 1]] for j in range(len(chunk))]
@@ -72,24 +73,22 @@ class EndpointTeacher:
         self.url = url.rstrip("/")
         self.model = model
 
-    def score(self, items, temperature: float) -> list[np.ndarray]:
-        import httpx
+    def score(self, items) -> list[np.ndarray]:
+        """Log-probs (temperature 1) of each item's completion tokens, one request per sequence."""
+        import openai
 
+        client = openai.OpenAI(base_url=self.url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"), max_retries=2)
         out = []
-        with httpx.Client(timeout=120) as http:
-            for it in items:
-                ids = [int(t) for t in it.example.ids]
-                body = {"model": self.model, "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 0,
-                        "temperature": temperature}
-                try:
-                    resp = http.post(f"{self.url}/completions", json=body)
-                    resp.raise_for_status()
-                    logps = resp.json()["choices"][0]["logprobs"]["token_logprobs"][: len(ids)]
-                except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-                    raise InputError(f"teacher {self.url}: cannot score tokens via /completions with echo and "
-                                     f"logprobs ({type(exc).__name__}: {exc})") from None
-                n = len(it.adv)
-                out.append(np.asarray(logps[len(ids) - n :], dtype=np.float64))
+        for it in items:
+            ids = [int(t) for t in it.example.ids]
+            try:
+                resp = client.completions.create(model=self.model, prompt=ids, max_tokens=1, echo=True, logprobs=0)
+                logps = resp.choices[0].logprobs.token_logprobs[: len(ids)]
+            except (openai.OpenAIError, AttributeError, IndexError, TypeError) as exc:
+                raise InputError(f"teacher {self.url}: cannot score tokens via /completions with echo and "
+                                 f"logprobs ({type(exc).__name__}: {exc})") from None
+            n = len(it.adv)
+            out.append(np.asarray(logps[len(ids) - n :], dtype=np.float64))
         return out
 
 
@@ -155,7 +154,7 @@ def train_opd(cfg: OPDConfig, log=print) -> dict:
         t0 = time.perf_counter()
         scaffold = [make_item(g.prompt_ids, t, 0.0, lp) for g in groups
                     for t, lp in zip(g.tokens, g.sampler_logps, strict=True) if t]
-        teacher_logps = teacher.score(scaffold, cfg.temperature)
+        teacher_logps = teacher.score(scaffold)
         t_teacher = time.perf_counter() - t0
         items, reverse_kl = distill_items(groups, teacher_logps, cfg.kl_coef, task_adv)
         record = {**rollout_metrics(groups if specs else [], sampled, t_gen), "reverse_kl": reverse_kl,
