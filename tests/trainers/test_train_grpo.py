@@ -106,3 +106,38 @@ def test_builtin_rewards_and_weights():
     assert per["overlong"].tolist() == [0.0, -0.5, -1.0]  # free up to 6 tokens, then linear to -1 at 10
     assert total.tolist() == pytest.approx([1 + 0.5 + 2 + 0, -0.5, 1 + 0.5 - 1])
     assert soft_overlong(6, 10, 4) == 0.0 and soft_overlong(20, 10, 4) == -1.0
+
+
+def test_cli_on_bundled_gsm8k_with_math_and_format_rewards_resumes(tiny_model_dir, tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.rundir import read_manifest
+    from workbench.workspace import bundled_data_dir
+
+    config = tmp_path / "grpo.yaml"
+    config.write_text("prompt_field: question\nreward: [math, 'format:0.5', 'overlong:0.1']\nnum_generations: 4\n"
+                      "prompts_per_step: 2\nmax_new_tokens: 8\noverlong_buffer: 4\nmax_length: 512\n"
+                      "loss_type: grpo\nnum_iterations: 2\nbeta: 0.05\nsave_every: 1\n")
+    argv = ["train", "grpo", "--config", str(config), "--model", str(tiny_model_dir), "--prompts",
+            str(bundled_data_dir() / "gsm8k" / "test.jsonl"), "--output", str(tmp_path / "run"), "--max-steps"]
+    assert main([*argv, "2"]) == 0
+    assert main([*argv, "3"]) == 0  # the same command with more steps resumes from step 2
+    assert "resuming from" in capsys.readouterr().out
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    last = metrics[-1]
+    assert last["rewards/math/mean"] == 0.0 and "rewards/format/mean" in last  # a random model solves nothing
+    assert last["completions/clipped_ratio"] > 0 and last["rewards/overlong/mean"] < 0
+    assert last["kl"] >= 0 and last["time/logprobs"] > 0  # beta > 0 and two passes need recomputed log-probs
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest["status"] == "complete" and manifest["config"]["loss_type"] == "grpo"
+    assert manifest["usage"]["sampled_tokens"] > 0
+
+
+def test_cli_errors_are_one_line(tiny_model_dir, toy, tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["train", "grpo", "--model", str(tiny_model_dir), "--output", str(tmp_path / "o")]) == 2
+    assert "--prompts is required" in capsys.readouterr().err
+    assert main(["train", "grpo", "--model", str(tiny_model_dir), "--prompts", str(toy), "--output",
+                 str(tmp_path / "o2"), "--num-generations", "4", "--gfpo-keep", "4"]) == 2
+    assert "--gfpo-keep must be between 2 and --num-generations - 1" in capsys.readouterr().err
