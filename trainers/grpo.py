@@ -202,27 +202,72 @@ def rollout_metrics(groups, sampled_tokens: int, t_gen: float) -> dict:
     return out
 
 
-def train_grpo(cfg: GRPOConfig, log=print) -> dict:
-    """Run (or resume) GRPO-family training into `cfg.output`; return the manifest."""
+@dataclass
+class RLRun:
+    """What both RL loops set up: the options, rewards, tokenizer, prompts, step plan and the client."""
+
+    cfg: RLConfig
+    specs: list
+    tokenizer: object
+    data: object  # trainers.records.Rendered of (prompt ids, row)
+    plan: object  # trainers.loop.StepPlan over prompt indices
+    total: int
+    client: object
+    sampled: int = 0
+
+    @property
+    def prompts(self) -> list:
+        return self.data.items
+
+    def step_prompts(self, step: int) -> list:
+        return [self.prompts[u[0]] for u in self.plan.step_units(step)]
+
+
+def setup_rl(cfg: RLConfig) -> RLRun:
+    """Check the options, parse rewards, load tokenizer, prompts and the policy client."""
     from trainers.client import TrainingClient, load_tokenizer
-    from trainers.loop import StepPlan, run_dir, train_loop
+    from trainers.loop import StepPlan
     from trainers.rewards import parse_reward
-    from trainers.rollouts import advantages_for, fill_groups, sample_groups, score_groups
 
     cfg.check()
     specs = [parse_reward(r, cfg) for r in cfg.reward]
-    output = Path(cfg.output)
     tokenizer = load_tokenizer(cfg.model)
     data = load_prompts(cfg, tokenizer)
-    prompts = data.items
-    plan = StepPlan([[i] for i in range(len(prompts))], min(cfg.prompts_per_step, len(prompts)), 1, cfg.seed)
+    plan = StepPlan([[i] for i in range(len(data.items))], min(cfg.prompts_per_step, len(data.items)), 1, cfg.seed)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
     client = TrainingClient.load(cfg.client_config(total * cfg.num_iterations), tokenizer)
+    return RLRun(cfg, specs, tokenizer, data, plan, total, client)
+
+
+def item_counts(items: list[Item]) -> dict:
+    """The token counts `train_loop` needs (tokens processed, completion tokens trained) and the sequences."""
+    return {"tokens": int(sum(len(it.example) for it in items)) or 1,
+            "trained_tokens": int(sum(len(it.adv) for it in items)), "sequences": len(items)}
+
+
+def run_rl(run: RLRun, stage: str, step_fn, log) -> dict:
+    """Train (or resume) with `step_fn` inside the run directory, save the model, return the manifest."""
+    from trainers.loop import run_dir, train_loop
+
+    output = Path(run.cfg.output)
+    with run_dir(output, stage, run.cfg, 0, inputs=[run.data.source]) as rd:
+        last = train_loop(run.client, run.cfg, output, run.total, step_fn, log=log)
+        run.client.save_model(output / "model")
+        usage = Usage(sampled_tokens=run.sampled, trained_tokens=int(last.get("trained_tokens_total", 0)))
+        return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
+                         usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
+
+
+def train_grpo(cfg: GRPOConfig, log=print) -> dict:
+    """Run (or resume) GRPO-family training into `cfg.output`; return the manifest."""
+    from trainers.rollouts import advantages_for, fill_groups, sample_groups, score_groups
+
+    run = setup_rl(cfg)
+    client, prompts, plan = run.client, run.prompts, run.plan
     if cfg.beta:
         client.freeze_reference()
-    counts = {"sampled": 0}
-    log(f"grpo: {len(prompts):,} prompts, {total} steps x {cfg.num_iterations} pass(es), G={cfg.num_generations}, "
-        f"loss {cfg.loss_type}, rewards {', '.join(f'{s.name}:{s.weight:g}' for s in specs)}")
+    log(f"grpo: {len(prompts):,} prompts, {run.total} steps x {cfg.num_iterations} pass(es), G={cfg.num_generations}, "
+        f"loss {cfg.loss_type}, rewards {', '.join(f'{s.name}:{s.weight:g}' for s in run.specs)}")
 
     def step_fn(step: int) -> dict:
         t0 = time.perf_counter()
@@ -232,21 +277,21 @@ def train_grpo(cfg: GRPOConfig, log=print) -> dict:
         def draw(attempt: int):
             nonlocal sampled
             if attempt == 0:
-                chosen = [u[0] for u in plan.step_units(step)]
+                chosen = run.step_prompts(step)
             else:  # refills: a seeded draw, so a resumed run samples the same prompts
                 rng = np.random.default_rng([cfg.seed, step, attempt])
-                chosen = rng.choice(len(prompts), size=plan.batch_size, replace=False).tolist()
-            groups = sample_groups(client, [prompts[i] for i in chosen], cfg.num_generations, cfg.max_new_tokens,
-                                   cfg.temperature, cfg.top_p, cfg.sample_chunk)
+                chosen = [prompts[i] for i in rng.choice(len(prompts), size=plan.batch_size, replace=False).tolist()]
+            groups = sample_groups(client, chosen, cfg.num_generations, cfg.max_new_tokens, cfg.temperature,
+                                   cfg.top_p, cfg.sample_chunk)
             t_r = time.perf_counter()
-            score_groups(groups, specs, tokenizer)
+            score_groups(groups, run.specs, run.tokenizer)
             timing["rewards"] += time.perf_counter() - t_r
             sampled += sum(len(t) for g in groups for t in g.tokens)
             return groups
 
         groups, stats = fill_groups(draw, plan.batch_size, cfg.dynamic_sampling, cfg.max_sampling_attempts)
         t_gen = time.perf_counter() - t0 - timing["rewards"]
-        counts["sampled"] += sampled
+        run.sampled += sampled
         items = []
         if groups:
             for g, adv in zip(groups, advantages_for(groups, cfg.scale_rewards, cfg.gfpo_keep, cfg.gfpo_metric),
@@ -256,26 +301,23 @@ def train_grpo(cfg: GRPOConfig, log=print) -> dict:
                         items.append(make_item(g.prompt_ids, tokens, adv[j], g.sampler_logps[j]))
         record = {**stats, **rollout_metrics(groups, sampled, t_gen), "time/rewards": round(timing["rewards"], 4)}
         record.update(train_items(client, items, cfg, ref_needed=bool(cfg.beta)))
-        trained = int(sum(len(it.adv) for it in items))
-        record.update({"tokens": int(sum(len(it.example) for it in items)) or 1, "trained_tokens": trained,
-                       "sequences": len(items)})
-        return record
+        return {**record, **item_counts(items)}
 
-    with run_dir(output, "train-grpo", cfg, 0, inputs=[data.source]) as run:
-        last = train_loop(client, cfg, output, total, step_fn, log=log)
-        client.save_model(output / "model")
-        usage = Usage(sampled_tokens=counts["sampled"], trained_tokens=int(last.get("trained_tokens_total", 0)))
-        return run.finish(rows_in=data.rows_in, rows_out=len(prompts), dropped=dict(data.dropped), usage=usage,
-                          steps=total, final=last, model_dir=str(output / "model"))
+    return run_rl(run, "train-grpo", step_fn, log)
+
+
+def run_rl_command(args, config_cls, train, final_key: str) -> int:
+    """The CLI body of `wb train grpo|opd`: build the config, train, print where the model went."""
+    from workbench.config import build_config
+
+    cfg = build_config(config_cls, args, getattr(args, "config", None))
+    try:
+        manifest = train(cfg)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    print(f"wrote {manifest['model_dir']} (final {final_key} {manifest['final'].get(final_key, float('nan')):.4f})")
+    return 0
 
 
 def run_command(args) -> int:
-    from workbench.config import build_config
-
-    cfg = build_config(GRPOConfig, args, getattr(args, "config", None))
-    try:
-        manifest = train_grpo(cfg)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    print(f"wrote {manifest['model_dir']} (final reward {manifest['final'].get('reward', float('nan')):.4f})")
-    return 0
+    return run_rl_command(args, GRPOConfig, train_grpo, "reward")

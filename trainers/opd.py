@@ -16,14 +16,21 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from trainers.grpo import RLConfig, load_prompts, make_item, rollout_metrics, train_items
+from trainers.grpo import (
+    RLConfig,
+    item_counts,
+    make_item,
+    rollout_metrics,
+    run_rl,
+    run_rl_command,
+    setup_rl,
+    train_items,
+)
 from workbench.config import option
 from workbench.errors import InputError
-from workbench.rundir import Usage
 
 
 @dataclass
@@ -122,34 +129,22 @@ def distill_items(groups, teacher_logps: list[np.ndarray], kl_coef: float, task_
 
 def train_opd(cfg: OPDConfig, log=print) -> dict:
     """Run (or resume) on-policy distillation into `cfg.output`; return the manifest."""
-    from trainers.client import TrainingClient, load_tokenizer
-    from trainers.loop import StepPlan, run_dir, train_loop
-    from trainers.rewards import parse_reward
     from trainers.rollouts import advantages_for, sample_groups, score_groups
 
-    cfg.check()
-    specs = [parse_reward(r, cfg) for r in cfg.reward]
-    output = Path(cfg.output)
-    tokenizer = load_tokenizer(cfg.model)
-    teacher = load_teacher(cfg, tokenizer)
-    data = load_prompts(cfg, tokenizer)
-    prompts = data.items
-    plan = StepPlan([[i] for i in range(len(prompts))], min(cfg.prompts_per_step, len(prompts)), 1, cfg.seed)
-    total = plan.total_steps(cfg.epochs, cfg.max_steps)
-    client = TrainingClient.load(cfg.client_config(total * cfg.num_iterations), tokenizer)
-    counts = {"sampled": 0}
-    log(f"opd: {len(prompts):,} prompts, {total} steps, teacher {cfg.teacher}")
+    run = setup_rl(cfg)
+    teacher = load_teacher(cfg, run.tokenizer)
+    log(f"opd: {len(run.prompts):,} prompts, {run.total} steps, teacher {cfg.teacher}")
 
     def step_fn(step: int) -> dict:
         t0 = time.perf_counter()
-        groups = sample_groups(client, [prompts[u[0]] for u in plan.step_units(step)], cfg.num_generations,
-                               cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.sample_chunk)
+        groups = sample_groups(run.client, run.step_prompts(step), cfg.num_generations, cfg.max_new_tokens,
+                               cfg.temperature, cfg.top_p, cfg.sample_chunk)
         task_adv = None
-        if specs:
-            score_groups(groups, specs, tokenizer)
+        if run.specs:
+            score_groups(groups, run.specs, run.tokenizer)
             task_adv = advantages_for(groups, cfg.scale_rewards)
         sampled = sum(len(t) for g in groups for t in g.tokens)
-        counts["sampled"] += sampled
+        run.sampled += sampled
         t_gen = time.perf_counter() - t0
         t0 = time.perf_counter()
         scaffold = [make_item(g.prompt_ids, t, 0.0, lp) for g in groups
@@ -157,28 +152,13 @@ def train_opd(cfg: OPDConfig, log=print) -> dict:
         teacher_logps = teacher.score(scaffold)
         t_teacher = time.perf_counter() - t0
         items, reverse_kl = distill_items(groups, teacher_logps, cfg.kl_coef, task_adv)
-        record = {**rollout_metrics(groups if specs else [], sampled, t_gen), "reverse_kl": reverse_kl,
+        record = {**rollout_metrics(groups if run.specs else [], sampled, t_gen), "reverse_kl": reverse_kl,
                   "time/teacher": round(t_teacher, 4)}
-        record.update(train_items(client, items, cfg, ref_needed=False))
-        record.update({"tokens": int(sum(len(it.example) for it in items)) or 1,
-                       "trained_tokens": int(sum(len(it.adv) for it in items)), "sequences": len(items)})
-        return record
+        record.update(train_items(run.client, items, cfg, ref_needed=False))
+        return {**record, **item_counts(items)}
 
-    with run_dir(output, "train-opd", cfg, 0, inputs=[data.source]) as run:
-        last = train_loop(client, cfg, output, total, step_fn, log=log)
-        client.save_model(output / "model")
-        usage = Usage(sampled_tokens=counts["sampled"], trained_tokens=int(last.get("trained_tokens_total", 0)))
-        return run.finish(rows_in=data.rows_in, rows_out=len(prompts), dropped=dict(data.dropped), usage=usage,
-                          steps=total, final=last, model_dir=str(output / "model"))
+    return run_rl(run, "train-opd", step_fn, log)
 
 
 def run_command(args) -> int:
-    from workbench.config import build_config
-
-    cfg = build_config(OPDConfig, args, getattr(args, "config", None))
-    try:
-        manifest = train_opd(cfg)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    print(f"wrote {manifest['model_dir']} (final reverse KL {manifest['final'].get('reverse_kl', float('nan')):.4f})")
-    return 0
+    return run_rl_command(args, OPDConfig, train_opd, "reverse_kl")

@@ -100,3 +100,17 @@ def test_a_teacher_with_another_tokenizer_is_refused(tmp_path):
 
     with pytest.raises(InputError, match="tokenizer differs"):
         LocalTeacher(str(b), load_tokenizer(str(a)))
+
+
+def test_cli_with_a_task_reward_and_a_missing_teacher(tiny_model_dir, prompts, tmp_path, capsys):
+    from workbench.cli import main
+
+    base = ["train", "opd", "--model", str(tiny_model_dir), "--prompts", str(prompts), "--max-new-tokens", "6",
+            "--max-length", "128", "--save-every", "0"]
+    assert main([*base, "--output", str(tmp_path / "o1")]) == 2
+    assert "--teacher is required" in capsys.readouterr().err
+    assert main([*base, "--output", str(tmp_path / "run"), "--teacher", str(tiny_model_dir), "--max-steps", "1",
+                 "--reward", "length:0.5", "--length-target", "3"]) == 0
+    (record,) = read_metrics(tmp_path / "run")
+    assert 0.0 <= record["rewards/length/mean"] < 0.5  # up to 6 tokens against a target of 3
+    assert abs(record["reverse_kl"]) < 1e-5 and "time/teacher" in record
