@@ -68,6 +68,9 @@ class RLConfig(TrainConfig):
         super().check()
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
             raise InputError("RL training runs in one process; launch it without torchrun")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise InputError(f"RL samples: need --temperature > 0 and 0 < --top-p <= 1; got {self.temperature}, "
+                             f"{self.top_p}")
         for name in ("prompts_per_step", "num_generations", "max_new_tokens", "num_iterations"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")

@@ -141,3 +141,28 @@ def test_cli_errors_are_one_line(tiny_model_dir, toy, tmp_path, capsys):
     assert main(["train", "grpo", "--model", str(tiny_model_dir), "--prompts", str(toy), "--output",
                  str(tmp_path / "o2"), "--num-generations", "4", "--gfpo-keep", "4"]) == 2
     assert "--gfpo-keep must be between 2 and --num-generations - 1" in capsys.readouterr().err
+
+
+def test_dapo_gradient_through_the_model_does_not_depend_on_micro_batch_size(tiny_tokenizer):
+    """The same generation batch trained as 1 x 12 or 4 x 3 sequences gives the same gradient under dapo;
+    under bnpo (a local token mean) it does not, because the micro-batches hold different token counts."""
+    import torch
+
+    from trainers.client import ClientConfig, TrainingClient
+    from trainers.grpo import RLConfig, make_item, train_items
+    from workbench.fixtures import make_tiny_model
+
+    rng = np.random.default_rng(0)
+    items = [make_item(list(rng.integers(5, 500, 6)), list(rng.integers(5, 500, n)), float(rng.normal()),
+                       list(-rng.random(n))) for n in (2, 9, 4, 7, 3, 12, 5, 1, 8, 6, 10, 4)]
+
+    def grads(loss_type, batch_size):
+        client = TrainingClient(make_tiny_model(tiny_tokenizer, seed=0), tiny_tokenizer, ClientConfig(model="tiny"))
+        cfg = RLConfig(loss_type=loss_type, batch_size=batch_size, max_new_tokens=12)
+        train_items(client, items, cfg, ref_needed=False)
+        return torch.cat([p.grad.flatten() for p in client.model.parameters()])
+
+    whole = grads("dapo", 12)
+    assert whole.abs().max() > 1e-3
+    assert torch.allclose(whole, grads("dapo", 3), atol=1e-6)
+    assert not torch.allclose(grads("bnpo", 12), grads("bnpo", 3), atol=1e-4)
