@@ -61,6 +61,23 @@ class LocalEngine:
                     results[j] = completion
         return results  # type: ignore[return-value]
 
+    def score(self, ids: list[int], greedy_next: bool = True) -> tuple[list[float], int, float]:
+        """Log-probs of tokens 1..n-1 of `ids` given their prefixes (the prompt log-probs an echo request
+        returns), and the next token after `ids` (argmax) with its log-prob."""
+        torch = self.torch
+        if not ids:
+            raise ValueError("the prompt is empty")
+        if len(ids) >= self.max_positions:
+            raise ValueError(f"the prompt has {len(ids)} tokens; the model takes {self.max_positions}")
+        if max(ids) >= len(self.tokenizer) or min(ids) < 0:
+            raise ValueError(f"token ids must be in [0, {len(self.tokenizer)})")
+        with torch.no_grad():
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
+        logps = torch.log_softmax(logits, dim=-1)
+        prompt = logps[:-1].gather(-1, torch.tensor(ids[1:], device=self.device).unsqueeze(-1)).squeeze(-1)
+        nxt = int(logps[-1].argmax())
+        return prompt.tolist(), nxt, float(logps[-1, nxt])
+
     def _generate(self, prompts: list[list[int]], ns: list[int], params: SamplingParams) -> list[Completion]:
         torch = self.torch
         expanded = [ids for ids, n in zip(prompts, ns, strict=True) for _ in range(n)]

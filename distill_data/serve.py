@@ -1,7 +1,9 @@
 """An OpenAI-compatible server over a local transformers model (starlette + uvicorn).
 
 `/v1/models` and `/v1/chat/completions` (n, temperature, top_p, max_tokens, seed, stop, logprobs);
-concurrent requests are batched by `Batcher` into shared `generate` calls. For CPUs, small GPUs and tests;
+concurrent requests are batched by `Batcher` into shared `generate` calls. `/v1/completions` serves
+scoring only, as on-policy distillation uses it: `echo: true`, `logprobs: 0`, `max_tokens` 0 or 1 and
+a prompt of token ids or text; it returns the prompt tokens' log-probs (and one greedy token). For CPUs, small GPUs and tests;
 for throughput run `vllm serve`, which the same client talks to. Run: `wb serve MODEL_PATH --port 8000`.
 """
 
@@ -84,8 +86,53 @@ def build_app(engine, model_name: str, max_batch: int = 16):
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
                       "total_tokens": completion.prompt_tokens + completion.completion_tokens}})
 
+    async def completions(request: Request) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "the body is not valid JSON", "invalid_request_error")
+        try:
+            ids, max_tokens = parse_scoring_request(body, engine.tokenizer)
+            prompt_logps, nxt, nxt_logp = await run_in_threadpool(engine.score, ids)
+        except ValueError as exc:
+            return error(400, str(exc), "invalid_request_error")
+        tokens = ids + [nxt] * max_tokens
+        token_logprobs = [None, *prompt_logps] + [nxt_logp] * max_tokens
+        decode = engine.tokenizer.decode
+        return JSONResponse({
+            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": model_name,
+            "choices": [{"index": 0, "text": decode(tokens), "finish_reason": "length", "logprobs": {
+                "tokens": [decode([t]) for t in tokens], "token_logprobs": token_logprobs, "top_logprobs": None,
+                "text_offset": None}}],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": max_tokens,
+                      "total_tokens": len(ids) + max_tokens}})
+
     return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
-                             Route("/v1/chat/completions", chat, methods=["POST"])])
+                             Route("/v1/chat/completions", chat, methods=["POST"]),
+                             Route("/v1/completions", completions, methods=["POST"])])
+
+
+def parse_scoring_request(body: object, tokenizer) -> tuple[list[int], int]:
+    """(prompt token ids, max_tokens) of a `/v1/completions` scoring body; BadRequest for anything this
+    server does not do (it scores prompts; generation goes through chat completions)."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    if body.get("echo") is not True or body.get("logprobs") is None:
+        raise BadRequest("this server's /v1/completions only scores prompts: send echo=true and logprobs=0")
+    max_tokens = body.get("max_tokens", 0)
+    if max_tokens not in (0, 1):
+        raise BadRequest("`max_tokens` must be 0 or 1 for scoring; use /v1/chat/completions to generate")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list | str):
+        prompt = prompt[0]  # a batch of one
+    if isinstance(prompt, str) and prompt:
+        return list(tokenizer(prompt, add_special_tokens=False)["input_ids"]), max_tokens
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return prompt, max_tokens
+    raise BadRequest("`prompt` must be a non-empty string or list of token ids")
 
 
 class ServerThread:

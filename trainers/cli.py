@@ -2,6 +2,8 @@
 
     wb train sft --model PATH --data RUN_OR_FILE --output DIR
     wb train dpo --model PATH --data PAIRS --output DIR --loss-type sigmoid --beta 0.1
+    wb train grpo --model PATH --prompts RUN_OR_FILE --output DIR --reward math format:0.2
+    wb train opd --model STUDENT --teacher PATH_OR_URL --prompts RUN_OR_FILE --output DIR
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import argparse
 SUBCOMMANDS = {
     "sft": ("trainers.sft", "SFTConfig", "supervised fine-tuning on messages or prompt/completion rows"),
     "dpo": ("trainers.dpo", "DPOConfig", "direct preference optimisation on prompt/chosen/rejected rows"),
+    "grpo": ("trainers.grpo", "GRPOConfig", "GRPO family (grpo/bnpo/dr_grpo/dapo, GSPO, DAPO sampling, GFPO) on prompts"),
+    "opd": ("trainers.opd", "OPDConfig", "on-policy distillation: the student samples, a teacher scores its tokens"),
 }
 
 

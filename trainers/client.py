@@ -161,7 +161,8 @@ class TrainingClient:
         return self.ddp if self.ddp is not None else self.model
 
     def _logprobs(self, model, batch: dict) -> torch.Tensor:
-        """Log-probs of the masked tokens, flat in row-major order: shape [N] for N = loss_mask.sum()."""
+        """Log-probs of the masked tokens, flat in row-major order: shape [N] for N = loss_mask.sum(); a
+        `temperature` entry in the batch divides the logits first (RL scores tokens as they were sampled)."""
         mask = batch["loss_mask"].to(self.device)
         b_idx, t_idx = mask.nonzero(as_tuple=True)
         keep, where = torch.unique(t_idx - 1, return_inverse=True)  # logits at t-1 predict token t
@@ -169,6 +170,8 @@ class TrainingClient:
                     attention_mask=batch["attention_mask"].to(self.device) if "attention_mask" in batch else None,
                     logits_to_keep=keep, use_cache=False)
         logits = out.logits[b_idx, where]
+        if batch.get("temperature", 1.0) != 1.0:  # score as the sampler drew: softmax(logits / T)
+            logits = logits / batch["temperature"]
         return token_logprobs(logits, batch["input_ids"].to(self.device)[b_idx, t_idx])
 
     def forward_backward(self, batch: dict, loss_fn: LossFn) -> dict[str, float]:

@@ -156,7 +156,7 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
         if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == total_steps:
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()
                      if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",
-                              "rewards/accuracies")}
+                              "rewards/accuracies", "reward", "reverse_kl")}
             log(" ".join(f"{k}={v}" for k, v in shown.items()))
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)

@@ -94,3 +94,23 @@ def test_hf_backend_in_process(tmp_path, tiny_model_dir):
     df = pl.read_parquet(tmp_path / "run" / "data.parquet")
     assert df.height == 6 and manifest["status_counts"]["failed"] == 0
     assert (df["completion_tokens"] <= 4).all()
+
+
+def test_completions_endpoint_scores_prompts_only(serve_url, tiny_tokenizer):
+    from distill_data.serve import parse_scoring_request
+
+    client = openai.OpenAI(base_url=serve_url, api_key="x", max_retries=0)
+    ids = tiny_tokenizer("hello there friend")["input_ids"]
+    r = client.completions.create(model="tiny", prompt=ids, max_tokens=1, echo=True, logprobs=0)
+    lp = r.choices[0].logprobs.token_logprobs
+    assert len(lp) == len(ids) + 1 and lp[0] is None and all(v <= 0 for v in lp[1:])
+    assert r.usage.prompt_tokens == len(ids) and r.usage.completion_tokens == 1
+    text = client.completions.create(model="tiny", prompt="hello there friend", max_tokens=0, echo=True, logprobs=0)
+    assert text.choices[0].logprobs.token_logprobs[1:] == pytest.approx(lp[1:len(ids)], abs=1e-5)
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="tiny", prompt=ids, max_tokens=5)
+    for body, message in [({"prompt": ids, "logprobs": 0}, "echo=true"),
+                          ({"prompt": [], "echo": True, "logprobs": 0}, "non-empty"),
+                          ({"prompt": ids, "echo": True, "logprobs": 0, "max_tokens": 3}, "0 or 1")]:
+        with pytest.raises(BadRequest, match=message):
+            parse_scoring_request(body, tiny_tokenizer)
