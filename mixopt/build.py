@@ -1,7 +1,8 @@
 """`wb mix build`: materialise a mixed text corpus from a mixture, ready for `wb train`.
 
 Each domain contributes whole documents until its share of `--tokens` (UTF-8 bytes, the proxies' unit)
-is reached: one shuffled pass first, further passes only up to the plan's epoch cap. Rows keep their
+is reached, the last one cut to fit (`truncated`): one shuffled pass first, further passes only up to
+the plan's epoch cap. Rows keep their
 lineage (`source_id`, `domain`, `epoch`) and are shuffled together.
 
     wb mix build runs/mix-search/mixture.json --output runs/mix-corpus --tokens 2000000
@@ -32,11 +33,15 @@ class BuildConfig:
 
 
 def take_documents(lengths: np.ndarray, budget: int, max_epochs: float, rng: np.random.Generator,
-                   name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(document indices, epoch of each) whose lengths add up to about `budget`."""
+                   name: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(document indices, epoch of each, bytes to keep of the last one or None) adding up to `budget`.
+
+    Whole documents are taken in shuffled passes; the one that crosses the budget is cut, so a domain
+    of a few long documents still gets its exact share.
+    """
     total = int(lengths.sum())
     if budget <= 0:
-        return np.zeros(0, int), np.zeros(0, int)
+        return np.zeros(0, int), np.zeros(0, int), None
     if total == 0:
         raise InputError(f"domain {name!r} has no tokens to draw from")
     epochs_needed = budget / total
@@ -46,22 +51,27 @@ def take_documents(lengths: np.ndarray, budget: int, max_epochs: float, rng: np.
     picks, epochs = [], []
     taken = 0
     epoch = 0
-    while taken < budget:
+    while True:
         order = rng.permutation(len(lengths))
         cumulative = taken + np.cumsum(lengths[order])
-        # stop at the document that brings the total closest to the budget
-        stop = int(np.searchsorted(cumulative, budget))
+        stop = int(np.searchsorted(cumulative, budget))  # first document reaching the budget
         if stop < len(order):
-            before = cumulative[stop - 1] if stop > 0 else taken
-            stop = stop + 1 if abs(cumulative[stop] - budget) < abs(before - budget) else stop
-            picks.append(order[:stop])
-            epochs.append(np.full(stop, epoch))
-            break
+            picks.append(order[: stop + 1])
+            epochs.append(np.full(stop + 1, epoch))
+            before = int(cumulative[stop - 1]) if stop > 0 else taken
+            cut = None if cumulative[stop] == budget else budget - before
+            return np.concatenate(picks), np.concatenate(epochs), cut
         picks.append(order)
         epochs.append(np.full(len(order), epoch))
         taken = int(cumulative[-1])
         epoch += 1
-    return np.concatenate(picks), np.concatenate(epochs)
+
+
+def cut_text(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` within `max_bytes` UTF-8 bytes, ended at a line break when there is one."""
+    prefix = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+    newline = prefix.rfind("\n")
+    return prefix[: newline + 1] if newline > len(prefix) // 2 else prefix
 
 
 def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig, log=print) -> dict:
@@ -94,17 +104,23 @@ def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig,
                 texts = pc.filter(texts, pa.array(~is_heldout(texts, heldout_fraction)))
             lengths = pc.binary_length(texts.cast(pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64)
             budget = int(round(weight * config.tokens))
-            picks, epochs = take_documents(lengths, budget, plan["constraints"]["max_epochs"], rng, name)
-            tokens = int(lengths[picks].sum())
+            picks, epochs, cut = take_documents(lengths, budget, plan["constraints"]["max_epochs"], rng, name)
+            chosen = texts.take(pa.array(picks, pa.int64())).to_pylist()
+            truncated = np.zeros(len(picks), bool)
+            if cut is not None:
+                chosen[-1] = cut_text(chosen[-1], cut)
+                truncated[-1] = True
+            tokens = sum(len(t.encode("utf-8")) for t in chosen)
             counts[name] = {"weight": weight, "documents": int(len(picks)), "tokens": tokens,
                             "epochs": round(tokens / max(1, int(lengths.sum())), 3)}
             tables.append(pa.table({
                 "id": pa.array([f"{name}/{i}#{e}" for i, e in zip(picks.tolist(), epochs.tolist(), strict=True)],
                                pa.string()),
-                "text": texts.take(pa.array(picks, pa.int64())),
+                "text": pa.array(chosen, pa.string()),
                 "domain": pa.array([name] * len(picks), pa.string()),
                 "source_id": pa.array([f"{name}/{i}" for i in picks.tolist()], pa.string()),
                 "epoch": pa.array(epochs, pa.int32()),
+                "truncated": pa.array(truncated, pa.bool_()),
             }))
         corpus = pa.concat_tables(tables)
         corpus = corpus.take(pa.array(rng.permutation(corpus.num_rows)))

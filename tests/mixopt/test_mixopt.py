@@ -215,6 +215,20 @@ def test_build_matches_the_mixture_within_one_percent(tmp_path, domains_yaml):
     assert manifest["domains"]["a"]["tokens"] == counts["a"]["tokens"]
 
 
+def test_build_cuts_a_long_document_to_keep_the_share(tmp_path, domains_yaml):
+    # domain c becomes four 20 kB documents: its 10% of 60 kB is less than one of them
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"text": f"line {i} of code\n" * 1200}) + "\n"
+                                              for i in range(4)))
+    make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
+    (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 0.5, "b": 0.4, "c": 0.1},
+                                                 "plan_dir": str(tmp_path / "plan")}))
+    counts = run_build(tmp_path / "m.json", tmp_path / "corpus", BuildConfig(tokens=60_000), log=quiet)
+    assert abs(counts["c"]["share"] - 0.1) < 0.01
+    corpus = pq.read_table(tmp_path / "corpus" / "data.parquet").to_pylist()
+    cut = [r for r in corpus if r["truncated"]]
+    assert len(cut) <= 3 and all(r["text"].endswith("\n") for r in cut if r["domain"] == "c")
+
+
 def test_build_with_a_zero_weight_domain(tmp_path, domains_yaml):
     make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=4))
     (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 0.0, "b": 0.6, "c": 0.4},

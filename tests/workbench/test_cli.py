@@ -132,11 +132,14 @@ def test_console_script_runs_and_does_not_import_heavy_libraries():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
-def test_demo_writes_a_finished_sft_run(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path)]) == 0
+def test_demo_runs_every_stage_on_bundled_data(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path), "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "1,319 valid SFT records" in out and "generated" in out
-    manifest = json.loads((tmp_path / "gsm8k-sft" / "manifest.json").read_text())
-    assert manifest["rows_out"] == 1319
-    rows = pq.read_table(tmp_path / "gsm8k-sft" / "data.parquet").slice(0, 1).to_pylist()
-    assert rows[0]["answer"] == "18" and rows[0]["messages"][1]["role"] == "assistant"
+    assert "$ wb curate" in out and "$ wb distill" in out and "demo finished" in out
+    stages = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")}
+    assert {"curated", "mix-plan", "mix-fit", "mix-search", "mix-corpus", "sft", "distill"} <= set(stages)
+    curated = stages["curated"]
+    assert curated["rows_in"] == 7473 and curated["rows_out"] < 7473
+    assert any(reason.startswith("contaminated:gsm8k") for reason in curated["dropped"])
+    assert stages["distill"]["rows_out"] == 16  # 8 prompts x 2 samples
+    assert (tmp_path / "sft" / "model" / "config.json").exists()
