@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
+    "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
 }
 
 
