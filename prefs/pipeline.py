@@ -130,7 +130,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
     cost = sides[0].progress.cost(prefill, sampled)
     per_model = {s.cfg.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
-                               "status_counts": _status_counts(samples, s.cfg.model)} for s, u in zip(sides, usage)}
+                               "status_counts": _status_counts(samples, s.cfg.model)} for s, u in zip(sides, usage, strict=True)}
     return run.finish(rows_in=prompts.num_rows, rows_out=kept.num_rows,
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
