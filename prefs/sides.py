@@ -53,19 +53,19 @@ def side_configs(cfg: PrefsConfig) -> list[tuple[str, DistillConfig]]:
 
 def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]:
     """Endpoints, keys and ledgers of every side; raise InputError when two sides would share a key."""
-    sides = []
     policy = RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)
+    opened = []
     for name, dcfg in side_configs(cfg):
         endpoints, template_id = build_endpoints(dcfg, dcfg.model, dcfg.base_url)
         key = run_key(dcfg, template_id)
-        if any(s.key == key for s in sides):
+        if any(k == key for _, _, k, _ in opened):
             raise InputError(f"the strong and weak models are both {dcfg.model!r} with the same sampling, so their "
                              "samples would be the same units; serve them under different names "
                              "(`wb serve --served-model-name`)")
-        progress = Progress(prompt_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
-        sides.append(Side(name, dcfg, key, Ledger(run_path / LEDGER, key),
-                          Generator(endpoints, sampling_params(dcfg), policy), progress))
-    return sides
+        opened.append((name, dcfg, key, endpoints))
+    return [Side(name, dcfg, key, Ledger(run_path / LEDGER, key), Generator(endpoints, sampling_params(dcfg), policy),
+                 Progress(prompt_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out))
+            for name, dcfg, key, endpoints in opened]
 
 
 async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side]) -> None:
@@ -74,12 +74,11 @@ async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side])
                            for s in sides))
     if cfg.verify == "none":
         return
-    from distill_data.verify import verify_units
+    from distill_data.verify import verify_many
 
-    for side in sides:
-        # The judge is the strong model's kind of endpoint, whichever side is being checked.
-        vcfg = dataclasses.replace(side.cfg, backend=cfg.strong_backend)
-        await verify_units(vcfg, side_units(cfg, prompts, side), side.ledger, side.gen)
+    # The judge is the strong model's kind of endpoint, whichever side is being checked.
+    vcfg = dataclasses.replace(sides[0].cfg, backend=cfg.strong_backend)
+    await verify_many(vcfg, [(side_units(cfg, prompts, s), s.ledger) for s in sides], sides[0].gen)
 
 
 def side_units(cfg: PrefsConfig, prompts: pa.Table, side: Side) -> pa.Table:
