@@ -123,7 +123,9 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     pairs = make_pairs(cfg, kind, view, prompts.num_rows)
     table = pair_table(samples, texts, prompts, pairs, cfg.strategy, cfg.source or Path(cfg.prompts).name)
     preference = cfg.strategy != "rejection-sampling"
-    kept, removed = split_kept(table if preference else sft_rows(table))
+    kept, removed = split_kept(table)
+    if not preference:
+        kept = sft_rows(kept)
     write_table(kept, run.product)
     write_table(removed, Path(run.path) / "removed.parquet")
     stats = pair_stats(kept, removed, preference)
