@@ -31,22 +31,29 @@ def scripted():
 
 
 @pytest.fixture(scope="session")
-def strong_model(tmp_path_factory, tiny_model_dir):
-    """The tiny model trained 150 steps more on GSM8K answers; returns (path, losses)."""
+def tiny_pair(tmp_path_factory, tiny_model_dir):
+    """A weak model (the tiny model after 60 GSM8K steps) and a strong one (100 steps more): path -> losses."""
     from prefs_helpers import train_on_gsm8k
 
-    return train_on_gsm8k(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-strong", steps=150)
+    root = tmp_path_factory.mktemp("models")
+    weak, weak_losses = train_on_gsm8k(tiny_model_dir, root / "tiny-weak", steps=60)
+    strong, strong_losses = train_on_gsm8k(weak, root / "tiny-strong", steps=100, skip=480)
+    return {"weak": (weak, weak_losses), "strong": (strong, strong_losses)}
 
 
 @pytest.fixture(scope="session")
-def tiny_servers(tiny_model_dir, strong_model):
-    """URLs of `wb serve` over the weak (untrained) and strong tiny models, served as "weak" and "strong"."""
+def tiny_servers(tiny_pair):
+    """URLs of `wb serve` over the weak and strong tiny models, served as "weak" and "strong"."""
+    import torch
+
     from distill_data.local_engine import LocalEngine
     from distill_data.serve import ServerThread, build_app
 
-    threads = {name: ServerThread(build_app(LocalEngine(path), name, max_batch=8))
-               for name, path in (("weak", tiny_model_dir), ("strong", strong_model[0]))}
-    urls = {name: thread.start() for name, thread in threads.items()}
-    yield urls
-    for thread in threads.values():
-        thread.stop()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models generate many times faster on one thread of a busy 2-core machine
+    servers = {name: ServerThread(build_app(LocalEngine(path), name, max_batch=8))
+               for name, (path, _) in tiny_pair.items()}
+    yield {name: server.start() for name, server in servers.items()}
+    for server in servers.values():
+        server.stop()
+    torch.set_num_threads(threads)
