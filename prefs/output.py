@@ -56,8 +56,8 @@ def pair_table(samples: pa.Table, texts: list[str | None], prompts: pa.Table, pa
 
 def sft_rows(table: pa.Table) -> pa.Table:
     """Rejection sampling: the prompt plus the best reply as `messages`, with its provenance (kept rows only)."""
-    messages = [None if p is None or c is None else [*p, *c]
-                for p, c in zip(table.column("prompt").to_pylist(), table.column("chosen").to_pylist(), strict=True)]
+    messages = [[*p, *c] for p, c in zip(table.column("prompt").to_pylist(), table.column("chosen").to_pylist(),
+                                         strict=True)]
     return pa.table({"id": table.column("prompt_id"), "prompt_id": table.column("prompt_id"),
                      "messages": pa.array(messages, MESSAGES), "model": table.column("chosen_model"),
                      "score": table.column("chosen_score"), "verified": table.column("chosen_verified"),

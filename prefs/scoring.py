@@ -18,22 +18,13 @@ import pyarrow.compute as pc
 
 from distill_data.generation import Generator
 from distill_data.ledger import Ledger
-from distill_data.verify.judge import JUDGE_PARAMS
+from distill_data.verify.judge import RUBRIC as JUDGE_RUBRIC
+from distill_data.verify.judge import judge_units
 from workbench.errors import InputError
 
-RUBRIC = """You are rating a response to a question.
-Question:
-{question}
-
-Reference answer (may be empty):
-{reference}
-
-Response:
-{response}
-
-Rate the response from 1 (useless or wrong) to 10 (correct, complete, clear and honest); with a reference
-answer, a final answer that disagrees with it scores at most 3. Give a one-paragraph justification, then a
-last line that is exactly `SCORE: N` with N an integer from 1 to 10."""
+RUBRIC = JUDGE_RUBRIC.split("Judge whether")[0] + """Rate the response from 1 (useless or wrong) to 10 (correct, complete, clear and honest); with a
+reference answer, a final answer that disagrees with it scores at most 3. Give a one-paragraph
+justification, then a last line that is exactly `SCORE: N` with N an integer from 1 to 10."""
 _SCORE = re.compile(r"SCORE:\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
@@ -46,12 +37,6 @@ def parse_score(text: str | None) -> float | None:
     return value if 1 <= value <= 10 else None
 
 
-def rubric_messages(prompt: list[dict], reference: str | None, response: str | None) -> list[dict]:
-    question = "\n".join(m["content"] for m in prompt if m["role"] == "user")
-    return [{"role": "user", "content": RUBRIC.format(question=question, reference=reference or "",
-                                                       response=response or "")}]
-
-
 def scorable(units: pa.Table) -> pa.Array:
     """Samples that can be ranked: status ok with a non-empty answer."""
     text = pc.utf8_trim_whitespace(pc.fill_null(units.column("content"), ""))
@@ -60,18 +45,7 @@ def scorable(units: pa.Table) -> pa.Array:
 
 async def judge_scores(units: pa.Table, judge: Generator) -> list[tuple[float | None, str]]:
     """(score, detail) per row of `units`, in order."""
-
-    async def one(prompt, reference, content) -> tuple[float | None, str]:
-        outcome = await judge.complete(rubric_messages(prompt, reference, content), 1, JUDGE_PARAMS)
-        if outcome.completion is None:
-            return None, f"judge failed: {outcome.error}"
-        text = outcome.completion.choices[0].content or ""
-        score = parse_score(text)
-        return score, (text if score is not None else f"judge gave no score: {text[-200:]}")[-1000:]
-
-    return list(await asyncio.gather(*(one(p, r, c) for p, r, c in zip(
-        units.column("prompt").to_pylist(), units.column("answer").to_pylist(),
-        units.column("content").to_pylist(), strict=True))))
+    return await judge_units(units, judge, RUBRIC, parse_score, "score")
 
 
 class RewardModel:
