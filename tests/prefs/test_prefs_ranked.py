@@ -163,3 +163,24 @@ def test_rejection_sampling_keeps_best_of_k_as_sft(tmp_path, scripted):
     assert kept["rs-2"]["model"] == "weak" and kept["rs-2"]["messages"][1]["content"] == "=#### 4"
     with pytest.raises(InputError, match="needs --verify"):
         build_prefs(fast_config(src, tmp_path / "x", scripted.url, strategy="rejection-sampling"))
+
+
+def test_delta_with_an_llm_judge_as_verifier(tmp_path, scripted):
+    s = scripted.scripts
+    s.set("strong", "v-1", "[reply:#### 9]")
+    s.set("weak", "v-1", "[reply:it is #### 4]")
+
+    def verdicts(text: str, request: dict) -> str:
+        if request.get("model") != "judge":
+            return s(text, request)
+        response = re.search(r"Response:\n(.*?)\n\nJudge", text, re.DOTALL).group(1)
+        return "[reply:VERDICT: CORRECT]" if "#### 4" in response else "[reply:VERDICT: INCORRECT]"
+
+    previous, scripted.script = scripted.script, verdicts
+    try:
+        src = write_questions(tmp_path / "q.jsonl", ["v-1"])
+        build_prefs(fast_config(src, tmp_path / "run", scripted.url, verify="judge", judge_model="judge"))
+    finally:
+        scripted.script = previous
+    pair = rows(tmp_path / "run")[0]["v-1"]
+    assert (pair["chosen_model"], pair["verdict"], pair["chosen_verified"]) == ("weak", "swapped", True)
