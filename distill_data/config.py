@@ -1,4 +1,8 @@
-"""`DistillConfig`: every option of `wb distill`, with help text; it is written into the manifest."""
+"""`DistillConfig`: every option of `wb distill`, with help text; it is written into the manifest.
+
+`JobOptions` holds the options every job that generates through distill_data shares (prompt columns,
+endpoint faults, verification, cost, progress); `wb prefs` builds its config on it too.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,10 @@ from workbench.config import option
 
 
 @dataclass
-class DistillConfig:
+class JobOptions:
     prompts: str = option("", "prompt source: a file, a directory, or a run directory", cli=False)
     output: str = option("", "run directory to write (re-running the same command resumes it)")
-    model: str = option("", "teacher model name (HTTP) or local model path (hf, vllm)")
-    base_url: list[str] = option([], "OpenAI-compatible endpoint(s); several spread the load")
-    backend: str = option("openai", "where generation runs", choices=["openai", "hf", "vllm"])
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key (may be unset)")
-    n: int = option(1, "samples per prompt (native `n` where the backend has it)")
-    temperature: float = option(0.6, "sampling temperature")
-    top_p: float = option(0.95, "nucleus sampling")
-    max_tokens: int = option(16384, "completion budget per sample; reasoning teachers need 16-32k")
-    seed: int | None = option(None, "sampling seed sent to the backend")
     stop: list[str] = option([], "stop strings")
     system: str | None = option(None, "system prompt prepended to every prompt")
     prompt_field: str | None = option(None, "column holding the prompt (default: `prompt`); e.g. question")
@@ -33,13 +29,25 @@ class DistillConfig:
     retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)")
     retry_max: float = option(60.0, "largest backoff delay in seconds")
     verify: str = option("none", "answer verifier", choices=["none", "math", "code", "judge"])
-    only_verified: bool = option(False, "write only verified rows to data.parquet and sft.parquet")
-    judge_model: str | None = option(None, "judge model for --verify judge (default: --model)")
-    judge_base_url: list[str] = option([], "judge endpoint(s) (default: --base-url)")
     code_timeout: float = option(10.0, "seconds per code-verification run")
     code_memory_mb: int = option(1024, "memory cap per code-verification run")
     verify_workers: int = option(2, "processes for math/code verification")
-    think_format: str = option("think-tags", "how sft.parquet renders reasoning", choices=list(THINK_FORMATS))
     price_in: float | None = option(None, "USD per million prompt tokens, for the cost line")
     price_out: float | None = option(None, "USD per million completion tokens, for the cost line")
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)")
+
+
+@dataclass
+class DistillConfig(JobOptions):
+    model: str = option("", "teacher model name (HTTP) or local model path (hf, vllm)")
+    base_url: list[str] = option([], "OpenAI-compatible endpoint(s); several spread the load")
+    backend: str = option("openai", "where generation runs", choices=["openai", "hf", "vllm"])
+    n: int = option(1, "samples per prompt (native `n` where the backend has it)")
+    temperature: float = option(0.6, "sampling temperature")
+    top_p: float = option(0.95, "nucleus sampling")
+    max_tokens: int = option(16384, "completion budget per sample; reasoning teachers need 16-32k")
+    seed: int | None = option(None, "sampling seed sent to the backend")
+    only_verified: bool = option(False, "write only verified rows to data.parquet and sft.parquet")
+    judge_model: str | None = option(None, "judge model for --verify judge (default: --model)")
+    judge_base_url: list[str] = option([], "judge endpoint(s) (default: --base-url)")
+    think_format: str = option("think-tags", "how sft.parquet renders reasoning", choices=list(THINK_FORMATS))

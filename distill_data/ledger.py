@@ -6,7 +6,7 @@ uncommitted batch when `flush_seconds` > 0) are simply pending again; a re-run s
 A request's units are committed together. In WAL mode with synchronous=NORMAL a commit is a write to the
 WAL file, which survives a process kill (only a power loss can drop the last commits).
 The primary key makes duplicate rows impossible. Failed units are retried by a re-run; ok and truncated
-ones are kept. Verdicts live in their own table so verification also resumes.
+ones are kept. Verdicts (and prefs/' numeric scores) live in their own tables so scoring also resumes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS units (
 CREATE TABLE IF NOT EXISTS verdicts (
   key TEXT NOT NULL, verifier TEXT NOT NULL, prompt_id TEXT NOT NULL, sample_index INTEGER NOT NULL,
   verified INTEGER, detail TEXT, PRIMARY KEY (key, verifier, prompt_id, sample_index));
+CREATE TABLE IF NOT EXISTS scores (
+  key TEXT NOT NULL, scorer TEXT NOT NULL, prompt_id TEXT NOT NULL, sample_index INTEGER NOT NULL,
+  score REAL, detail TEXT, PRIMARY KEY (key, scorer, prompt_id, sample_index));
 CREATE TABLE IF NOT EXISTS usage (key TEXT NOT NULL, requests INTEGER, prefill_tokens INTEGER, sampled_tokens INTEGER);
 """
 
@@ -125,6 +128,18 @@ class Ledger:
         with self._transaction():
             self.conn.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?)",
                                   [(self.key, verifier, p, i, None if v is None else int(v), d) for p, i, v, d in items])
+
+    def scores(self, scorer: str) -> dict[tuple[str, int], tuple[float | None, str | None]]:
+        """(prompt_id, sample_index) -> (score, detail) recorded by `scorer` (a judge rubric, a reward model)."""
+        rows = self.conn.execute(
+            "SELECT prompt_id, sample_index, score, detail FROM scores WHERE key=? AND scorer=?",
+            (self.key, scorer)).fetchall()
+        return {(p, i): (s, d) for p, i, s, d in rows}
+
+    def record_scores(self, scorer: str, items: list[tuple[str, int, float | None, str | None]]) -> None:
+        with self._transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
+                                  [(self.key, scorer, p, i, s, d) for p, i, s, d in items])
 
     @contextmanager
     def _transaction(self):

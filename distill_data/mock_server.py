@@ -3,7 +3,9 @@
 Markers in the last user message script faults per distinct message: `[429:K]` (first K requests get 429
 with Retry-After), `[500:K]`, `[drop:K]` (close the connection without replying), `[400]` (always),
 `[slow:S]` (sleep S seconds), `[length]` (finish_reason=length), `[think]` (a `<think>` block in the
-content), `[rc]` (a `reasoning_content` field), `[reply:TEXT]` (the content). `latency` delays every reply.
+content), `[rc]` (a `reasoning_content` field), `[reply:TEXT]` (the content; `[reply:]` is empty), `[replies:A|B|C]`
+(choice i gets item i mod 3). `latency` delays every reply. `script(text, request) -> text` rewrites the
+message before the markers are read, so one server can answer per model (request["model"]) or per sample.
 Run alone: `python -m distill_data.mock_server --port 8001 --latency 0.05`.
 """
 
@@ -16,15 +18,18 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
-_MARK = re.compile(r"\[(429|500|drop|slow|reply|length|think|rc|400|one)(?::([^\]]*))?\]")
+_MARK = re.compile(r"\[(429|500|drop|slow|replies|reply|length|think|rc|400|one)(?::([^\]]*))?\]")
 
 
 class MockServer:
     """Serve on 127.0.0.1 in a background thread (`start`/`stop`) or in the current loop (`serve`)."""
 
-    def __init__(self, latency: float = 0.0, retry_after: float = 0.1):
+    def __init__(self, latency: float = 0.0, retry_after: float = 0.1,
+                 script: Callable[[str, dict], str] | None = None):
         self.latency = latency
+        self.script = script
         self.retry_after = retry_after
         self.counts: Counter[str] = Counter()  # requests seen per distinct user message
         self.port = 0
@@ -97,6 +102,8 @@ class MockServer:
         request = json.loads(body or b"{}")
         messages = request.get("messages") or [{"content": ""}]
         text = messages[-1].get("content") or ""
+        if self.script is not None:
+            text = self.script(text, request)
         self.counts[text] += 1
         seen = self.counts[text]
         marks = {m.group(1): m.group(2) for m in _MARK.finditer(text)}
@@ -118,7 +125,10 @@ class MockServer:
         n = 1 if "one" in marks else int(request.get("n") or 1)
         choices = []
         for i in range(n):
-            content = marks.get("reply") or f"sample {i} for: {text[:40]}"
+            content = marks["reply"] if marks.get("reply") is not None else f"sample {i} for: {text[:40]}"
+            if marks.get("replies") is not None:
+                items = marks["replies"].split("|")
+                content = items[i % len(items)]
             message: dict = {"role": "assistant", "content": content}
             if "think" in marks:
                 message["content"] = f"<think>thinking {i}</think>{content}"

@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
-    "train": ("trainers.cli", "train a model on workbench data: sft, dpo"),
+    "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
+    "train": ("trainers.cli", "train a model on workbench data: sft, dpo, grpo, opd"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
 }
 

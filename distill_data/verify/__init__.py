@@ -16,14 +16,24 @@ from distill_data.ledger import Ledger
 
 async def verify_units(cfg, data: pa.Table, ledger: Ledger, gen: Generator) -> None:
     """Verify what is left to verify with `cfg.verify`; verdicts go to the ledger in batches."""
-    seen = ledger.verdicts(cfg.verify)
-    todo = data.filter(pc.equal(data.column("status"), "ok"))
-    keys = list(zip(todo.column("prompt_id").to_pylist(), todo.column("sample_index").to_pylist(), strict=True))
-    rows = [j for j, k in enumerate(keys) if k not in seen]
-    if not rows:
+    await verify_many(cfg, [(data, ledger)], gen)
+
+
+async def verify_many(cfg, parts: list[tuple[pa.Table, Ledger]], gen: Generator) -> None:
+    """`verify_units` over several (units, ledger) parts in one verifier call (one process pool), e.g. the
+    models of a prefs run; each part's verdicts go to its own ledger."""
+    todos, keys, owners = [], [], []
+    for part, (data, ledger) in enumerate(parts):
+        seen = ledger.verdicts(cfg.verify)
+        todo = data.filter(pc.equal(data.column("status"), "ok"))
+        found = list(zip(todo.column("prompt_id").to_pylist(), todo.column("sample_index").to_pylist(), strict=True))
+        rows = [j for j, k in enumerate(found) if k not in seen]
+        todos.append(todo.take(pa.array(rows, pa.int64())).select(["prompt", "content", "answer", "tests"]))
+        keys += [found[j] for j in rows]
+        owners += [part] * len(rows)
+    if not keys:
         return
-    todo = todo.take(pa.array(rows, pa.int64()))
-    keys = [keys[j] for j in rows]
+    todo = pa.concat_tables(todos)
     if cfg.verify == "math":
         from distill_data.verify.math import verify_math
 
@@ -38,4 +48,7 @@ async def verify_units(cfg, data: pa.Table, ledger: Ledger, gen: Generator) -> N
         from distill_data.verify.judge import verify_judge
 
         verdicts = await verify_judge(cfg, todo, gen)
-    ledger.record_verdicts(cfg.verify, [(p, i, v, d) for (p, i), (v, d) in zip(keys, verdicts, strict=True)])
+    for part, (_, ledger) in enumerate(parts):
+        mine = [(p, i, v, d) for (p, i), (v, d), o in zip(keys, verdicts, owners, strict=True) if o == part]
+        if mine:
+            ledger.record_verdicts(cfg.verify, mine)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -31,15 +32,35 @@ _VERDICT = re.compile(r"VERDICT:\s*(CORRECT|INCORRECT)", re.IGNORECASE)
 JUDGE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2048)
 
 
-def judge_messages(prompt: list[dict], reference: str | None, response: str | None) -> list[dict]:
+def judge_messages(prompt: list[dict], reference: str | None, response: str | None,
+                   rubric: str = RUBRIC) -> list[dict]:
+    """The judge's one user message: `rubric` filled with the question, reference and response."""
     question = "\n".join(m["content"] for m in prompt if m["role"] == "user")
-    return [{"role": "user", "content": RUBRIC.format(question=question, reference=reference or "",
+    return [{"role": "user", "content": rubric.format(question=question, reference=reference or "",
                                                        response=response or "")}]
 
 
 def parse_verdict(text: str | None) -> bool | None:
     found = _VERDICT.findall(text or "")
     return None if not found else found[-1].upper() == "CORRECT"
+
+
+async def judge_units(units: pa.Table, judge: Generator, rubric: str, parse: Callable[[str], object | None],
+                      what: str = "verdict") -> list[tuple[object | None, str]]:
+    """(parse(judge reply), detail) for each row of `units` (prompt, answer, content), in order; the
+    verifier's CORRECT/INCORRECT and prefs/' 1-10 rubric scores both go through here."""
+
+    async def one(prompt, reference, content) -> tuple[object | None, str]:
+        outcome = await judge.complete(judge_messages(prompt, reference, content, rubric), 1, JUDGE_PARAMS)
+        if outcome.completion is None:
+            return None, f"judge failed: {outcome.error}"
+        text = outcome.completion.choices[0].content or ""
+        value = parse(text)
+        return value, (text if value is not None else f"judge gave no {what}: {text[-200:]}")[-1000:]
+
+    return list(await asyncio.gather(*(one(p, r, c) for p, r, c in zip(
+        units.column("prompt").to_pylist(), units.column("answer").to_pylist(),
+        units.column("content").to_pylist(), strict=True))))
 
 
 async def verify_judge(cfg, units: pa.Table, gen: Generator) -> list[tuple[bool | None, str]]:
@@ -49,19 +70,8 @@ async def verify_judge(cfg, units: pa.Table, gen: Generator) -> list[tuple[bool 
 
         endpoints, _ = build_endpoints(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url)
         judge = Generator(endpoints, JUDGE_PARAMS, gen.policy)
-
-    async def one(prompt, reference, content) -> tuple[bool | None, str]:
-        outcome = await judge.complete(judge_messages(prompt, reference, content), 1, JUDGE_PARAMS)
-        if outcome.completion is None:
-            return None, f"judge failed: {outcome.error}"
-        text = outcome.completion.choices[0].content or ""
-        verdict = parse_verdict(text)
-        return verdict, (text if verdict is not None else f"judge gave no verdict: {text[-200:]}")[-1000:]
-
     try:
-        return list(await asyncio.gather(*(one(p, r, c) for p, r, c in zip(
-            units.column("prompt").to_pylist(), units.column("answer").to_pylist(),
-            units.column("content").to_pylist(), strict=True))))
+        return await judge_units(units, judge, RUBRIC, parse_verdict)
     finally:
         if judge is not gen:
             await judge.aclose()

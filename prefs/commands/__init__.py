@@ -1,0 +1,1 @@
+"""CLI entry point of prefs: `wb prefs`."""

@@ -1,0 +1,147 @@
+"""`build_prefs(config)`: prompts -> each model's ledgered samples -> verdicts and scores -> pairs -> run dir.
+
+Generation, the ledger, endpoints, retries and verification are distill_data's; this module picks the
+scorer, applies the strategy and writes `data.parquet`, `removed.parquet` and the manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow as pa
+
+from distill_data.generation import Generator
+from distill_data.prompts import load_prompts
+from distill_data.reasoning import render_reasoning
+from prefs.config import PrefsConfig
+from prefs.output import pair_stats, pair_table, sft_rows, split_kept
+from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
+from prefs.scoring import RewardModel, add_scores, record_missing_scores, scorer_id
+from prefs.sides import Side, close_generators, generate_sides, open_sides, side_units
+from workbench.errors import InputError
+from workbench.io import write_table
+from workbench.rundir import RunDir, Usage
+
+
+def resolve_scorer(cfg: PrefsConfig) -> str:
+    """The scorer in use: `none`, `verifier`, `judge` or `reward-model`; raise InputError if it cannot work."""
+    kind = cfg.score
+    if kind == "auto":
+        kind = "verifier" if cfg.verify != "none" else "none"
+    if kind == "none" and cfg.strategy != "delta":
+        raise InputError(f"--strategy {cfg.strategy} ranks samples, so it needs --verify math|code|judge or "
+                         "--score judge|reward-model")
+    if kind == "verifier" and cfg.verify == "none":
+        raise InputError("--score verifier needs --verify math|code|judge")
+    if kind == "reward-model" and not cfg.reward_model:
+        raise InputError("--score reward-model needs --reward-model PATH (a sequence-classification checkpoint)")
+    return kind
+
+
+def check_config(cfg: PrefsConfig) -> None:
+    if not cfg.output:
+        raise InputError("--output is required (a run directory)")
+    if not cfg.strong_model:
+        raise InputError("--strong-model is required")
+    if cfg.strategy == "delta" and not cfg.weak_model:
+        raise InputError("--strategy delta needs --weak-model (the rejected side)")
+    if cfg.n < 1:
+        raise InputError(f"--n must be at least 1, got {cfg.n}")
+    if cfg.strategy == "best-vs-worst" and cfg.n < 2 and not cfg.weak_model:
+        raise InputError("--strategy best-vs-worst with one model needs --n 2 or more samples per prompt")
+    if cfg.verify == "math" and not cfg.answer_field:
+        raise InputError("--verify math needs --answer-field (the column with the reference answer)")
+    if cfg.verify == "code" and not cfg.tests_field:
+        raise InputError("--verify code needs --tests-field (the column with the Python tests)")
+
+
+def build_prefs(cfg: PrefsConfig) -> dict:
+    """Run (or resume) a prefs job into `cfg.output`; return the manifest."""
+    check_config(cfg)
+    kind = resolve_scorer(cfg)
+    prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
+                                            cfg.system, cfg.limit)
+    reward = RewardModel(cfg.reward_model, cfg.reward_batch_size) if kind == "reward-model" else None
+    with RunDir(cfg.output, "prefs", cfg, inputs=[source], resumable=True) as run:
+        sides = open_sides(cfg, Path(run.path), prompts.num_rows)
+        try:
+            samples = asyncio.run(_sample_and_score(cfg, kind, prompts, sides, reward))
+            usage = [s.ledger.usage() for s in sides]
+        finally:
+            for side in sides:
+                side.ledger.close()
+        return _write(cfg, kind, run, prompts, samples, sides, usage, dropped)
+
+
+async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, sides: list[Side],
+                            reward: RewardModel | None) -> pa.Table:
+    """Every side's units stacked (strong block first) with `verified` and `score` columns."""
+    judge: Generator | None = None
+    try:
+        await generate_sides(cfg, prompts, sides)
+        name = scorer_id(kind, sides[0].cfg.judge_model, cfg.reward_model) if kind in ("judge", "reward-model") \
+            else None
+        if kind == "judge":
+            from distill_data.pipeline import build_endpoints
+            from distill_data.verify.judge import JUDGE_PARAMS
+
+            jcfg = sides[0].cfg
+            endpoints, _ = build_endpoints(jcfg, jcfg.judge_model, jcfg.judge_base_url)
+            judge = Generator(endpoints, JUDGE_PARAMS, sides[0].gen.policy)
+        tables = []
+        for side in sides:
+            units = side_units(cfg, prompts, side)
+            if name is not None:
+                await record_missing_scores(kind, name, units, side.ledger, judge, reward)
+            tables.append(add_scores(units, kind, side.ledger, name))
+        return pa.concat_tables(tables)
+    finally:
+        if judge is not None:
+            await judge.aclose()
+        await close_generators(sides)
+
+
+def make_pairs(cfg: PrefsConfig, kind: str, view: SampleView, rows: int) -> Pairs:
+    if cfg.strategy == "delta":
+        pairs = delta_pairs(view, rows, cfg.n)
+    elif cfg.strategy == "best-vs-worst":
+        pairs = best_vs_worst_pairs(view, rows)
+    else:
+        return best_of_k(view, rows, cfg.verify != "none")
+    if cfg.verify != "none":
+        apply_verdicts(view, pairs, cfg.on_inverted)
+    return pairs
+
+
+def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples: pa.Table, sides: list[Side],
+           usage: list[tuple[int, int, int]], dropped_prompts: dict[str, int]) -> dict:
+    texts = [None if s == "failed" else render_reasoning(r, c, cfg.think_format) for s, r, c in zip(
+        samples.column("status").to_pylist(), samples.column("reasoning").to_pylist(),
+        samples.column("content").to_pylist(), strict=True)]
+    view = SampleView.of(samples, texts, prompts.num_rows, cfg.n)
+    pairs = make_pairs(cfg, kind, view, prompts.num_rows)
+    table = pair_table(samples, texts, prompts, pairs, cfg.strategy, cfg.source or Path(cfg.prompts).name)
+    preference = cfg.strategy != "rejection-sampling"
+    kept, removed = split_kept(table)
+    if not preference:
+        kept = sft_rows(kept)
+    write_table(kept, run.product)
+    write_table(removed, Path(run.path) / "removed.parquet")
+    stats = pair_stats(kept, removed, preference)
+    requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
+    cost = sides[0].progress.cost(prefill, sampled)
+    per_model = {s.cfg.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
+                               "status_counts": _status_counts(samples, s.cfg.model)} for s, u in zip(sides, usage, strict=True)}
+    return run.finish(rows_in=prompts.num_rows, rows_out=kept.num_rows,
+                      dropped={**dropped_prompts, **stats["dropped"]},
+                      usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
+                      strategy=cfg.strategy, scorer=kind, pair_stats=stats, models=per_model,
+                      kind="preference" if preference else "sft")
+
+
+def _status_counts(samples: pa.Table, model: str) -> dict[str, int]:
+    import pyarrow.compute as pc
+
+    mine = samples.filter(pc.equal(samples.column("model"), model)).column("status").value_counts().to_pylist()
+    return {d["values"]: d["counts"] for d in mine}
