@@ -21,7 +21,7 @@ def test_stronger_model_was_trained_further(tiny_pair):
     assert np.mean(strong[-10:]) < np.mean(weak[-5:])  # the strong model continues below where the weak stopped
 
 
-def test_delta_pairs_from_two_served_tiny_models(tmp_path, tiny_servers, tiny_tokenizer, capsys):
+def test_delta_pairs_from_two_served_tiny_models(tmp_path, tiny_servers, tiny_tokenizer, tiny_pair, capsys):
     src = tmp_path / "gsm8k.jsonl"
     lines = (bundled_data_dir() / "gsm8k" / "test.jsonl").read_text().splitlines()[:8]
     src.write_text("\n".join(lines) + "\n")
@@ -60,6 +60,15 @@ def test_delta_pairs_from_two_served_tiny_models(tmp_path, tiny_servers, tiny_to
     ds = load_dataset("parquet", data_files=str(out / "data.parquet"), split="train")
     assert set(ds.column_names) >= {"prompt", "chosen", "rejected", "chosen_model", "rejected_model", "source",
                                     "strategy", "chosen_score", "rejected_score", "chosen_tokens"}
+
+    # `wb train dpo` accepts the pairs as they are: step 1 starts at ln 2 (policy == reference).
+    dpo_out = tmp_path / "dpo"
+    assert main(["train", "dpo", "--model", str(tiny_pair["weak"][0]), "--data", str(out), "--output", str(dpo_out),
+                 "--max-steps", "2", "--batch-size", "2", "--log-every", "1"]) == 0
+    metrics = [json.loads(line) for line in (dpo_out / "metrics.jsonl").read_text().splitlines()]
+    first = next(m for m in metrics if "loss" in m)
+    assert abs(first["loss"] - np.log(2)) < 1e-4
+    assert (dpo_out / "model" / "config.json").exists()
 
     # Re-running resumes: nothing is generated again and the product is the same.
     assert main(argv) == 0

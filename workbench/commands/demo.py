@@ -2,8 +2,9 @@
 
 Each stage is the real `wb` command a user would type (printed before it runs), on small settings:
 inspect GSM8K, curate it (decontaminate against GSM8K test and MATH-500, dedup), search a data mixture
-with RegMix proxies, fine-tune a tiny model on the curated data, distil answers from it with math
-verification, build delta-learning preference pairs (tuned model vs its base) and train DPO on them.
+with RegMix proxies, fine-tune a tiny model on the curated data (twice: a long and a short run), distil
+answers from it with math verification, build delta-learning preference pairs (long run vs short run)
+and train DPO on them.
 The models are tiny and random, so the numbers show the plumbing, not quality.
 """
 
@@ -45,12 +46,14 @@ def summary(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from transformers.utils import logging as hf_logging
 
     from workbench.fixtures import tiny_model_path
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    torch.set_num_threads(1)  # tiny models run fastest on one thread; two fight over a 2-core machine
     started = time.time()
     out = Path(args.output)
     data = bundled_data_dir()
@@ -73,16 +76,31 @@ def run(args: argparse.Namespace) -> int:
     wb("mix", "search", out / "mix-fit", "--output", out / "mix-search", "--samples", 20_000, "--top-k", 50)
     wb("mix", "build", out / "mix-search" / "mixture.json", "--output", out / "mix-corpus", "--tokens", 300_000)
 
-    print("\n== 4. supervised fine-tuning of a tiny model on the curated GSM8K")
+    print("\n== 4. supervised fine-tuning of a tiny model on the curated GSM8K (and a weaker, shorter run)")
     base = tiny_model_path("llama")
-    wb("train", "sft", "--model", base, "--data", out / "curated", "--prompt-field", "question",
-       "--completion-field", "answer", "--max-steps", 8 if quick else 60, "--batch-size", 8, "--lr", 1e-3,
-       "--max-length", 256, "--output", out / "sft")
+    for name, steps in (("sft", 8 if quick else 120), ("sft-weak", 4 if quick else 30)):
+        wb("train", "sft", "--model", base, "--data", out / "curated", "--prompt-field", "question",
+           "--completion-field", "answer", "--max-steps", steps, "--batch-size", 8, "--lr", 2e-3,
+           "--max-length", 256, "--log-every", 20, "--output", out / name)
 
     print("\n== 5. distil: sample answers from the tuned model and verify them against GSM8K")
     wb("distill", gsm8k_test, "--backend", "hf", "--model", out / "sft" / "model", "--prompt-field", "question",
-       "--answer-field", "answer", "--limit", 8 if quick else 32, "--n", 2, "--max-tokens", 48,
-       "--temperature", 0.8, "--verify", "math", "--output", out / "distill")
+       "--answer-field", "answer", "--limit", 8 if quick else 32, "--n", 2, "--max-tokens", 128,
+       "--temperature", 0.7, "--seed", 1, "--verify", "math", "--output", out / "distill")
+
+    print("\n== 6. delta-learning preference pairs: the longer SFT run is 'strong', the shorter 'weak'")
+    wb("prefs", gsm8k_test, "--strong-model", out / "sft" / "model", "--strong-backend", "hf",
+       "--weak-model", out / "sft-weak" / "model", "--weak-backend", "hf", "--prompt-field", "question",
+       "--answer-field", "answer", "--limit", 4 if quick else 16, "--temperature", 0.7, "--seed", 1,
+       "--max-tokens", 128, "--verify", "math", "--output", out / "prefs")
+
+    pairs = json.loads((out / "prefs" / "manifest.json").read_text())["rows_out"]
+    if pairs:
+        print("\n== 7. DPO on those pairs, starting from the SFT model")
+        wb("train", "dpo", "--model", out / "sft" / "model", "--data", out / "prefs", "--max-steps", 2 if quick else 6,
+           "--batch-size", 4, "--log-every", 2, "--output", out / "dpo")
+    else:
+        print("\n== 7. DPO skipped: every pair was dropped (see runs' removed.parquet for the reasons)")
 
     summary(out)
     print(f"\ndemo finished in {time.time() - started:.0f} s; runs are under {out}/")
