@@ -35,6 +35,10 @@ class JobOptions:
     price_in: float | None = option(None, "USD per million prompt tokens, for the cost line")
     price_out: float | None = option(None, "USD per million completion tokens, for the cost line")
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)")
+    decontam: list[str] = option([], "drop prompts sharing an n-gram with these benchmarks before generating "
+                                     "(bundled gsm8k, math500, or question/answer files)")
+    decontam_ngram: int = option(13, "words per n-gram for --decontam")
+    dedup_prompts: bool = option(False, "drop exact and near-duplicate prompts (MinHash, Jaccard >= 0.8) first")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from distill_data.generation import Endpoint, Generator, RetryPolicy
 from distill_data.ledger import LEDGER, Ledger
 from distill_data.output import add_verdicts, sft_table, unit_table
 from distill_data.prompts import QuestionHook, load_prompts
+from distill_data.questions import question_curation
 from distill_data.runner import Progress, run_units
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -70,6 +71,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> di
         raise InputError("--verify math needs --answer-field (the column with the reference answer)")
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
+    question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
                                             cfg.system, cfg.limit, question_hook)
     with RunDir(cfg.output, "distill", cfg, inputs=[source], resumable=True) as run:
@@ -86,7 +88,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> di
             requests, prefill, sampled = ledger.usage()
         finally:
             ledger.close()
-        return _finish(cfg, run, data, prompts.num_rows, dropped, requests, prefill, sampled, progress, key, gen)
+        return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, requests, prefill, sampled, progress, key, gen)
 
 
 async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen: Generator,

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from distill_data.generation import Generator
 from distill_data.prompts import load_prompts
+from distill_data.questions import question_curation
 from distill_data.reasoning import render_reasoning
 from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
@@ -61,7 +62,8 @@ def build_prefs(cfg: PrefsConfig) -> dict:
     check_config(cfg)
     kind = resolve_scorer(cfg)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
-                                            cfg.system, cfg.limit)
+                                            cfg.system, cfg.limit,
+                                            question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram))
     reward = RewardModel(cfg.reward_model, cfg.reward_batch_size) if kind == "reward-model" else None
     with RunDir(cfg.output, "prefs", cfg, inputs=[source], resumable=True) as run:
         sides = open_sides(cfg, Path(run.path), prompts.num_rows)
@@ -133,7 +135,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     cost = sides[0].progress.cost(prefill, sampled)
     per_model = {s.cfg.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
                                "status_counts": _status_counts(samples, s.cfg.model)} for s, u in zip(sides, usage, strict=True)}
-    return run.finish(rows_in=prompts.num_rows, rows_out=kept.num_rows,
+    return run.finish(rows_in=prompts.num_rows + sum(dropped_prompts.values()), rows_out=kept.num_rows,
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
                       strategy=cfg.strategy, scorer=kind, pair_stats=stats, models=per_model,
