@@ -27,7 +27,7 @@ from workbench.rundir import RunDir
 
 @dataclass
 class BuildConfig:
-    tokens: int = option(1_000_000, "corpus size in tokens (UTF-8 bytes)")
+    tokens: int = option(1_000_000, "corpus size in tokens (UTF-8 bytes)", min=1)
     seed: int = option(0, "shuffling seed")
     include_heldout: bool = option(False, "also draw from the documents the plan held out for evaluation")
 
@@ -74,18 +74,31 @@ def cut_text(text: str, max_bytes: int) -> str:
     return prefix[: newline + 1] if newline > len(prefix) // 2 else prefix
 
 
-def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig, log=print) -> dict:
-    """Write the mixed corpus as a run directory; return per-domain counts."""
+def read_mixture(mixture_path: str | Path) -> dict:
+    """A mixture.json (from `wb mix search`, or written by hand): checked weights and the plan it names."""
     mixture_path = Path(mixture_path)
-    if not mixture_path.exists():
-        raise InputError(f"{mixture_path}: no such file")
-    mixture = json.loads(mixture_path.read_text())
-    weights = mixture.get("weights", mixture)
-    if not isinstance(weights, dict) or not weights:
-        raise InputError(f"{mixture_path}: expected {{\"weights\": {{domain: weight}}}}")
+    if not mixture_path.is_file():
+        raise InputError(f"{mixture_path}: no such file (expected mixture.json from `wb mix search`)")
+    try:
+        mixture = json.loads(mixture_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{mixture_path}: not valid JSON ({exc.msg})") from None
+    weights = mixture.get("weights") if isinstance(mixture, dict) else None
+    if not isinstance(weights, dict) or not weights or not all(
+            isinstance(v, int | float) and v >= 0 for v in weights.values()):
+        raise InputError(f"{mixture_path}: expected {{\"weights\": {{domain: weight >= 0}}, \"plan_dir\": ...}} "
+                         "as `wb mix search` writes")
     total = sum(weights.values())
     if abs(total - 1) > 1e-3:
         raise InputError(f"{mixture_path}: weights sum to {total:.4f}, not 1")
+    return mixture
+
+
+def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig, log=print) -> dict:
+    """Write the mixed corpus as a run directory; return per-domain counts."""
+    mixture_path = Path(mixture_path)
+    mixture = read_mixture(mixture_path)
+    weights = mixture["weights"]
     plan_dir = mixture.get("plan_dir")
     if not plan_dir or not (Path(plan_dir) / "plan.json").exists():
         raise InputError(f"{mixture_path}: names no plan directory with plan.json (needed for the domains' sources)")

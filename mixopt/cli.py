@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.config import add_config_arguments, build_config
+from workbench.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,31 +30,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(plan, PlanConfig)
 
     run = sub.add_parser("run", help="train one proxy per mixture (resumable)")
-    run.add_argument("plan_dir")
+    run.add_argument("plan_dir", help="a directory written by `wb mix plan`")
     run.add_argument("--workers", type=int, default=2, help="proxy processes at once (default: 2)")
     run.add_argument("--limit", type=int, help="train at most this many runs now")
     add_config_arguments(run, ProxyConfig, skip=("seed",))
 
     fit = sub.add_parser("fit", help="fit LightGBM and a linear baseline from weights to metrics")
     fit.add_argument("results", help="results.parquet of a sweep, or any table with weight and metric columns")
-    fit.add_argument("--output", required=True)
+    fit.add_argument("--output", required=True, help="fit run directory to write")
     add_config_arguments(fit, FitConfig)
 
     search = sub.add_parser("search", help="simulate mixtures, predict, average the top k")
-    search.add_argument("fit_dir")
+    search.add_argument("fit_dir", help="a directory written by `wb mix fit`")
     search.add_argument("--output", help="search run directory (default: FIT_DIR/../<name>-search)")
     add_config_arguments(search, SearchConfig)
 
     build = sub.add_parser("build", help="materialise the mixed corpus")
     build.add_argument("mixture", help="mixture.json from `wb mix search`")
-    build.add_argument("--output", required=True)
+    build.add_argument("--output", required=True, help="corpus run directory to write")
     add_config_arguments(build, BuildConfig)
 
     confirm = sub.add_parser("confirm", help="train on chosen, natural and uniform mixtures and compare")
     confirm.add_argument("mixture", help="mixture.json from `wb mix search`")
-    confirm.add_argument("--output", required=True)
+    confirm.add_argument("--output", required=True, help="confirmation run directory to write")
     confirm.add_argument("--seeds", type=int, default=3, help="seeds per mixture (default: 3)")
-    confirm.add_argument("--workers", type=int, default=2)
+    confirm.add_argument("--workers", type=int, default=2, help="proxy processes at once (default: 2)")
     add_config_arguments(confirm, ProxyConfig, skip=("seed",))
 
 
@@ -68,10 +69,17 @@ def run(args: argparse.Namespace) -> int:
                   f"   prior {plan['prior'][name]:.3f}")
         print(f"sampled {plan['config']['runs']} mixtures -> {args.output}/mixtures.parquet")
     elif step == "run":
+        from mixopt.plan import load_plan
         from mixopt.sweep import run_sweep
         from trainers.lm import ProxyConfig
 
-        rows = run_sweep(args.plan_dir, build_config(ProxyConfig, args), workers=args.workers, limit=args.limit)
+        if args.workers < 1:
+            raise InputError(f"--workers {args.workers}: must be at least 1")
+        # the plan's token budget is the default, so its epoch caps hold for the proxies
+        plan_tokens = load_plan(args.plan_dir)["constraints"]["tokens_per_run"]
+        config = build_config(ProxyConfig, args, **({} if "tokens_per_run" in vars(args) else
+                                                    {"tokens_per_run": plan_tokens}))
+        rows = run_sweep(args.plan_dir, config, workers=args.workers, limit=args.limit)
         failed = sum(r["status"] != "ok" for r in rows)
         print(f"{len(rows)} proxies in {args.plan_dir}/results.parquet ({failed} failed)")
     elif step == "fit":
@@ -95,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         from mixopt.confirm import run_confirm
         from trainers.lm import ProxyConfig
 
+        if args.seeds < 1 or args.workers < 1:
+            raise InputError("--seeds and --workers must be at least 1")
         run_confirm(args.mixture, args.output, build_config(ProxyConfig, args), seeds=args.seeds,
                     workers=args.workers)
     return 0

@@ -9,7 +9,6 @@ the sweep to see whether the ranking transfers). Per-run results go to the outpu
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mixopt.build import read_mixture
 from mixopt.sweep import _init_worker, _run_one
 from trainers.lm import ProxyConfig
 from workbench.errors import InputError
@@ -26,10 +26,11 @@ from workbench.rundir import RunDir
 
 def run_confirm(mixture_path: str | Path, output: str | Path, config: ProxyConfig, seeds: int = 3,
                 workers: int = 2, log=print) -> list[dict]:
-    mixture = json.loads(Path(mixture_path).read_text())
+    mixture = read_mixture(mixture_path)
     plan_dir = mixture.get("plan_dir")
-    if not plan_dir:
-        raise InputError(f"{mixture_path}: names no plan directory; confirm needs the plan's token arrays")
+    if not plan_dir or "natural" not in mixture or "targets" not in mixture:
+        raise InputError(f"{mixture_path}: confirm needs a mixture.json written by `wb mix search` "
+                         "(with plan_dir, natural and targets)")
     candidates = {"chosen": mixture["weights"], "natural": mixture["natural"], "uniform": mixture["uniform"]}
     targets = list(mixture["targets"])
     jobs = [(name, seed) for name in candidates for seed in range(seeds)]

@@ -34,8 +34,8 @@ class FitConfig:
 
     target: list[str] = option([], "METRIC[:WEIGHT] to minimise; several combine as a weighted sum of z-scores")
     weights: list[str] = option([], "weight columns (default: every column named w.<domain>)")
-    folds: int = option(8, "k for k-fold cross-validation")
-    num_iterations: int = option(1000, "LightGBM trees (RegMix: 1000)")
+    folds: int = option(8, "k for k-fold cross-validation", min=2)
+    num_iterations: int = option(1000, "LightGBM trees (RegMix: 1000)", min=1)
     learning_rate: float = option(0.01, "LightGBM learning rate (RegMix: 0.01)")
     min_child_samples: int = option(0, "LightGBM min_child_samples; 0 = max(2, runs // 20)")
     seed: int = option(42, "LightGBM and fold seed")

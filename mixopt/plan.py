@@ -29,10 +29,10 @@ PLAN = "plan.json"
 class PlanConfig:
     """How mixtures are sampled for the proxy sweep."""
 
-    runs: int = option(64, "number of proxy mixtures to sample")
+    runs: int = option(64, "number of proxy mixtures to sample", min=1)
     seed: int = option(42, "sampling seed (RegMix used 42)")
     temperature: float = option(0.5, "prior temperature: natural token distribution ** temperature")
-    tokens_per_run: int = option(400_000, "proxy training tokens, used for the epoch cap")
+    tokens_per_run: int = option(400_000, "proxy training tokens, used for the epoch cap", min=1)
 
 
 def weight_column(domain: str) -> str:

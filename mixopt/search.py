@@ -29,8 +29,8 @@ PARETO_POOL = 100_000  # candidates checked for the Pareto front
 class SearchConfig:
     """How many mixtures to simulate and which constraints they must meet."""
 
-    samples: int = option(1_000_000, "candidate mixtures to simulate")
-    top_k: int = option(100, "average the k best predicted mixtures (RegMix: 128)")
+    samples: int = option(1_000_000, "candidate mixtures to simulate", min=1)
+    top_k: int = option(100, "average the k best predicted mixtures (RegMix: 128)", min=1)
     seed: int = option(0, "sampling seed")
     min_weight: list[str] = option([], "DOMAIN=W lower bounds (added to the plan's)")
     max_weight: list[str] = option([], "DOMAIN=W upper bounds (added to the plan's)")

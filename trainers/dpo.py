@@ -29,7 +29,7 @@ REF_CACHE = "ref_logps.parquet"
 class DPOConfig(TrainConfig):
     lr: float = option(5e-6, "peak learning rate")
     loss_type: str = option("sigmoid", "preference loss", choices=list(DPO_LOSSES))
-    beta: float = option(0.1, "strength of the implicit KL penalty (SimPO: reward scale)")
+    beta: float = option(0.1, "strength of the implicit KL penalty (SimPO: reward scale)", min=1e-9)
     label_smoothing: float = option(0.0, "probability that a label is flipped (conservative DPO); sigmoid losses")
     simpo_gamma: float = option(0.5, "SimPO target margin")
     precompute_ref: bool = option(True, "score the reference once before training and cache it in the run")

@@ -32,11 +32,11 @@ class RLConfig(TrainConfig):
 
     prompts: str | None = option(None, "prompt rows (prompt, answer?, extra columns): a file, shards or a run")
     prompt_field: str = option("prompt", "column holding the prompt (e.g. question for GSM8K)")
-    lr: float = option(1e-6, "peak learning rate")
-    batch_size: int = option(8, "completions per micro-batch (the step's micro-batches are accumulated)")
-    prompts_per_step: int = option(4, "prompts (groups) per generation batch")
-    num_generations: int = option(8, "completions sampled per prompt (G; G' when --gfpo-keep is set)")
-    max_new_tokens: int = option(128, "completion token budget (L_max)")
+    lr: float = option(1e-6, "peak learning rate", min=0.0)
+    batch_size: int = option(8, "completions per micro-batch (the step's micro-batches are accumulated)", min=1)
+    prompts_per_step: int = option(4, "prompts (groups) per generation batch", min=1)
+    num_generations: int = option(8, "completions sampled per prompt (G; G' when --gfpo-keep is set); a group needs 2", min=2)
+    max_new_tokens: int = option(128, "completion token budget (L_max)", min=1)
     temperature: float = option(1.0, "sampling temperature (the trainer scores tokens at the same temperature)")
     top_p: float = option(1.0, "nucleus sampling mass")
     loss_type: str = option("dapo", "normaliser: grpo (per-sequence mean), bnpo (micro-batch token mean), dr_grpo "
@@ -45,8 +45,8 @@ class RLConfig(TrainConfig):
     epsilon_high: float = option(0.2, "upper clip range (clip-higher: DAPO uses 0.28)")
     importance_sampling_level: str = option("token", "token ratios, or sequence (GSPO, length-normalised)",
                                             choices=["token", "sequence"])
-    beta: float = option(0.0, "weight of the k3 KL to the starting model (0 = no reference)")
-    num_iterations: int = option(1, "optimiser passes over each generation batch (old log-probs kept)")
+    beta: float = option(0.0, "weight of the k3 KL to the starting model (0 = no reference)", min=0.0)
+    num_iterations: int = option(1, "optimiser passes over each generation batch (old log-probs kept)", min=1)
     is_correction: str = option("none", "importance-sampling correction for a sampler that is not the trainer",
                                 choices=["none", "token_truncate", "sequence_mask"])
     is_cap: float = option(3.0, "IS cap: token_truncate clamps at it, sequence_mask zeroes outside [1/cap, cap]")
@@ -82,7 +82,7 @@ class GRPOConfig(RLConfig):
                                "package.module:function")
     dynamic_sampling: bool = option(False, "DAPO: drop groups whose rewards have zero spread and sample more")
     max_sampling_attempts: int = option(4, "generation rounds per step at most when --dynamic-sampling refills")
-    gfpo_keep: int = option(0, "GFPO: keep the k best of --num-generations completions per group (0 = off)")
+    gfpo_keep: int = option(0, "GFPO: keep the k best of --num-generations completions per group (0 = off)", min=0)
     gfpo_metric: str = option("length", "GFPO ranking: shortest first, or highest reward per token",
                               choices=["length", "reward_per_token"])
 

@@ -32,15 +32,15 @@ class ProxyConfig:
     """How one proxy is trained and evaluated; recorded with the sweep so every run is comparable."""
 
     model_size: str = option("tiny", "proxy size", choices=sorted(MODEL_SIZES))
-    tokens_per_run: int = option(400_000, "training tokens (bytes) per proxy")
-    context: int = option(128, "sequence length in bytes")
-    batch_size: int = option(16, "sequences per step")
+    tokens_per_run: int = option(400_000, "training tokens (bytes) per proxy", min=1)
+    context: int = option(128, "sequence length in bytes", min=2)
+    batch_size: int = option(16, "sequences per step", min=1)
     lr: float = option(3e-3, "AdamW learning rate (constant after warmup, as RegMix)")
     warmup_steps: int = option(20, "linear warmup steps")
     weight_decay: float = option(0.1, "AdamW weight decay")
     eval_tokens: int = option(32_768, "held-out bytes evaluated per domain")
     seed: int = option(0, "seed for weights and batches")
-    threads: int = option(1, "torch threads per proxy (two 1-thread workers beat one 2-thread worker)")
+    threads: int = option(1, "torch threads per proxy (two 1-thread workers beat one 2-thread worker)", min=1)
 
     @property
     def steps(self) -> int:

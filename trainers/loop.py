@@ -62,7 +62,10 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
     from workbench.rundir import RunDir
 
     if rank == 0:
-        return RunDir(output, stage, cfg, inputs=inputs, resumable=True)
+        # these may change between a run and its resumption; anything else would splice two runs together
+        may_change = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
+                      "max_eval_rows", "output")
+        return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change)
 
     class _Quiet(contextlib.AbstractContextManager):
         def __exit__(self, *exc):
@@ -154,7 +157,7 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
             record.update(eval_fn())
         metrics.write(record)
         if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == total_steps:
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in record.items()
                      if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",
                               "rewards/accuracies", "reward", "reverse_kl")}
             log(" ".join(f"{k}={v}" for k, v in shown.items()))

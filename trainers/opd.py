@@ -38,8 +38,8 @@ class OPDConfig(RLConfig):
     teacher: str | None = option(None, "teacher: a model directory (same tokenizer) or an OpenAI-compatible base URL")
     teacher_model: str = option("teacher", "model name sent to a teacher endpoint")
     kl_coef: float = option(1.0, "weight of the per-token teacher - student log-prob advantage")
-    num_generations: int = option(4, "completions sampled per prompt")
-    lr: float = option(1e-5, "peak learning rate")
+    num_generations: int = option(4, "completions sampled per prompt", min=1)
+    lr: float = option(1e-5, "peak learning rate", min=0.0)
 
     def check(self) -> None:
         super().check()

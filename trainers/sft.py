@@ -30,7 +30,8 @@ class SFTConfig(TrainConfig):
     prompt_field: str = option("prompt", "column holding the prompt when rows have no messages (e.g. question)")
     completion_field: str = option("completion", "column holding the completion (e.g. answer)")
     eval_data: str | None = option(None, "held-out data for the eval loss (default: split off --eval-fraction)")
-    eval_fraction: float = option(0.05, "fraction of rows held out for the eval loss when --eval-data is unset")
+    eval_fraction: float = option(0.05, "fraction of rows held out for the eval loss when --eval-data is unset",
+                                 min=0.0, max=0.5)
     max_eval_rows: int = option(256, "at most this many held-out rows")
     eval_every: int = option(0, "compute the eval loss every N steps (0 = only at the end)")
 

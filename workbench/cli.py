@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from workbench.errors import WorkbenchError
 
@@ -46,14 +48,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so atomic writers delete their temporary files on the way out
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
+    argv = [a for a in argv if a != "--debug"]
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
+    args.debug = debug
     if args.command is None:
         parser.print_help()
         return 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except WorkbenchError as exc:
@@ -64,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wb {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `wb inspect ... | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # a bug, not bad input: say so, keep it to one line unless --debug
         if args.debug:
             raise

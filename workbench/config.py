@@ -84,11 +84,59 @@ def build_config(cls: type, args: argparse.Namespace | None = None, config_file:
         unknown = sorted(set(from_file) - names)
         if unknown:
             raise InputError(f"{config_file}: unknown option {unknown[0]!r}; known options are {sorted(names)}")
-        values.update(from_file)
+        values.update(coerce_values(cls, from_file, str(config_file)))
     if args is not None:
         values.update({k: v for k, v in vars(args).items() if k in names})
     values.update(overrides)
+    check_ranges(cls, values)
     return cls(**values)
+
+
+def _coerce(value: object, kind: type, is_list: bool, where: str) -> object:
+    if value is None:
+        return None
+    if is_list:
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(v, kind, False, where) for v in items]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: expected true or false; got {value!r}")
+    if kind in (int, float):
+        try:
+            number = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise InputError(f"{where}: expected {'an integer' if kind is int else 'a number'}; got {value!r}")
+        return number
+    if kind is str and isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def coerce_values(cls: type, values: dict, where: str) -> dict:
+    """YAML values as the field types (YAML reads `1e-4` as a string; a lone string for a list field)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, value in values.items():
+        kind, is_list = _base_type(hints[name])
+        out[name] = _coerce(value, kind, is_list, f"{where}: option {name!r}")
+    return out
+
+
+def check_ranges(cls: type, values: dict) -> None:
+    """Raise `InputError` for a value outside a field's `min`/`max` metadata, naming the flag."""
+    for f in dataclasses.fields(cls):
+        value = values.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        low, high = f.metadata.get("min"), f.metadata.get("max")
+        if low is not None and value < low:
+            raise InputError(f"{flag} {value}: must be at least {low}")
+        if high is not None and value > high:
+            raise InputError(f"{flag} {value}: must be at most {high}")
 
 
 def config_to_dict(config: object) -> dict:

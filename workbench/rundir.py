@@ -79,7 +79,8 @@ class RunDir:
     """
 
     def __init__(self, path: str | os.PathLike, stage: str, config: object = None, inputs: list | None = None,
-                 argv: list[str] | None = None, resumable: bool = False):
+                 argv: list[str] | None = None, resumable: bool = False,
+                 resume_guard: tuple[str, ...] | None = None):
         self.path = Path(path)
         self.stage = stage
         self.config = config
@@ -89,6 +90,8 @@ class RunDir:
         self.created = False
         self.finished = False
         self.resumable = resumable  # keep partial work on failure so a re-run can continue it
+        # with resume_guard, an unfinished run resumes only under the same config, but for the fields named
+        self.resume_guard = resume_guard
 
     @property
     def product(self) -> Path:
@@ -96,13 +99,45 @@ class RunDir:
 
     def start(self) -> RunDir:
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"{self.path}: exists and is not a directory; choose another --output")
+            raise InputError(f"{self.path}: exists and is not a directory; choose another output directory")
         self.created = not self.path.exists()
+        self._check_same_stage()
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / INCOMPLETE).write_text(json.dumps({"stage": self.stage, "argv": self.argv, "pid": os.getpid()}))
+        if self.resumable and self.resume_guard:
+            self._check_resumable_config()
+        (self.path / INCOMPLETE).write_text(json.dumps({"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
+                                                        "config": _plain(self.config)}, default=str))
         # A finished run being redone is unfinished again until this run completes.
         (self.path / MANIFEST).unlink(missing_ok=True)
         return self
+
+    def _check_same_stage(self) -> None:
+        """Refuse to write over (or resume) a run of another command: its product would be mixed up."""
+        for name in (INCOMPLETE, MANIFEST):
+            try:
+                recorded = json.loads((self.path / name).read_text()).get("stage")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                continue
+            if recorded and recorded != self.stage:
+                state = "an unfinished" if name == INCOMPLETE else "a finished"
+                raise InputError(f"{self.path}: holds {state} `{recorded}` run; this is `{self.stage}`, "
+                                 "so choose another output directory (or delete that one)")
+
+    def _check_resumable_config(self) -> None:
+        try:
+            recorded = json.loads((self.path / INCOMPLETE).read_text()).get("config")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return
+        current = _plain(self.config)
+        if not isinstance(recorded, dict) or not isinstance(current, dict):
+            return
+        changed = sorted(k for k in current if k not in self.resume_guard and k in recorded
+                         and json.dumps(recorded[k], default=str) != json.dumps(current[k], default=str))
+        if changed:
+            k = changed[0]
+            raise InputError(f"{self.path}: an unfinished run with {k}={recorded[k]!r} is here; resuming it with "
+                             f"{k}={current[k]!r} would mix two runs: re-run with the same options, or choose "
+                             "another output directory")
 
     def finish(self, rows_in: int | None = None, rows_out: int | None = None, dropped: dict[str, int] | None = None,
                usage: Usage | None = None, **extra: object) -> dict:

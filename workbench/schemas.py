@@ -64,7 +64,7 @@ def validate_table(table: pa.Table, kind: str, where: str | Path, first_row: int
         check.string("text")
     elif kind == "sft":
         if "messages" in table.column_names:
-            check.messages("messages")
+            check.messages("messages", need_assistant=True)
         else:
             check.prompt_like("prompt")
             check.prompt_like("completion")
@@ -127,7 +127,7 @@ class _Checker:
         else:
             self.fail(None, f"column \"{name}\" must hold strings or lists of messages; got {array.type}")
 
-    def messages(self, name: str) -> None:
+    def messages(self, name: str, need_assistant: bool = False) -> None:
         array = self.column(name)
         if pa.types.is_null(array.type):
             self.fail(0 if len(array) else None, f"\"{name}\" must be a list of messages; got null")
@@ -169,3 +169,8 @@ class _Checker:
                 fail_at(int(np.flatnonzero(missing.to_numpy(zero_copy_only=False))[0]), "content must be a string; got null")
         elif not pa.types.is_list(contents.type):
             self.fail(None, f"\"{name}\" contents must be strings; got {contents.type}")
+        if need_assistant:  # an SFT conversation with no assistant turn has nothing to learn
+            replies = np.bincount(parents, weights=pc.fill_null(pc.equal(roles, "assistant"), False).to_numpy(
+                zero_copy_only=False), minlength=len(array))
+            if (replies == 0).any():
+                self.fail(int(np.flatnonzero(replies == 0)[0]), f"\"{name}\" has no assistant message to learn from")

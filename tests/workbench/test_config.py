@@ -51,3 +51,27 @@ def test_list_defaults_are_not_shared():
     a, b = DedupConfig(), DedupConfig()
     a.fields.append("x")
     assert b.fields == ["text"]
+
+
+def test_yaml_numbers_in_any_notation_become_the_field_type(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("threshold: 8e-1\nngram: 3\nfields: text\nseed: 7\n")
+    assert parse([], path) == DedupConfig(threshold=0.8, ngram=3, fields=["text"], seed=7)
+    path.write_text("ngram: abc\n")
+    with pytest.raises(InputError, match="c.yaml: option 'ngram': expected an integer; got 'abc'"):
+        parse([], path)
+
+
+@dataclass
+class Ranged:
+    steps: int = option(10, "steps", min=1)
+    fraction: float = option(0.1, "fraction", min=0.0, max=0.9)
+
+
+def test_out_of_range_values_name_the_flag():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Ranged)
+    with pytest.raises(InputError, match="--steps -1: must be at least 1"):
+        build_config(Ranged, parser.parse_args(["--steps", "-1"]))
+    with pytest.raises(InputError, match="--fraction 1.5: must be at most 0.9"):
+        build_config(Ranged, parser.parse_args(["--fraction", "1.5"]))

@@ -93,3 +93,18 @@ def test_manifest_is_plain_json(tmp_path):
         run.finish(extra_field={"a": 1})
     data = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert data["config"]["paths"] == [str(tmp_path)] and data["extra_field"] == {"a": 1}
+
+
+def test_a_run_of_another_command_is_not_overwritten(tmp_path):
+    with RunDir(tmp_path / "run", "curate") as run:
+        run.finish()
+    with pytest.raises(InputError, match=r"holds a finished `curate` run; this is `dedup`"):
+        RunDir(tmp_path / "run", "dedup").start()
+
+
+def test_resume_guard_refuses_a_changed_config(tmp_path):
+    RunDir(tmp_path / "run", "train", {"lr": 0.1, "max_steps": 5}, resumable=True, resume_guard=("max_steps",)).start()
+    RunDir(tmp_path / "run", "train", {"lr": 0.1, "max_steps": 9}, resumable=True, resume_guard=("max_steps",)).start()
+    with pytest.raises(InputError, match=r"an unfinished run with lr=0.1 is here; resuming it with lr=0.5"):
+        RunDir(tmp_path / "run", "train", {"lr": 0.5, "max_steps": 9}, resumable=True,
+               resume_guard=("max_steps",)).start()

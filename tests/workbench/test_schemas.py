@@ -91,3 +91,9 @@ def test_tool_messages_may_have_null_content_with_tool_calls():
     messages = [{"role": "user", "content": "weather?", "tool_calls": None},
                 {"role": "assistant", "content": None, "tool_calls": [{"name": "get_weather"}]}]
     validate_table(pa.Table.from_pylist([{"messages": messages}]), "sft", "t")
+
+
+def test_sft_conversation_without_an_assistant_turn():
+    table = pa.Table.from_pylist([{"messages": chat("user", "assistant")}, {"messages": chat("system", "user")}])
+    with pytest.raises(SchemaError, match=r'row 2: "messages" has no assistant message to learn from'):
+        validate_table(table, "sft", "f.jsonl")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.errors import InputError
 from workbench.io import open_source, write_tables
 from workbench.rundir import RunDir
 
@@ -26,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source, split=args.split, hub=args.hub)
     schema = source.schema()  # reads enough to fail on bad input before anything is written
     output = Path(args.output)
+    if output.suffix.lower() in (".csv", ".json", ".txt", ".arrow", ".ndjson", ".pq"):
+        raise InputError(f"{output}: cannot write {output.suffix}; write OUT.parquet, OUT.jsonl, or a directory")
+    if args.format and output.suffix.lower() in (".parquet", ".jsonl") and args.format != output.suffix[1:].lower():
+        raise InputError(f"{output}: --format {args.format} contradicts the {output.suffix} suffix")
     if output.suffix.lower() in (".parquet", ".jsonl"):
         rows = write_tables(source.iter_tables(), output, schema=schema)
         print(f"wrote {rows:,} rows to {output}")
