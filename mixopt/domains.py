@@ -59,6 +59,10 @@ def _spec(name: str, value: object, where: Path) -> DomainSpec:
         value = {"sources": value}
     if not isinstance(value, dict) or "sources" not in value:
         raise InputError(f"{where}: domain {name!r} needs `sources:` (a path or a list of paths)")
+    unknown = sorted(set(value) - {"sources", "field"})
+    if unknown:
+        raise InputError(f"{where}: domain {name!r} has unknown key {unknown[0]!r}; a domain takes sources and field "
+                         "(weights and epochs go at the top level: min_weight, max_weight, max_epochs)")
     sources = value["sources"] if isinstance(value["sources"], list) else [value["sources"]]
     resolved = []
     for s in sources:

@@ -34,6 +34,10 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
     """
     source = open_source(spec)
     rename = {k: v for k, v in (rename or {}).items() if k != v}
+    missing = [k for k in rename if k not in source.schema().names]
+    if missing:
+        raise SchemaError(f"{spec}: no column {missing[0]!r} (named by a --*-field option); "
+                          f"columns are {source.schema().names}")
     names = [rename.get(n, n) for n in source.schema().names]
     found = detect_kind(pa.schema([(n, pa.null()) for n in names]))
     if found != kind:

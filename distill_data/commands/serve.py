@@ -15,11 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import socket
+    from pathlib import Path
+
     import uvicorn
 
     from distill_data.local_engine import LocalEngine
     from distill_data.serve import build_app
+    from workbench.errors import InputError
 
+    if not (Path(args.model_path) / "config.json").is_file():
+        raise InputError(f"{args.model_path}: not a model directory (no config.json); for a training run, "
+                         "serve its model/ folder")
+    with socket.socket() as probe:  # fail before loading the model, not after printing the address
+        if probe.connect_ex((args.host, args.port)) == 0:
+            raise InputError(f"{args.host}:{args.port} is already in use; pick another --port")
     engine = LocalEngine(args.model_path, args.device)
     name = args.served_model_name or engine.name
     print(f"serving {name} on http://{args.host}:{args.port}/v1", flush=True)
