@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 import xxhash
 
 _PUNCT = r"[^\p{L}\p{N}\s]"
-_MUL = np.uint64(0x9E3779B97F4A7C15)
 EMPTY_WORD = ""  # an empty document is one empty word, so empties still get a shingle and a signature
 
 
@@ -67,24 +66,14 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
 def ngram_hashes(word_hashes: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """64-bit hashes of every word n-gram, the document each belongs to, and its first word's position.
 
-    A document shorter than `n` words gets one n-gram made of all its words, so short texts are
-    compared exactly instead of being skipped.
+    An n-gram's hash is `fmix64(h ^ n)` where `h = h*0x9E3779B97F4A7C15 + w` folds its word hashes in
+    order (mod 2^64). A document shorter than `n` words gets one n-gram made of all its words, so short
+    texts are compared exactly instead of being skipped. Compiled: `kernels.ngram_hashes`.
     """
-    total = len(word_hashes)
-    docs = len(offsets) - 1
-    lengths = np.diff(offsets)
-    doc_of = np.repeat(np.arange(docs), lengths)
-    end = offsets[1:][doc_of]
-    pos = np.arange(total)
-    start_ok = (pos + n <= end) | ((lengths[doc_of] < n) & (pos == offsets[:-1][doc_of]))
-    starts = pos[start_ok]
-    acc = word_hashes[starts].copy()
-    for k in range(1, n):
-        idx = starts + k
-        inside = idx < end[start_ok]
-        nxt = word_hashes[np.minimum(idx, total - 1)]
-        acc = np.where(inside, acc * _MUL + nxt, acc)
-    return _fmix64(acc ^ np.uint64(n)), doc_of[start_ok], starts
+    from curate import kernels
+
+    return kernels.ngram_hashes(np.ascontiguousarray(word_hashes, dtype=np.uint64),
+                                np.ascontiguousarray(offsets, dtype=np.int64), n)
 
 
 def text_ngrams(texts: pa.Array | None, n: int, lists: pa.Array | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,12 +10,13 @@ from curate import minhash
 from curate.normalize import ngram_hashes, text_ngrams
 
 
-def test_permutation_is_exact_multiply_shift_without_overflow_bugs():
+def test_permutation_is_exact_multiply_add_shift_without_overflow_bugs():
+    """Keys are the shingles' top 32 bits; each permutation is ((a*x + b) mod 2^64) >> 32, computed exactly."""
     a, b = minhash.permutations(8, seed=3)
     assert a.dtype == np.uint64 and (a & np.uint64(1)).all()
     x = np.array([0, 1, 2**63 + 5, 2**64 - 1, 123456789123456789], dtype=np.uint64)
     sig = minhash.signatures(x, np.zeros(len(x), dtype=np.int64), 1, a, b)
-    expected = [min(((int(ai) * int(xi) + int(bi)) % 2**64) >> 32 for xi in x) for ai, bi in zip(a, b, strict=True)]
+    expected = [min(((int(ai) * (int(xi) >> 32) + int(bi)) % 2**64) >> 32 for xi in x) for ai, bi in zip(a, b, strict=True)]
     assert sig.dtype == np.uint32
     assert sig[0].tolist() == expected
 
