@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from curate import minhash
 from curate.fields import field_text
 from curate.keep import keep_rank, score_column
-from curate.normalize import exact_keys, normalized_strings, text_ngrams, word_lists
+from curate.normalize import text_ngrams, tokenize
 from curate.removed import with_reasons
 from workbench.config import option
 from workbench.errors import InputError
@@ -31,6 +31,7 @@ from workbench.errors import InputError
 Batches = Callable[[], Iterator[pa.Table]]
 SIGNATURES = "signatures.npy"
 DEDUP_INDEX = "dedup_index.parquet"
+HASHING = "fnv1a-fmix64 words, multiply-add-shift on 32-bit keys"  # bump when keys or signatures change
 
 
 @dataclass
@@ -142,14 +143,13 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
 
     def hash_batch(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]:
         text = field_text(table, fields)
-        lists = word_lists(text)
-        norm = normalized_strings(None, lists)
+        tokens = tokenize(text)
         lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
         sig = None
         if config.near:
-            shingles, doc_of = text_ngrams(None, config.ngram, lists)
+            shingles, doc_of = text_ngrams(None, config.ngram, tokens)
             sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
-        return table, lengths, exact_keys(norm), pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False), sig
+        return table, lengths, tokens.keys, tokens.empty, sig
 
     # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
     with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -257,6 +257,10 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
     import pyarrow.parquet as pq
 
     index = pq.read_table(path / DEDUP_INDEX)
+    made_with = (manifest.get("minhash") or {}).get("hashing")
+    if made_with != HASHING:
+        raise InputError(f"--against {path}: its keys were hashed by an older version ({made_with or 'unnamed'}); "
+                         "re-run that dedup with this version")
     sig = None
     if config.near:
         settings = manifest.get("minhash") or {}
@@ -456,4 +460,5 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
                 f.write(block.tobytes())
         tmp.replace(run_path / SIGNATURES)
     spill.unlink(missing_ok=True)
-    return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold}
+    return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold,
+            "hashing": HASHING}

@@ -65,3 +65,56 @@ def signatures(keys, bounds, a, b, out):
             x = np.uint64(keys[i])
             for p in range(perms):
                 row[p] = min(row[p], np.uint32((a[p] * x + b[p]) >> _S32))
+
+
+_FNV_BASIS = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(nogil=True, cache=True)
+def tokenize(data, offsets, table):
+    """Words of each text in a UTF-8 buffer: runs of bytes that `table` maps to non-zero (mapped bytes).
+
+    Returns (word hashes, word offsets per text, word byte spans in `data`, exact key per text). A word's
+    hash is fmix64 of the FNV-1a hash of its mapped bytes, xor its length; a text without words gets
+    one empty word. The exact key folds a text's word hashes in order, so it equals iff the word
+    sequences do (up to 64-bit collisions).
+    """
+    docs = offsets.shape[0] - 1
+    counts = np.zeros(docs + 1, dtype=np.int64)
+    for d in range(docs):
+        words, inside = 0, False
+        for i in range(offsets[d], offsets[d + 1]):
+            word_byte = table[data[i]] != 0
+            if word_byte and not inside:
+                words += 1
+            inside = word_byte
+        counts[d + 1] = max(words, 1)
+    word_offsets = np.cumsum(counts)
+    hashes = np.empty(word_offsets[-1], dtype=np.uint64)
+    spans = np.empty((word_offsets[-1], 2), dtype=np.int64)
+    keys = np.empty(docs, dtype=np.uint64)
+    for d in range(docs):
+        k = word_offsets[d]
+        key = np.uint64(0)
+        h = _FNV_BASIS
+        start = -1
+        for i in range(offsets[d], offsets[d + 1] + 1):
+            c = table[data[i]] if i < offsets[d + 1] else np.uint8(0)
+            if c != 0:
+                if start < 0:
+                    start, h = i, _FNV_BASIS
+                h = (h ^ np.uint64(c)) * _FNV_PRIME
+            elif start >= 0:
+                hashes[k] = _fmix64(h ^ np.uint64(i - start))
+                spans[k, 0], spans[k, 1] = start, i
+                key = key * _MUL + hashes[k]
+                k += 1
+                start = -1
+        if k == word_offsets[d]:  # no words: one empty word
+            hashes[k] = _fmix64(_FNV_BASIS)
+            spans[k, 0], spans[k, 1] = offsets[d], offsets[d]
+            keys[d] = np.uint64(0)
+        else:
+            keys[d] = _fmix64(key ^ np.uint64(k - word_offsets[d]))
+    return hashes, word_offsets, spans, keys
