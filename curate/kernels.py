@@ -15,6 +15,8 @@ _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB93FE53B6E2B)
 _S33 = np.uint64(33)
 _S32 = np.uint64(32)
+_FNV_BASIS = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @njit(nogil=True, cache=True)
@@ -67,28 +69,59 @@ def signatures(keys, bounds, a, b, out):
                 row[p] = min(row[p], np.uint32((a[p] * x + b[p]) >> _S32))
 
 
-_FNV_BASIS = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
+
+@njit(nogil=True, cache=True)
+def _code_point(data, i):
+    """The code point of the UTF-8 character whose lead byte (>= 0xC0) is data[i]."""
+    c = np.int64(data[i])
+    if c < 0xE0:
+        return ((c & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
+    if c < 0xF0:
+        return ((c & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
+    return (((c & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+            | (np.int64(data[i + 3]) & 0x3F))
 
 
 @njit(nogil=True, cache=True)
-def tokenize(data, offsets, table):
-    """Words of each text in a UTF-8 buffer: runs of bytes that `table` maps to non-zero (mapped bytes).
+def unknown_code_points(data, lo, hi, word_char):
+    """Distinct non-ASCII code points in data[lo:hi] whose `word_char` entry is still 2 (unknown)."""
+    found = []
+    for i in range(lo, hi):
+        if data[i] >= 0xC0:
+            cp = _code_point(data, i)
+            if word_char[cp] == 2:
+                found.append(cp)
+                word_char[cp] = 3  # reported once; the caller sets 0 or 1
+    out = np.empty(len(found), dtype=np.int64)
+    for k in range(len(found)):
+        out[k] = found[k]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def tokenize(data, offsets, table, word_char):
+    """Words of each text in a UTF-8 buffer: maximal runs of word characters.
+
+    An ASCII byte is a word byte when `table` maps it to non-zero (its lowercase form, which is hashed);
+    a multi-byte character is a word character when `word_char` of its code point is 1; continuation
+    bytes (0x80-0xBF) go with the character before them.
 
     Returns (word hashes, word offsets per text, word byte spans in `data`, exact key per text). A word's
-    hash is fmix64 of the FNV-1a hash of its mapped bytes, xor its length; a text without words gets
-    one empty word. The exact key folds a text's word hashes in order, so it equals iff the word
-    sequences do (up to 64-bit collisions).
+    hash is fmix64 of the FNV-1a hash of its (mapped) bytes, xor its byte length; a text without words
+    gets one empty word. The exact key folds a text's word hashes in order, so it is equal iff the word
+    sequences are (up to 64-bit collisions).
     """
     docs = offsets.shape[0] - 1
     counts = np.zeros(docs + 1, dtype=np.int64)
-    for d in range(docs):
-        words, inside = 0, False
+    for d in range(docs):  # branch-light: the byte class is arithmetic except for non-ASCII bytes
+        words, inside = 0, 0
         for i in range(offsets[d], offsets[d + 1]):
-            word_byte = table[data[i]] != 0
-            if word_byte and not inside:
-                words += 1
-            inside = word_byte
+            c = data[i]
+            word = np.int64(table[c] != 0)
+            if c >= 0x80:
+                word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+            words += word & (1 - inside)
+            inside = word
         counts[d + 1] = max(words, 1)
     word_offsets = np.cumsum(counts)
     hashes = np.empty(word_offsets[-1], dtype=np.uint64)
@@ -98,19 +131,27 @@ def tokenize(data, offsets, table):
         k = word_offsets[d]
         key = np.uint64(0)
         h = _FNV_BASIS
-        start = -1
-        for i in range(offsets[d], offsets[d + 1] + 1):
-            c = table[data[i]] if i < offsets[d + 1] else np.uint8(0)
-            if c != 0:
-                if start < 0:
+        start, inside, end = 0, 0, offsets[d + 1]
+        for i in range(offsets[d], end + 1):
+            word = 0
+            m = np.uint64(0)
+            if i < end:
+                c = data[i]
+                m = np.uint64(table[c])
+                word = np.int64(m != 0)
+                if c >= 0x80:
+                    m = np.uint64(c)
+                    word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+            if word:
+                if not inside:
                     start, h = i, _FNV_BASIS
-                h = (h ^ np.uint64(c)) * _FNV_PRIME
-            elif start >= 0:
+                h = (h ^ m) * _FNV_PRIME
+            elif inside:
                 hashes[k] = _fmix64(h ^ np.uint64(i - start))
                 spans[k, 0], spans[k, 1] = start, i
                 key = key * _MUL + hashes[k]
                 k += 1
-                start = -1
+            inside = word
         if k == word_offsets[d]:  # no words: one empty word
             hashes[k] = _fmix64(_FNV_BASIS)
             spans[k, 0], spans[k, 1] = offsets[d], offsets[d]
@@ -118,3 +159,17 @@ def tokenize(data, offsets, table):
         else:
             keys[d] = _fmix64(key ^ np.uint64(k - word_offsets[d]))
     return hashes, word_offsets, spans, keys
+
+
+@njit(nogil=True, cache=True)
+def band_keys(sig, bands, rows):
+    """uint64 key per (document, band): fmix64 folds of the band's signature values (FNV-style)."""
+    n = sig.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for d in range(n):
+        for band in range(bands):
+            acc = np.uint64(0)
+            for r in range(band * rows, (band + 1) * rows):
+                acc = _fmix64(acc * _FNV_PRIME + np.uint64(sig[d, r]))
+            out[d, band] = acc
+    return out

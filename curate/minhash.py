@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.normalize import _fmix64
-
 
 @dataclass(frozen=True)
 class LshParams:
@@ -63,13 +61,10 @@ def signatures(shingles: np.ndarray, doc_of: np.ndarray, num_docs: int, a: np.nd
 
 
 def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:
-    """uint64 key per (document, band): a hash of the band's `rows` signature values."""
-    n = sig.shape[0]
-    used = sig[:, : params.bands * params.rows].astype(np.uint64).reshape(n, params.bands, params.rows)
-    acc = np.zeros((n, params.bands), dtype=np.uint64)
-    for r in range(params.rows):
-        acc = _fmix64(acc * np.uint64(0x100000001B3) + used[:, :, r])
-    return acc
+    """uint64 key per (document, band): a hash of the band's `rows` signature values (`kernels.band_keys`)."""
+    from curate import kernels
+
+    return kernels.band_keys(np.ascontiguousarray(sig), params.bands, params.rows)
 
 
 def candidate_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:

@@ -1,28 +1,26 @@
 """Text normalisation and word n-gram hashing shared by exact dedup, near dedup and decontamination.
 
-Normalised text: NFKC, lowercase, every character that is not a letter or digit is a word break
-(punctuation, whitespace and line breaks alike). ASCII texts (NFKC leaves them unchanged) are
-normalised and split in one compiled pass over the Arrow string buffer (`kernels.tokenize`); only
-non-ASCII texts go through Arrow's NFKC, Unicode lowercasing and a `[^\\p{L}\\p{N}]+` regex first.
-Words are hashed to 64 bits in the same pass, and n-grams combine word hashes (`ngram_hashes`).
+Normalised text: NFKC, lowercase, every character that is not a letter or digit (Unicode categories
+L and N) is a word break (punctuation, whitespace and line breaks alike). Texts are split, ASCII
+lowercased and words hashed to 64 bits in one compiled pass over the Arrow string buffer
+(`kernels.tokenize`); only non-ASCII texts go through Arrow's Unicode lowercasing first, and NFKC
+only those that are not already in NFKC. n-grams combine word hashes (`ngram_hashes`).
 """
 
 from __future__ import annotations
 
+import threading
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_BREAKS = r"[^\p{L}\p{N}]+"
-
 
 def _byte_table() -> np.ndarray:
-    """Byte -> normalised byte: ASCII letters lowercased, digits kept, other ASCII 0 (a break); bytes of
-    multi-byte UTF-8 characters are kept (their texts were normalised by Arrow already)."""
+    """ASCII byte -> normalised byte: letters lowercased, digits kept, everything else 0 (a break)."""
     table = np.zeros(256, dtype=np.uint8)
-    table[0x80:] = np.arange(0x80, 0x100)
     for c in b"abcdefghijklmnopqrstuvwxyz0123456789":
         table[c] = c
     for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -31,6 +29,9 @@ def _byte_table() -> np.ndarray:
 
 
 _TABLE = _byte_table()
+# per code point: 1 letter or digit, 0 a break, 2 not classified yet (filled from `unicodedata` on first sight)
+_WORD_CHAR = np.full(0x110000, 2, dtype=np.uint8)
+_WORD_CHAR_LOCK = threading.Lock()
 
 
 @dataclass
@@ -64,22 +65,26 @@ def tokenize(texts: pa.Array | pa.ChunkedArray) -> Tokens:
     ascii_rows = pc.string_is_ascii(texts)
     if not pc.all(ascii_rows).as_py():
         other = pc.invert(ascii_rows)
-        unicode_text = pc.utf8_lower(pc.utf8_normalize(texts.filter(other), form="NFKC"))
-        texts = pc.replace_with_mask(texts, other, pc.replace_substring_regex(unicode_text, _BREAKS, " "))
+        unicode_text = texts.filter(other).to_pylist()
+        texts = pc.replace_with_mask(texts, other, pc.utf8_lower(pa.array(
+            [t if unicodedata.is_normalized("NFKC", t) else unicodedata.normalize("NFKC", t) for t in unicode_text],
+            pa.large_string())))
     _, offset_buf, data_buf = texts.buffers()
     offsets = np.frombuffer(offset_buf, dtype=np.int64, count=texts.offset + len(texts) + 1)[texts.offset:]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    hashes, word_offsets, spans, keys = kernels.tokenize(data, offsets, _TABLE)
+    if not pc.all(ascii_rows).as_py():
+        _classify_code_points(data, offsets)
+    hashes, word_offsets, spans, keys = kernels.tokenize(data, offsets, _TABLE, _WORD_CHAR)
     return Tokens(hashes, word_offsets, spans, keys, data)
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """murmur3's 64-bit finaliser; uint64 arithmetic wraps mod 2^64 by design here."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB93FE53B6E2B)
-    return h ^ (h >> np.uint64(33))
+def _classify_code_points(data: np.ndarray, offsets: np.ndarray) -> None:
+    """Fill `_WORD_CHAR` for the code points of `data` not seen before (letters and digits are 1)."""
+    from curate import kernels
+
+    with _WORD_CHAR_LOCK:
+        for cp in kernels.unknown_code_points(data, offsets[0], offsets[-1], _WORD_CHAR):
+            _WORD_CHAR[cp] = unicodedata.category(chr(cp))[0] in "LN"
 
 
 def ngram_hashes(word_hashes: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
