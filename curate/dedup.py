@@ -341,7 +341,7 @@ def parquet_batches(path: Path) -> Batches:
     import pyarrow.parquet as pq
 
     def batches() -> Iterator[pa.Table]:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192):
             yield pa.Table.from_batches([batch])
     return batches
 
