@@ -104,11 +104,28 @@ def check_dedup_config(config: DedupConfig) -> None:
         raise InputError(f"--recall {config.recall}: expected a probability in (0, 1)")
 
 
+class RowIds:
+    """The `id` of every input row, held as one Arrow array (not a million Python strings)."""
+
+    def __init__(self, chunks: list[pa.Array]):
+        self.array = pa.chunked_array(chunks, pa.large_string()).combine_chunks() if chunks \
+            else pa.array([], pa.large_string())
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, row) -> str:
+        return self.array[int(row)].as_py()
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        return self.array.take(pa.array(rows, pa.int64())).to_pylist()
+
+
 @dataclass
 class DedupPlan:
     """Per-row outcome in input order: `reason[i]` is None for a kept row."""
 
-    ids: list[str]
+    ids: RowIds
     reason: np.ndarray
     detail: np.ndarray
     duplicate_of: np.ndarray
@@ -126,8 +143,9 @@ class DedupPlan:
 
 @dataclass
 class _Pass1:
-    ids: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
+    sources: list[np.ndarray] = field(default_factory=list)  # codes into `source_names`
+    source_names: dict[str, int] = field(default_factory=dict)
     lengths: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
@@ -154,8 +172,8 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
     with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for table, lengths, keys, empty, sig in _ordered_map(pool, hash_batch, batches(), ahead=4):
-            p1.ids.extend(table["id"].to_pylist())
-            p1.sources.extend(table["source"].to_pylist())
+            p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
+            p1.sources.append(_source_codes(table["source"], p1.source_names))
             p1.lengths.append(lengths)
             p1.keys.append(keys)
             p1.empty.append(empty)
@@ -163,14 +181,15 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
                 p1.scores.append(_scores(table, score_col))
             if sig is not None:
                 sig_file.write(sig.tobytes())
-    n = len(p1.ids)
-    plan = DedupPlan(p1.ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
+    ids = RowIds(p1.ids)
+    n = len(ids)
+    plan = DedupPlan(ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
     if n == 0:
         spill.unlink(missing_ok=True)
         return plan
     keys, empty = np.concatenate(p1.keys), np.concatenate(p1.empty)
     rank = keep_rank(config.keep, np.concatenate(p1.lengths), np.concatenate(p1.scores) if score_col else None,
-                     _source_rank(p1.sources, config.source_priority))
+                     _source_rank(np.concatenate(p1.sources), list(p1.source_names), config.source_priority))
     plan.remove(np.flatnonzero(empty), "empty_text", "no words left after normalisation", None, None, None)
     ref = load_reference(Path(config.against), config) if config.against else None
     if ref is not None:
@@ -204,10 +223,18 @@ def _scores(table: pa.Table, column: str) -> np.ndarray:
         raise InputError(f"--keep score:{column}: column {column!r} is not numeric ({exc})") from None
 
 
-def _source_rank(sources: list[str], priority: list[str]) -> np.ndarray:
-    order = list(priority) + [s for s in dict.fromkeys(sources) if s not in priority]
+def _source_codes(column: pa.ChunkedArray, names: dict[str, int]) -> np.ndarray:
+    """Each row's source as a code into `names` (source -> code, in order of first appearance)."""
+    encoded = pc.dictionary_encode(pc.fill_null(column.combine_chunks().cast(pa.large_string()), ""))
+    local = np.array([names.setdefault(v, len(names)) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return local[encoded.indices.to_numpy(zero_copy_only=False)] if len(local) else np.zeros(0, np.int64)
+
+
+def _source_rank(codes: np.ndarray, names: list[str], priority: list[str]) -> np.ndarray:
+    """Rank of each row's source: the `priority` sources in that order, then the others as first seen."""
+    order = list(priority) + [s for s in names if s not in priority]
     position = {s: i for i, s in enumerate(order)}
-    return np.array([position[s] for s in sources], dtype=np.int64)
+    return np.array([position[s] for s in names], dtype=np.int64)[codes]
 
 
 def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
@@ -219,7 +246,7 @@ def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
     first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
     keeper = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
     dups = order[~first]
-    kept_ids = [plan.ids[k] for k in keeper[~first]]
+    kept_ids = plan.ids.take(keeper[~first])
     plan.remove(dups, "exact_duplicate", [f"same normalised text as {k}" for k in kept_ids], kept_ids,
                 [f"exact-{int(k):016x}" for k in keys[dups]], 1.0)
     plan.stats["exact_groups"] = int(len(np.unique(keys[dups])))
@@ -447,7 +474,7 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
     kept = np.flatnonzero(plan.reason == None)  # noqa: E711
     keys = plan.stats.pop("keys", np.zeros(0, np.uint64))
     sig = plan.stats.pop("signatures", None)
-    write_table(pa.table({"id": pa.array([plan.ids[k] for k in kept], pa.string()),
+    write_table(pa.table({"id": plan.ids.array.take(pa.array(kept, pa.int64())).cast(pa.string()),
                           "exact_key": pa.array(keys[kept] if len(keys) else [], pa.uint64())}),
                 run_path / DEDUP_INDEX)
     spill = run_path / ".signatures.u32"
