@@ -150,11 +150,13 @@ class _Pass1:
     scores: list[np.ndarray] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
     empty: list[np.ndarray] = field(default_factory=list)
+    band_keys: list[np.ndarray] = field(default_factory=list)
 
 
 def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path) -> DedupPlan:
     """Decide, for every row of `batches()`, whether it is kept or removed as a duplicate (and of what)."""
     a, b = minhash.permutations(config.num_perm, config.seed)
+    params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     score_col = score_column(config.keep)
     spill = workdir / ".signatures.u32"
     p1 = _Pass1()
@@ -163,15 +165,16 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
         text = field_text(table, fields)
         tokens = tokenize(text)
         lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
-        sig = None
+        sig = band_keys = None
         if config.near:
             shingles, doc_of = text_ngrams(None, config.ngram, tokens)
             sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
-        return table, lengths, tokens.keys, tokens.empty, sig
+            band_keys = minhash.band_keys(sig, params)
+        return table, lengths, tokens.keys, tokens.empty, sig, band_keys
 
     # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
     with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for table, lengths, keys, empty, sig in _ordered_map(pool, hash_batch, batches(), ahead=4):
+        for table, lengths, keys, empty, sig, band_keys in _ordered_map(pool, hash_batch, batches(), ahead=4):
             p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
             p1.sources.append(_source_codes(table["source"], p1.source_names))
             p1.lengths.append(lengths)
@@ -181,6 +184,7 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
                 p1.scores.append(_scores(table, score_col))
             if sig is not None:
                 sig_file.write(sig.tobytes())
+                p1.band_keys.append(band_keys)
     ids = RowIds(p1.ids)
     n = len(ids)
     plan = DedupPlan(ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
@@ -198,7 +202,9 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
         _exact(plan, keys, rank)
     sig = SignatureFile(spill, n, config.num_perm) if config.near else None
     if config.near:
-        _near(plan, batches, fields, config, sig, rank, ref)
+        band_keys = np.concatenate(p1.band_keys)
+        p1.band_keys.clear()
+        _near(plan, batches, fields, config, sig, band_keys, rank, ref)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
     return plan
 
@@ -300,7 +306,8 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
 
 
 def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
-          rank: np.ndarray, ref: Reference | None) -> None:
+          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None) -> None:
+    """Near duplicates among the rows still alive (`band_keys`: every row's LSH keys, from pass 1)."""
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
     plan.stats["lsh"] = {"bands": params.bands, "rows": params.rows,
@@ -308,7 +315,7 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     if len(alive) == 0:
         return
     m = 0 if ref is None or ref.sig is None else ref.sig.shape[0]
-    keys = _band_keys(sig, params, alive)
+    keys = band_keys[alive] if len(alive) < len(band_keys) else band_keys
     if m:
         keys = np.concatenate([_band_keys(ref.sig, params), keys])
     pairs = minhash.candidate_pairs(keys)
@@ -319,8 +326,8 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
 
 
-def _band_keys(sig: SignatureFile, params: minhash.LshParams, rows: np.ndarray | None = None) -> np.ndarray:
-    parts = [minhash.band_keys(block, params) for block in sig.iter_rows(rows)]
+def _band_keys(sig: SignatureFile, params: minhash.LshParams) -> np.ndarray:
+    parts = [minhash.band_keys(block, params) for block in sig.iter_rows()]
     return np.concatenate(parts) if parts else np.zeros((0, params.bands), dtype=np.uint64)
 
 

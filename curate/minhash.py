@@ -78,7 +78,7 @@ def candidate_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:
     n = keys.shape[0]
     for band in range(keys.shape[1]):
         col = keys[:, band]
-        order = np.argsort(col, kind="stable")
+        order = np.argsort(col)  # bucket order does not matter: pairs are sorted and deduplicated below
         sorted_keys = col[order]
         boundary = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
         sizes = np.diff(boundary)
