@@ -114,8 +114,18 @@ def worker(method: str, corpus: Path, out: Path) -> None:
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     (out / "bench_removed.json").write_text(json.dumps(removed))
-    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                      "peak_mb": usage.ru_maxrss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux keeps `ru_maxrss` across exec, so a worker started by a parent
+    holding the corpus would report the parent's size; VmHWM belongs to the worker's own memory map."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(method: str, corpus: Path, out: Path) -> dict:
