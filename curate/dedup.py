@@ -344,16 +344,23 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
     left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
     if config.verify == "signature" or not len(pairs):
         return _estimate(pairs, m, alive, sig, ref)
+    from curate import kernels
+
     sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
-    ref_sets: dict[int, np.ndarray] = {}
+    left_sets = sets
     if against.any():
         ref_batches = parquet_batches(ref.path / "data.parquet")
         names = set(next(iter(ref_batches()), pa.table({})).column_names)
         if not all(("messages" if f.startswith("messages") else f) in names for f in fields):
             return _estimate(pairs, m, alive, sig, ref)
         ref_sets = _shingle_sets(ref_batches, fields, config.ngram, np.unique(left_rows[against]))
-    return np.array([_jaccard(ref_sets[i] if a else sets[i], sets[j])
-                     for i, j, a in zip(left_rows, right, against, strict=True)])
+        left_sets = _ShingleSets.concat(sets, ref_sets)
+        left_rows = np.where(against, len(sets.rows) + np.searchsorted(ref_sets.rows, left_rows),
+                             np.searchsorted(sets.rows, left_rows))
+    else:
+        left_rows = np.searchsorted(sets.rows, left_rows)
+    return kernels.jaccard(left_sets.values, left_sets.offsets, left_rows,
+                           sets.values, sets.offsets, np.searchsorted(sets.rows, right))
 
 
 def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None) -> np.ndarray:
@@ -380,25 +387,34 @@ def parquet_batches(path: Path) -> Batches:
     return batches
 
 
-def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """Sorted unique n-gram hashes of the given rows, read in a second pass."""
-    sets: dict[int, np.ndarray] = {}
+@dataclass
+class _ShingleSets:
+    """Sorted distinct n-gram hashes of some rows: row k's set is values[offsets[k]:offsets[k + 1]]."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @staticmethod
+    def concat(a: _ShingleSets, b: _ShingleSets) -> _ShingleSets:
+        """a's sets, then b's (set indices of b shift by len(a.rows))."""
+        return _ShingleSets(np.r_[a.rows, b.rows], np.r_[a.values, b.values], np.r_[a.offsets[:-1], b.offsets + a.offsets[-1]])
+
+
+def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:
+    """The n-gram sets of the given rows (sorted row numbers), read in a second pass."""
+    from curate import kernels
+
+    values, doc_of = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     start = 0
     for table in batches():
         lo, hi = np.searchsorted(rows, [start, start + table.num_rows])
         if hi > lo:
-            local = rows[lo:hi] - start
-            shingles, doc_of = text_ngrams(field_text(table, fields).take(pa.array(local)), n)
-            bounds = np.searchsorted(doc_of, np.arange(len(local) + 1))
-            for k, row in enumerate(rows[lo:hi]):
-                sets[int(row)] = np.unique(shingles[bounds[k]:bounds[k + 1]])
+            shingles, docs = text_ngrams(field_text(table, fields).take(pa.array(rows[lo:hi] - start)), n)
+            values.append(shingles)
+            doc_of.append(docs + lo)
         start += table.num_rows
-    return sets
-
-
-def _jaccard(x: np.ndarray, y: np.ndarray) -> float:
-    inter = len(np.intersect1d(x, y, assume_unique=True))
-    return inter / (len(x) + len(y) - inter)
+    return _ShingleSets(rows, *kernels.unique_sets(np.concatenate(values), np.concatenate(doc_of), len(rows)))
 
 
 def _clusters(plan: DedupPlan, edges: np.ndarray, edge_sims: np.ndarray, m: int, alive: np.ndarray,

@@ -173,3 +173,42 @@ def band_keys(sig, bands, rows):
                 acc = _fmix64(acc * _FNV_PRIME + np.uint64(sig[d, r]))
             out[d, band] = acc
     return out
+
+
+@njit(nogil=True, cache=True)
+def unique_sets(values, doc_of, docs):
+    """Sorted distinct `values` of each document (`doc_of` sorted), back to back, and their offsets."""
+    bounds = np.searchsorted(doc_of, np.arange(docs + 1))
+    out = np.empty_like(values)
+    offsets = np.zeros(docs + 1, dtype=np.int64)
+    k = 0
+    for d in range(docs):
+        part = np.sort(values[bounds[d]:bounds[d + 1]])
+        for i in range(part.shape[0]):
+            if i == 0 or part[i] != part[i - 1]:
+                out[k] = part[i]
+                k += 1
+        offsets[d + 1] = k
+    return out[:k].copy(), offsets
+
+
+@njit(nogil=True, cache=True)
+def jaccard(values_a, offsets_a, index_a, values_b, offsets_b, index_b):
+    """Exact Jaccard of set index_a[p] (of a) and set index_b[p] (of b) for every p, by a sorted merge."""
+    out = np.empty(index_a.shape[0])
+    for p in range(index_a.shape[0]):
+        i, i_end = offsets_a[index_a[p]], offsets_a[index_a[p] + 1]
+        j, j_end = offsets_b[index_b[p]], offsets_b[index_b[p] + 1]
+        union = (i_end - i) + (j_end - j)
+        inter = 0
+        while i < i_end and j < j_end:
+            if values_a[i] == values_b[j]:
+                inter += 1
+                i += 1
+                j += 1
+            elif values_a[i] < values_b[j]:
+                i += 1
+            else:
+                j += 1
+        out[p] = inter / max(union - inter, 1)
+    return out
