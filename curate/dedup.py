@@ -1,7 +1,7 @@
 """Exact and MinHash near dedup over a stream of Arrow batches, with every removal explained.
 
 Pass 1 hashes each row's normalised text (exact key) and its word n-grams (MinHash signature, spilled
-to disk as raw uint32). Exact duplicates go first; near duplicates come from LSH band collisions that
+to disk as raw uint32, and its LSH band keys, kept in memory). Exact duplicates go first; near duplicates come from LSH band collisions that
 are verified (exact Jaccard of n-gram sets, or the signature estimate) before connected components,
 so chains of unverified collisions cannot build giant clusters. One row per cluster is kept by the
 keep policy; `--against RUN_DIR` also removes rows that duplicate the kept rows of an earlier run.

@@ -1,8 +1,10 @@
-"""Compiled (numba) inner loops of near dedup: word n-gram hashing and MinHash signatures.
+"""Compiled (numba) inner loops of exact and near dedup and decontamination.
 
-Each is one fused pass over its input with no temporary arrays, releases the GIL (dedup hashes
-batches in threads) and is cached on disk after the first compilation. The numpy reference formulas
-they implement are written out in `normalize.ngram_hashes` and `minhash.signatures`.
+Tokenising and word hashing, n-gram hashing, MinHash signatures, LSH band keys, and the exact
+Jaccard of verification. Each is one fused pass over its input, releases the GIL (dedup hashes
+batches in threads) and is cached on disk after its first compilation (`__pycache__`). The formulas
+are stated in each docstring and in `normalize.ngram_hashes` and `minhash.signatures`; the tests
+check them against pure-Python references.
 """
 
 from __future__ import annotations
