@@ -9,6 +9,7 @@ manifest gets counts per reason, per-step stats and the dedup statistics.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,8 +55,10 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                     counted_once = counted()
                     batches = _first_then(counted_once, inputs.batches)
                 plan = plan_dedup(batches, fields, dedup, run.path)
-                _write_behind(outputs, apply_plan(batches, plan))
-                extra["minhash"] = save_index(plan, dedup, run.path)
+                with ThreadPoolExecutor(max_workers=1) as side:  # the index is written while the rows are
+                    index = side.submit(save_index, plan, dedup, run.path)
+                    _write_behind(outputs, apply_plan(batches, plan))
+                    extra["minhash"] = index.result()
                 extra["dedup"] = plan.stats
             outputs.close()
         except BaseException:
@@ -73,8 +76,6 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
 def _write_behind(outputs: Outputs, pairs: Iterator[tuple[pa.Table | None, pa.Table | None]]) -> None:
     """Write each (kept, removed) pair on a writer thread while the next one is computed (Parquet
     encoding and compression release the GIL, so reading and writing overlap on two cores)."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future | None = None
         for kept, removed in pairs:
