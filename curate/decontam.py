@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.normalize import hash_words, ngram_hashes, words
+from curate.normalize import Tokens, ngram_hashes, tokenize
 from curate.step import Decision, Filter
 from workbench.config import option
 from workbench.errors import InputError
@@ -83,8 +83,8 @@ def load_benchmark(spec: str, n: int) -> Benchmark:
 
 
 def _ngrams(texts: pa.Array, n: int):
-    flat, offsets = words(texts)
-    return ngram_hashes(hash_words(flat), offsets, n)
+    tokens = tokenize(texts)
+    return ngram_hashes(tokens.hashes, tokens.offsets, n)
 
 
 class DecontamFilter(Filter):
@@ -99,8 +99,8 @@ class DecontamFilter(Filter):
         self.matches: dict[str, int] = {b.name: 0 for b in benchmarks}
 
     def decide(self, texts: pa.Array) -> list[Decision]:
-        flat, offsets = words(texts)
-        hashes, doc_of, starts = ngram_hashes(hash_words(flat), offsets, self.n)
+        tokens = tokenize(texts)
+        hashes, doc_of, starts = ngram_hashes(tokens.hashes, tokens.offsets, self.n)
         decisions: list[Decision] = [True] * len(texts)
         for bench in self.benchmarks:
             hit, item = bench.lookup(hashes)
@@ -111,7 +111,7 @@ class DecontamFilter(Filter):
             for doc, mine in zip(docs, np.split(hits, first[1:]), strict=True):
                 if decisions[doc] is not True:
                     continue
-                span = _span(flat, starts[mine], self.n)
+                span = _span(tokens, starts[mine], self.n)
                 self.matches[bench.name] += 1
                 decisions[doc] = (False, f"contaminated:{bench.name}",
                                   f"{len(mine)} shared {self.n}-grams with {bench.name} item {int(item[mine[0]])}: "
@@ -122,7 +122,7 @@ class DecontamFilter(Filter):
         return self.decide(pa.array([text], pa.large_string()))[0]
 
 
-def _span(flat: pa.Array, starts: np.ndarray, n: int, limit: int = 400) -> str:
+def _span(tokens: Tokens, starts: np.ndarray, n: int, limit: int = 400) -> str:
     """The normalised words of the first run of overlapping matched n-grams."""
     first = int(starts[0])
     end = first + n
@@ -130,7 +130,7 @@ def _span(flat: pa.Array, starts: np.ndarray, n: int, limit: int = 400) -> str:
         if s > end:
             break
         end = int(s) + n
-    text = " ".join(flat.slice(first, end - first).to_pylist())
+    text = tokens.text(first, end)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

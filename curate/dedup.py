@@ -1,7 +1,7 @@
 """Exact and MinHash near dedup over a stream of Arrow batches, with every removal explained.
 
 Pass 1 hashes each row's normalised text (exact key) and its word n-grams (MinHash signature, spilled
-to disk as raw uint32). Exact duplicates go first; near duplicates come from LSH band collisions that
+to disk as raw uint32, and its LSH band keys, kept in memory). Exact duplicates go first; near duplicates come from LSH band collisions that
 are verified (exact Jaccard of n-gram sets, or the signature estimate) before connected components,
 so chains of unverified collisions cannot build giant clusters. One row per cluster is kept by the
 keep policy; `--against RUN_DIR` also removes rows that duplicate the kept rows of an earlier run.
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from curate import minhash
 from curate.fields import field_text
 from curate.keep import keep_rank, score_column
-from curate.normalize import exact_keys, normalized_strings, text_ngrams, word_lists
+from curate.normalize import text_ngrams, tokenize
 from curate.removed import with_reasons
 from workbench.config import option
 from workbench.errors import InputError
@@ -31,6 +31,7 @@ from workbench.errors import InputError
 Batches = Callable[[], Iterator[pa.Table]]
 SIGNATURES = "signatures.npy"
 DEDUP_INDEX = "dedup_index.parquet"
+HASHING = "fnv1a-fmix64 words, multiply-add-shift on 32-bit keys"  # bump when keys or signatures change
 
 
 @dataclass
@@ -103,11 +104,28 @@ def check_dedup_config(config: DedupConfig) -> None:
         raise InputError(f"--recall {config.recall}: expected a probability in (0, 1)")
 
 
+class RowIds:
+    """The `id` of every input row, held as one Arrow array (not a million Python strings)."""
+
+    def __init__(self, chunks: list[pa.Array]):
+        self.array = pa.chunked_array(chunks, pa.large_string()).combine_chunks() if chunks \
+            else pa.array([], pa.large_string())
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, row) -> str:
+        return self.array[int(row)].as_py()
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        return self.array.take(pa.array(rows, pa.int64())).to_pylist()
+
+
 @dataclass
 class DedupPlan:
     """Per-row outcome in input order: `reason[i]` is None for a kept row."""
 
-    ids: list[str]
+    ids: RowIds
     reason: np.ndarray
     detail: np.ndarray
     duplicate_of: np.ndarray
@@ -125,37 +143,40 @@ class DedupPlan:
 
 @dataclass
 class _Pass1:
-    ids: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
+    sources: list[np.ndarray] = field(default_factory=list)  # codes into `source_names`
+    source_names: dict[str, int] = field(default_factory=dict)
     lengths: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
     empty: list[np.ndarray] = field(default_factory=list)
+    band_keys: list[np.ndarray] = field(default_factory=list)
 
 
 def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path) -> DedupPlan:
     """Decide, for every row of `batches()`, whether it is kept or removed as a duplicate (and of what)."""
     a, b = minhash.permutations(config.num_perm, config.seed)
+    params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     score_col = score_column(config.keep)
     spill = workdir / ".signatures.u32"
     p1 = _Pass1()
 
     def hash_batch(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]:
         text = field_text(table, fields)
-        lists = word_lists(text)
-        norm = normalized_strings(None, lists)
+        tokens = tokenize(text)
         lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
-        sig = None
+        sig = band_keys = None
         if config.near:
-            shingles, doc_of = text_ngrams(None, config.ngram, lists)
+            shingles, doc_of = text_ngrams(None, config.ngram, tokens)
             sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
-        return table, lengths, exact_keys(norm), pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False), sig
+            band_keys = minhash.band_keys(sig, params)
+        return table, lengths, tokens.keys, tokens.empty, sig, band_keys
 
     # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
     with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for table, lengths, keys, empty, sig in _ordered_map(pool, hash_batch, batches(), ahead=4):
-            p1.ids.extend(table["id"].to_pylist())
-            p1.sources.extend(table["source"].to_pylist())
+        for table, lengths, keys, empty, sig, band_keys in _ordered_map(pool, hash_batch, batches(), ahead=4):
+            p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
+            p1.sources.append(_source_codes(table["source"], p1.source_names))
             p1.lengths.append(lengths)
             p1.keys.append(keys)
             p1.empty.append(empty)
@@ -163,14 +184,16 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
                 p1.scores.append(_scores(table, score_col))
             if sig is not None:
                 sig_file.write(sig.tobytes())
-    n = len(p1.ids)
-    plan = DedupPlan(p1.ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
+                p1.band_keys.append(band_keys)
+    ids = RowIds(p1.ids)
+    n = len(ids)
+    plan = DedupPlan(ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
     if n == 0:
         spill.unlink(missing_ok=True)
         return plan
     keys, empty = np.concatenate(p1.keys), np.concatenate(p1.empty)
     rank = keep_rank(config.keep, np.concatenate(p1.lengths), np.concatenate(p1.scores) if score_col else None,
-                     _source_rank(p1.sources, config.source_priority))
+                     _source_rank(np.concatenate(p1.sources), list(p1.source_names), config.source_priority))
     plan.remove(np.flatnonzero(empty), "empty_text", "no words left after normalisation", None, None, None)
     ref = load_reference(Path(config.against), config) if config.against else None
     if ref is not None:
@@ -179,7 +202,9 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
         _exact(plan, keys, rank)
     sig = SignatureFile(spill, n, config.num_perm) if config.near else None
     if config.near:
-        _near(plan, batches, fields, config, sig, rank, ref)
+        band_keys = np.concatenate(p1.band_keys)
+        p1.band_keys.clear()
+        _near(plan, batches, fields, config, sig, band_keys, rank, ref)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
     return plan
 
@@ -204,10 +229,18 @@ def _scores(table: pa.Table, column: str) -> np.ndarray:
         raise InputError(f"--keep score:{column}: column {column!r} is not numeric ({exc})") from None
 
 
-def _source_rank(sources: list[str], priority: list[str]) -> np.ndarray:
-    order = list(priority) + [s for s in dict.fromkeys(sources) if s not in priority]
+def _source_codes(column: pa.ChunkedArray, names: dict[str, int]) -> np.ndarray:
+    """Each row's source as a code into `names` (source -> code, in order of first appearance)."""
+    encoded = pc.dictionary_encode(pc.fill_null(column.combine_chunks().cast(pa.large_string()), ""))
+    local = np.array([names.setdefault(v, len(names)) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return local[encoded.indices.to_numpy(zero_copy_only=False)] if len(local) else np.zeros(0, np.int64)
+
+
+def _source_rank(codes: np.ndarray, names: list[str], priority: list[str]) -> np.ndarray:
+    """Rank of each row's source: the `priority` sources in that order, then the others as first seen."""
+    order = list(priority) + [s for s in names if s not in priority]
     position = {s: i for i, s in enumerate(order)}
-    return np.array([position[s] for s in sources], dtype=np.int64)
+    return np.array([position[s] for s in names], dtype=np.int64)[codes]
 
 
 def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
@@ -219,7 +252,7 @@ def _exact(plan: DedupPlan, keys: np.ndarray, rank: np.ndarray) -> None:
     first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
     keeper = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
     dups = order[~first]
-    kept_ids = [plan.ids[k] for k in keeper[~first]]
+    kept_ids = plan.ids.take(keeper[~first])
     plan.remove(dups, "exact_duplicate", [f"same normalised text as {k}" for k in kept_ids], kept_ids,
                 [f"exact-{int(k):016x}" for k in keys[dups]], 1.0)
     plan.stats["exact_groups"] = int(len(np.unique(keys[dups])))
@@ -257,6 +290,10 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
     import pyarrow.parquet as pq
 
     index = pq.read_table(path / DEDUP_INDEX)
+    made_with = (manifest.get("minhash") or {}).get("hashing")
+    if made_with != HASHING:
+        raise InputError(f"--against {path}: its keys were hashed by an older version ({made_with or 'unnamed'}); "
+                         "re-run that dedup with this version")
     sig = None
     if config.near:
         settings = manifest.get("minhash") or {}
@@ -269,7 +306,8 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
 
 
 def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
-          rank: np.ndarray, ref: Reference | None) -> None:
+          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None) -> None:
+    """Near duplicates among the rows still alive (`band_keys`: every row's LSH keys, from pass 1)."""
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
     plan.stats["lsh"] = {"bands": params.bands, "rows": params.rows,
@@ -277,7 +315,7 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     if len(alive) == 0:
         return
     m = 0 if ref is None or ref.sig is None else ref.sig.shape[0]
-    keys = _band_keys(sig, params, alive)
+    keys = band_keys[alive] if len(alive) < len(band_keys) else band_keys
     if m:
         keys = np.concatenate([_band_keys(ref.sig, params), keys])
     pairs = minhash.candidate_pairs(keys)
@@ -288,8 +326,8 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
 
 
-def _band_keys(sig: SignatureFile, params: minhash.LshParams, rows: np.ndarray | None = None) -> np.ndarray:
-    parts = [minhash.band_keys(block, params) for block in sig.iter_rows(rows)]
+def _band_keys(sig: SignatureFile, params: minhash.LshParams) -> np.ndarray:
+    parts = [minhash.band_keys(block, params) for block in sig.iter_rows()]
     return np.concatenate(parts) if parts else np.zeros((0, params.bands), dtype=np.uint64)
 
 
@@ -306,16 +344,23 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
     left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
     if config.verify == "signature" or not len(pairs):
         return _estimate(pairs, m, alive, sig, ref)
+    from curate import kernels
+
     sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
-    ref_sets: dict[int, np.ndarray] = {}
+    left_sets = sets
     if against.any():
         ref_batches = parquet_batches(ref.path / "data.parquet")
         names = set(next(iter(ref_batches()), pa.table({})).column_names)
         if not all(("messages" if f.startswith("messages") else f) in names for f in fields):
             return _estimate(pairs, m, alive, sig, ref)
         ref_sets = _shingle_sets(ref_batches, fields, config.ngram, np.unique(left_rows[against]))
-    return np.array([_jaccard(ref_sets[i] if a else sets[i], sets[j])
-                     for i, j, a in zip(left_rows, right, against, strict=True)])
+        left_sets = _ShingleSets.concat(sets, ref_sets)
+        left_rows = np.where(against, len(sets.rows) + np.searchsorted(ref_sets.rows, left_rows),
+                             np.searchsorted(sets.rows, left_rows))
+    else:
+        left_rows = np.searchsorted(sets.rows, left_rows)
+    return kernels.jaccard(left_sets.values, left_sets.offsets, left_rows,
+                           sets.values, sets.offsets, np.searchsorted(sets.rows, right))
 
 
 def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None) -> np.ndarray:
@@ -337,30 +382,39 @@ def parquet_batches(path: Path) -> Batches:
     import pyarrow.parquet as pq
 
     def batches() -> Iterator[pa.Table]:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192):
             yield pa.Table.from_batches([batch])
     return batches
 
 
-def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """Sorted unique n-gram hashes of the given rows, read in a second pass."""
-    sets: dict[int, np.ndarray] = {}
+@dataclass
+class _ShingleSets:
+    """Sorted distinct n-gram hashes of some rows: row k's set is values[offsets[k]:offsets[k + 1]]."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @staticmethod
+    def concat(a: _ShingleSets, b: _ShingleSets) -> _ShingleSets:
+        """a's sets, then b's (set indices of b shift by len(a.rows))."""
+        return _ShingleSets(np.r_[a.rows, b.rows], np.r_[a.values, b.values], np.r_[a.offsets[:-1], b.offsets + a.offsets[-1]])
+
+
+def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:
+    """The n-gram sets of the given rows (sorted row numbers), read in a second pass."""
+    from curate import kernels
+
+    values, doc_of = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     start = 0
     for table in batches():
         lo, hi = np.searchsorted(rows, [start, start + table.num_rows])
         if hi > lo:
-            local = rows[lo:hi] - start
-            shingles, doc_of = text_ngrams(field_text(table, fields).take(pa.array(local)), n)
-            bounds = np.searchsorted(doc_of, np.arange(len(local) + 1))
-            for k, row in enumerate(rows[lo:hi]):
-                sets[int(row)] = np.unique(shingles[bounds[k]:bounds[k + 1]])
+            shingles, docs = text_ngrams(field_text(table, fields).take(pa.array(rows[lo:hi] - start)), n)
+            values.append(shingles)
+            doc_of.append(docs + lo)
         start += table.num_rows
-    return sets
-
-
-def _jaccard(x: np.ndarray, y: np.ndarray) -> float:
-    inter = len(np.intersect1d(x, y, assume_unique=True))
-    return inter / (len(x) + len(y) - inter)
+    return _ShingleSets(rows, *kernels.unique_sets(np.concatenate(values), np.concatenate(doc_of), len(rows)))
 
 
 def _clusters(plan: DedupPlan, edges: np.ndarray, edge_sims: np.ndarray, m: int, alive: np.ndarray,
@@ -443,7 +497,7 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
     kept = np.flatnonzero(plan.reason == None)  # noqa: E711
     keys = plan.stats.pop("keys", np.zeros(0, np.uint64))
     sig = plan.stats.pop("signatures", None)
-    write_table(pa.table({"id": pa.array([plan.ids[k] for k in kept], pa.string()),
+    write_table(pa.table({"id": plan.ids.array.take(pa.array(kept, pa.int64())).cast(pa.string()),
                           "exact_key": pa.array(keys[kept] if len(keys) else [], pa.uint64())}),
                 run_path / DEDUP_INDEX)
     spill = run_path / ".signatures.u32"
@@ -456,4 +510,5 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
                 f.write(block.tobytes())
         tmp.replace(run_path / SIGNATURES)
     spill.unlink(missing_ok=True)
-    return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold}
+    return {"num_perm": config.num_perm, "ngram": config.ngram, "seed": config.seed, "threshold": config.threshold,
+            "hashing": HASHING}

@@ -1,9 +1,10 @@
 """MinHash signatures and LSH banding, vectorised with numpy over batches of documents.
 
-Shingles are 64-bit n-gram hashes (see `normalize.ngram_hashes`). Each of `num_perm` permutations is
-the multiply-shift hash `(a*x + b) mod 2^64 >> 32` with odd 64-bit `a`: wrapping mod 2^64 is the
-scheme itself (no modulo-prime step that uint64 overflow silently breaks), and its top 32 bits are
-the uint32 signature value. Bands x rows are chosen so the detection probability at the threshold
+Shingles are 64-bit n-gram hashes (see `normalize.ngram_hashes`); MinHash reads their top 32 bits as
+the key x. Each of `num_perm` permutations is the multiply-add-shift hash `((a*x + b) mod 2^64) >> 32`
+with 64-bit `a` (odd) and `b`, which is 2-independent for 32-bit keys (Dietzfelbinger 1996): wrapping
+mod 2^64 is the scheme itself (no modulo-prime step that uint64 overflow silently breaks), and the
+result is the uint32 signature value. The loop is compiled (`kernels.signatures`). Bands x rows are chosen so the detection probability at the threshold
 reaches a stated recall, not by the area balance that gives ~50% detection at the threshold.
 """
 
@@ -12,10 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from curate.normalize import _fmix64
-
-SHINGLES_PER_CHUNK = 4096  # the (num_perm x shingles) working array stays in cache (4 MB at 128 perms)
 
 
 @dataclass(frozen=True)
@@ -52,32 +49,22 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def signatures(shingles: np.ndarray, doc_of: np.ndarray, num_docs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """uint32 signatures (num_docs x num_perm); `doc_of` must be sorted and cover every document."""
-    sig_T = np.full((len(a), num_docs), np.iinfo(np.uint32).max, dtype=np.uint32)
-    buf = np.empty((len(a), min(len(shingles), SHINGLES_PER_CHUNK)), dtype=np.uint64)
-    high = 1 if np.little_endian else 0  # which uint32 half of each uint64 holds bits 32..63
-    for lo in range(0, len(shingles), SHINGLES_PER_CHUNK):
-        x = shingles[lo:lo + SHINGLES_PER_CHUNK]
-        docs = doc_of[lo:lo + SHINGLES_PER_CHUNK]
-        v_PS = buf[:, : len(x)]  # perms x shingles, so the per-document min runs along memory
-        np.multiply.outer(a, x, out=v_PS)
-        v_PS += b[:, None]
-        top_PS = v_PS.view(np.uint32)[:, high::2]  # (a*x + b) mod 2^64 >> 32, without a shift or copy
-        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-        seg_PD = np.minimum.reduceat(top_PS, starts, axis=1)
-        seg_docs = docs[starts]
-        sig_T[:, seg_docs] = np.minimum(sig_T[:, seg_docs], seg_PD)
-    return np.ascontiguousarray(sig_T.T)
+    """uint32 signatures (num_docs x num_perm); `doc_of` must be sorted (a document without shingles gets
+    the all-0xFFFFFFFF signature)."""
+    from curate import kernels
+
+    keys = (shingles >> np.uint64(32)).astype(np.uint32)
+    bounds = np.searchsorted(doc_of, np.arange(num_docs + 1))
+    out = np.empty((num_docs, len(a)), dtype=np.uint32)
+    kernels.signatures(keys, bounds, a, b, out)
+    return out
 
 
 def band_keys(sig: np.ndarray, params: LshParams) -> np.ndarray:
-    """uint64 key per (document, band): a hash of the band's `rows` signature values."""
-    n = sig.shape[0]
-    used = sig[:, : params.bands * params.rows].astype(np.uint64).reshape(n, params.bands, params.rows)
-    acc = np.zeros((n, params.bands), dtype=np.uint64)
-    for r in range(params.rows):
-        acc = _fmix64(acc * np.uint64(0x100000001B3) + used[:, :, r])
-    return acc
+    """uint64 key per (document, band): a hash of the band's `rows` signature values (`kernels.band_keys`)."""
+    from curate import kernels
+
+    return kernels.band_keys(np.ascontiguousarray(sig), params.bands, params.rows)
 
 
 def candidate_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:
@@ -91,7 +78,7 @@ def candidate_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:
     n = keys.shape[0]
     for band in range(keys.shape[1]):
         col = keys[:, band]
-        order = np.argsort(col, kind="stable")
+        order = np.argsort(col)  # bucket order does not matter: pairs are sorted and deduplicated below
         sorted_keys = col[order]
         boundary = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
         sizes = np.diff(boundary)

@@ -1,99 +1,106 @@
 """Text normalisation and word n-gram hashing shared by exact dedup, near dedup and decontamination.
 
-Normalised text: NFKC, lowercase, every character that is not a letter, digit or space replaced by a
-space, whitespace (line breaks included) collapsed. All of it runs vectorised in Arrow; words are
-hashed with xxh3-64 once per distinct word in a batch, and n-grams combine word hashes with numpy.
+Normalised text: NFKC, lowercase, every character that is not a letter or digit (Unicode categories
+L and N) is a word break (punctuation, whitespace and line breaks alike). Texts are split, ASCII
+lowercased and words hashed to 64 bits in one compiled pass over the Arrow string buffer
+(`kernels.tokenize`); only non-ASCII texts go through Arrow's Unicode lowercasing first, and NFKC
+only those that are not already in NFKC. n-grams combine word hashes (`ngram_hashes`).
 """
 
 from __future__ import annotations
 
+import threading
+import unicodedata
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
-
-_PUNCT = r"[^\p{L}\p{N}\s]"
-_MUL = np.uint64(0x9E3779B97F4A7C15)
-EMPTY_WORD = ""  # an empty document is one empty word, so empties still get a shingle and a signature
 
 
-def normalize(texts: pa.Array) -> pa.Array:
-    """NFKC, lowercased, punctuation to spaces, trimmed; inner whitespace is left for splitting."""
-    texts = pc.utf8_normalize(texts, form="NFKC")
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(texts), _PUNCT, " "))
+def _byte_table() -> np.ndarray:
+    """ASCII byte -> normalised byte: letters lowercased, digits kept, everything else 0 (a break)."""
+    table = np.zeros(256, dtype=np.uint8)
+    for c in b"abcdefghijklmnopqrstuvwxyz0123456789":
+        table[c] = c
+    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        table[c] = c + 32
+    return table
 
 
-def word_lists(texts: pa.Array) -> pa.Array:
-    """The normalised words of each text (a list array; an empty text gives an empty list)."""
-    return pc.utf8_split_whitespace(normalize(texts))
+_TABLE = _byte_table()
+# per code point: 1 letter or digit, 0 a break, 2 not classified yet (filled from `unicodedata` on first sight)
+_WORD_CHAR = np.full(0x110000, 2, dtype=np.uint8)
+_WORD_CHAR_LOCK = threading.Lock()
 
 
-def normalized_strings(texts: pa.Array, lists: pa.Array | None = None) -> pa.Array:
-    """Normalised texts with whitespace collapsed to single spaces (the key for exact dedup)."""
-    lists = word_lists(texts) if lists is None else lists
-    return pc.binary_join(lists, pa.scalar(" ", pa.large_string()))
+@dataclass
+class Tokens:
+    """The normalised words of a batch of texts; a text without words holds one empty word."""
+
+    hashes: np.ndarray  # uint64 per word
+    offsets: np.ndarray  # int64 (texts + 1): text i's words are hashes[offsets[i]:offsets[i + 1]]
+    spans: np.ndarray  # int64 (words, 2): each word's bytes in `data`
+    keys: np.ndarray  # uint64 per text: equal iff the normalised word sequences are (exact dedup key)
+    data: np.ndarray  # uint8 UTF-8 bytes the spans point into (ASCII not yet lowercased)
+
+    @property
+    def empty(self) -> np.ndarray:
+        """True for texts with no words left after normalisation."""
+        first = self.spans[self.offsets[:-1]]
+        return first[:, 1] == first[:, 0]
+
+    def text(self, first: int, stop: int) -> str:
+        """Words `first`..`stop - 1` as normalised text joined by spaces (for messages)."""
+        return " ".join(self.data[s:e].tobytes().decode("utf-8", "replace").lower() for s, e in self.spans[first:stop])
 
 
-def words(texts: pa.Array | None = None, lists: pa.Array | None = None) -> tuple[pa.Array, np.ndarray]:
-    """(flat words, offsets) of the normalised texts; an empty text yields one empty word."""
-    lists = word_lists(texts) if lists is None else lists
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    if (lengths == 0).any():
-        lists = pc.if_else(pc.equal(pc.list_value_length(lists), 0), pa.scalar([EMPTY_WORD], lists.type), lists)
-        lengths = np.maximum(lengths, 1)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return pc.list_flatten(lists), offsets
+def tokenize(texts: pa.Array | pa.ChunkedArray) -> Tokens:
+    """Normalise and split `texts` (strings; nulls read as empty) and hash their words."""
+    from curate import kernels
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    ascii_rows = pc.string_is_ascii(texts)
+    if not pc.all(ascii_rows).as_py():
+        other = pc.invert(ascii_rows)
+        unicode_text = texts.filter(other).to_pylist()
+        texts = pc.replace_with_mask(texts, other, pc.utf8_lower(pa.array(
+            [t if unicodedata.is_normalized("NFKC", t) else unicodedata.normalize("NFKC", t) for t in unicode_text],
+            pa.large_string())))
+    _, offset_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offset_buf, dtype=np.int64, count=texts.offset + len(texts) + 1)[texts.offset:]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    if not pc.all(ascii_rows).as_py():
+        _classify_code_points(data, offsets)
+    hashes, word_offsets, spans, keys = kernels.tokenize(data, offsets, _TABLE, _WORD_CHAR)
+    return Tokens(hashes, word_offsets, spans, keys, data)
 
 
-def hash_words(flat_words: pa.Array) -> np.ndarray:
-    """xxh3-64 of every word (uint64), computed once per distinct word."""
-    encoded = pc.dictionary_encode(flat_words).combine_chunks() if isinstance(flat_words, pa.ChunkedArray) \
-        else pc.dictionary_encode(flat_words)
-    vocab = encoded.dictionary.cast(pa.large_binary()).to_pylist()
-    table = np.fromiter((xxhash.xxh3_64_intdigest(w) for w in vocab), dtype=np.uint64, count=len(vocab))
-    return table[encoded.indices.to_numpy(zero_copy_only=False)]
+def _classify_code_points(data: np.ndarray, offsets: np.ndarray) -> None:
+    """Fill `_WORD_CHAR` for the code points of `data` not seen before (letters and digits are 1)."""
+    from curate import kernels
 
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """murmur3's 64-bit finaliser; uint64 arithmetic wraps mod 2^64 by design here."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB93FE53B6E2B)
-    return h ^ (h >> np.uint64(33))
+    with _WORD_CHAR_LOCK:
+        for cp in kernels.unknown_code_points(data, offsets[0], offsets[-1], _WORD_CHAR):
+            _WORD_CHAR[cp] = unicodedata.category(chr(cp))[0] in "LN"
 
 
 def ngram_hashes(word_hashes: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """64-bit hashes of every word n-gram, the document each belongs to, and its first word's position.
 
-    A document shorter than `n` words gets one n-gram made of all its words, so short texts are
-    compared exactly instead of being skipped.
+    An n-gram's hash is `fmix64(h ^ n)` where `h = h*0x9E3779B97F4A7C15 + w` folds its word hashes in
+    order (mod 2^64). A document shorter than `n` words gets one n-gram made of all its words, so short
+    texts are compared exactly instead of being skipped. Compiled: `kernels.ngram_hashes`.
     """
-    total = len(word_hashes)
-    docs = len(offsets) - 1
-    lengths = np.diff(offsets)
-    doc_of = np.repeat(np.arange(docs), lengths)
-    end = offsets[1:][doc_of]
-    pos = np.arange(total)
-    start_ok = (pos + n <= end) | ((lengths[doc_of] < n) & (pos == offsets[:-1][doc_of]))
-    starts = pos[start_ok]
-    acc = word_hashes[starts].copy()
-    for k in range(1, n):
-        idx = starts + k
-        inside = idx < end[start_ok]
-        nxt = word_hashes[np.minimum(idx, total - 1)]
-        acc = np.where(inside, acc * _MUL + nxt, acc)
-    return _fmix64(acc ^ np.uint64(n)), doc_of[start_ok], starts
+    from curate import kernels
+
+    return kernels.ngram_hashes(np.ascontiguousarray(word_hashes, dtype=np.uint64),
+                                np.ascontiguousarray(offsets, dtype=np.int64), n)
 
 
-def text_ngrams(texts: pa.Array | None, n: int, lists: pa.Array | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Shortcut: n-gram hashes and document indices of raw texts (or of their `word_lists`)."""
-    flat, offsets = words(texts, lists)
-    return ngram_hashes(hash_words(flat), offsets, n)[:2]
-
-
-def exact_keys(normalized: pa.Array) -> np.ndarray:
-    """xxh3-64 of each `normalized_strings` value (uint64), the key for exact dedup."""
-    strings = normalized.cast(pa.large_binary()).to_pylist()
-    return np.fromiter((xxhash.xxh3_64_intdigest(s) for s in strings), dtype=np.uint64, count=len(strings))
+def text_ngrams(texts: pa.Array | None, n: int, tokens: Tokens | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Shortcut: n-gram hashes and document indices of raw texts (or of their `tokenize` result)."""
+    tokens = tokenize(texts) if tokens is None else tokens
+    return ngram_hashes(tokens.hashes, tokens.offsets, n)[:2]

@@ -9,6 +9,7 @@ manifest gets counts per reason, per-step stats and the dedup statistics.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,8 +45,7 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
 
             survivors = (run_steps(table, steps) for table in counted())
             if dedup is None:
-                for table in survivors:
-                    outputs.write(table, None)
+                _write_behind(outputs, ((table, None) for table in survivors))
             else:
                 batches = inputs.batches
                 if steps:
@@ -55,9 +55,10 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                     counted_once = counted()
                     batches = _first_then(counted_once, inputs.batches)
                 plan = plan_dedup(batches, fields, dedup, run.path)
-                for kept, removed in apply_plan(batches, plan):
-                    outputs.write(kept, removed)
-                extra["minhash"] = save_index(plan, dedup, run.path)
+                with ThreadPoolExecutor(max_workers=1) as side:  # the index is written while the rows are
+                    index = side.submit(save_index, plan, dedup, run.path)
+                    _write_behind(outputs, apply_plan(batches, plan))
+                    extra["minhash"] = index.result()
                 extra["dedup"] = plan.stats
             outputs.close()
         except BaseException:
@@ -70,6 +71,19 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
             if hasattr(step, "matches"):
                 extra["contamination"] = step.matches
         return run.finish(rows_in=rows_in, rows_out=outputs.kept, dropped=dict(outputs.reasons), **extra)
+
+
+def _write_behind(outputs: Outputs, pairs: Iterator[tuple[pa.Table | None, pa.Table | None]]) -> None:
+    """Write each (kept, removed) pair on a writer thread while the next one is computed (Parquet
+    encoding and compression release the GIL, so reading and writing overlap on two cores)."""
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = None
+        for kept, removed in pairs:
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(outputs.write, kept, removed)
+        if pending is not None:
+            pending.result()
 
 
 def _first_then(first: Iterator[pa.Table], again: Callable[[], Iterator[pa.Table]]) -> Callable[[], Iterator[pa.Table]]:

@@ -224,7 +224,7 @@ def _file_schema(path: Path, fmt: str) -> pa.Schema:
 
 def _iter_parquet(path: Path) -> Iterator[pa.Table]:
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every read range until the end
         for batch in file.iter_batches(batch_size=BATCH_ROWS):
             yield pa.Table.from_batches([batch])
     except pa.ArrowException as exc:

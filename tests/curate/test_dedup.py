@@ -89,7 +89,7 @@ def test_dedup_on_the_prompt_of_conversations(tmp_path, jsonl):
     assert removed["id"].to_list() == ["chat-1"] and removed["reason"].to_list() == ["near_duplicate"]
 
 
-def test_against_an_earlier_run(tmp_path, jsonl):
+def test_against_an_earlier_run(tmp_path, jsonl, capsys):
     docs = make_docs(40)
     first = jsonl("old.jsonl", [{"id": f"old{i}", "text": t} for i, t in enumerate(docs[:20])])
     dedup([first], tmp_path / "r1")
@@ -104,6 +104,13 @@ def test_against_an_earlier_run(tmp_path, jsonl):
     assert by_id["near"]["similarity"] > 0.7
     assert main(["dedup", str(tmp_path / "new.jsonl"), "--against", str(tmp_path / "r1"), "--num-perm", "64",
                  "--output", str(tmp_path / "r3")]) == 2
+    manifest_path = tmp_path / "r1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["minhash"].pop("hashing")  # a run made before the current hashing scheme
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["dedup", str(tmp_path / "new.jsonl"), "--against", str(tmp_path / "r1"),
+                 "--output", str(tmp_path / "r4")]) == 2
+    assert "hashed by an older version" in capsys.readouterr().err
 
 
 def test_chains_are_verified_and_oversized_clusters_flagged(tmp_path, jsonl):

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 from curate_corpus import jaccard, make_docs, mutate
 
 from curate import minhash
-from curate.normalize import ngram_hashes, text_ngrams
+from curate.normalize import ngram_hashes, text_ngrams, tokenize
 
 
-def test_permutation_is_exact_multiply_shift_without_overflow_bugs():
+def test_permutation_is_exact_multiply_add_shift_without_overflow_bugs():
+    """Keys are the shingles' top 32 bits; each permutation is ((a*x + b) mod 2^64) >> 32, computed exactly."""
     a, b = minhash.permutations(8, seed=3)
     assert a.dtype == np.uint64 and (a & np.uint64(1)).all()
     x = np.array([0, 1, 2**63 + 5, 2**64 - 1, 123456789123456789], dtype=np.uint64)
     sig = minhash.signatures(x, np.zeros(len(x), dtype=np.int64), 1, a, b)
-    expected = [min(((int(ai) * int(xi) + int(bi)) % 2**64) >> 32 for xi in x) for ai, bi in zip(a, b, strict=True)]
+    expected = [min(((int(ai) * (int(xi) >> 32) + int(bi)) % 2**64) >> 32 for xi in x) for ai, bi in zip(a, b, strict=True)]
     assert sig.dtype == np.uint32
     assert sig[0].tolist() == expected
 
@@ -65,3 +68,20 @@ def test_bands_chosen_for_recall_and_curve_reported():
 def test_candidate_pairs_from_shared_band_keys():
     keys = np.array([[1, 5], [1, 6], [2, 6], [3, 7]], dtype=np.uint64)
     assert minhash.candidate_pairs(keys).tolist() == [[0, 1], [1, 2]]
+
+
+def _reference_words(text: str) -> list[str]:
+    """NFKC, lowercase, split on every character outside Unicode categories L and N."""
+    chars = [c if unicodedata.category(c)[0] in "LN" else " " for c in unicodedata.normalize("NFKC", text).lower()]
+    return "".join(chars).split()
+
+
+def test_tokenize_matches_a_pure_python_normaliser_and_keys_equal_iff_words_do():
+    texts = ["Hello, World!\n  It's 2024 -- costs $3.50 (approx.)", "ＦＵＬＬ width ½ café\u00a0x\u2028y straße",
+             "日本語のテキスト、句読点。", "x\u0301y Ärger ĲSSEL", "", "?! ...", "hello world its 2024"]
+    tokens = tokenize(pa.array(texts + [None], pa.large_string()))
+    words = [[tokens.text(i, i + 1) for i in range(tokens.offsets[d], tokens.offsets[d + 1])] for d in range(len(texts))]
+    assert [[] if e else w for w, e in zip(words, tokens.empty, strict=False)] == [_reference_words(t) for t in texts]
+    assert tokens.empty.tolist() == [False, False, False, False, True, True, False, True]
+    same = tokenize(pa.array(["HELLO world", "hello... WORLD!", "hello worlds"], pa.large_string())).keys
+    assert same[0] == same[1] != same[2]

@@ -1,0 +1,216 @@
+"""Compiled (numba) inner loops of exact and near dedup and decontamination.
+
+Tokenising and word hashing, n-gram hashing, MinHash signatures, LSH band keys, and the exact
+Jaccard of verification. Each is one fused pass over its input, releases the GIL (dedup hashes
+batches in threads) and is cached on disk after its first compilation (`__pycache__`). The formulas
+are stated in each docstring and in `normalize.ngram_hashes` and `minhash.signatures`; the tests
+check them against pure-Python references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xFF51AFD7ED558CCD)
+_M2 = np.uint64(0xC4CEB93FE53B6E2B)
+_S33 = np.uint64(33)
+_S32 = np.uint64(32)
+_FNV_BASIS = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(nogil=True, cache=True)
+def _fmix64(h):
+    h ^= h >> _S33
+    h *= _M1
+    h ^= h >> _S33
+    h *= _M2
+    return h ^ (h >> _S33)
+
+
+@njit(nogil=True, cache=True)
+def ngram_hashes(word_hashes, offsets, n):
+    """(hash, document, first word) of every word n-gram; a document shorter than `n` gets one of all its words."""
+    docs = offsets.shape[0] - 1
+    total = 0
+    for d in range(docs):
+        length = offsets[d + 1] - offsets[d]
+        total += max(length - n + 1, 1) if length > 0 else 0
+    hashes = np.empty(total, dtype=np.uint64)
+    doc_of = np.empty(total, dtype=np.int64)
+    starts = np.empty(total, dtype=np.int64)
+    salt = np.uint64(n)
+    k = 0
+    for d in range(docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        last = max(hi - n, lo) if hi > lo else lo - 1
+        for s in range(lo, last + 1):
+            acc = word_hashes[s]
+            for j in range(s + 1, min(s + n, hi)):
+                acc = acc * _MUL + word_hashes[j]
+            hashes[k] = _fmix64(acc ^ salt)
+            doc_of[k] = d
+            starts[k] = s
+            k += 1
+    return hashes, doc_of, starts
+
+
+@njit(nogil=True, cache=True)
+def signatures(keys, bounds, a, b, out):
+    """out[d, p] = min over document d's keys x of ((a[p] * x + b[p]) mod 2^64) >> 32 (keys are uint32)."""
+    perms = a.shape[0]
+    for d in range(bounds.shape[0] - 1):
+        row = out[d]
+        for p in range(perms):
+            row[p] = np.uint32(0xFFFFFFFF)
+        for i in range(bounds[d], bounds[d + 1]):
+            x = np.uint64(keys[i])
+            for p in range(perms):
+                row[p] = min(row[p], np.uint32((a[p] * x + b[p]) >> _S32))
+
+
+
+@njit(nogil=True, cache=True)
+def _code_point(data, i):
+    """The code point of the UTF-8 character whose lead byte (>= 0xC0) is data[i]."""
+    c = np.int64(data[i])
+    if c < 0xE0:
+        return ((c & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
+    if c < 0xF0:
+        return ((c & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
+    return (((c & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+            | (np.int64(data[i + 3]) & 0x3F))
+
+
+@njit(nogil=True, cache=True)
+def unknown_code_points(data, lo, hi, word_char):
+    """Distinct non-ASCII code points in data[lo:hi] whose `word_char` entry is still 2 (unknown)."""
+    found = []
+    for i in range(lo, hi):
+        if data[i] >= 0xC0:
+            cp = _code_point(data, i)
+            if word_char[cp] == 2:
+                found.append(cp)
+                word_char[cp] = 3  # reported once; the caller sets 0 or 1
+    out = np.empty(len(found), dtype=np.int64)
+    for k in range(len(found)):
+        out[k] = found[k]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def tokenize(data, offsets, table, word_char):
+    """Words of each text in a UTF-8 buffer: maximal runs of word characters.
+
+    An ASCII byte is a word byte when `table` maps it to non-zero (its lowercase form, which is hashed);
+    a multi-byte character is a word character when `word_char` of its code point is 1; continuation
+    bytes (0x80-0xBF) go with the character before them.
+
+    Returns (word hashes, word offsets per text, word byte spans in `data`, exact key per text). A word's
+    hash is fmix64 of the FNV-1a hash of its (mapped) bytes, xor its byte length; a text without words
+    gets one empty word. The exact key folds a text's word hashes in order, so it is equal iff the word
+    sequences are (up to 64-bit collisions).
+    """
+    docs = offsets.shape[0] - 1
+    counts = np.zeros(docs + 1, dtype=np.int64)
+    for d in range(docs):  # branch-light: the byte class is arithmetic except for non-ASCII bytes
+        words, inside = 0, 0
+        for i in range(offsets[d], offsets[d + 1]):
+            c = data[i]
+            word = np.int64(table[c] != 0)
+            if c >= 0x80:
+                word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+            words += word & (1 - inside)
+            inside = word
+        counts[d + 1] = max(words, 1)
+    word_offsets = np.cumsum(counts)
+    hashes = np.empty(word_offsets[-1], dtype=np.uint64)
+    spans = np.empty((word_offsets[-1], 2), dtype=np.int64)
+    keys = np.empty(docs, dtype=np.uint64)
+    for d in range(docs):
+        k = word_offsets[d]
+        key = np.uint64(0)
+        h = _FNV_BASIS
+        start, inside, end = 0, 0, offsets[d + 1]
+        for i in range(offsets[d], end + 1):
+            word = 0
+            m = np.uint64(0)
+            if i < end:
+                c = data[i]
+                m = np.uint64(table[c])
+                word = np.int64(m != 0)
+                if c >= 0x80:
+                    m = np.uint64(c)
+                    word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+            if word:
+                if not inside:
+                    start, h = i, _FNV_BASIS
+                h = (h ^ m) * _FNV_PRIME
+            elif inside:
+                hashes[k] = _fmix64(h ^ np.uint64(i - start))
+                spans[k, 0], spans[k, 1] = start, i
+                key = key * _MUL + hashes[k]
+                k += 1
+            inside = word
+        if k == word_offsets[d]:  # no words: one empty word
+            hashes[k] = _fmix64(_FNV_BASIS)
+            spans[k, 0], spans[k, 1] = offsets[d], offsets[d]
+            keys[d] = np.uint64(0)
+        else:
+            keys[d] = _fmix64(key ^ np.uint64(k - word_offsets[d]))
+    return hashes, word_offsets, spans, keys
+
+
+@njit(nogil=True, cache=True)
+def band_keys(sig, bands, rows):
+    """uint64 key per (document, band): fmix64 folds of the band's signature values (FNV-style)."""
+    n = sig.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for d in range(n):
+        for band in range(bands):
+            acc = np.uint64(0)
+            for r in range(band * rows, (band + 1) * rows):
+                acc = _fmix64(acc * _FNV_PRIME + np.uint64(sig[d, r]))
+            out[d, band] = acc
+    return out
+
+
+@njit(nogil=True, cache=True)
+def unique_sets(values, doc_of, docs):
+    """Sorted distinct `values` of each document (`doc_of` sorted), back to back, and their offsets."""
+    bounds = np.searchsorted(doc_of, np.arange(docs + 1))
+    out = np.empty_like(values)
+    offsets = np.zeros(docs + 1, dtype=np.int64)
+    k = 0
+    for d in range(docs):
+        part = np.sort(values[bounds[d]:bounds[d + 1]])
+        for i in range(part.shape[0]):
+            if i == 0 or part[i] != part[i - 1]:
+                out[k] = part[i]
+                k += 1
+        offsets[d + 1] = k
+    return out[:k].copy(), offsets
+
+
+@njit(nogil=True, cache=True)
+def jaccard(values_a, offsets_a, index_a, values_b, offsets_b, index_b):
+    """Exact Jaccard of set index_a[p] (of a) and set index_b[p] (of b) for every p, by a sorted merge."""
+    out = np.empty(index_a.shape[0])
+    for p in range(index_a.shape[0]):
+        i, i_end = offsets_a[index_a[p]], offsets_a[index_a[p] + 1]
+        j, j_end = offsets_b[index_b[p]], offsets_b[index_b[p] + 1]
+        union = (i_end - i) + (j_end - j)
+        inter = 0
+        while i < i_end and j < j_end:
+            if values_a[i] == values_b[j]:
+                inter += 1
+                i += 1
+                j += 1
+            elif values_a[i] < values_b[j]:
+                i += 1
+            else:
+                j += 1
+        out[p] = inter / max(union - inter, 1)
+    return out
