@@ -44,6 +44,8 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
     spec = load_domains_file(domains_yaml)
     output = Path(output)
     with RunDir(output, "mix-plan", config, inputs=[{"path": str(domains_yaml)}]) as run:
+        for stale in ("results.parquet", "sweep.json"):  # proxies of an earlier plan do not belong to this one
+            (output / stale).unlink(missing_ok=True)
         (output / "tokens").mkdir(exist_ok=True)
         tokens: dict[str, dict] = {}
         for domain in spec.domains:

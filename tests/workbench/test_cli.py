@@ -143,3 +143,10 @@ def test_demo_runs_every_stage_on_bundled_data(tmp_path, capsys):
     assert any(reason.startswith("contaminated:gsm8k") for reason in curated["dropped"])
     assert stages["distill"]["rows_out"] == 16  # 8 prompts x 2 samples
     assert (tmp_path / "sft" / "model" / "config.json").exists()
+
+
+def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert main(["demo", "--output", str(tmp_path)]) == 2
+    assert "was not made by `wb demo`" in capsys.readouterr().err
+    assert (tmp_path / "thesis.tex").read_text() == "precious"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import time
 from pathlib import Path
 
@@ -36,6 +37,22 @@ def wb(*args: object) -> None:
         raise WorkbenchError(f"the demo stage `wb {argv[0]}` failed (exit {code}); see the message above")
 
 
+MARKER = ".wb-demo"
+
+
+def fresh_output(out: Path) -> None:
+    """Start the demo from scratch each time, in a directory it owns: one it marked, or one holding only
+    `wb` run directories (an earlier demo); any other non-empty folder is refused, never deleted."""
+    only_runs = out.exists() and all(c.is_dir() and ((c / "manifest.json").exists() or (c / ".run-incomplete").exists())
+                                     for c in out.iterdir())
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists() and not only_runs:
+        raise WorkbenchError(f"{out}: exists and was not made by `wb demo`; choose an empty --output")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("made by wb demo; removed and rebuilt on every run\n")
+
+
 def summary(out: Path) -> None:
     print(f"\n{'run':<28} {'stage':<14} {'rows in':>9} {'rows out':>9} {'seconds':>8}")
     for manifest in sorted(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
@@ -56,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # tiny models run fastest on one thread; two fight over a 2-core machine
     started = time.time()
     out = Path(args.output)
+    fresh_output(out)
     data = bundled_data_dir()
     quick = args.quick
     gsm8k_train, gsm8k_test = data / "gsm8k" / "train.jsonl", data / "gsm8k" / "test.jsonl"
