@@ -309,18 +309,7 @@ def train_grpo(cfg: GRPOConfig, log=print) -> dict:
     return run_rl(run, "train-grpo", step_fn, log)
 
 
-def run_rl_command(args, config_cls, train, final_key: str) -> int:
-    """The CLI body of `wb train grpo|opd`: build the config, train, print where the model went."""
-    from workbench.config import build_config
-
-    cfg = build_config(config_cls, args, getattr(args, "config", None))
-    try:
-        manifest = train(cfg)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    print(f"wrote {manifest['model_dir']} (final {final_key} {manifest['final'].get(final_key, float('nan')):.4f})")
-    return 0
-
-
 def run_command(args) -> int:
-    return run_rl_command(args, GRPOConfig, train_grpo, "reward")
+    from trainers.loop import run_train_command
+
+    return run_train_command(args, GRPOConfig, train_grpo, "reward")

@@ -165,3 +165,17 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
             save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)
     save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)
     return record
+
+
+def run_train_command(args, config_cls, train, final_key: str = "loss") -> int:
+    """The CLI body of `wb train sft|grpo|opd`: build the config, train, print where the model went."""
+    from workbench.config import build_config
+    from workbench.errors import InputError
+
+    cfg = build_config(config_cls, args, getattr(args, "config", None))
+    try:
+        manifest = train(cfg)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    print(f"wrote {manifest['model_dir']} (final {final_key} {manifest['final'].get(final_key, float('nan')):.4f})")
+    return 0

@@ -25,7 +25,6 @@ from trainers.grpo import (
     make_item,
     rollout_metrics,
     run_rl,
-    run_rl_command,
     setup_rl,
     train_items,
 )
@@ -161,4 +160,6 @@ def train_opd(cfg: OPDConfig, log=print) -> dict:
 
 
 def run_command(args) -> int:
-    return run_rl_command(args, OPDConfig, train_opd, "reverse_kl")
+    from trainers.loop import run_train_command
+
+    return run_train_command(args, OPDConfig, train_opd, "reverse_kl")

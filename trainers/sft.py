@@ -18,7 +18,6 @@ import numpy as np
 
 from trainers.config import TrainConfig
 from workbench.config import option
-from workbench.errors import InputError
 from workbench.rundir import Usage
 
 
@@ -130,12 +129,6 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
 
 
 def run_command(args) -> int:
-    from workbench.config import build_config
+    from trainers.loop import run_train_command
 
-    cfg = build_config(SFTConfig, args, getattr(args, "config", None))
-    try:
-        manifest = train_sft(cfg)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    print(f"wrote {manifest['model_dir']} (final loss {manifest['final'].get('loss', float('nan')):.4f})")
-    return 0
+    return run_train_command(args, SFTConfig, train_sft)
