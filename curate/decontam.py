@@ -118,9 +118,6 @@ class DecontamFilter(Filter):
                                   f"\"{span}\"")
         return decisions
 
-    def filter(self, text: str) -> Decision:
-        return self.decide(pa.array([text], pa.large_string()))[0]
-
 
 def _span(tokens: Tokens, starts: np.ndarray, n: int, limit: int = 400) -> str:
     """The normalised words of the first run of overlapping matched n-grams."""

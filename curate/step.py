@@ -9,6 +9,7 @@ which is what Ray Data's `map_batches` needs; `Step.run(tables, rank, world_size
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
@@ -21,7 +22,7 @@ from curate.removed import with_reasons
 Decision = bool | tuple[bool, str] | tuple[bool, str, str]
 
 
-class Step:
+class Step(ABC):
     """A batch transform that may remove rows; subclasses implement `process`."""
 
     name = "step"
@@ -33,9 +34,9 @@ class Step:
         self.seconds = 0.0
         self.on_removed: Callable[[pa.Table], None] | None = None
 
+    @abstractmethod
     def process(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
         """(kept rows, removed rows with reason columns or None) for one batch."""
-        raise NotImplementedError
 
     def apply(self, table: pa.Table) -> pa.Table:
         """Process one batch, count and time it, pass removed rows on; return the kept rows."""
@@ -67,8 +68,13 @@ class Filter(Step):
 
     name = "filter"
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.filter is Filter.filter and cls.decide is Filter.decide:
+            raise TypeError(f"{cls.__name__} must implement filter(text) or decide(texts)")
+
     def filter(self, text: str) -> Decision:
-        raise NotImplementedError
+        return self.decide(pa.array([text], pa.large_string()))[0]
 
     def decide(self, texts: pa.Array) -> list[Decision]:
         return [self.filter(t) for t in texts.to_pylist()]

@@ -118,18 +118,19 @@ def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig,
             lengths = pc.binary_length(texts.cast(pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64)
             budget = int(round(weight * config.tokens))
             picks, epochs, cut = take_documents(lengths, budget, plan["constraints"]["max_epochs"], rng, name)
-            chosen = texts.take(pa.array(picks, pa.int64())).to_pylist()
+            chosen = texts.take(pa.array(picks, pa.int64()))
             truncated = np.zeros(len(picks), bool)
             if cut is not None:
-                chosen[-1] = cut_text(chosen[-1], cut)
+                last = cut_text(chosen[-1].as_py(), cut)
+                chosen = pa.concat_arrays([chosen.slice(0, len(chosen) - 1), pa.array([last], chosen.type)])
                 truncated[-1] = True
-            tokens = sum(len(t.encode("utf-8")) for t in chosen)
+            tokens = int(pc.sum(pc.binary_length(chosen.cast(pa.binary()))).as_py() or 0)
             counts[name] = {"weight": weight, "documents": int(len(picks)), "tokens": tokens,
                             "epochs": round(tokens / max(1, int(lengths.sum())), 3)}
             tables.append(pa.table({
                 "id": pa.array([f"{name}/{i}#{e}" for i, e in zip(picks.tolist(), epochs.tolist(), strict=True)],
                                pa.string()),
-                "text": pa.array(chosen, pa.string()),
+                "text": chosen.cast(pa.string()),
                 "domain": pa.array([name] * len(picks), pa.string()),
                 "source_id": pa.array([f"{name}/{i}" for i in picks.tolist()], pa.string()),
                 "epoch": pa.array(epochs, pa.int32()),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mixopt.plan import domain_names, plan_in
 from workbench.config import option
 from workbench.errors import InputError
 from workbench.io import open_source, write_table
@@ -190,11 +191,10 @@ def default_targets(path: str | Path) -> list[str]:
     """Without --target: the extra validation sets if the plan had any, else every domain's bpb."""
     names = open_source(path).schema().names
     bpb = [c for c in names if c.startswith("bpb.")]
-    plan_file = Path(path).parent / "plan.json"
-    if plan_file.exists():
-        extra = [f"bpb.{v['name']}" for v in json.loads(plan_file.read_text())["validation"]]
-        if extra:
-            return extra
+    plan = plan_in(Path(path).parent)
+    extra = [f"bpb.{v['name']}" for v in plan["validation"]] if plan else []
+    if extra:
+        return extra
     if not bpb:
         raise InputError(f"{path}: no bpb.* columns; name the metric to fit with --target")
     return bpb
@@ -203,8 +203,8 @@ def default_targets(path: str | Path) -> list[str]:
 def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=print) -> dict:
     """Fit, cross-validate, save the models and the plot into a run directory; return fit.json."""
     targets = parse_targets(config.target or default_targets(results))
-    plan_file = Path(results).parent / "plan.json"
-    expected = [d["name"] for d in json.loads(plan_file.read_text())["domains"]] if plan_file.exists() else None
+    plan = plan_in(Path(results).parent)
+    expected = domain_names(plan) if plan else None
     data = load_results(results, config.weights, list(targets), expected)
     y, norm = combine(data.metrics, targets)
     output = Path(output)
@@ -224,7 +224,7 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
                          f"linear rho={report['linear']['spearman']:.3f}")
         write_table(pa.table({"run_id": data.run_ids, "objective": y, "pred_lightgbm": pred_lgbm,
                               "pred_linear": pred_linear}), run.product)
-        plan_dir = Path(results).parent if (Path(results).parent / "plan.json").exists() else None
+        plan_dir = Path(results).parent if plan else None
         fit = {
             "domains": data.domains, "weight_columns": data.weight_columns, "targets": norm,
             "runs": len(data.X), "excluded_failed_runs": data.excluded, "folds": min(config.folds, len(data.X)),

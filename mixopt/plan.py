@@ -101,6 +101,12 @@ def load_plan(plan_dir: str | Path) -> dict:
     return json.loads((plan_dir / PLAN).read_text())
 
 
+def plan_in(directory: str | Path | None) -> dict | None:
+    """plan.json of `directory` if it holds one (a results table's folder, or a fit's plan_dir), else None."""
+    path = Path(directory) / PLAN if directory else None
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
+
+
 def domain_names(plan: dict) -> list[str]:
     return [d["name"] for d in plan["domains"]]
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixopt.fit import load_fit
+from mixopt.plan import plan_constraints, plan_in
 from mixopt.sampler import Constraints, sample_candidates
 from workbench.config import option
 from workbench.errors import InputError
@@ -49,25 +50,23 @@ def parse_bounds(specs: list[str], domains: list[str], flag: str) -> dict[str, f
 
 
 def search_constraints(fit: dict, config: SearchConfig) -> tuple[np.ndarray, Constraints]:
-    """The prior and constraints for search: the plan's, tightened by the flags."""
-    import json
-
+    """The prior and constraints for search: the plan's (as the sweep had them), tightened by the flags."""
     domains = fit["domains"]
-    plan = None
-    if fit.get("plan_dir") and (Path(fit["plan_dir"]) / "plan.json").exists():
-        plan = json.loads((Path(fit["plan_dir"]) / "plan.json").read_text())
+    plan = plan_in(fit.get("plan_dir"))
     if plan:
-        tokens = {d: plan["tokens"][d]["train"] for d in domains}
         prior = np.array([plan["prior"][d] for d in domains])
-        low, high = dict(plan["constraints"]["min_weight"]), dict(plan["constraints"]["max_weight"])
-        epochs = config.max_epochs or plan["constraints"]["max_epochs"]
+        constraints = plan_constraints(plan, config.tokens or None)
+        constraints.domains = domains  # the fit's column order
+        constraints.max_epochs = config.max_epochs or constraints.max_epochs
     else:
-        tokens, prior, low, high, epochs = {}, np.full(len(domains), 1 / len(domains)), {}, {}, config.max_epochs
-    low.update(parse_bounds(config.min_weight, domains, "min-weight"))
-    high.update(parse_bounds(config.max_weight, domains, "max-weight"))
-    if config.tokens and not tokens and epochs:
+        prior = np.full(len(domains), 1 / len(domains))
+        constraints = Constraints(domains, max_epochs=config.max_epochs or None)
+    constraints.min_weight = {**constraints.min_weight, **parse_bounds(config.min_weight, domains, "min-weight")}
+    constraints.max_weight = {**constraints.max_weight, **parse_bounds(config.max_weight, domains, "max-weight")}
+    if not config.tokens:
+        constraints.max_epochs = None  # no corpus size given: no epoch cap to apply
+    elif not constraints.available_tokens and constraints.max_epochs:
         raise InputError("--tokens with an epoch cap needs the plan's token counts; fit a plan's results.parquet")
-    constraints = Constraints(domains, low, high, epochs if config.tokens else None, tokens, config.tokens or None)
     return prior, constraints
 
 
