@@ -1,6 +1,6 @@
 """Client overhead of `wb distill` (ledger, retries, progress, outputs) vs a plain openai client + semaphore.
 
-Both talk to the same local OpenAI-compatible server (`distill_data.mock_server`, a fixed latency per reply,
+Both talk to the same local OpenAI-compatible server (`tests.mock_server`, a fixed latency per reply,
 in its own process) at concurrency 64 and 256, in the same run. Reports requests/s, the ratio, and the
 client's CPU time per request. Run: `python bench/distill_client.py [--requests 3000 --latency 0.05]`.
 """
@@ -38,7 +38,7 @@ def _free_port() -> int:
 async def _baseline(url: str, prompts: list[str], concurrency: int) -> None:
     import openai
 
-    from distill_data.backends.openai_http import _limits
+    from distill_data.generation.backends.openai_http import _limits
 
     client = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=1800,
                                 http_client=openai.DefaultAsyncHttpxClient(limits=_limits(max(100, concurrency))))
@@ -85,7 +85,7 @@ def run_distill(url: str, prompt_file: str, concurrency: int, out: Path) -> tupl
 
 def ledger_cpu_ms(requests: int = 3000) -> float:
     """CPU ms per request of the ledger alone: record a unit and commit it, as the runner does."""
-    from distill_data.ledger import Ledger, UnitResult
+    from distill_data.generation.ledger import Ledger, UnitResult
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger(Path(tmp) / "ledger.sqlite", "bench")
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N per cell")
     args = parser.parse_args()
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "distill_data.mock_server", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "tests.mock_server", "--port", str(port),
                                "--latency", str(args.latency)], cwd=ROOT, stdout=subprocess.PIPE)
     server.stdout.readline()  # "listening on ..."
     url = f"http://127.0.0.1:{port}/v1"

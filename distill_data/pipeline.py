@@ -8,21 +8,26 @@ retry knobs are not in the key, so changing them resumes the same units.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import pyarrow.compute as pc
 
-from distill_data.backends.base import SamplingParams
 from distill_data.config import DistillConfig
-from distill_data.generation import Endpoint, Generator, RetryPolicy
-from distill_data.ledger import LEDGER, Ledger
+from distill_data.generation import (
+    LEDGER,
+    EndpointSpec,
+    Generator,
+    Ledger,
+    Progress,
+    RetryPolicy,
+    SamplingParams,
+    open_generator,
+    run_key,
+    run_units,
+)
 from distill_data.output import add_verdicts, sft_table, unit_table
 from distill_data.prompts import QuestionHook, load_prompts
 from distill_data.questions import question_curation
-from distill_data.runner import Progress, run_units
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, Usage
@@ -32,31 +37,14 @@ def sampling_params(cfg: DistillConfig) -> SamplingParams:
     return SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed, tuple(cfg.stop))
 
 
-def build_endpoints(cfg: DistillConfig, model: str, base_urls: list[str]) -> tuple[list[Endpoint], str]:
-    """The endpoints for `cfg.backend` and a template id for the run key."""
-    if cfg.backend == "openai":
-        if not base_urls:
-            raise InputError("--backend openai needs at least one --base-url (e.g. http://localhost:8000/v1)")
-        from distill_data.backends.openai_http import OpenAIBackend
-
-        key = os.environ.get(cfg.api_key_env)
-        backends = [OpenAIBackend(u, model, key, cfg.timeout, max(100, cfg.max_concurrency)) for u in base_urls]
-        return [Endpoint(b, cfg.max_concurrency) for b in backends], "server-side"
-    if cfg.backend == "hf":
-        from distill_data.backends.hf_local import HFBackend
-
-        backend = HFBackend(model, max_batch=cfg.max_concurrency)
-    else:
-        from distill_data.backends.vllm_local import VLLMBackend
-
-        backend = VLLMBackend(model, max_batch=cfg.max_concurrency)
-    return [Endpoint(backend, cfg.max_concurrency)], backend.template_id
+def endpoint_spec(cfg, model: str, base_urls: list[str], backend: str | None = None) -> EndpointSpec:
+    """The `EndpointSpec` of one model of a job built on `JobOptions` (distill, prefs)."""
+    return EndpointSpec(model=model, base_urls=tuple(base_urls), backend=backend or cfg.backend,
+                        api_key_env=cfg.api_key_env, timeout=cfg.timeout, max_concurrency=cfg.max_concurrency)
 
 
-def run_key(cfg: DistillConfig, template_id: str) -> str:
-    parts = {"model": cfg.model, "backend": "local" if cfg.backend != "openai" else "http",
-             "sampling": sampling_params(cfg).key(), "template": template_id}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+def retry_policy(cfg) -> RetryPolicy:
+    return RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)
 
 
 def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> dict:
@@ -75,11 +63,10 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> di
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
                                             cfg.system, cfg.limit, question_hook)
     with RunDir(cfg.output, "distill", cfg, inputs=[source], resumable=True) as run:
-        endpoints, template_id = build_endpoints(cfg, cfg.model, cfg.base_url)
-        key = run_key(cfg, template_id)
+        spec = endpoint_spec(cfg, cfg.model, cfg.base_url)
+        gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg))
+        key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
-        policy = RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)
-        gen = Generator(endpoints, sampling_params(cfg), policy)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
         try:
             asyncio.run(_generate_and_verify(cfg, prompts, ledger, gen, progress))
@@ -88,7 +75,8 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> di
             requests, prefill, sampled = ledger.usage()
         finally:
             ledger.close()
-        return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, requests, prefill, sampled, progress, key, gen)
+        return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, requests, prefill, sampled,
+                       progress, key, gen)
 
 
 async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen: Generator,
@@ -96,12 +84,29 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
     try:
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
         if cfg.verify != "none":
-            from distill_data.verify import verify_units
+            from distill_data.verify import VerifyOptions, verify_units
 
             data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
-            await verify_units(cfg, data, ledger, gen)
+            judge = open_judge(cfg, gen) if cfg.verify == "judge" else None
+            try:
+                await verify_units(VerifyOptions.of(cfg), data, ledger, judge)
+            finally:
+                if judge is not None and judge is not gen:
+                    await judge.aclose()
     finally:
         await gen.aclose()
+
+
+def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
+    """The judge's generator: `gen` itself unless `--judge-model` / `--judge-base-url` name another model.
+    Its tokens are counted in `gen`'s ledger through `count_judge_usage`."""
+    from distill_data.verify.judge import JUDGE_PARAMS
+
+    if not (cfg.judge_model or cfg.judge_base_url):
+        return gen
+    spec = endpoint_spec(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url, backend)
+    judge, _ = open_generator(spec, JUDGE_PARAMS, gen.policy)
+    return judge
 
 
 def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,

@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 
-from distill_data.backends.base import SamplingParams
-from distill_data.batcher import Batcher, GenRequest
+from distill_data.generation.backends.base import SamplingParams
+from distill_data.generation.batcher import Batcher, GenRequest
 
 
 class BadRequest(ValueError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_data.generation import Generator
+from distill_data.generation.generator import Generator
 from distill_data.prompts import load_prompts
 from distill_data.questions import question_curation
 from distill_data.reasoning import render_reasoning
@@ -82,21 +82,26 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
     judge: Generator | None = None
     try:
         await generate_sides(cfg, prompts, sides)
-        name = scorer_id(kind, sides[0].cfg.judge_model, cfg.reward_model) if kind in ("judge", "reward-model") \
+        name = scorer_id(kind, cfg.judge_model or cfg.strong_model, cfg.reward_model) \
+            if kind in ("judge", "reward-model") \
             else None
         if kind == "judge":
-            from distill_data.pipeline import build_endpoints
+            from distill_data.generation import open_generator
+            from distill_data.pipeline import endpoint_spec
             from distill_data.verify.judge import JUDGE_PARAMS
 
-            jcfg = sides[0].cfg
-            endpoints, _ = build_endpoints(jcfg, jcfg.judge_model, jcfg.judge_base_url)
-            judge = Generator(endpoints, JUDGE_PARAMS, sides[0].gen.policy)
+            spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
+                                 cfg.strong_backend)
+            judge, _ = open_generator(spec, JUDGE_PARAMS, sides[0].gen.policy)
         tables = []
         for side in sides:
             units = side_units(cfg, prompts, side)
             if name is not None:
                 await record_missing_scores(kind, name, units, side.ledger, judge, reward)
             tables.append(add_scores(units, kind, side.ledger, name))
+        if judge is not None:  # judge tokens are the run's usage too
+            sides[0].ledger.add_usage(judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+            sides[0].ledger.flush()
         return pa.concat_tables(tables)
     finally:
         if judge is not None:
@@ -104,7 +109,7 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
         await close_generators(sides)
 
 
-def make_pairs(cfg: PrefsConfig, kind: str, view: SampleView, rows: int) -> Pairs:
+def pair_samples(cfg: PrefsConfig, kind: str, view: SampleView, rows: int) -> Pairs:
     if cfg.strategy == "delta":
         pairs = delta_pairs(view, rows, cfg.n)
     elif cfg.strategy == "best-vs-worst":
@@ -122,7 +127,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
         samples.column("status").to_pylist(), samples.column("reasoning").to_pylist(),
         samples.column("content").to_pylist(), strict=True)]
     view = SampleView.of(samples, texts, prompts.num_rows, cfg.n)
-    pairs = make_pairs(cfg, kind, view, prompts.num_rows)
+    pairs = pair_samples(cfg, kind, view, prompts.num_rows)
     table = pair_table(samples, texts, prompts, pairs, cfg.strategy, cfg.source or Path(cfg.prompts).name)
     preference = cfg.strategy != "rejection-sampling"
     kept, removed = split_kept(table)
@@ -133,8 +138,8 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     stats = pair_stats(kept, removed, preference)
     requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
     cost = sides[0].progress.cost(prefill, sampled)
-    per_model = {s.cfg.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
-                               "status_counts": _status_counts(samples, s.cfg.model)} for s, u in zip(sides, usage, strict=True)}
+    per_model = {s.spec.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
+                               "status_counts": _status_counts(samples, s.spec.model)} for s, u in zip(sides, usage, strict=True)}
     return run.finish(rows_in=prompts.num_rows + sum(dropped_prompts.values()), rows_out=kept.num_rows,
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),

@@ -16,8 +16,8 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill_data.generation import Generator
-from distill_data.ledger import Ledger
+from distill_data.generation.generator import Generator
+from distill_data.generation.ledger import Ledger
 from distill_data.verify.judge import RUBRIC as JUDGE_RUBRIC
 from distill_data.verify.judge import judge_units
 from workbench.errors import InputError

@@ -16,7 +16,7 @@ import math
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +308,9 @@ def _add_lora(model, config: ClientConfig):
     lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                            target_modules=targets, task_type="CAUSAL_LM")
     return peft.get_peft_model(model, lora)
+
+
+def client_config(cfg: object, total_steps: int) -> ClientConfig:
+    """The `ClientConfig` a trainer's options (`TrainConfig` and its subclasses) describe."""
+    names = {f.name for f in fields(ClientConfig)} - {"total_steps"}
+    return ClientConfig(total_steps=total_steps, **{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})

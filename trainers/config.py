@@ -3,7 +3,6 @@ that `SFTConfig` and `DPOConfig` extend. Every field has a default and help text
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +52,3 @@ class TrainConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
         if Path(self.output).exists() and not Path(self.output).is_dir():
             raise InputError(f"{self.output}: exists and is not a directory; choose another --output")
-
-    def client_config(self, total_steps: int):
-        """The `ClientConfig` these options describe."""
-        from trainers.client import ClientConfig
-
-        names = {f.name for f in dataclasses.fields(ClientConfig)} - {"total_steps"}
-        return ClientConfig(total_steps=total_steps, **{n: getattr(self, n) for n in names if hasattr(self, n)})

@@ -120,7 +120,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
     """Run (or resume) DPO into `cfg.output`; return the manifest."""
     import torch
 
-    from trainers.client import TrainingClient, all_reduce_sum, dist_info, load_tokenizer
+    from trainers.client import TrainingClient, all_reduce_sum, client_config, dist_info, load_tokenizer
     from trainers.collate import collate, sequence_sums
     from trainers.loop import StepPlan, latest_checkpoint, run_dir, train_loop
     from trainers.records import load_rendered
@@ -134,7 +134,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
     log = log if rank == 0 else (lambda *_: None)
     plan = StepPlan([[i] for i in range(len(pairs))], cfg.batch_size, cfg.grad_accum, cfg.seed, world, rank)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
-    client = TrainingClient.load(cfg.client_config(total), tokenizer)
+    client = TrainingClient.load(client_config(cfg, total), tokenizer)
     needs_ref = cfg.loss_type != "simpo"
     ref = None
     if needs_ref and cfg.precompute_ref:

@@ -228,7 +228,7 @@ class RLRun:
 
 def setup_rl(cfg: RLConfig) -> RLRun:
     """Check the options, parse rewards, load tokenizer, prompts and the policy client."""
-    from trainers.client import TrainingClient, load_tokenizer
+    from trainers.client import TrainingClient, client_config, load_tokenizer
     from trainers.loop import StepPlan
     from trainers.rewards import parse_reward
 
@@ -238,7 +238,7 @@ def setup_rl(cfg: RLConfig) -> RLRun:
     data = load_prompts(cfg, tokenizer)
     plan = StepPlan([[i] for i in range(len(data.items))], min(cfg.prompts_per_step, len(data.items)), 1, cfg.seed)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
-    client = TrainingClient.load(cfg.client_config(total * cfg.num_iterations), tokenizer)
+    client = TrainingClient.load(client_config(cfg, total * cfg.num_iterations), tokenizer)
     return RLRun(cfg, specs, tokenizer, data, plan, total, client)
 
 

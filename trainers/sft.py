@@ -70,7 +70,7 @@ def nll_eval(client, examples: list, batch_size: int, layout: str = "padded") ->
 
 def train_sft(cfg: SFTConfig, log=print) -> dict:
     """Run (or resume) SFT into `cfg.output`; return the manifest."""
-    from trainers.client import TrainingClient, all_reduce_sum, dist_info, load_tokenizer
+    from trainers.client import TrainingClient, all_reduce_sum, client_config, dist_info, load_tokenizer
     from trainers.collate import collate, pack, trained_tokens
     from trainers.loop import StepPlan, run_dir, train_loop
     from trainers.losses import sft_loss
@@ -97,7 +97,7 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     log = log if rank == 0 else (lambda *_: None)
     plan = StepPlan(units, cfg.batch_size, cfg.grad_accum, cfg.seed, world, rank)
     total = plan.total_steps(cfg.epochs, cfg.max_steps)
-    client = TrainingClient.load(cfg.client_config(total), tokenizer)
+    client = TrainingClient.load(client_config(cfg, total), tokenizer)
     pad = tokenizer.pad_token_id
     log(f"sft: {len(examples):,} train rows ({len(held_out):,} held out), {len(units):,} units, "
         f"{total} steps on {world} rank(s), layout {cfg.layout}")

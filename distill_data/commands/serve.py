@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from distill_data.local_engine import LocalEngine
+    from distill_data.generation.local_engine import LocalEngine
     from distill_data.serve import build_app
     from workbench.errors import InputError
 

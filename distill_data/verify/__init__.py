@@ -7,24 +7,44 @@ so verification resumes too. Truncated and failed units get no verdict (null).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill_data.generation import Generator
-from distill_data.ledger import Ledger
+from distill_data.generation.generator import Generator
+from distill_data.generation.ledger import Ledger
+
+VERIFIERS = ("none", "math", "code", "judge")
 
 
-async def verify_units(cfg, data: pa.Table, ledger: Ledger, gen: Generator) -> None:
-    """Verify what is left to verify with `cfg.verify`; verdicts go to the ledger in batches."""
-    await verify_many(cfg, [(data, ledger)], gen)
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What a verifier needs, and nothing of the command that calls it."""
+
+    kind: str = "none"  # none | math | code | judge
+    workers: int = 2  # processes for math/code
+    code_timeout: float = 10.0  # seconds per code run
+    code_memory_mb: int = 1024  # memory cap per code run
+
+    @classmethod
+    def of(cls, cfg) -> VerifyOptions:
+        """The options of a job config built on `JobOptions` (distill, prefs)."""
+        return cls(cfg.verify, cfg.verify_workers, cfg.code_timeout, cfg.code_memory_mb)
 
 
-async def verify_many(cfg, parts: list[tuple[pa.Table, Ledger]], gen: Generator) -> None:
+async def verify_units(opts: VerifyOptions, data: pa.Table, ledger: Ledger, judge: Generator | None = None) -> None:
+    """Verify what is left to verify with `opts.kind`; verdicts go to the ledger in batches. `judge` is the
+    generator the `judge` verifier asks."""
+    await verify_many(opts, [(data, ledger)], judge)
+
+
+async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]], judge: Generator | None = None) -> None:
     """`verify_units` over several (units, ledger) parts in one verifier call (one process pool), e.g. the
     models of a prefs run; each part's verdicts go to its own ledger."""
     todos, keys, owners = [], [], []
     for part, (data, ledger) in enumerate(parts):
-        seen = ledger.verdicts(cfg.verify)
+        seen = ledger.verdicts(opts.kind)
         todo = data.filter(pc.equal(data.column("status"), "ok"))
         found = list(zip(todo.column("prompt_id").to_pylist(), todo.column("sample_index").to_pylist(), strict=True))
         rows = [j for j, k in enumerate(found) if k not in seen]
@@ -34,21 +54,30 @@ async def verify_many(cfg, parts: list[tuple[pa.Table, Ledger]], gen: Generator)
     if not keys:
         return
     todo = pa.concat_tables(todos)
-    if cfg.verify == "math":
+    if opts.kind == "math":
         from distill_data.verify.math import verify_math
 
         verdicts = await verify_math(todo.column("content").to_pylist(), todo.column("answer").to_pylist(),
-                                     cfg.verify_workers)
-    elif cfg.verify == "code":
+                                     opts.workers)
+    elif opts.kind == "code":
         from distill_data.verify.code import verify_code
 
         verdicts = await verify_code(todo.column("content").to_pylist(), todo.column("tests").to_pylist(),
-                                     cfg.code_timeout, cfg.code_memory_mb, cfg.verify_workers)
-    else:
+                                     opts.code_timeout, opts.code_memory_mb, opts.workers)
+    elif opts.kind == "judge":
         from distill_data.verify.judge import verify_judge
 
-        verdicts = await verify_judge(cfg, todo, gen)
+        if judge is None:
+            raise ValueError("the judge verifier needs a judge generator")
+        before = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+        verdicts = await verify_judge(todo, judge)
+        # judge tokens are part of the run's usage (kept in the first part's ledger, so a resume keeps them)
+        after = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+        parts[0][1].add_usage(*(a - b for a, b in zip(after, before, strict=True)))
+        parts[0][1].flush()
+    else:
+        raise ValueError(f"unknown verifier {opts.kind!r}")
     for part, (_, ledger) in enumerate(parts):
         mine = [(p, i, v, d) for (p, i), (v, d), o in zip(keys, verdicts, owners, strict=True) if o == part]
         if mine:
-            ledger.record_verdicts(cfg.verify, mine)
+            ledger.record_verdicts(opts.kind, mine)

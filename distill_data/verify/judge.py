@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from distill_data.backends.base import SamplingParams
-from distill_data.generation import Generator
+from distill_data.generation.backends.base import SamplingParams
+from distill_data.generation.generator import Generator
 
 RUBRIC = """You are grading a response to a question.
 Question:
@@ -63,15 +63,6 @@ async def judge_units(units: pa.Table, judge: Generator, rubric: str, parse: Cal
         units.column("content").to_pylist(), strict=True))))
 
 
-async def verify_judge(cfg, units: pa.Table, gen: Generator) -> list[tuple[bool | None, str]]:
-    judge = gen
-    if cfg.judge_model or cfg.judge_base_url:
-        from distill_data.pipeline import build_endpoints
-
-        endpoints, _ = build_endpoints(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url)
-        judge = Generator(endpoints, JUDGE_PARAMS, gen.policy)
-    try:
-        return await judge_units(units, judge, RUBRIC, parse_verdict)
-    finally:
-        if judge is not gen:
-            await judge.aclose()
+async def verify_judge(units: pa.Table, judge: Generator) -> list[tuple[bool | None, str]]:
+    """CORRECT/INCORRECT verdicts from `judge` for each row of `units` (prompt, answer, content)."""
+    return await judge_units(units, judge, RUBRIC, parse_verdict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill_data.mock_server import MockServer
+from tests.mock_server import MockServer
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def mock():
 
 @pytest.fixture(scope="session")
 def serve_url(tiny_model_dir):
-    from distill_data.local_engine import LocalEngine
+    from distill_data.generation.local_engine import LocalEngine
     from distill_data.serve import ServerThread, build_app
 
     thread = ServerThread(build_app(LocalEngine(tiny_model_dir), "tiny", max_batch=8))

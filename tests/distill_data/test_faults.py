@@ -8,8 +8,8 @@ import time
 import polars as pl
 from distill_helpers import fast_config, write_prompts
 
-from distill_data.backends.base import SamplingParams
-from distill_data.generation import Endpoint, Generator, RetryPolicy
+from distill_data.generation.backends.base import SamplingParams
+from distill_data.generation.generator import Endpoint, Generator, RetryPolicy
 from distill_data.pipeline import distill
 from workbench.rundir import read_manifest
 
@@ -81,8 +81,8 @@ def test_backoff_is_exponential_with_bounded_jitter():
 
 
 def test_endpoints_spread_load(mock):
-    from distill_data.backends.openai_http import OpenAIBackend
-    from distill_data.mock_server import MockServer
+    from distill_data.generation.backends.openai_http import OpenAIBackend
+    from tests.mock_server import MockServer
 
     other = MockServer().start()
 
@@ -104,7 +104,7 @@ def test_endpoints_spread_load(mock):
 
 
 def test_429_storm_lowers_the_endpoint_limit(mock):
-    from distill_data.backends.openai_http import OpenAIBackend
+    from distill_data.generation.backends.openai_http import OpenAIBackend
 
     async def main():
         endpoint = Endpoint(OpenAIBackend(mock.url, "mock"), 8)

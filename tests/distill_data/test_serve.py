@@ -39,8 +39,8 @@ def test_models_and_chat_surface(serve_url):
 
 
 def test_concurrent_requests_are_batched(tiny_model_dir):
-    from distill_data.batcher import Batcher, GenRequest
-    from distill_data.local_engine import LocalEngine
+    from distill_data.generation.batcher import Batcher, GenRequest
+    from distill_data.generation.local_engine import LocalEngine
 
     engine = LocalEngine(tiny_model_dir)
     sizes: list[int] = []
@@ -51,7 +51,7 @@ def test_concurrent_requests_are_batched(tiny_model_dir):
 
     async def main():
         batcher = Batcher(spy, max_batch=16, wait_seconds=0.05)
-        from distill_data.backends.base import SamplingParams
+        from distill_data.generation.backends.base import SamplingParams
 
         params = SamplingParams(temperature=0, max_tokens=3)
         out = await asyncio.gather(*(batcher.submit(GenRequest([{"role": "user", "content": f"q{i}"}], 1, params))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill_data.mock_server import MockServer
+from tests.mock_server import MockServer
 
 
 class Scripts:
@@ -46,7 +46,7 @@ def tiny_servers(tiny_pair):
     """URLs of `wb serve` over the weak and strong tiny models, served as "weak" and "strong"."""
     import torch
 
-    from distill_data.local_engine import LocalEngine
+    from distill_data.generation.local_engine import LocalEngine
     from distill_data.serve import ServerThread, build_app
 
     threads = torch.get_num_threads()

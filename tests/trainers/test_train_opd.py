@@ -71,7 +71,7 @@ def test_reverse_kl_falls_against_a_peaked_teacher(tiny_model_dir, peaked_teache
 
 
 def test_endpoint_teacher_scores_like_the_local_teacher(peaked_teacher, tiny_tokenizer):
-    from distill_data.local_engine import LocalEngine
+    from distill_data.generation.local_engine import LocalEngine
     from distill_data.serve import ServerThread, build_app
 
     local = LocalTeacher(str(peaked_teacher), tiny_tokenizer)

@@ -13,7 +13,13 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from distill_data.backends.base import Backend, Completion, PermanentError, SamplingParams, TransientError
+from distill_data.generation.backends.base import (
+    Backend,
+    Completion,
+    PermanentError,
+    SamplingParams,
+    TransientError,
+)
 
 
 @dataclass

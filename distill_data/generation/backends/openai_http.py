@@ -6,7 +6,13 @@ because reasoning traces can take that long. Reasoning comes from `reasoning_con
 
 from __future__ import annotations
 
-from distill_data.backends.base import Choice, Completion, PermanentError, SamplingParams, TransientError
+from distill_data.generation.backends.base import (
+    Choice,
+    Completion,
+    PermanentError,
+    SamplingParams,
+    TransientError,
+)
 
 
 def _retry_after(headers) -> float | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from distill_data.backends.base import Choice, Completion, SamplingParams
-from distill_data.batcher import GenRequest
+from distill_data.generation.backends.base import Choice, Completion, SamplingParams
+from distill_data.generation.batcher import GenRequest
 from workbench.errors import InputError
 
 

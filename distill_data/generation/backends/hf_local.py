@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from distill_data.batcher import BatchedBackend, Batcher
+from distill_data.generation.batcher import BatchedBackend, Batcher
 
 
 class HFBackend(BatchedBackend):
     def __init__(self, model_path: str, max_batch: int = 16):
-        from distill_data.local_engine import LocalEngine
+        from distill_data.generation.local_engine import LocalEngine
 
         self.engine = LocalEngine(model_path)
         self.name = f"hf:{model_path}"

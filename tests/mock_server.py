@@ -6,7 +6,7 @@ with Retry-After), `[500:K]`, `[drop:K]` (close the connection without replying)
 content), `[rc]` (a `reasoning_content` field), `[reply:TEXT]` (the content; `[reply:]` is empty), `[replies:A|B|C]`
 (choice i gets item i mod 3). `latency` delays every reply. `script(text, request) -> text` rewrites the
 message before the markers are read, so one server can answer per model (request["model"]) or per sample.
-Run alone: `python -m distill_data.mock_server --port 8001 --latency 0.05`.
+Run alone: `python -m tests.mock_server --port 8001 --latency 0.05`.
 """
 
 from __future__ import annotations

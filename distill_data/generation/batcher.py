@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distill_data.backends.base import Completion, PermanentError, SamplingParams, TransientError
+from distill_data.generation.backends.base import Completion, PermanentError, SamplingParams, TransientError
 
 
 @dataclass

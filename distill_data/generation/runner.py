@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from distill_data.generation import Generator
-from distill_data.ledger import Ledger, UnitResult
+from distill_data.generation.generator import Generator
+from distill_data.generation.ledger import Ledger, UnitResult
 from distill_data.reasoning import split_reasoning
 
 

@@ -7,8 +7,8 @@ tested path to vLLM.
 
 from __future__ import annotations
 
-from distill_data.backends.base import Choice, Completion
-from distill_data.batcher import BatchedBackend, Batcher, GenRequest
+from distill_data.generation.backends.base import Choice, Completion
+from distill_data.generation.batcher import BatchedBackend, Batcher, GenRequest
 from workbench.errors import require
 
 
