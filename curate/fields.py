@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.errors import InputError
+from workbench.io import row_ids, source_name
 
 MESSAGE_PARTS = {"messages": None, "messages.prompt": False, "messages.response": True}
 
@@ -85,10 +86,9 @@ def render_messages(messages: pa.Array, assistant: bool | None) -> pa.Array:
 
 def add_lineage(table: pa.Table, path: Path, first_row: int) -> pa.Table:
     """Add `id` (`<file stem>-<row index in file>`) and `source` (the file stem) when they are missing."""
-    stem = path.stem if path.stem not in ("data", "train", "test") else f"{path.parent.name}_{path.stem}"
+    stem = source_name(path)
     if "id" not in table.column_names:
-        ids = [f"{stem}-{first_row + i}" for i in range(table.num_rows)]
-        table = table.append_column("id", pa.array(ids, pa.string()))
+        table = table.append_column("id", pa.array(row_ids(path, first_row, table.num_rows), pa.string()))
     elif not pa.types.is_string(table.schema.field("id").type):
         table = table.set_column(table.column_names.index("id"), "id", table["id"].cast(pa.string()))
     if "source" not in table.column_names:

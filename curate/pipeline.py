@@ -37,10 +37,13 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
             step.on_removed = lambda removed: outputs.write(None, removed)
         extra: dict = {"fields": fields}
         try:
+            first_phase = "filters" if steps else ("dedup: signatures" if dedup else "copying")
+
             def counted() -> Iterator[pa.Table]:
                 nonlocal rows_in
                 for table in inputs.batches():
                     rows_in += table.num_rows
+                    run.progress.update(done=rows_in, phase=first_phase, unit="rows")
                     yield table
 
             survivors = (run_steps(table, steps) for table in counted())
@@ -54,10 +57,13 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                 else:
                     counted_once = counted()
                     batches = _first_then(counted_once, inputs.batches)
+                if steps:
+                    batches = _watched(batches, run, "dedup: signatures")
                 plan = plan_dedup(batches, fields, dedup, run.path)
+                run.progress.update(phase="dedup: writing", done=0, total=len(plan.reason))
                 with ThreadPoolExecutor(max_workers=1) as side:  # the index is written while the rows are
                     index = side.submit(save_index, plan, dedup, run.path)
-                    _write_behind(outputs, apply_plan(batches, plan))
+                    _write_behind(outputs, apply_plan(_watched(batches, run, "dedup: writing"), plan))
                     extra["minhash"] = index.result()
                 extra["dedup"] = plan.stats
             outputs.close()
@@ -71,6 +77,18 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
             if hasattr(step, "matches"):
                 extra["contamination"] = step.matches
         return run.finish(rows_in=rows_in, rows_out=outputs.kept, dropped=dict(outputs.reasons), **extra)
+
+
+def _watched(batches: Callable[[], Iterator[pa.Table]], run: RunDir, phase: str) -> Callable[[], Iterator[pa.Table]]:
+    """`batches` whose reading advances the run's progress.json under `phase`."""
+
+    def read() -> Iterator[pa.Table]:
+        done = 0
+        for table in batches():
+            done += table.num_rows
+            run.progress.update(done=done, phase=phase)
+            yield table
+    return read
 
 
 def _write_behind(outputs: Outputs, pairs: Iterator[tuple[pa.Table | None, pa.Table | None]]) -> None:

@@ -59,6 +59,6 @@ def sft_table(data: pa.Table, think_format: str) -> pa.Table:
                                           ok.column("content").to_pylist(), strict=True):
         reply = {"role": "assistant", "content": render_reasoning(reasoning, content, think_format)}
         messages.append([*prompt, reply])
-    return pa.table({"id": ok.column("id"), "messages": pa.array(messages, MESSAGES),
+    return pa.table({"id": ok.column("id"), "prompt_id": ok.column("prompt_id"), "messages": pa.array(messages, MESSAGES),
                      "reasoning": ok.column("reasoning"), "verified": ok.column("verified"),
                      "source": ok.column("model")})

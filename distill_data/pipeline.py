@@ -68,6 +68,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> di
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        progress.watch = watch_units(run, [progress], ledger.usage())
         try:
             asyncio.run(_generate_and_verify(cfg, prompts, ledger, gen, progress))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
@@ -95,6 +96,22 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
                     await judge.aclose()
     finally:
         await gen.aclose()
+
+
+def watch_units(run: RunDir, parts: list[Progress], before: tuple[int, int, int]):
+    """A `Progress.watch` that keeps the run's progress.json current over one or more progress parts (the
+    models of a prefs run); `before` is the usage a resumed run had already committed."""
+
+    def watch(_: Progress, gen: Generator) -> None:
+        done = sum(p.done_before + p.done + p.failed for p in parts)
+        requests, prefill, sampled = before[0] + gen.stats.requests, before[1] + gen.stats.prefill_tokens, \
+            before[2] + gen.stats.sampled_tokens
+        run.progress.update(done=done, total=sum(p.total for p in parts), unit="units", phase="generation",
+                            usage={"requests": requests, "prefill_tokens": prefill, "sampled_tokens": sampled,
+                                   "cost_usd": parts[0].cost(prefill, sampled)},
+                            failed=sum(p.failed for p in parts), truncated=sum(p.truncated for p in parts),
+                            in_flight=gen.inflight)
+    return watch
 
 
 def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:

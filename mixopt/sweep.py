@@ -25,6 +25,7 @@ from mixopt.plan import domain_names, load_arrays, load_plan, weight_column
 from trainers.lm import ProxyConfig, train_proxy
 from workbench.errors import InputError
 from workbench.io import write_table
+from workbench.progress import ProgressFile
 from workbench.rundir import write_json_atomic
 
 RESULTS = "results.parquet"
@@ -93,6 +94,23 @@ def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit
     log(f"{len(finished)} of {len(mixtures)} proxies already trained; training {len(todo)} "
         f"({config.model_size}, {config.steps} steps x {config.batch_size} x {config.context} bytes, {workers} workers)")
     started = time.time()
+    progress = ProgressFile(plan_dir, "mix-run", unit="proxies", total=len(mixtures)).start()
+    progress.update(done=len(finished), phase="training proxies", force=True)
+    try:
+        _train_all(plan_dir, config, workers, todo, names, done, progress, log, started)
+    except KeyboardInterrupt:
+        progress.finish("interrupted", "interrupted by a signal")
+        raise
+    except BaseException as exc:
+        progress.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    progress.finish("complete" if len(done) == len(mixtures) else "interrupted",
+                    None if len(done) == len(mixtures) else f"--limit left {len(mixtures) - len(done)} proxies to train")
+    return done
+
+
+def _train_all(plan_dir: Path, config: ProxyConfig, workers: int, todo: list[dict], names: list[str],
+               done: list[dict], progress: ProgressFile, log, started: float) -> None:
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(plan_dir),)) as pool:
         futures = {}
         for mixture in todo:
@@ -111,4 +129,4 @@ def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit
                        if result["status"] == "ok" else f"FAILED: {result['error']}")
             log(f"[{count}/{len(todo)}] {result['run_id']} {summary}  ({elapsed:.0f}s, eta {eta:.0f}s)")
             sys.stdout.flush()
-    return done
+            progress.update(done=len(done), failed=sum(r["status"] != "ok" for r in done))

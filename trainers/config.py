@@ -39,6 +39,10 @@ class TrainConfig:
     dtype: str = option("auto", "weights dtype; auto = bf16 on a capable GPU, else fp32",
                         choices=["auto", "bf16", "fp16", "fp32"])
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory (GPU)")
+    price_trained: float | None = option(None, "USD per million trained tokens, for the run's cost (as "
+                                         "pay-per-token training services bill)", min=0.0)
+    price_sampled: float | None = option(None, "USD per million sampled tokens (RL rollouts), for the cost",
+                                         min=0.0)
     attn_implementation: str = option("auto", "attention kernel; flash_attention_2 makes padding-free and packed "
                                       "rows varlen (GPU)", choices=["auto", "sdpa", "eager", "flash_attention_2"])
 

@@ -20,7 +20,6 @@ import numpy as np
 from trainers.config import DPO_LOSSES, TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
-from workbench.rundir import Usage
 
 REF_CACHE = "ref_logps.parquet"
 
@@ -122,7 +121,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
 
     from trainers.client import TrainingClient, all_reduce_sum, client_config, dist_info, load_tokenizer
     from trainers.collate import collate, sequence_sums
-    from trainers.loop import StepPlan, latest_checkpoint, run_dir, train_loop
+    from trainers.loop import StepPlan, latest_checkpoint, run_dir, train_loop, train_usage
     from trainers.records import load_rendered
 
     cfg.check()
@@ -175,9 +174,9 @@ def train_dpo(cfg: DPOConfig, log=print) -> dict:
                 "epoch": round((step + 1) / plan.steps_per_epoch, 4)}
 
     with run_dir(output, "train-dpo", cfg, rank, inputs=[data.source]) as run:
-        last = train_loop(client, cfg, output, total, step_fn, log=log)
+        last = train_loop(client, cfg, output, total, step_fn, log=log, progress=run.progress)
         client.save_model(output / "model")
-        usage = Usage(trained_tokens=int(last.get("trained_tokens_total", 0)))
+        usage = train_usage(cfg, int(last.get("trained_tokens_total", 0)))
         return run.finish(rows_in=data.rows_in, rows_out=len(pairs), dropped=dict(data.dropped), usage=usage,
                           steps=total, final=last, model_dir=str(output / "model"))
 

@@ -21,7 +21,6 @@ import numpy as np
 from trainers.config import TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
-from workbench.rundir import Usage
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")  # trainers.rl_losses.LOSS_TYPES, named here without torch
 
@@ -250,13 +249,14 @@ def item_counts(items: list[Item]) -> dict:
 
 def run_rl(run: RLRun, stage: str, step_fn, log) -> dict:
     """Train (or resume) with `step_fn` inside the run directory, save the model, return the manifest."""
-    from trainers.loop import run_dir, train_loop
+    from trainers.loop import run_dir, train_loop, train_usage
 
     output = Path(run.cfg.output)
     with run_dir(output, stage, run.cfg, 0, inputs=[run.data.source]) as rd:
-        last = train_loop(run.client, run.cfg, output, run.total, step_fn, log=log)
+        last = train_loop(run.client, run.cfg, output, run.total, step_fn, log=log, progress=rd.progress,
+                          sampled_tokens=lambda: run.sampled)
         run.client.save_model(output / "model")
-        usage = Usage(sampled_tokens=run.sampled, trained_tokens=int(last.get("trained_tokens_total", 0)))
+        usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled)
         return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
                          usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
 

@@ -67,7 +67,11 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
                       "max_eval_rows", "output")
         return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change)
 
+    from workbench.rundir import NullProgress
+
     class _Quiet(contextlib.AbstractContextManager):
+        progress = NullProgress()
+
         def __exit__(self, *exc):
             return None
 
@@ -126,8 +130,18 @@ def read_metrics(output: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0):
+    """The `Usage` of a training run, priced with `--price-trained` / `--price-sampled` when given."""
+    from workbench.rundir import Usage
+
+    cost = None
+    if cfg.price_trained is not None or cfg.price_sampled is not None:
+        cost = (trained_tokens * (cfg.price_trained or 0.0) + sampled_tokens * (cfg.price_sampled or 0.0)) / 1e6
+    return Usage(sampled_tokens=int(sampled_tokens), trained_tokens=int(trained_tokens), cost_usd=cost)
+
+
 def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=None, eval_every: int = 0,
-               log=print) -> dict:
+               log=print, progress=None, sampled_tokens=lambda: 0) -> dict:
     """Resume from the newest checkpoint, then for each step: `step_fn(step)` (forward/backward over the
     step's micro-batches; returns metrics with `tokens` and `trained_tokens`), `optim_step`, one line in
     metrics.jsonl, a checkpoint every `cfg.save_every` steps. Returns the last record."""
@@ -156,6 +170,9 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
         if step + 1 == total_steps and eval_fn:
             record.update(eval_fn())
         metrics.write(record)
+        if progress is not None:
+            progress.update(done=step + 1, total=total_steps, unit="steps", phase="training",
+                            usage=train_usage(cfg, record["trained_tokens_total"], sampled_tokens()))
         if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == total_steps:
             shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in record.items()
                      if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",

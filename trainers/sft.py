@@ -18,7 +18,6 @@ import numpy as np
 
 from trainers.config import TrainConfig
 from workbench.config import option
-from workbench.rundir import Usage
 
 
 @dataclass
@@ -72,7 +71,7 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     """Run (or resume) SFT into `cfg.output`; return the manifest."""
     from trainers.client import TrainingClient, all_reduce_sum, client_config, dist_info, load_tokenizer
     from trainers.collate import collate, pack, trained_tokens
-    from trainers.loop import StepPlan, run_dir, train_loop
+    from trainers.loop import StepPlan, run_dir, train_loop, train_usage
     from trainers.losses import sft_loss
     from trainers.records import load_rendered
 
@@ -121,9 +120,10 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
         return {"eval_loss": nll_eval(client, held_out, cfg.batch_size)} if held_out else {}
 
     with run_dir(output, "train-sft", cfg, rank, inputs=inputs) as run:
-        last = train_loop(client, cfg, output, total, step_fn, eval_fn, cfg.eval_every, log=log)
+        last = train_loop(client, cfg, output, total, step_fn, eval_fn, cfg.eval_every, log=log,
+                          progress=run.progress)
         client.save_model(output / "model")
-        usage = Usage(trained_tokens=int(last.get("trained_tokens_total", 0)))
+        usage = train_usage(cfg, int(last.get("trained_tokens_total", 0)))
         return run.finish(rows_in=data.rows_in, rows_out=len(data.items), dropped=dict(data.dropped), usage=usage,
                           steps=total, final=last, model_dir=str(output / "model"))
 

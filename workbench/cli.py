@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
     "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
     "train": ("trainers.cli", "train a model on workbench data: sft, dpo, grpo, opd"),
+    "runs": ("workbench.commands.runs", "every run below a workspace: state, rows, tokens, cost (--usage: totals)"),
+    "lineage": ("workbench.commands.lineage", "the chain of a row back to its source file and row, or why it was "
+                                              "dropped"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
 }
 

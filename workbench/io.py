@@ -129,6 +129,18 @@ class Source:
         yield from iter_hub_tables(self.spec, self.split, BATCH_ROWS, limit)
 
 
+def source_name(path: Path) -> str:
+    """The `source` value of rows read from `path`: its stem, with the folder for generic names
+    (`gsm8k/test.jsonl` -> `gsm8k_test`)."""
+    return path.stem if path.stem not in ("data", "train", "test") else f"{path.parent.name}_{path.stem}"
+
+
+def row_ids(path: Path, first_row: int, n: int) -> list[str]:
+    """The ids stages give rows that have none: `<source name>-<row in file>`, so an id names its row."""
+    stem = source_name(path)
+    return [f"{stem}-{first_row + i}" for i in range(n)]
+
+
 def open_source(spec: str | os.PathLike, split: str | None = None, hub: bool = False) -> Source:
     """Work out what `spec` is and return a `Source` for it; raise `InputError` if it cannot be read."""
     spec = str(spec)

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from workbench.errors import InputError
+from workbench.progress import PROGRESS, ProgressFile
 
 MANIFEST = "manifest.json"
 INCOMPLETE = ".run-incomplete"
@@ -92,6 +93,7 @@ class RunDir:
         self.resumable = resumable  # keep partial work on failure so a re-run can continue it
         # with resume_guard, an unfinished run resumes only under the same config, but for the fields named
         self.resume_guard = resume_guard
+        self.progress: ProgressFile | NullProgress = NullProgress()
 
     @property
     def product(self) -> Path:
@@ -109,6 +111,7 @@ class RunDir:
                                                         "config": _plain(self.config)}, default=str))
         # A finished run being redone is unfinished again until this run completes.
         (self.path / MANIFEST).unlink(missing_ok=True)
+        self.progress = ProgressFile(self.path, self.stage).start()
         return self
 
     def _check_same_stage(self) -> None:
@@ -154,7 +157,7 @@ class RunDir:
             "rows_out": rows_out,
             "dropped": dict(sorted((dropped or {}).items(), key=lambda kv: -kv[1])),
             "usage": asdict(usage or Usage()),
-            "outputs": sorted(p.name for p in self.path.iterdir() if not p.name.startswith(".")),
+            "outputs": sorted(p.name for p in self.path.iterdir() if not p.name.startswith(".") and p.name != PROGRESS),
             "versions": library_versions(),
             "started_at": _iso(self.started),
             "finished_at": _iso(finished),
@@ -163,6 +166,8 @@ class RunDir:
         }
         write_json_atomic(self.path / MANIFEST, manifest)
         (self.path / INCOMPLETE).unlink(missing_ok=True)
+        self.progress.update(usage=manifest["usage"])
+        self.progress.finish("complete")
         self.finished = True
         return manifest
 
@@ -172,9 +177,27 @@ class RunDir:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None or self.finished:
             return
-        leftovers = [p for p in self.path.iterdir() if p.name != INCOMPLETE and not p.name.startswith(".")]
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
+            self.progress.finish("interrupted", "interrupted by a signal")
+        else:
+            from workbench.errors import WorkbenchError
+
+            message = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+            self.progress.finish("failed", message[:2000])
+        leftovers = [p for p in self.path.iterdir()
+                     if p.name not in (INCOMPLETE, PROGRESS) and not p.name.startswith(".")]
         if self.created and not (self.resumable and leftovers):
             shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping for a resume
+
+
+class NullProgress:
+    """Stands in for a `ProgressFile` where nothing should be written (before `start`, ranks other than 0)."""
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def finish(self, *args: object, **kwargs: object) -> None:
+        pass
 
 
 def _iso(ts: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,6 +28,12 @@ class Progress:
     truncated: int = 0
     price_in: float | None = None
     price_out: float | None = None
+    # called as units finish, e.g. to keep the run's progress.json current (it throttles its own writes)
+    watch: Callable[[Progress, Generator], None] | None = None
+
+    def publish(self, gen: Generator) -> None:
+        if self.watch is not None:
+            self.watch(self, gen)
 
     def cost(self, prefill: int, sampled: int) -> float | None:
         if self.price_in is None and self.price_out is None:
@@ -92,6 +99,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                         ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None, outcome.error,
                                                  0, 0, outcome.attempts, outcome.endpoint))
                     ledger.maybe_flush()
+                    progress.publish(gen)
                     break
                 comp = outcome.completion
                 ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
@@ -104,6 +112,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                                              choice.finish_reason, None, comp.prompt_tokens, choice.completion_tokens,
                                              outcome.attempts, outcome.endpoint))
                 ledger.maybe_flush()
+                progress.publish(gen)
                 samples = samples[len(comp.choices):]
 
     async def report() -> None:
