@@ -24,17 +24,18 @@ class PrefsConfig(JobOptions):
     weak_model: str | None = option(None, "the weaker model (rejected side for delta; optional otherwise)")
     weak_base_url: list[str] = option([], "OpenAI-compatible endpoint(s) of the weak model")
     weak_backend: str = option("openai", "where the weak model runs", choices=["openai", "hf", "vllm"])
-    n: int = option(1, "samples per prompt from each model (delta pairs sample i with sample i)")
-    temperature: float = option(0.0, "sampling temperature for both models (0: greedy, as in delta learning)")
-    top_p: float = option(1.0, "nucleus sampling")
-    max_tokens: int = option(2048, "completion budget per sample")
+    n: int = option(1, "samples per prompt from each model (delta pairs sample i with sample i)", min=1)
+    temperature: float = option(0.0, "sampling temperature for both models (0: greedy, as in delta learning)",
+                               min=0.0)
+    top_p: float = option(1.0, "nucleus sampling", min=0.0, max=1.0)
+    max_tokens: int = option(2048, "completion budget per sample", min=1)
     seed: int | None = option(None, "sampling seed sent to the backends")
     score: str = option("auto", "how best-vs-worst and rejection-sampling rank samples (auto: the verifier)",
                         choices=list(SCORERS))
     on_inverted: str = option("swap", "a pair whose chosen answer the verifier marks wrong and rejected right",
                               choices=["swap", "drop"])
     reward_model: str | None = option(None, "sequence-classification checkpoint for --score reward-model")
-    reward_batch_size: int = option(8, "sequences per reward-model forward pass")
+    reward_batch_size: int = option(8, "sequences per reward-model forward pass", min=1)
     judge_model: str | None = option(None, "judge model for --verify judge / --score judge (default: strong)")
     judge_base_url: list[str] = option([], "judge endpoint(s) (default: the strong model's)")
     source: str | None = option(None, "value of the `source` column (default: the prompt file's name)")

@@ -1,13 +1,18 @@
-"""Command configs are dataclasses; this turns them into CLI flags and merges `--config x.yaml`.
+"""Command configs are dataclasses; this turns them into CLI flags, merges `--config x.yaml`, and checks them.
 
-Each field carries a default and `metadata={"help": ...}`. Precedence: field default < YAML file <
-flags given on the command line. The CLI and the Streamlit app build the same config object.
+Each field carries a default and `metadata={"help": ...}` (plus `min`, `max`, `choices` where they apply).
+Precedence: field default < YAML file < flags given on the command line. Nested settings are dataclasses
+too (a YAML mapping under their name). `validate` is the one place options are checked, for YAML, flags
+and Python alike: types, ranges, choices, and NaN or infinity refused for every float option. The CLI,
+the Python API and the Streamlit app build the same config object.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -17,8 +22,8 @@ from workbench.errors import InputError
 
 def option(default: object = None, help: str = "", **metadata: object):
     """A dataclass field with a default and help text (lists get a fresh copy per instance)."""
-    if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, **metadata})
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
@@ -43,6 +48,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         if f.name in skip or f.metadata.get("cli") is False:
             continue
         kind, is_list = _base_type(hints[f.name])
+        if dataclasses.is_dataclass(kind):
+            continue  # nested settings come from YAML or Python
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f.metadata.get("help", "")
         if "default" not in help_text:  # some help texts already say what the default means
@@ -90,13 +97,25 @@ def build_config(cls: type, args: argparse.Namespace | None = None, config_file:
     if args is not None:
         values.update({k: v for k, v in vars(args).items() if k in names})
     values.update(overrides)
-    check_ranges(cls, values)
-    return cls(**values)
+    config = cls(**values)
+    validate(config)
+    return config
 
 
 def _coerce(value: object, kind: type, is_list: bool, where: str) -> object:
     if value is None:
         return None
+    if dataclasses.is_dataclass(kind):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping of settings; got {value!r:.60}")
+        names = {f.name for f in dataclasses.fields(kind)}
+        given = {str(k).replace("-", "_"): v for k, v in value.items()}
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise InputError(f"{where}: unknown setting {unknown[0]!r}; settings are {', '.join(sorted(names))}")
+        return kind(**coerce_values(kind, given, where.rstrip("'") + "."))
     if is_list:
         items = value if isinstance(value, list) else [value]
         return [_coerce(v, kind, False, where) for v in items]
@@ -123,22 +142,64 @@ def coerce_values(cls: type, values: dict, where: str) -> dict:
     out = {}
     for name, value in values.items():
         kind, is_list = _base_type(hints[name])
-        out[name] = _coerce(value, kind, is_list, f"{where}: option {name!r}")
+        label = f"{where}{name}'" if where.endswith(".") else f"{where}: option '{name}'"
+        out[name] = _coerce(value, kind, is_list, label)
     return out
 
 
-def check_ranges(cls: type, values: dict) -> None:
-    """Raise `InputError` for a value outside a field's `min`/`max` metadata, naming the flag."""
-    for f in dataclasses.fields(cls):
-        value = values.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+def _check_value(f: dataclasses.Field, value: object, flag: str) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _check_value(f, item, flag)
+        return
+    choices = f.metadata.get("choices")
+    if choices is not None and value is not None and value not in choices:
+        raise InputError(f"{flag} {value!r}: must be one of {', '.join(map(str, choices))}")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{flag} {value}: must be a finite number")
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if low is not None and value < low:
+        raise InputError(f"{flag} {value}: must be at least {low}")
+    if high is not None and value > high:
+        raise InputError(f"{flag} {value}: must be at most {high}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def validate(config: object, prefix: str = "--") -> None:
+    """Check every option of a config dataclass (and of its nested settings): the type, `choices` (or a
+    Literal), `min`/`max`, and no NaN or infinity in any float. Raise `InputError` naming the option; the
+    CLI, YAML files and Python calls all pass through here."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        flag = f"{prefix}{f.name.replace('_', '-')}" if prefix == "--" else f"{prefix}{f.name}"
+        kind, is_list = _base_type(hints[f.name])
+        if value is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        low, high = f.metadata.get("min"), f.metadata.get("max")
-        if low is not None and value < low:
-            raise InputError(f"{flag} {value}: must be at least {low}")
-        if high is not None and value > high:
-            raise InputError(f"{flag} {value}: must be at most {high}")
+        if dataclasses.is_dataclass(kind):
+            if not dataclasses.is_dataclass(value):
+                raise InputError(f"{flag}: expected {kind.__name__} settings; got {type(value).__name__}")
+            validate(value, f"{flag.lstrip('-').replace('-', '_')}.")
+            continue
+        items = value if is_list and isinstance(value, list | tuple) else [value]
+        if is_list and not isinstance(value, list | tuple):
+            raise InputError(f"{flag}: expected a list; got {value!r:.60}")
+        for item in items:
+            if kind in _TYPE_NAMES and item is not None:
+                ok = isinstance(item, kind) and not (kind is int and isinstance(item, bool))
+                if kind is float and isinstance(item, int) and not isinstance(item, bool):
+                    ok = True
+                if not ok:
+                    raise InputError(f"{flag}: expected {_TYPE_NAMES[kind]}; got {item!r:.60} "
+                                     f"({type(item).__name__})")
+        literal = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
+        if literal and value not in literal:
+            raise InputError(f"{flag} {value!r}: must be one of {', '.join(map(str, literal))}")
+        _check_value(f, value, flag)
 
 
 def config_to_dict(config: object) -> dict:

@@ -19,13 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from curate.api import decontam
     from curate.commands.dedup import print_summary
-    from curate.decontam import DecontamFilter, benchmarks_from
-    from curate.pipeline import run_pipeline
 
-    config = build_config(DecontamConfig, args, args.config)
-    benchmarks = benchmarks_from(config)
-    manifest = run_pipeline(args.sources, args.output, "decontam", config, config.field,
-                            lambda fields: [DecontamFilter(fields, benchmarks, config.ngram)], dedup=None)
-    print_summary(manifest, args.output)
+    result = decontam(build_config(DecontamConfig, args, args.config), args.sources, args.output)
+    print_summary(result.manifest, args.output)
     return 0

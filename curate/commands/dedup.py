@@ -20,13 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.dedup import check_dedup_config
-    from curate.pipeline import run_pipeline
+    from curate.api import dedup
 
-    config = build_config(DedupConfig, args, args.config)
-    check_dedup_config(config)
-    manifest = run_pipeline(args.sources, args.output, "dedup", config, config.field, lambda fields: [], dedup=config)
-    print_summary(manifest, args.output)
+    result = dedup(build_config(DedupConfig, args, args.config), args.sources, args.output)
+    print_summary(result.manifest, args.output)
     return 0
 
 

@@ -56,7 +56,7 @@ def test_length_in_tokens_with_a_tokenizer(tiny_tokenizer, tmp_path):
 def test_unknown_filter_or_setting_is_an_input_error():
     with pytest.raises(InputError, match="unknown filter 'perplexity'"):
         build_filters(["perplexity"], {}, ["text"])
-    with pytest.raises(InputError, match="no setting 'min_wordz'"):
+    with pytest.raises(InputError, match="'length': unknown setting 'min_wordz'"):
         build_filters(["length"], {"length": {"min_wordz": 3}}, ["text"])
 
 

@@ -1,0 +1,78 @@
+"""The Python API of curation: `curate`, `dedup` and `decontam`, the functions the CLI and the app call.
+
+Each takes its config dataclass, the sources and the output directory, checks the options, runs the
+pipeline and returns a `RunResult`; bad input raises the same one-line `InputError` as the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from curate.config import CurateConfig
+from curate.decontam import DecontamConfig
+from curate.dedup import DedupConfig
+from workbench.config import validate
+from workbench.result import RunResult
+
+Sources = Sequence[str | os.PathLike]
+
+
+def make_steps(config: CurateConfig, fields: list[str]) -> list:
+    """The streaming steps of a curate run, in order: filters, PII, decontamination."""
+    from curate.filters import build_filters
+
+    steps = build_filters(config.filters, config.filter_settings, fields)
+    if config.pii == "redact":
+        from curate.filters.pii import PiiRedactor
+
+        steps.append(PiiRedactor(fields))
+    elif config.pii == "drop":
+        from curate.filters.pii import PiiFilter
+
+        steps.append(PiiFilter(fields))
+    if config.decontam:
+        from curate.decontam import DecontamFilter, benchmarks_from
+
+        benchmarks = benchmarks_from(DecontamConfig(benchmark=config.benchmark, ngram=config.decontam_ngram))
+        steps.append(DecontamFilter(fields, benchmarks, config.decontam_ngram))
+    return steps
+
+
+def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+    """Filters, PII, decontamination, then exact and near dedup, in one run written to `output`."""
+    from curate.dedup import check_dedup_config
+    from curate.pipeline import run_pipeline
+
+    validate(config)
+    dedup_cfg = dataclasses.replace(config.dedup_settings, field=list(config.field)) if config.dedup else None
+    if dedup_cfg is not None:
+        check_dedup_config(dedup_cfg)
+    manifest = run_pipeline([str(s) for s in sources], output, "curate", {"curate": config, "dedup": dedup_cfg},
+                            config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg)
+    return RunResult.of(output, manifest)
+
+
+def dedup(config: DedupConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+    """Exact and MinHash near dedup with a keep policy (and `against` an earlier run)."""
+    from curate.dedup import check_dedup_config
+    from curate.pipeline import run_pipeline
+
+    validate(config)
+    check_dedup_config(config)
+    manifest = run_pipeline([str(s) for s in sources], output, "dedup", config, config.field, lambda fields: [],
+                            dedup=config)
+    return RunResult.of(output, manifest)
+
+
+def decontam(config: DecontamConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+    """Drop rows sharing a word n-gram with a benchmark's questions or answers."""
+    from curate.decontam import DecontamFilter, benchmarks_from
+    from curate.pipeline import run_pipeline
+
+    validate(config)
+    benchmarks = benchmarks_from(config)
+    manifest = run_pipeline([str(s) for s in sources], output, "decontam", config, config.field,
+                            lambda fields: [DecontamFilter(fields, benchmarks, config.ngram)], dedup=None)
+    return RunResult.of(output, manifest)
