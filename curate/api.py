@@ -1,4 +1,5 @@
-"""The Python API of curation: `curate`, `dedup` and `decontam`, the functions the CLI and the app call.
+"""The Python API of curation: `curate`, `deduplicate` and `decontaminate` (`wb curate`, `wb dedup`,
+`wb decontam`), the functions the CLI and the app call.
 
 Each takes its config dataclass, the sources and the output directory, checks the options, runs the
 pipeline and returns a `RunResult`; bad input raises the same one-line `InputError` as the CLI.
@@ -14,7 +15,7 @@ from curate.config import CurateConfig
 from curate.decontam import DecontamConfig
 from curate.dedup import DedupConfig
 from workbench.config import validate
-from workbench.result import RunResult
+from workbench.rundir import RunResult
 
 Sources = Sequence[str | os.PathLike]
 
@@ -54,7 +55,7 @@ def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike) ->
     return RunResult.of(output, manifest)
 
 
-def dedup(config: DedupConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+def deduplicate(config: DedupConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
     """Exact and MinHash near dedup with a keep policy (and `against` an earlier run)."""
     from curate.dedup import check_dedup_config
     from curate.pipeline import run_pipeline
@@ -66,7 +67,7 @@ def dedup(config: DedupConfig, sources: Sources, output: str | os.PathLike) -> R
     return RunResult.of(output, manifest)
 
 
-def decontam(config: DecontamConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+def decontaminate(config: DecontamConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
     """Drop rows sharing a word n-gram with a benchmark's questions or answers."""
     from curate.decontam import DecontamFilter, benchmarks_from
     from curate.pipeline import run_pipeline

@@ -28,9 +28,10 @@ from distill_data.generation import (
 from distill_data.output import add_verdicts, sft_table, unit_table
 from distill_data.prompts import QuestionHook, load_prompts
 from distill_data.questions import question_curation
+from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import RunDir, RunResult, Usage
 
 
 def sampling_params(cfg: DistillConfig) -> SamplingParams:
@@ -47,8 +48,10 @@ def retry_policy(cfg) -> RetryPolicy:
     return RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)
 
 
-def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> dict:
-    """Run (or resume) a distillation into `cfg.output`; return the manifest."""
+def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> RunResult:
+    """Run (or resume) a distillation into `cfg.output`; return its `RunResult` (the manifest with the run's
+    path and products). Bad options or input raise `InputError`."""
+    validate(cfg)
     if not cfg.output:
         raise InputError("--output is required (a run directory)")
     if not cfg.model:
@@ -127,7 +130,7 @@ def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
 
 
 def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,
-            prefill: int, sampled: int, progress: Progress, key: str, gen: Generator) -> dict:
+            prefill: int, sampled: int, progress: Progress, key: str, gen: Generator) -> RunResult:
     counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
     verified = data.column("verified")
     verdicts = {"true": int(pc.sum(pc.equal(verified, True)).as_py() or 0),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 from workbench.config import add_config_arguments, build_config
-from workbench.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,52 +58,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mixopt import api
+
     step = args.mix_command
     if step == "plan":
-        from mixopt.plan import PlanConfig, make_plan
+        from mixopt.plan import PlanConfig, load_plan
 
-        plan = make_plan(args.domains, args.output, build_config(PlanConfig, args))
+        result = api.plan_mixtures(build_config(PlanConfig, args), args.domains, args.output)
+        plan = load_plan(result.path)
         for name, t in plan["tokens"].items():
             print(f"{name:<16} {t['docs']:>7,} docs {t['train']:>11,} train bytes {t['valid']:>9,} held out"
                   f"   prior {plan['prior'][name]:.3f}")
         print(f"sampled {plan['config']['runs']} mixtures -> {args.output}/mixtures.parquet")
     elif step == "run":
-        from mixopt.plan import load_plan
-        from mixopt.sweep import run_sweep
         from trainers.lm import ProxyConfig
 
-        if args.workers < 1:
-            raise InputError(f"--workers {args.workers}: must be at least 1")
-        # the plan's token budget is the default, so its epoch caps hold for the proxies
-        plan_tokens = load_plan(args.plan_dir)["constraints"]["tokens_per_run"]
-        config = build_config(ProxyConfig, args, **({} if "tokens_per_run" in vars(args) else
-                                                    {"tokens_per_run": plan_tokens}))
-        rows = run_sweep(args.plan_dir, config, workers=args.workers, limit=args.limit)
-        failed = sum(r["status"] != "ok" for r in rows)
-        print(f"{len(rows)} proxies in {args.plan_dir}/results.parquet ({failed} failed)")
+        config = api.sweep_config(args.plan_dir, build_config(ProxyConfig, args),
+                                  **({"tokens_per_run": args.tokens_per_run} if "tokens_per_run" in vars(args) else {}))
+        result = api.train_proxies(args.plan_dir, config, workers=args.workers, limit=args.limit)
+        print(f"{result.manifest['proxies']} proxies in {args.plan_dir}/results.parquet "
+              f"({result.manifest['failed']} failed)")
     elif step == "fit":
-        from mixopt.fit import FitConfig, run_fit
+        from mixopt.fit import FitConfig
 
-        run_fit(args.results, args.output, build_config(FitConfig, args))
+        api.fit_regressor(build_config(FitConfig, args), args.results, args.output)
     elif step == "search":
-        from pathlib import Path
+        from mixopt.search import SearchConfig
 
-        from mixopt.search import SearchConfig, run_search
-
-        fit_dir = Path(args.fit_dir)
-        output = args.output or fit_dir.parent / f"{fit_dir.name.removesuffix('-fit')}-search"
-        run_search(fit_dir, output, build_config(SearchConfig, args))
-        print(f"mixture -> {output}/mixture.json (chart: {output}/mixture.png)")
+        result = api.search_mixture(build_config(SearchConfig, args), args.fit_dir, args.output)
+        print(f"mixture -> {result.path}/mixture.json (chart: {result.path}/mixture.png)")
     elif step == "build":
-        from mixopt.build import BuildConfig, run_build
+        from mixopt.build import BuildConfig
 
-        run_build(args.mixture, args.output, build_config(BuildConfig, args))
+        api.build_corpus(build_config(BuildConfig, args), args.mixture, args.output)
     elif step == "confirm":
-        from mixopt.confirm import run_confirm
         from trainers.lm import ProxyConfig
 
-        if args.seeds < 1 or args.workers < 1:
-            raise InputError("--seeds and --workers must be at least 1")
-        run_confirm(args.mixture, args.output, build_config(ProxyConfig, args), seeds=args.seeds,
-                    workers=args.workers)
+        api.confirm_mixture(build_config(ProxyConfig, args), args.mixture, args.output, seeds=args.seeds, workers=args.workers)
     return 0

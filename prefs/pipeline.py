@@ -1,4 +1,4 @@
-"""`build_prefs(config)`: prompts -> each model's ledgered samples -> verdicts and scores -> pairs -> run dir.
+"""`make_pairs(config)`: prompts -> each model's ledgered samples -> verdicts and scores -> pairs -> run dir.
 
 Generation, the ledger, endpoints, retries and verification are distill_data's; this module picks the
 scorer, applies the strategy and writes `data.parquet`, `removed.parquet` and the manifest.
@@ -20,9 +20,10 @@ from prefs.output import pair_stats, pair_table, sft_rows, split_kept
 from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
 from prefs.scoring import RewardModel, add_scores, record_missing_scores, scorer_id
 from prefs.sides import Side, close_generators, generate_sides, open_sides, side_units
+from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import RunDir, RunResult, Usage
 
 
 def resolve_scorer(cfg: PrefsConfig) -> str:
@@ -57,8 +58,10 @@ def check_config(cfg: PrefsConfig) -> None:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
 
 
-def build_prefs(cfg: PrefsConfig) -> dict:
-    """Run (or resume) a prefs job into `cfg.output`; return the manifest."""
+def make_pairs(cfg: PrefsConfig) -> RunResult:
+    """Run (or resume) a prefs job into `cfg.output` (pairs, or rejection-sampled SFT rows); return its
+    `RunResult`. Bad options or input raise `InputError`."""
+    validate(cfg)
     check_config(cfg)
     kind = resolve_scorer(cfg)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
@@ -141,7 +144,7 @@ def pair_samples(cfg: PrefsConfig, kind: str, view: SampleView, rows: int) -> Pa
 
 
 def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples: pa.Table, sides: list[Side],
-           usage: list[tuple[int, int, int]], dropped_prompts: dict[str, int]) -> dict:
+           usage: list[tuple[int, int, int]], dropped_prompts: dict[str, int]) -> RunResult:
     texts = [None if s == "failed" else render_reasoning(r, c, cfg.think_format) for s, r, c in zip(
         samples.column("status").to_pylist(), samples.column("reasoning").to_pylist(),
         samples.column("content").to_pylist(), strict=True)]

@@ -8,3 +8,14 @@
 
 Importing `trainers` imports no torch; the submodules that need it import it themselves.
 """
+
+# Python API: `from trainers import train_sft, train_dpo, train_grpo, train_opd` and their configs (loaded on
+# first use, so importing `trainers` still imports no torch).
+from workbench.lazy import lazy_exports  # noqa: E402
+
+_API = {"train_sft": "trainers.sft", "SFTConfig": "trainers.sft", "train_dpo": "trainers.dpo",
+        "DPOConfig": "trainers.dpo", "train_grpo": "trainers.grpo", "GRPOConfig": "trainers.grpo",
+        "train_opd": "trainers.opd", "OPDConfig": "trainers.opd"}
+__all__ = sorted(_API)
+
+__getattr__ = lazy_exports(__name__, _API)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import option
+from workbench.config import option, validate
 from workbench.errors import InputError
 
 # the preference losses `trainers.losses.dpo_loss` implements (named here so configs need no torch)
@@ -47,7 +47,8 @@ class TrainConfig:
                                       "rows varlen (GPU)", choices=["auto", "sdpa", "eager", "flash_attention_2"])
 
     def check(self) -> None:
-        """Raise `InputError` for missing or inconsistent options."""
+        """Raise `InputError` for missing, out-of-range or inconsistent options."""
+        validate(self)
         for name in ("model", "data", "output"):
             if not getattr(self, name):
                 raise InputError(f"--{name} is required")

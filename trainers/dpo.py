@@ -20,6 +20,7 @@ import numpy as np
 from trainers.config import DPO_LOSSES, TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
+from workbench.rundir import RunResult
 
 REF_CACHE = "ref_logps.parquet"
 
@@ -115,7 +116,7 @@ def pair_loss(cfg: DPOConfig, ref_pairs, lengths, num_pairs: int):
     return loss_fn
 
 
-def train_dpo(cfg: DPOConfig, log=print) -> dict:
+def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
     """Run (or resume) DPO into `cfg.output`; return the manifest."""
     import torch
 

@@ -21,6 +21,7 @@ import numpy as np
 from trainers.config import TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
+from workbench.rundir import RunResult
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")  # trainers.rl_losses.LOSS_TYPES, named here without torch
 
@@ -247,7 +248,7 @@ def item_counts(items: list[Item]) -> dict:
             "trained_tokens": int(sum(len(it.adv) for it in items)), "sequences": len(items)}
 
 
-def run_rl(run: RLRun, stage: str, step_fn, log) -> dict:
+def run_rl(run: RLRun, stage: str, step_fn, log) -> RunResult:
     """Train (or resume) with `step_fn` inside the run directory, save the model, return the manifest."""
     from trainers.loop import run_dir, train_loop, train_usage
 
@@ -261,7 +262,7 @@ def run_rl(run: RLRun, stage: str, step_fn, log) -> dict:
                          usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
 
 
-def train_grpo(cfg: GRPOConfig, log=print) -> dict:
+def train_grpo(cfg: GRPOConfig, log=print) -> RunResult:
     """Run (or resume) GRPO-family training into `cfg.output`; return the manifest."""
     from trainers.rollouts import advantages_for, fill_groups, sample_groups, score_groups
 

@@ -30,6 +30,7 @@ from trainers.grpo import (
 )
 from workbench.config import option
 from workbench.errors import InputError
+from workbench.rundir import RunResult
 
 
 @dataclass
@@ -126,7 +127,7 @@ def distill_items(groups, teacher_logps: list[np.ndarray], kl_coef: float, task_
     return items, kl_sum / max(n, 1)
 
 
-def train_opd(cfg: OPDConfig, log=print) -> dict:
+def train_opd(cfg: OPDConfig, log=print) -> RunResult:
     """Run (or resume) on-policy distillation into `cfg.output`; return the manifest."""
     from trainers.rollouts import advantages_for, sample_groups, score_groups
 

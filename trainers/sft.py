@@ -18,6 +18,7 @@ import numpy as np
 
 from trainers.config import TrainConfig
 from workbench.config import option
+from workbench.rundir import RunResult
 
 
 @dataclass
@@ -67,7 +68,7 @@ def nll_eval(client, examples: list, batch_size: int, layout: str = "padded") ->
     return total / max(count, 1)
 
 
-def train_sft(cfg: SFTConfig, log=print) -> dict:
+def train_sft(cfg: SFTConfig, log=print) -> RunResult:
     """Run (or resume) SFT into `cfg.output`; return the manifest."""
     from trainers.client import TrainingClient, all_reduce_sum, client_config, dist_info, load_tokenizer
     from trainers.collate import collate, pack, trained_tokens

@@ -1,7 +1,8 @@
 """Run directories: every `wb` command writes its product into one, with a `manifest.json`.
 
 A run is unfinished while the marker file `.run-incomplete` exists; `manifest.json` is written (atomically)
-only when the product is complete, and the marker is removed after it. So a crash at any moment leaves
+only when the product is complete, and the marker is removed after it. `finish` returns a `RunResult`:
+the manifest (a dict) with the run's path and products attached, which every Python entry point returns. So a crash at any moment leaves
 a directory that readers refuse as unfinished, never one that looks complete. Long jobs pass
 `resumable=True`, keep their checkpoints inside the directory and finish it by being run again; other
 runs that fail in a directory they created remove it, so bad input leaves nothing behind.
@@ -67,6 +68,55 @@ def write_json_atomic(path: Path, payload: object) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class RunResult(dict):
+    """What every Python entry point returns: the finished run's manifest (this dict: `result["rows_out"]`,
+    `result["dropped"]`) with `path`, `products`, `data` and `read` attached, so a notebook goes straight
+    from a call to the data:
+
+    ```
+    from curate import DedupConfig, deduplicate
+    result = deduplicate(DedupConfig(threshold=0.7), ["corpus.jsonl"], "runs/dd")
+    result["dropped"], result.data, result.read().num_rows, result.products["removed.parquet"]
+    ```
+    """
+
+    def __init__(self, path: str | os.PathLike, manifest: dict):
+        super().__init__(manifest)
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, manifest: dict | None = None) -> RunResult:
+        """The result of the finished run at `path` (its manifest is read when not given)."""
+        return cls(path, manifest if manifest is not None else read_manifest(path))
+
+    @property
+    def manifest(self) -> dict:
+        return dict(self)
+
+    @property
+    def stage(self) -> str:
+        return str(self.get("stage"))
+
+    @property
+    def products(self) -> dict[str, Path]:
+        """Every file the run wrote, by name (`data.parquet`, `removed.parquet`, `sft.parquet`, ...)."""
+        return {n: self.path / n for n in self.get("outputs") or [] if (self.path / n).exists()}
+
+    @property
+    def data(self) -> Path | None:
+        """The main product, `data.parquet`, when the run has one."""
+        return self.path / PRODUCT if (self.path / PRODUCT).exists() else None
+
+    def read(self, name: str = PRODUCT):
+        """A product as an Arrow table."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path / name)
+
+    def __repr__(self) -> str:
+        return f"RunResult({str(self.path)!r}, stage={self.stage!r}, rows_out={self.get('rows_out')!r})"
 
 
 class RunDir:
@@ -143,8 +193,8 @@ class RunDir:
                              "another output directory")
 
     def finish(self, rows_in: int | None = None, rows_out: int | None = None, dropped: dict[str, int] | None = None,
-               usage: Usage | None = None, **extra: object) -> dict:
-        """Write the manifest and mark the run complete; return the manifest."""
+               usage: Usage | None = None, **extra: object) -> RunResult:
+        """Write the manifest and mark the run complete; return it as a `RunResult`."""
         finished = time.time()
         manifest = {
             "stage": self.stage,
@@ -169,7 +219,7 @@ class RunDir:
         self.progress.update(usage=manifest["usage"])
         self.progress.finish("complete")
         self.finished = True
-        return manifest
+        return RunResult(self.path, manifest)
 
     def __enter__(self) -> RunDir:
         return self.start()

@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.api import decontam
+    from curate.api import decontaminate
     from curate.commands.dedup import print_summary
 
-    result = decontam(build_config(DecontamConfig, args, args.config), args.sources, args.output)
+    result = decontaminate(build_config(DecontamConfig, args, args.config), args.sources, args.output)
     print_summary(result.manifest, args.output)
     return 0

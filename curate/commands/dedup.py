@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.api import dedup
+    from curate.api import deduplicate
 
-    result = dedup(build_config(DedupConfig, args, args.config), args.sources, args.output)
+    result = deduplicate(build_config(DedupConfig, args, args.config), args.sources, args.output)
     print_summary(result.manifest, args.output)
     return 0
 

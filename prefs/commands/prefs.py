@@ -23,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prefs.config import PrefsConfig
-    from prefs.pipeline import build_prefs
+    from prefs.pipeline import make_pairs
 
     cfg = build_config(PrefsConfig, args, args.config, prompts=args.prompts)
-    manifest = build_prefs(cfg)
+    manifest = make_pairs(cfg)
     stats = manifest["pair_stats"]
     reasons = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
     what = "pairs" if manifest["kind"] == "preference" else "SFT rows"

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from prefs_helpers import fast_config, write_questions
 
-from prefs.pipeline import build_prefs
+from prefs.pipeline import make_pairs
 from workbench.errors import InputError
 from workbench.io import open_source
 from workbench.schemas import detect_kind, validate_tables
@@ -36,7 +36,7 @@ def script_cases(scripted, cases: dict) -> None:
 def test_delta_pairs_degenerate_cases_and_swap(tmp_path, scripted):
     script_cases(scripted, CASES)
     src = write_questions(tmp_path / "q.jsonl", list(CASES))
-    manifest = build_prefs(fast_config(src, tmp_path / "run", scripted.url, verify="math"))
+    manifest = make_pairs(fast_config(src, tmp_path / "run", scripted.url, verify="math"))
     data = pl.read_parquet(tmp_path / "run" / "data.parquet")
     removed = pl.read_parquet(tmp_path / "run" / "removed.parquet")
     kept = {r["prompt"][0]["content"]: r for r in data.iter_rows(named=True)}
@@ -81,7 +81,7 @@ def test_delta_pairs_degenerate_cases_and_swap(tmp_path, scripted):
 def test_inverted_pairs_can_be_dropped(tmp_path, scripted):
     script_cases(scripted, {"i-1": ("[reply:#### 7]", "[reply:#### 4]"), "i-2": ("[reply:#### 4]", "[reply:#### 1]")})
     src = write_questions(tmp_path / "q.jsonl", ["i-1", "i-2"])
-    manifest = build_prefs(fast_config(src, tmp_path / "run", scripted.url, verify="math", on_inverted="drop"))
+    manifest = make_pairs(fast_config(src, tmp_path / "run", scripted.url, verify="math", on_inverted="drop"))
     removed = pq.read_table(tmp_path / "run" / "removed.parquet").to_pylist()
     assert [(r["prompt_id"], r["reason"], r["verdict"]) for r in removed] == [("0", "verifier_inverted", "inverted")]
     assert manifest["pair_stats"]["verifier"]["agreement"] == 0.5 and manifest["rows_out"] == 1
@@ -90,7 +90,7 @@ def test_inverted_pairs_can_be_dropped(tmp_path, scripted):
 def test_delta_without_verifier_pairs_samples_index_by_index(tmp_path, scripted):
     script_cases(scripted, {"n-1": ("[replies:a|b|c]", "[replies:x|b|z]")})
     src = write_questions(tmp_path / "q.jsonl", ["n-1"])
-    build_prefs(fast_config(src, tmp_path / "run", scripted.url, n=3, temperature=0.8))
+    make_pairs(fast_config(src, tmp_path / "run", scripted.url, n=3, temperature=0.8))
     data = pq.read_table(tmp_path / "run" / "data.parquet").to_pylist()
     assert [(r["id"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in data] == [
         ("0-0", "a", "x"), ("0-2", "c", "z")]
@@ -102,14 +102,14 @@ def test_resume_sends_only_failed_units(tmp_path, scripted):
     script_cases(scripted, {"r-1": ("[reply:#### 4]", "[reply:#### 3]"), "r-2": ("[reply:#### 4]", "[500:3][reply:#### 2]")})
     src = write_questions(tmp_path / "q.jsonl", ["r-1", "r-2"])
     cfg = fast_config(src, tmp_path / "run", scripted.url, verify="math")
-    first = build_prefs(cfg)
+    first = make_pairs(cfg)
     assert first["pair_stats"]["dropped"] == {"failed": 1}  # 3 attempts, 3 scripted 500s
     before = sum(scripted.counts.values())
-    second = build_prefs(cfg)
+    second = make_pairs(cfg)
     assert sum(scripted.counts.values()) - before == 1  # only the failed weak unit is asked again
     assert second["rows_out"] == 2 and second["pair_stats"]["dropped"] == {}
     assert second["usage"]["requests"] == 4  # ok requests across both runs, from the ledger
-    third = build_prefs(cfg)
+    third = make_pairs(cfg)
     assert sum(scripted.counts.values()) - before == 1 and third["pair_stats"] == second["pair_stats"]
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
 
@@ -117,11 +117,11 @@ def test_resume_sends_only_failed_units(tmp_path, scripted):
 def test_bad_configs_are_one_line_errors(tmp_path, scripted):
     src = write_questions(tmp_path / "q.jsonl", ["e-1"])
     with pytest.raises(InputError, match="needs --weak-model"):
-        build_prefs(fast_config(src, tmp_path / "a", scripted.url, weak_model=None))
+        make_pairs(fast_config(src, tmp_path / "a", scripted.url, weak_model=None))
     with pytest.raises(InputError, match="serve them under different names"):
-        build_prefs(fast_config(src, tmp_path / "b", scripted.url, weak_model="strong"))
+        make_pairs(fast_config(src, tmp_path / "b", scripted.url, weak_model="strong"))
     with pytest.raises(InputError, match="needs --verify"):
-        build_prefs(fast_config(src, tmp_path / "c", scripted.url, strategy="best-vs-worst"))
+        make_pairs(fast_config(src, tmp_path / "c", scripted.url, strategy="best-vs-worst"))
     with pytest.raises(InputError, match="needs --reward-model"):
-        build_prefs(fast_config(src, tmp_path / "d", scripted.url, strategy="best-vs-worst", score="reward-model"))
+        make_pairs(fast_config(src, tmp_path / "d", scripted.url, strategy="best-vs-worst", score="reward-model"))
     assert not (tmp_path / "b").exists()

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from prefs_helpers import fast_config, write_questions
 
-from prefs.pipeline import build_prefs
+from prefs.pipeline import make_pairs
 from prefs.scoring import parse_score
 from workbench.errors import InputError
 from workbench.io import open_source
@@ -30,7 +30,7 @@ def test_best_vs_worst_by_verifier_one_and_two_models(tmp_path, scripted):
     s.set("strong", "b-all-right", "[replies:#### 4|=4 #### 4]")
     s.set("strong", "b-truncated", "[length]")
     src = write_questions(tmp_path / "q.jsonl", ["b-mixed", "b-all-right", "b-truncated"])
-    manifest = build_prefs(fast_config(src, tmp_path / "one", scripted.url, strategy="best-vs-worst", n=4,
+    manifest = make_pairs(fast_config(src, tmp_path / "one", scripted.url, strategy="best-vs-worst", n=4,
                                        temperature=1.0, verify="math", weak_model=None))
     kept, removed = rows(tmp_path / "one")
     pair = kept["b-mixed"]
@@ -45,7 +45,7 @@ def test_best_vs_worst_by_verifier_one_and_two_models(tmp_path, scripted):
     s.set("strong", "b-pool", "[replies:#### 5|#### 6]")
     s.set("weak", "b-pool", "[replies:#### 9|#### 4]")
     src = write_questions(tmp_path / "p.jsonl", ["b-pool"])
-    build_prefs(fast_config(src, tmp_path / "two", scripted.url, strategy="best-vs-worst", n=2, verify="math"))
+    make_pairs(fast_config(src, tmp_path / "two", scripted.url, strategy="best-vs-worst", n=2, verify="math"))
     pair = rows(tmp_path / "two")[0]["b-pool"]  # the weak model's correct sample beats the strong model's
     assert (pair["chosen_model"], pair["chosen_sample"], pair["rejected_model"], pair["rejected_sample"]) == (
         "weak", 1, "strong", 0)
@@ -68,11 +68,11 @@ def test_best_vs_worst_by_judge_and_verifier_swap(tmp_path, scripted):
     previous, scripted.script = scripted.script, lambda text, req: judge_script(s(text, req), req)
     try:
         src = write_questions(tmp_path / "q.jsonl", ["j-1", "j-2", "j-3"])
-        manifest = build_prefs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
+        manifest = make_pairs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
                                            temperature=1.0, weak_model=None, score="judge", judge_model="judge",
                                            verify="math"))
         before = sum(scripted.counts.values())
-        build_prefs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
+        make_pairs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
                                 temperature=1.0, weak_model=None, score="judge", judge_model="judge", verify="math"))
         assert sum(scripted.counts.values()) == before  # generation and judge scores both resumed from the ledger
     finally:
@@ -110,7 +110,7 @@ def test_best_vs_worst_by_reward_model(tmp_path, scripted, reward_model_dir):
     replies = ["the answer is four", "4", "I think it might be 5, or maybe 6 after all", "#### 4"]
     scripted.scripts.set("strong", "rm-1", f"[replies:{'|'.join(replies)}]")
     src = write_questions(tmp_path / "q.jsonl", ["rm-1"])
-    manifest = build_prefs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
+    manifest = make_pairs(fast_config(src, tmp_path / "run", scripted.url, strategy="best-vs-worst", n=4,
                                        temperature=1.0, weak_model=None, score="reward-model",
                                        reward_model=str(reward_model_dir), reward_batch_size=3))
     tok = AutoTokenizer.from_pretrained(reward_model_dir)
@@ -135,7 +135,7 @@ def test_best_vs_worst_by_reward_model(tmp_path, scripted, reward_model_dir):
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm2")
     tok.save_pretrained(tmp_path / "rm2")
     with pytest.raises(InputError, match="one output label, got num_labels=2"):
-        build_prefs(fast_config(src, tmp_path / "bad", scripted.url, strategy="best-vs-worst", n=4,
+        make_pairs(fast_config(src, tmp_path / "bad", scripted.url, strategy="best-vs-worst", n=4,
                                 weak_model=None, score="reward-model", reward_model=str(tmp_path / "rm2")))
 
 
@@ -146,7 +146,7 @@ def test_rejection_sampling_keeps_best_of_k_as_sft(tmp_path, scripted):
     s.set("strong", "rs-3", "[400]")
     s.set("weak", "rs-2", "[replies:=#### 4]")
     src = write_questions(tmp_path / "q.jsonl", ["rs-1", "rs-2", "rs-3"])
-    manifest = build_prefs(fast_config(src, tmp_path / "run", scripted.url, strategy="rejection-sampling", n=3,
+    manifest = make_pairs(fast_config(src, tmp_path / "run", scripted.url, strategy="rejection-sampling", n=3,
                                        temperature=1.0, verify="math", weak_model=None))
     kept, removed = rows(tmp_path / "run")
     assert kept["rs-1"]["messages"] == [{"role": "user", "content": "rs-1"}, {"role": "assistant", "content": "#### 4"}]
@@ -157,12 +157,12 @@ def test_rejection_sampling_keeps_best_of_k_as_sft(tmp_path, scripted):
     assert manifest["kind"] == "sft" and manifest["pair_stats"]["lengths"]["chosen"]["tokens"]["count"] == 1
 
     # With a second model in the pool, its correct sample is the best of K.
-    build_prefs(fast_config(src, tmp_path / "pool", scripted.url, strategy="rejection-sampling", n=3,
+    make_pairs(fast_config(src, tmp_path / "pool", scripted.url, strategy="rejection-sampling", n=3,
                             temperature=1.0, verify="math", limit=2))
     kept, _ = rows(tmp_path / "pool")
     assert kept["rs-2"]["model"] == "weak" and kept["rs-2"]["messages"][1]["content"] == "=#### 4"
     with pytest.raises(InputError, match="needs --verify"):
-        build_prefs(fast_config(src, tmp_path / "x", scripted.url, strategy="rejection-sampling"))
+        make_pairs(fast_config(src, tmp_path / "x", scripted.url, strategy="rejection-sampling"))
 
 
 def test_delta_with_an_llm_judge_as_verifier(tmp_path, scripted):
@@ -179,7 +179,7 @@ def test_delta_with_an_llm_judge_as_verifier(tmp_path, scripted):
     previous, scripted.script = scripted.script, verdicts
     try:
         src = write_questions(tmp_path / "q.jsonl", ["v-1"])
-        build_prefs(fast_config(src, tmp_path / "run", scripted.url, verify="judge", judge_model="judge"))
+        make_pairs(fast_config(src, tmp_path / "run", scripted.url, verify="judge", judge_model="judge"))
     finally:
         scripted.script = previous
     pair = rows(tmp_path / "run")[0]["v-1"]

@@ -1,0 +1,105 @@
+"""The Python API of mixture search (RegMix): `plan_mixtures`, `train_proxies`, `fit_regressor`,
+`search_mixture`, `build_corpus`, `confirm_mixture` (one per `wb mix` step).
+
+The functions the CLI (`wb mix ...`) and the app call. Each checks its config, runs the step, and returns
+a `RunResult` for the directory it wrote (`train_proxies` writes into the plan directory: its `results.parquet`
+and `progress.json`). Bad input raises the same one-line `InputError` as the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mixopt.build import BuildConfig
+from mixopt.fit import FitConfig
+from mixopt.plan import PlanConfig
+from mixopt.search import SearchConfig
+from trainers.lm import ProxyConfig
+from workbench.config import validate
+from workbench.errors import InputError
+from workbench.rundir import RunResult
+
+PathLike = str | os.PathLike
+
+
+def plan_mixtures(config: PlanConfig, domains: PathLike, output: PathLike) -> RunResult:
+    """Read DOMAINS.yaml, store byte tokens, sample the proxy mixtures into `output`."""
+    from mixopt.plan import make_plan
+
+    validate(config)
+    make_plan(domains, output, config)
+    return RunResult.of(output)
+
+
+def sweep_config(plan_dir: PathLike, config: ProxyConfig | None = None, **overrides: object) -> ProxyConfig:
+    """The proxy settings of a sweep: the plan's token budget unless `tokens_per_run` is given, so the
+    plan's epoch caps hold for the proxies."""
+    import dataclasses
+
+    from mixopt.plan import load_plan
+
+    config = config or ProxyConfig()
+    if "tokens_per_run" not in overrides:
+        overrides["tokens_per_run"] = load_plan(plan_dir)["constraints"]["tokens_per_run"]
+    return dataclasses.replace(config, **overrides)
+
+
+def train_proxies(plan_dir: PathLike, config: ProxyConfig | None = None, workers: int = 2, limit: int | None = None,
+          log=print) -> RunResult:
+    """Train one proxy per planned mixture not trained yet (resumable) into `plan_dir/results.parquet`."""
+    from mixopt.sweep import run_sweep
+
+    config = config or sweep_config(plan_dir)
+    validate(config)
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: must be at least 1")
+    rows = run_sweep(plan_dir, config, workers=workers, limit=limit, log=log)
+    # the sweep lives in the plan directory: its result is the plan's, plus results.parquet and counts
+    manifest = dict(RunResult.of(plan_dir).manifest)
+    manifest.update(stage="mix-run", outputs=sorted({*manifest.get("outputs", []), "results.parquet"}),
+                    proxies=len(rows), failed=sum(r["status"] != "ok" for r in rows))
+    return RunResult(Path(plan_dir), manifest)
+
+
+def fit_regressor(config: FitConfig, results: PathLike, output: PathLike, log=print) -> RunResult:
+    """Fit LightGBM and a linear baseline from mixture weights to metrics, with k-fold scores."""
+    from mixopt.fit import run_fit
+
+    validate(config)
+    run_fit(results, output, config, log=log)
+    return RunResult.of(output)
+
+
+def search_mixture(config: SearchConfig, fit_dir: PathLike, output: PathLike | None = None, log=print) -> RunResult:
+    """Simulate mixtures, predict them with the fit, average the top k into `mixture.json`."""
+    from mixopt.search import run_search
+
+    validate(config)
+    fit_dir = Path(fit_dir)
+    output = output or fit_dir.parent / f"{fit_dir.name.removesuffix('-fit')}-search"
+    run_search(fit_dir, output, config, log=log)
+    return RunResult.of(output)
+
+
+def build_corpus(config: BuildConfig, mixture: PathLike, output: PathLike, log=print) -> RunResult:
+    """Materialise the mixed corpus of `mixture.json` (rows keep `source_id`, `domain`, `epoch`)."""
+    from mixopt.build import run_build
+
+    validate(config)
+    run_build(mixture, output, config, log=log)
+    return RunResult.of(output)
+
+
+def confirm_mixture(config: ProxyConfig, mixture: PathLike, output: PathLike, seeds: int = 3, workers: int = 2,
+            log=print) -> RunResult:
+    """Train proxies on the chosen, natural and uniform mixtures (several seeds) and compare them."""
+    from mixopt.confirm import run_confirm
+
+    validate(config)
+    if seeds < 1 or workers < 1:
+        raise InputError("--seeds and --workers must be at least 1")
+    run_confirm(mixture, output, config, seeds=seeds, workers=workers, log=log)
+    return RunResult.of(output)
