@@ -13,7 +13,6 @@ logprobs: 0` and token-id prompts (vLLM does; so does `wb serve`).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -74,28 +73,42 @@ class LocalTeacher:
 
 
 class EndpointTeacher:
-    """An OpenAI-compatible `/completions` endpoint that echoes prompt log-probs (vLLM, `wb serve`)."""
+    """An OpenAI-compatible `/completions` endpoint that echoes prompt log-probs (vLLM, `wb serve`), asked
+    through the generation layer: concurrent requests, retries and 429 handling as distill has them, and
+    the prefill tokens counted (`usage`)."""
 
-    def __init__(self, url: str, model: str):
+    def __init__(self, url: str, model: str, max_concurrency: int = 16):
+        from distill_data.generation import EndpointSpec
+
         self.url = url.rstrip("/")
-        self.model = model
+        self.spec = EndpointSpec(model=model, base_urls=(self.url,), max_concurrency=max_concurrency, timeout=600.0)
+        self.prefill_tokens = 0
 
     def score(self, items) -> list[np.ndarray]:
-        """Log-probs (temperature 1) of each item's completion tokens, one request per sequence."""
-        import openai
+        """Log-probs (temperature 1) of each item's completion tokens, the items' requests in flight at once."""
+        import asyncio
 
-        client = openai.OpenAI(base_url=self.url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"), max_retries=2)
+        return asyncio.run(self._score(items))
+
+    async def _score(self, items) -> list[np.ndarray]:
+        import asyncio
+
+        from distill_data.generation import RetryPolicy, SamplingParams, open_generator
+
+        gen, _ = open_generator(self.spec, SamplingParams(), RetryPolicy(max_attempts=4, base_delay=0.5,
+                                                                          max_delay=10.0))
+        try:
+            results = await asyncio.gather(*(gen.prompt_logprobs([int(t) for t in it.example.ids]) for it in items))
+        finally:
+            await gen.aclose()
+        self.prefill_tokens += gen.stats.prefill_tokens
         out = []
-        for it in items:
-            ids = [int(t) for t in it.example.ids]
-            try:
-                resp = client.completions.create(model=self.model, prompt=ids, max_tokens=1, echo=True, logprobs=0)
-                logps = resp.choices[0].logprobs.token_logprobs[: len(ids)]
-            except (openai.OpenAIError, AttributeError, IndexError, TypeError) as exc:
+        for it, (logps, error) in zip(items, results, strict=True):
+            if logps is None:
                 raise InputError(f"teacher {self.url}: cannot score tokens via /completions with echo and "
-                                 f"logprobs ({type(exc).__name__}: {exc})") from None
+                                 f"logprobs ({error})")
             n = len(it.adv)
-            out.append(np.asarray(logps[len(ids) - n :], dtype=np.float64))
+            out.append(np.asarray(logps[len(it.example.ids) - n :], dtype=np.float64))
         return out
 
 

@@ -25,6 +25,28 @@ class Rendered:
     dropped: Counter = field(default_factory=Counter)
 
 
+# the product of a run that a trainer of a record kind reads instead of `data.parquet`, when the run has it
+KIND_PRODUCTS = {"sft": "sft.parquet"}
+
+
+def kind_product(spec: str, kind: str) -> tuple[str, bool]:
+    """(what to read, whether rows a verifier marked wrong are dropped) for training on `spec` as `kind`.
+
+    A distill run's `data.parquet` holds one row per unit (failed and truncated ones too); its SFT product
+    is `sft.parquet` (ok rows as messages), and rows whose verdict is false are not trained on."""
+    from pathlib import Path
+
+    from workbench.rundir import read_manifest
+
+    path = Path(spec)
+    product = KIND_PRODUCTS.get(kind)
+    if product is None or not path.is_dir() or not (path / product).exists():
+        return spec, False
+    manifest = read_manifest(path)
+    verified = ((manifest.get("config") or {}).get("verify") or "none") != "none"
+    return str(path / product), verified
+
+
 def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | None],
                   rename: dict[str, str] | None = None) -> Rendered:
     """Validate `spec` as `kind` records and call `render(row, where)` on each row.
@@ -32,6 +54,7 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
     `render` returns the rendered item, or a string naming why the row is dropped. `rename` maps the
     source's column names to the record kind's (e.g. GSM8K's question/answer to prompt/completion).
     """
+    spec, verified_only = kind_product(spec, kind)
     source = open_source(spec)
     rename = {k: v for k, v in (rename or {}).items() if k != v}
     missing = [k for k in rename if k not in source.schema().names]
@@ -40,6 +63,8 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
                           f"columns are {source.schema().names}")
     names = [rename.get(n, n) for n in source.schema().names]
     found = detect_kind(pa.schema([(n, pa.null()) for n in names]))
+    if kind == "rl_prompts" and "prompt" in names:
+        found = kind  # prompt rows may carry any other columns (answers, completions): rewards read them by name
     if found != kind:
         hint = ""
         if kind == "sft" and {"question", "answer"} <= set(names):
@@ -51,8 +76,11 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
         table = table.rename_columns([rename.get(n, n) for n in table.column_names])
         validate_table(table, kind, path.name, first)
         for i, row in enumerate(table.to_pylist()):
-            item = render(row, f"{path.name}: row {first + i + 1}")
             out.rows_in += 1
+            if verified_only and row.get("verified") is False:
+                out.dropped["not_verified"] += 1
+                continue
+            item = render(row, f"{path.name}: row {first + i + 1}")
             if isinstance(item, str):
                 out.dropped[item] += 1
             else:

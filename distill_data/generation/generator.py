@@ -129,15 +129,16 @@ class Generator:
         kind = error.split(":")[0][:40]
         self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
 
-    async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None) -> Outcome:
-        params = params or self.params
+    async def _request(self, call) -> tuple[object | None, str | None, int, str | None]:
+        """(result of `await call(backend)`, error, attempts, endpoint name) under the fault policy: any
+        endpoint, retries with backoff for transient errors, a 429 pausing its endpoint."""
         attempt = 0
         while True:
             attempt += 1
             endpoint = await self._acquire()
             self.stats.requests += 1
             try:
-                completion = await endpoint.backend.chat(messages, n, params)
+                result = await call(endpoint.backend)
             except TransientError as exc:
                 self.stats.responses += 1
                 await self._release(endpoint)
@@ -147,7 +148,7 @@ class Generator:
                     self.stats.rate_limited += 1
                     endpoint.on_rate_limit(exc.retry_after, delay)
                 if attempt >= self.policy.max_attempts:
-                    return Outcome(None, f"{exc} (gave up after {attempt} attempts)", attempt, endpoint.backend.name)
+                    return None, f"{exc} (gave up after {attempt} attempts)", attempt, endpoint.backend.name
                 self.stats.retries += 1
                 # A 429 pauses the endpoint itself; other faults wait here, then try any endpoint.
                 await asyncio.sleep(0 if exc.rate_limited else delay)
@@ -156,18 +157,37 @@ class Generator:
                 self.stats.responses += 1
                 await self._release(endpoint)
                 self._count(str(exc))
-                return Outcome(None, str(exc), attempt, endpoint.backend.name)
+                return None, str(exc), attempt, endpoint.backend.name
             self.stats.responses += 1
             await self._release(endpoint)
             endpoint.on_success()
+            return result, None, attempt, endpoint.backend.name
+
+    async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None) -> Outcome:
+        params = params or self.params
+        attempts = 0
+        while True:
+            completion, error, tries, name = await self._request(lambda b: b.chat(messages, n, params))
+            attempts += tries
+            if completion is None:
+                return Outcome(None, error, attempts, name)
             self.stats.prefill_tokens += completion.prompt_tokens
             self.stats.sampled_tokens += completion.completion_tokens
-            if not completion.choices:
-                self._count("empty choices")
-                if attempt >= self.policy.max_attempts:
-                    return Outcome(None, "the server returned no choices", attempt, endpoint.backend.name)
-                continue
-            return Outcome(completion, None, attempt, endpoint.backend.name)
+            if completion.choices:
+                return Outcome(completion, None, attempts, name)
+            self._count("empty choices")
+            if attempts >= self.policy.max_attempts:
+                return Outcome(None, "the server returned no choices", attempts, name)
+
+    async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None] | None, str | None]:
+        """(per-token log-probs of a token-id prompt, error) from a backend that scores prompts (HTTP
+        `/completions` with echo); prefill tokens are counted in `stats`."""
+        result, error, _, _ = await self._request(lambda b: b.prompt_logprobs(token_ids))
+        if result is None:
+            return None, error
+        logps, prompt_tokens = result
+        self.stats.prefill_tokens += prompt_tokens
+        return logps, None
 
     async def aclose(self) -> None:
         for e in self.endpoints:

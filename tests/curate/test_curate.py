@@ -111,3 +111,25 @@ def test_the_example_config_runs(tmp_path, jsonl):
     assert main(["curate", str(jsonl("x.jsonl", rows)), "--config", str(example), "--output", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dropped"] == {"exact_duplicate": 1} and manifest["config"]["dedup"]["keep"] == "longest"
+
+
+def test_lineage_from_a_dedup_run_through_curate_to_the_source_row(tmp_path, jsonl, capsys):
+    from curate import CurateConfig, DedupConfig, curate, deduplicate
+    from workbench.lineage import trace
+
+    docs = make_docs(12)
+    src = jsonl("corpus.jsonl", [{"text": t} for t in docs] + [{"text": docs[3]}])  # row 12 repeats row 3
+    curated = curate(CurateConfig(decontam=False), [src], tmp_path / "cur")
+    assert curated["dropped"] == {"exact_duplicate": 1}
+    deduplicate(DedupConfig(), [curated.path], tmp_path / "dd")
+
+    hops = trace(tmp_path / "dd", "corpus-5")
+    assert [(h.kind, h.stage) for h in hops] == [("kept", "dedup"), ("kept", "curate"), ("source", None)]
+    assert hops[-1].row == 5 and hops[-1].path.endswith("corpus.jsonl")
+
+    dropped = trace(tmp_path / "dd", "corpus-12")
+    assert [h.kind for h in dropped] == ["dropped", "source"]
+    assert dropped[0].stage == "curate" and dropped[0].reason == "exact_duplicate" and "corpus-3" in dropped[0].detail
+    assert main(["lineage", str(tmp_path / "dd"), "corpus-12"]) == 0
+    assert "DROPPED by curate: exact_duplicate" in capsys.readouterr().out
+    assert main(["lineage", str(tmp_path / "dd"), "nope"]) == 2

@@ -48,7 +48,6 @@ class OpenAIBackend:
                                          max_retries=0, http_client=http)
 
     async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
-        openai = self._openai
         kwargs: dict = {"model": self.model, "messages": messages, "n": n, "temperature": params.temperature,
                         "top_p": params.top_p, "max_tokens": params.max_tokens}
         if params.seed is not None:
@@ -57,8 +56,27 @@ class OpenAIBackend:
             kwargs["stop"] = list(params.stop)
         if params.logprobs:
             kwargs["logprobs"] = True
+        return _completion(await self._call(self.client.chat.completions.create(**kwargs)))
+
+    async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None], int]:
+        """(log-prob of each prompt token given the ones before it, None for the first; prompt tokens), by
+        `/completions` with `echo` and `logprobs: 0`, as vLLM and `wb serve` answer it."""
+        response = await self._call(self.client.completions.create(
+            model=self.model, prompt=token_ids, max_tokens=1, echo=True, logprobs=0, temperature=1.0))
         try:
-            response = await self.client.chat.completions.create(**kwargs)
+            logps = list(response.choices[0].logprobs.token_logprobs)[: len(token_ids)]
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise PermanentError(f"the server did not echo prompt log-probs ({type(exc).__name__}: {exc})") from None
+        if len(logps) < len(token_ids):
+            raise PermanentError(f"the server echoed {len(logps)} log-probs for {len(token_ids)} prompt tokens")
+        usage = response.usage
+        return logps, usage.prompt_tokens if usage else len(token_ids)
+
+    async def _call(self, request):
+        """Await an openai request, mapping its errors to the runner's transient and permanent kinds."""
+        openai = self._openai
+        try:
+            return await request
         except openai.RateLimitError as exc:
             raise TransientError(f"429: {_message(exc)}", _retry_after(exc.response.headers), True) from None
         except openai.APIStatusError as exc:
@@ -71,7 +89,6 @@ class OpenAIBackend:
             raise TransientError(f"connection error: {exc.__cause__ or exc}") from None
         except openai.APIResponseValidationError as exc:
             raise TransientError(f"malformed response: {exc}") from None
-        return _completion(response)
 
     async def aclose(self) -> None:
         await self.client.close()
