@@ -217,6 +217,7 @@ class RLRun:
     total: int
     client: object
     sampled: int = 0
+    prefill: int = 0  # tokens a remote teacher or judge read (on-policy distillation's endpoint teacher)
 
     @property
     def prompts(self) -> list:
@@ -257,7 +258,7 @@ def run_rl(run: RLRun, stage: str, step_fn, log) -> RunResult:
         last = train_loop(run.client, run.cfg, output, run.total, step_fn, log=log, progress=rd.progress,
                           sampled_tokens=lambda: run.sampled)
         run.client.save_model(output / "model")
-        usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled)
+        usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled, run.prefill)
         return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
                          usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
 

@@ -130,14 +130,16 @@ def read_metrics(output: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0):
-    """The `Usage` of a training run, priced with `--price-trained` / `--price-sampled` when given."""
+def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0, prefill_tokens: int = 0):
+    """The `Usage` of a training run, priced with `--price-trained` / `--price-sampled` when given
+    (`prefill_tokens`, what a remote teacher read, is counted but not priced here)."""
     from workbench.rundir import Usage
 
     cost = None
     if cfg.price_trained is not None or cfg.price_sampled is not None:
         cost = (trained_tokens * (cfg.price_trained or 0.0) + sampled_tokens * (cfg.price_sampled or 0.0)) / 1e6
-    return Usage(sampled_tokens=int(sampled_tokens), trained_tokens=int(trained_tokens), cost_usd=cost)
+    return Usage(prefill_tokens=int(prefill_tokens), sampled_tokens=int(sampled_tokens),
+                 trained_tokens=int(trained_tokens), cost_usd=cost)
 
 
 def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=None, eval_every: int = 0,

@@ -163,6 +163,7 @@ def train_opd(cfg: OPDConfig, log=print) -> RunResult:
         scaffold = [make_item(g.prompt_ids, t, 0.0, lp) for g in groups
                     for t, lp in zip(g.tokens, g.sampler_logps, strict=True) if t]
         teacher_logps = teacher.score(scaffold)
+        run.prefill = getattr(teacher, "prefill_tokens", 0)
         t_teacher = time.perf_counter() - t0
         items, reverse_kl = distill_items(groups, teacher_logps, cfg.kl_coef, task_adv)
         record = {**rollout_metrics(groups if run.specs else [], sampled, t_gen), "reverse_kl": reverse_kl,

@@ -81,7 +81,9 @@ def test_endpoint_teacher_scores_like_the_local_teacher(peaked_teacher, tiny_tok
     server = ServerThread(build_app(LocalEngine(peaked_teacher), "teacher"))
     url = server.start()
     try:
-        remote = EndpointTeacher(url, "teacher").score(items)
+        teacher = EndpointTeacher(url, "teacher")
+        remote = teacher.score(items)
+        assert teacher.prefill_tokens == sum(len(it.example.ids) for it in items)  # metered, like every request
         with pytest.raises(InputError, match="cannot score tokens"):
             EndpointTeacher(url.replace("/v1", "/nope"), "teacher").score(items[:1])
     finally:
