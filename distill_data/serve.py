@@ -47,8 +47,9 @@ def parse_request(body: object) -> tuple[list[dict], int, SamplingParams]:
     return messages, n, params
 
 
-def build_app(engine, model_name: str, max_batch: int = 16):
-    """The starlette app over `engine` (a LocalEngine or anything with `generate_batch`)."""
+def build_app(engine, model_name: str, max_batch: int = 16, extra_routes: list | None = None):
+    """The starlette app over `engine` (a LocalEngine or anything with `generate_batch`); `extra_routes`
+    adds routes (`distill_data.weight_updates.weight_routes` for `--allow-weight-updates`)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -84,7 +85,8 @@ def build_app(engine, model_name: str, max_batch: int = 16):
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model_name, "choices": choices,
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                      "total_tokens": completion.prompt_tokens + completion.completion_tokens}})
+                      "total_tokens": completion.prompt_tokens + completion.completion_tokens},
+            **({"weight_version": completion.extra["weight_version"]} if "weight_version" in completion.extra else {})})
 
     async def completions(request: Request) -> JSONResponse:
         from starlette.concurrency import run_in_threadpool
@@ -112,7 +114,7 @@ def build_app(engine, model_name: str, max_batch: int = 16):
 
     return Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
                              Route("/v1/chat/completions", chat, methods=["POST"]),
-                             Route("/v1/completions", completions, methods=["POST"])])
+                             Route("/v1/completions", completions, methods=["POST"]), *(extra_routes or [])])
 
 
 def parse_scoring_request(body: object, tokenizer) -> tuple[list[int], int]:

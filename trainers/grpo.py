@@ -23,7 +23,9 @@ from workbench.config import option
 from workbench.errors import InputError
 from workbench.rundir import RunResult
 
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")  # trainers.rl_losses.LOSS_TYPES, named here without torch
+# trainers.rl_losses.NORMALISERS / LOSS_TYPES, named here without importing torch
+NORMALISERS = ("grpo", "bnpo", "dr_grpo", "dapo")
+OBJECTIVES = ("cispo", "gvpo", "riskpo")
 
 
 @dataclass
@@ -40,16 +42,19 @@ class RLConfig(TrainConfig):
     temperature: float = option(1.0, "sampling temperature (the trainer scores tokens at the same temperature)")
     top_p: float = option(1.0, "nucleus sampling mass")
     loss_type: str = option("dapo", "normaliser: grpo (per-sequence mean), bnpo (micro-batch token mean), dr_grpo "
-                            "(constant), dapo (token mean over the generation batch)", choices=list(LOSS_TYPES))
+                            "(constant), dapo (token mean over the generation batch)", choices=list(NORMALISERS))
     epsilon: float = option(0.2, "lower clip range epsilon_low")
     epsilon_high: float = option(0.2, "upper clip range (clip-higher: DAPO uses 0.28)")
     importance_sampling_level: str = option("token", "token ratios, or sequence (GSPO, length-normalised)",
                                             choices=["token", "sequence"])
     beta: float = option(0.0, "weight of the k3 KL to the starting model (0 = no reference)", min=0.0)
     num_iterations: int = option(1, "optimiser passes over each generation batch (old log-probs kept)", min=1)
-    is_correction: str = option("none", "importance-sampling correction for a sampler that is not the trainer",
-                                choices=["none", "token_truncate", "sequence_mask"])
-    is_cap: float = option(3.0, "IS cap: token_truncate clamps at it, sequence_mask zeroes outside [1/cap, cap]")
+    rollout_correction: str = option("none", "importance weight pi_trainer / pi_generator for samples from a generator "
+                                     "that is not the trainer: tis (truncated at the cap) or mis (zeroed outside "
+                                     "[1/cap, cap])", choices=["none", "tis", "mis"])
+    correction_level: str = option("token", "rollout-correction ratio per token, or per sequence (product of its "
+                                   "tokens' ratios)", choices=["token", "sequence"])
+    correction_cap: float = option(2.0, "rollout-correction cap (> 1)", min=1.0)
     mask_truncated_completions: bool = option(False, "do not train on completions cut at max_new_tokens (DAPO)")
     sample_chunk: int = option(8, "prompts per generate call")
     reward: list[str] = option([], "task rewards as NAME[:WEIGHT]: math, format, length, overlong, or "
@@ -74,6 +79,10 @@ class RLConfig(TrainConfig):
         for name in ("prompts_per_step", "num_generations", "max_new_tokens", "num_iterations"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        if self.grad_accum != 1:
+            raise InputError(f"--grad-accum {self.grad_accum}: RL commands already accumulate every micro-batch of a "
+                             "generation batch into one optimiser step; set the step size with --prompts-per-step "
+                             "and --num-generations, and the micro-batch with --batch-size")
 
 
 @dataclass
@@ -85,9 +94,43 @@ class GRPOConfig(RLConfig):
     gfpo_keep: int = option(0, "GFPO: keep the k best of --num-generations completions per group (0 = off)", min=0)
     gfpo_metric: str = option("length", "GFPO ranking: shortest first, or highest reward per token",
                               choices=["length", "reward_per_token"])
+    loss_type: str = option("dapo", "grpo / bnpo / dr_grpo / dapo (clipped surrogate, by normaliser), cispo (capped "
+                            "IS weight on the log-likelihood), gvpo (group-variance objective), riskpo (Mixed "
+                            "Value-at-Risk advantages)", choices=[*NORMALISERS, *OBJECTIVES])
+    cispo_cap: float = option(5.0, "cispo: upper bound of the stop-gradient importance weight", min=1.0)
+    gvpo_beta: float = option(0.1, "gvpo: beta of the KL-regularised objective it solves", min=0.0)
+    risk_alpha: float = option(0.2, "riskpo: lower-tail quantile level alpha (CVaR_alpha)", min=0.0, max=1.0)
+    risk_beta: float = option(0.8, "riskpo: upper quantile level beta of RVaR_[alpha, beta]", min=0.0, max=1.0)
+    risk_omega: float = option(1.5, "riskpo: weight of the lower-tail CVaR in the mix", min=0.0)
+    reward_normalization: str = option("group", "group: normalise the weighted sum of rewards in each group; "
+                                       "per-reward (GDPO): normalise each reward in its group, sum, then normalise "
+                                       "over the batch", choices=["group", "per-reward"])
+    generator: str | None = option(None, "OpenAI-compatible generator URL (wb serve --allow-weight-updates); "
+                                   "default: the policy samples in this process")
+    max_staleness: int = option(0, "with --generator: generation runs up to K steps ahead of training; samples "
+                                "more than K policy versions old are dropped (0 = synchronous)", min=0)
 
     def check(self) -> None:
         super().check()
+        if self.loss_type == "riskpo" and not 0 < self.risk_alpha < self.risk_beta <= 1:
+            raise InputError(f"--risk-alpha and --risk-beta need 0 < alpha < beta <= 1; got {self.risk_alpha}, "
+                             f"{self.risk_beta}")
+        if self.gfpo_keep and (self.loss_type in ("gvpo", "riskpo") or self.reward_normalization != "group"):
+            raise InputError("--gfpo-keep computes its own advantages over the kept subset; it cannot be combined "
+                             "with --loss-type gvpo/riskpo or --reward-normalization per-reward")
+        if self.loss_type == "gvpo" and self.mask_truncated_completions:
+            raise InputError("--loss-type gvpo needs whole groups; drop --mask-truncated-completions")
+        if self.loss_type == "riskpo" and self.reward_normalization != "group":
+            raise InputError("--loss-type riskpo computes its own advantages from the summed reward; use "
+                             "--reward-normalization group")
+        if self.max_staleness and not self.generator:
+            raise InputError("--max-staleness needs --generator URL (the in-process policy is always current)")
+        if self.generator:
+            if not self.generator.startswith(("http://", "https://")):
+                raise InputError(f"--generator {self.generator}: expected an http(s):// URL of an "
+                                 "OpenAI-compatible server")
+            if self.lora_r:
+                raise InputError("--generator pushes full weights; LoRA runs are not supported with it yet")
         if self.gfpo_keep and not 2 <= self.gfpo_keep < self.num_generations:
             raise InputError(f"--gfpo-keep must be between 2 and --num-generations - 1 ({self.num_generations - 1}); "
                              f"got {self.gfpo_keep}")
@@ -102,17 +145,19 @@ class Item:
 
     example: object  # trainers.render.Example
     adv: np.ndarray  # [completion tokens]
-    sampler_logps: np.ndarray  # [completion tokens]
+    sampler_logps: np.ndarray  # [completion tokens]; NaN where the generator did not report one
+    group: int = 0  # index of its prompt's group in the generation batch (gvpo keeps groups whole)
 
 
-def make_item(prompt_ids: list[int], tokens: list[int], adv: float | np.ndarray, sampler_logps: list[float]) -> Item:
+def make_item(prompt_ids: list[int], tokens: list[int], adv: float | np.ndarray, sampler_logps: list[float],
+              group: int = 0) -> Item:
     from trainers.render import Example
 
     ids = np.asarray(prompt_ids + tokens, dtype=np.int64)
     mask = np.zeros(len(ids), dtype=bool)
     mask[len(prompt_ids):] = True
     adv_t = np.broadcast_to(np.asarray(adv, dtype=np.float64), (len(tokens),)).copy()
-    return Item(Example(ids, mask), adv_t, np.asarray(sampler_logps, dtype=np.float64))
+    return Item(Example(ids, mask), adv_t, np.asarray(sampler_logps, dtype=np.float64), group)
 
 
 def load_prompts(cfg: RLConfig, tokenizer):
@@ -129,46 +174,82 @@ def load_prompts(cfg: RLConfig, tokenizer):
     return load_rendered(cfg.data, "rl_prompts", render, {cfg.prompt_field: "prompt"})
 
 
-def train_items(client, items: list[Item], cfg: RLConfig, ref_needed: bool) -> dict:
+def micro_batches(items: list[Item], batch_size: int, whole_groups: bool) -> list[list[Item]]:
+    """Split a generation batch into micro-batches of `batch_size` completions: sorted by length (similar
+    lengths share a padded batch), or, with `whole_groups` (gvpo), whole groups at a time (at least one)."""
+    if not whole_groups:
+        items = sorted(items, key=lambda it: len(it.example))
+        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    by_group: dict[int, list[Item]] = {}
+    for it in items:
+        by_group.setdefault(it.group, []).append(it)
+    out: list[list[Item]] = [[]]
+    for members in by_group.values():
+        if out[-1] and len(out[-1]) + len(members) > batch_size:
+            out.append([])
+        out[-1].extend(members)
+    return [mb for mb in out if mb]
+
+
+def train_items(client, items: list[Item], cfg: RLConfig, ref_needed: bool, remote: bool = False) -> dict:
     """`num_iterations` optimiser passes over `items` (the last pass's step is left to the caller, as
-    `train_loop` takes it); returns loss, clip fractions, entropy, KL and the time split."""
+    `train_loop` takes it); returns loss, clip fractions, entropy, KL, the time split and, when the samples
+    came from another generator (`remote`) or a rollout correction is on, the generator-vs-trainer gap."""
     import torch
 
     from trainers.collate import collate, token_seq_ids
-    from trainers.rl_losses import importance_weights, policy_loss
+    from trainers.rl_losses import generator_gap, gvpo_loss, importance_weights, policy_loss
 
     pad = client.tokenizer.pad_token_id
-    items = sorted(items, key=lambda it: len(it.example))  # similar lengths share a padded micro-batch
-    micro = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
+    gvpo = cfg.loss_type == "gvpo"
+    micro = micro_batches(items, cfg.batch_size, whole_groups=gvpo)
     batches = []
     for mb in micro:
         batch = collate([it.example for it in mb], "padded", pad)
         batch["temperature"] = cfg.temperature
         batches.append(batch)
     t0 = time.perf_counter()
-    need_old = cfg.num_iterations > 1 or cfg.is_correction != "none"
+    need_old = cfg.num_iterations > 1 or cfg.rollout_correction != "none" or remote
     old = [client.compute_logprobs(b) if need_old else None for b in batches]
     ref = [client.compute_logprobs(b, reference=True) if ref_needed else None for b in batches]
     t_logprobs = time.perf_counter() - t0
     total_tokens = float(sum(len(it.adv) for it in items))
+    num_groups = len({it.group for it in items})
     sums: dict[str, float] = {}
+    gen_all, old_all, changed_all = [], [], []
     t0 = time.perf_counter()
+    loss_total = 0.0
     for it_pass in range(cfg.num_iterations):
         loss_total = 0.0
         for mb, batch, old_N, ref_N in zip(micro, batches, old, ref, strict=True):
             seq_N = token_seq_ids(batch)
             adv_N = torch.from_numpy(np.concatenate([it.adv for it in mb])).float()
-            sampler_N = torch.from_numpy(np.concatenate([it.sampler_logps for it in mb])).float()
+            gen_N = torch.from_numpy(np.concatenate([it.sampler_logps for it in mb])).float()
+            rho, changed = None, None
+            if old_N is not None:
+                old_N = old_N.float().cpu()
+                gen_N = torch.where(torch.isnan(gen_N), old_N, gen_N)  # unreported: no gap, no correction
+                rho, changed = importance_weights(old_N, gen_N, seq_N, len(mb), cfg.rollout_correction,
+                                                  cfg.correction_level, cfg.correction_cap)
+                if it_pass == 0:
+                    gen_all.append(gen_N)
+                    old_all.append(old_N)
+                    changed_all.append(changed)
+                if cfg.rollout_correction == "none":
+                    rho = None
+            group_S = torch.tensor([it.group for it in mb])
 
-            def loss_fn(logps, _batch, mb=mb, seq_N=seq_N, adv_N=adv_N, old_N=old_N, ref_N=ref_N, sampler_N=sampler_N):
-                old_used = logps.detach() if old_N is None else old_N
-                rho = None
-                if cfg.is_correction != "none":
-                    rho = importance_weights(old_used, sampler_N, seq_N, len(mb), cfg.is_correction, cfg.is_cap)
-                return policy_loss(logps, old_used, adv_N, seq_N, len(mb), cfg.loss_type, cfg.epsilon,
+            def loss_fn(logps, _batch, mb=mb, seq_N=seq_N, adv_N=adv_N, old_N=old_N, ref_N=ref_N, rho=rho,
+                        group_S=group_S):
+                logps_cpu = logps.float().cpu() if logps.device.type != "cpu" else logps
+                old_used = logps_cpu.detach() if old_N is None else old_N
+                if gvpo:
+                    return gvpo_loss(logps_cpu, old_used, adv_N, seq_N, len(mb), group_S, num_groups,
+                                     cfg.gvpo_beta, rho)
+                return policy_loss(logps_cpu, old_used, adv_N, seq_N, len(mb), cfg.loss_type, cfg.epsilon,
                                    cfg.epsilon_high, cfg.importance_sampling_level, ref_N, cfg.beta, rho,
                                    grad_accum=len(micro), max_completion_length=cfg.max_new_tokens,
-                                   total_tokens=total_tokens)
+                                   total_tokens=total_tokens, cispo_cap=getattr(cfg, "cispo_cap", 5.0))
 
             out = client.forward_backward(batch, loss_fn)
             loss_total += out["loss"]
@@ -180,6 +261,10 @@ def train_items(client, items: list[Item], cfg: RLConfig, ref_needed: bool) -> d
             client.optim_step()
     t_train = time.perf_counter() - t0
     metrics = {k: v / max(total_tokens, 1) for k, v in sums.items()}
+    if old_all:
+        metrics.update(generator_gap(torch.cat(old_all), torch.cat(gen_all)))
+        # tis: share of tokens whose weight was truncated; mis: share masked to 0; none: 0
+        metrics["rollout/corrected_share"] = float(torch.cat(changed_all).float().mean()) if total_tokens else 0.0
     metrics.update({"loss": loss_total if items else 0.0, "time/logprobs": round(t_logprobs, 4),
                     "time/training": round(t_train, 4),
                     "train_tokens_per_s": round(total_tokens * cfg.num_iterations / max(t_train, 1e-9), 1)})
@@ -249,66 +334,141 @@ def item_counts(items: list[Item]) -> dict:
             "trained_tokens": int(sum(len(it.adv) for it in items)), "sequences": len(items)}
 
 
-def run_rl(run: RLRun, stage: str, step_fn, log) -> RunResult:
+def run_rl(run: RLRun, stage: str, step_fn, log, after_step=None) -> RunResult:
     """Train (or resume) with `step_fn` inside the run directory, save the model, return the manifest."""
     from trainers.loop import run_dir, train_loop, train_usage
 
     output = Path(run.cfg.output)
     with run_dir(output, stage, run.cfg, 0, inputs=[run.data.source]) as rd:
         last = train_loop(run.client, run.cfg, output, run.total, step_fn, log=log, progress=rd.progress,
-                          sampled_tokens=lambda: run.sampled)
+                          sampled_tokens=lambda: run.sampled, after_step=after_step)
         run.client.save_model(output / "model")
         usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled, run.prefill)
         return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
                          usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
 
 
+def grpo_items(groups, cfg: GRPOConfig, specs) -> list[Item]:
+    """The completions to train on, with their advantages (by loss type and reward normalisation)."""
+    from trainers.rollouts import advantages_for
+
+    if not groups:
+        return []
+    mode = "riskpo" if cfg.loss_type == "riskpo" else cfg.reward_normalization
+    advs = advantages_for(groups, cfg.scale_rewards, cfg.gfpo_keep, cfg.gfpo_metric, mode,
+                          {s.name: s.weight for s in specs}, (cfg.risk_alpha, cfg.risk_beta, cfg.risk_omega))
+    items = []
+    for gi, (g, adv) in enumerate(zip(groups, advs, strict=True)):
+        for j, tokens in enumerate(g.tokens):
+            if g.keep[j] and tokens and not (cfg.mask_truncated_completions and g.truncated[j]):
+                items.append(make_item(g.prompt_ids, tokens, adv[j], g.sampler_logps[j], gi))
+    return items
+
+
 def train_grpo(cfg: GRPOConfig, log=print) -> RunResult:
-    """Run (or resume) GRPO-family training into `cfg.output`; return the manifest."""
-    from trainers.rollouts import advantages_for, fill_groups, sample_groups, score_groups
+    """Run (or resume) GRPO-family training into `cfg.output`; return the manifest. With `cfg.generator`
+    the rollouts come from that server, up to `cfg.max_staleness` steps ahead (`trainers.async_rollouts`)."""
+    from trainers.rollouts import fill_groups, sample_groups, score_groups
 
     run = setup_rl(cfg)
     client, prompts, plan = run.client, run.prompts, run.plan
     if cfg.beta:
         client.freeze_reference()
     log(f"grpo: {len(prompts):,} prompts, {run.total} steps x {cfg.num_iterations} pass(es), G={cfg.num_generations}, "
-        f"loss {cfg.loss_type}, rewards {', '.join(f'{s.name}:{s.weight:g}' for s in run.specs)}")
+        f"loss {cfg.loss_type}, rewards {', '.join(f'{s.name}:{s.weight:g}' for s in run.specs)}"
+        + (f", generator {cfg.generator} (max staleness {cfg.max_staleness})" if cfg.generator else ""))
+    remote = None
+    if cfg.generator:
+        from trainers.generator import RemoteGenerator
 
-    def step_fn(step: int) -> dict:
+        if run.tokenizer.chat_template is None:
+            raise InputError(f"{cfg.model}: --generator sends chat messages; the tokenizer needs a chat template")
+        remote = RemoteGenerator(cfg.generator, run.tokenizer)
+
+    def generate(step: int) -> tuple[list, dict]:
+        """Sample, score and (with --dynamic-sampling) refill step `step`'s groups; returns them and stats."""
         t0 = time.perf_counter()
-        sampled = 0
-        timing = {"rewards": 0.0}
+        timing = {"rewards": 0.0, "sampled": 0}
 
         def draw(attempt: int):
-            nonlocal sampled
             if attempt == 0:
                 chosen = run.step_prompts(step)
             else:  # refills: a seeded draw, so a resumed run samples the same prompts
                 rng = np.random.default_rng([cfg.seed, step, attempt])
                 chosen = [prompts[i] for i in rng.choice(len(prompts), size=plan.batch_size, replace=False).tolist()]
-            groups = sample_groups(client, chosen, cfg.num_generations, cfg.max_new_tokens, cfg.temperature,
-                                   cfg.top_p, cfg.sample_chunk)
+            if remote is not None:
+                groups = remote.sample_groups(chosen, cfg.num_generations, cfg.max_new_tokens, cfg.temperature,
+                                              cfg.top_p, seed=cfg.seed * 100_003 + step * 101 + attempt)
+            else:
+                groups = sample_groups(client, chosen, cfg.num_generations, cfg.max_new_tokens, cfg.temperature,
+                                       cfg.top_p, cfg.sample_chunk)
             t_r = time.perf_counter()
             score_groups(groups, run.specs, run.tokenizer)
             timing["rewards"] += time.perf_counter() - t_r
-            sampled += sum(len(t) for g in groups for t in g.tokens)
+            timing["sampled"] += sum(len(t) for g in groups for t in g.tokens)
             return groups
 
         groups, stats = fill_groups(draw, plan.batch_size, cfg.dynamic_sampling, cfg.max_sampling_attempts)
-        t_gen = time.perf_counter() - t0 - timing["rewards"]
+        stats["time/rewards"] = round(timing["rewards"], 4)
+        stats["time/generation"] = round(time.perf_counter() - t0 - timing["rewards"], 4)
+        stats["sampled_tokens"] = timing["sampled"]
+        return groups, stats
+
+    pipeline = None
+    weights = None
+
+    def push(version: int) -> dict:
+        """Write the policy's weights and queue their upload; then unlock the steps this version allows."""
+        if version >= run.total:  # the last step: nothing left to generate
+            return {"policy_version": version}
+        t0 = time.perf_counter()
+        path = weights.write(client.model, version)
+        pipeline.run(lambda: remote.push_weights(path, version))
+        pipeline.advance(version)
+        return {"time/weight_sync": round(time.perf_counter() - t0, 4), "policy_version": version}
+
+    def step_fn(step: int) -> dict:
+        nonlocal pipeline, weights
+        async_stats: dict = {}
+        if remote is None:
+            groups, stats = generate(step)
+        else:
+            if pipeline is None:  # first step of this process (maybe a resume): the generator gets our weights
+                from trainers.async_rollouts import RolloutPipeline
+                from trainers.generator import WeightFiles
+
+                weights = WeightFiles(Path(cfg.output) / "generator-weights")
+                remote.push_weights(weights.write(client.model, step), step)
+                pipeline = RolloutPipeline(generate, step, run.total, cfg.max_staleness)
+            (groups, stats), waited = pipeline.get(step)
+            groups, async_stats = _drop_stale(groups, step, cfg.max_staleness)
+            if not groups:  # everything too old: sample this step again with the current weights
+                groups, stats = generate(step)
+                groups, _ = _drop_stale(groups, step, cfg.max_staleness)
+                async_stats["async/resampled"] = 1
+            async_stats["time/generation_wait"] = round(waited, 4)
+        sampled = stats.pop("sampled_tokens")
         run.sampled += sampled
-        items = []
-        if groups:
-            for g, adv in zip(groups, advantages_for(groups, cfg.scale_rewards, cfg.gfpo_keep, cfg.gfpo_metric),
-                              strict=True):
-                for j, tokens in enumerate(g.tokens):
-                    if g.keep[j] and tokens and not (cfg.mask_truncated_completions and g.truncated[j]):
-                        items.append(make_item(g.prompt_ids, tokens, adv[j], g.sampler_logps[j]))
-        record = {**stats, **rollout_metrics(groups, sampled, t_gen), "time/rewards": round(timing["rewards"], 4)}
-        record.update(train_items(client, items, cfg, ref_needed=bool(cfg.beta)))
+        items = grpo_items(groups, cfg, run.specs)
+        record = {**stats, **async_stats, **rollout_metrics(groups, sampled, stats["time/generation"])}
+        record.update(train_items(client, items, cfg, ref_needed=bool(cfg.beta), remote=remote is not None))
         return {**record, **item_counts(items)}
 
-    return run_rl(run, "train-grpo", step_fn, log)
+    try:
+        return run_rl(run, "train-grpo", step_fn, log, after_step=push if remote is not None else None)
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        if remote is not None:
+            remote.close()
+
+
+def _drop_stale(groups: list, step: int, max_staleness: int) -> tuple[list, dict]:
+    from trainers.async_rollouts import split_stale
+
+    kept, dropped, ages = split_stale(groups, step, max_staleness)
+    return kept, {"async/dropped_groups": len(dropped), "async/staleness_mean": float(np.mean(ages)) if ages else 0.0,
+                  "async/staleness_max": int(max(ages)) if ages else 0}
 
 
 def run_command(args) -> int:

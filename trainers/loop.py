@@ -143,9 +143,10 @@ def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0, prefill_token
 
 
 def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=None, eval_every: int = 0,
-               log=print, progress=None, sampled_tokens=lambda: 0) -> dict:
+               log=print, progress=None, sampled_tokens=lambda: 0, after_step=None) -> dict:
     """Resume from the newest checkpoint, then for each step: `step_fn(step)` (forward/backward over the
-    step's micro-batches; returns metrics with `tokens` and `trained_tokens`), `optim_step`, one line in
+    step's micro-batches; returns metrics with `tokens` and `trained_tokens`), `optim_step`,
+    `after_step(step + 1)` (e.g. push the new weights to a generator; returns metrics to log), one line in
     metrics.jsonl, a checkpoint every `cfg.save_every` steps. Returns the last record."""
     import time
 
@@ -162,6 +163,8 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
         t0 = time.perf_counter()
         record = {"step": step + 1, **step_fn(step)}
         record.update(client.optim_step())
+        if after_step is not None:
+            record.update(after_step(step + 1) or {})
         record["trained_tokens_total"] = metrics.last.get("trained_tokens_total", 0) + record["trained_tokens"]
         metrics.last = record
         seconds = time.perf_counter() - t0

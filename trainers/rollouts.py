@@ -31,6 +31,7 @@ class Group:
     rewards: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [G] weighted total
     per_reward: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [G] raw (NaN = no verdict)
     keep: np.ndarray | None = None  # [G] bool: trained on (GFPO keeps k of G'; otherwise all)
+    version: int = -1  # policy version (optimiser steps taken) of the weights that sampled it; -1 = in process
 
 
 def render_prompt(tokenizer, row: dict, where: str) -> list[int]:
@@ -102,21 +103,39 @@ def fill_groups(draw: Callable[[int], list[Group]], want: int, dynamic: bool, ma
     return kept[:want], stats
 
 
-def advantages_for(groups: list[Group], scale: str, keep_k: int = 0, metric: str = "length") -> list[np.ndarray]:
-    """Per-group advantage arrays [G]; sets each group's `keep`. With `keep_k` (GFPO) the k kept completions
-    get advantages computed among themselves and the others get 0 (and `keep` False, so they are not trained
-    on: GFPO's loss is normalised over the kept completions only)."""
+def advantages_for(groups: list[Group], scale: str, keep_k: int = 0, metric: str = "length", mode: str = "group",
+                   weights: dict[str, float] | None = None, risk: tuple[float, float, float] = (0.2, 0.8, 1.5)
+                   ) -> list[np.ndarray]:
+    """Per-group advantage arrays [G]; sets each group's `keep`. `mode`:
+    - group: GRPO's, from the weighted sum of rewards, scaled by `scale` (group std, batch std or none);
+    - per-reward: GDPO's, each reward normalised in its group, summed with `weights`, normalised over the batch;
+    - riskpo: RiskPO's Mixed Value-at-Risk advantages, `risk` = (alpha, beta, omega).
+    With `keep_k` (GFPO) the k kept completions get advantages computed among themselves and the others get 0
+    (and `keep` False, so they are not trained on: GFPO's loss is normalised over the kept completions only)."""
     import torch
 
-    from trainers.rl_losses import gfpo_advantages, gfpo_keep, group_advantages
+    from trainers.rl_losses import (
+        decoupled_advantages,
+        gfpo_advantages,
+        gfpo_keep,
+        group_advantages,
+        mvar_advantages,
+    )
 
     rewards = torch.tensor(np.stack([g.rewards for g in groups]), dtype=torch.float64)
+    keep = torch.ones_like(rewards, dtype=torch.bool)
     if keep_k:
         lengths = torch.tensor([[len(t) for t in g.tokens] for g in groups])
         keep = gfpo_keep(rewards, lengths, keep_k, metric)
         adv = gfpo_advantages(rewards, keep, scale)
+    elif mode == "per-reward":
+        names = list(groups[0].per_reward)
+        per = torch.tensor(np.stack([np.stack([g.per_reward[n] for n in names], axis=-1) for g in groups]),
+                           dtype=torch.float64)
+        adv = decoupled_advantages(per, torch.tensor([(weights or {}).get(n, 1.0) for n in names], dtype=torch.float64))
+    elif mode == "riskpo":
+        adv = mvar_advantages(rewards, *risk, scale=scale)
     else:
-        keep = torch.ones_like(rewards, dtype=torch.bool)
         adv = group_advantages(rewards, scale)
     for g, k in zip(groups, keep.numpy(), strict=True):
         g.keep = k.astype(bool)

@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="sequences per generate call (default: 16)")
     parser.add_argument("--served-model-name", help="model id clients send (default: the directory name)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--allow-weight-updates", action="store_true",
+                        help="accept new weights on POST /v1/weights and report each completion's weight_version "
+                             "(the generator of `wb train grpo --generator`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.host}:{args.port} is already in use; pick another --port")
     engine = LocalEngine(args.model_path, args.device)
     name = args.served_model_name or engine.name
+    routes = None
+    if args.allow_weight_updates:
+        from distill_data.weight_updates import VersionedEngine, weight_routes
+
+        engine = VersionedEngine(engine)
+        routes = weight_routes(engine)
     print(f"serving {name} on http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(build_app(engine, name, args.max_batch), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(build_app(engine, name, args.max_batch, routes), host=args.host, port=args.port, log_level="warning")
     return 0

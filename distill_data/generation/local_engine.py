@@ -119,7 +119,8 @@ class LocalEngine:
             if s and s in text:
                 text, finish = text[:text.index(s)], "stop"
         entries = None
-        if logprobs is not None:
-            entries = [{"token": self.tokenizer.decode([t]), "logprob": float(lp)}
-                       for t, lp in zip(kept, logprobs[:len(kept)], strict=True)]
+        if logprobs is not None:  # token ids ride along (and the EOS that ended it) so RL can train on them
+            ended = tokens[:cut + 1] if cut is not None else kept
+            entries = [{"token": self.tokenizer.decode([t]), "logprob": float(lp), "token_id": int(t)}
+                       for t, lp in zip(ended, logprobs[:len(ended)], strict=True)]
         return Choice(text, None, finish, len(kept) + (1 if cut is not None else 0), entries)

@@ -125,12 +125,15 @@ def test_importance_weights():
     old = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
     sampler = torch.tensor([-0.1, -2.0, -0.5], dtype=torch.float64)
     seq = torch.tensor([0, 0, 1])
-    assert importance_weights(old, sampler, seq, 2, "none").tolist() == [1.0, 1.0, 1.0]
-    assert torch.allclose(importance_weights(old, sampler, seq, 2, "token_truncate", 3.0),
-                          torch.tensor([np.exp(0.1), 3.0, np.exp(0.5)], dtype=torch.float64))
+    rho, changed = importance_weights(old, sampler, seq, 2, "none")
+    assert rho.tolist() == [1.0, 1.0, 1.0] and not changed.any()
+    rho, changed = importance_weights(old, sampler, seq, 2, "tis", "token", 3.0)
+    assert torch.allclose(rho, torch.tensor([np.exp(0.1), 3.0, np.exp(0.5)], dtype=torch.float64))
+    assert changed.tolist() == [False, True, False]
     # sequence 0: exp(2.1) = 8.2 > cap, masked to 0; sequence 1: exp(0.5) kept
-    assert torch.allclose(importance_weights(old, sampler, seq, 2, "sequence_mask", 3.0),
-                          torch.tensor([0.0, 0.0, np.exp(0.5)], dtype=torch.float64))
+    rho, changed = importance_weights(old, sampler, seq, 2, "mis", "sequence", 3.0)
+    assert torch.allclose(rho, torch.tensor([0.0, 0.0, np.exp(0.5)], dtype=torch.float64))
+    assert changed.tolist() == [True, True, False]
 
 
 def test_gfpo_keeps_the_intended_subset_and_zeroes_the_rest():
