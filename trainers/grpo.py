@@ -444,8 +444,13 @@ def train_grpo(cfg: GRPOConfig, log=print) -> RunResult:
             groups, async_stats = _drop_stale(groups, step, cfg.max_staleness)
             if not groups:  # everything too old: sample this step again with the current weights
                 groups, stats = generate(step)
-                groups, _ = _drop_stale(groups, step, cfg.max_staleness)
+                groups, again = _drop_stale(groups, step, cfg.max_staleness)
+                async_stats["async/dropped_groups"] += again["async/dropped_groups"]
                 async_stats["async/resampled"] = 1
+                if not groups:
+                    raise InputError(f"--generator {cfg.generator}: every rollout for step {step + 1} came from "
+                                     f"weights older than version {step - cfg.max_staleness}; is the server "
+                                     "receiving weight updates (wb serve --allow-weight-updates)?")
             async_stats["time/generation_wait"] = round(waited, 4)
         sampled = stats.pop("sampled_tokens")
         run.sampled += sampled
