@@ -12,8 +12,10 @@ its weights with `WeightFiles` (one `torch.save` file per version, atomically, t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -137,3 +139,48 @@ class WeightFiles:
         for old in sorted(self.dir.glob("v*.pt"))[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
+
+
+@contextlib.contextmanager
+def local_generator(model_dir: str | os.PathLike, threads: int = 1, max_batch: int = 64,
+                    startup_seconds: float = 90.0) -> Iterator[str]:
+    """Run `wb serve MODEL --allow-weight-updates` in another process on a free 127.0.0.1 port (torch pinned
+    to `threads`), yield its /v1 URL, stop it by pid. For tests, benchmarks and a one-machine try."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(model_dir), "--port", str(port),
+                             "--max-batch", str(max_batch), "--allow-weight-updates"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + startup_seconds
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"wb serve exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"wb serve did not start within {startup_seconds:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
