@@ -10,7 +10,8 @@ exactly; chance is about 1/4) trained from the same tiny random Llama with `wb t
 Trainer and server each get one torch thread. Prints per configuration the mean wall seconds per step
 (first step skipped), its ratio to generator K=0, the reward averaged over the first and last five steps,
 the reward curve, and the mean generator-vs-trainer gap and staleness. Other jobs on the machine move
-the timings: read the ratio, measured in one run, not the absolute seconds.
+the timings: read the ratio, measured in one run, not the absolute seconds; with several seeds the
+configurations run in alternating order so a change of load hits all of them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ def divisible(completion_ids, modulus, **_):
     return [sum(t % m == 0 for t in ids) / len(ids) for ids, m in zip(completion_ids, modulus)]
 '''
 CONFIGS = {"in-process": None, "generator K=0": 0, "generator K=1": 1, "generator K=2": 2}
+BURN = "import time, torch\ntorch.set_num_threads(1)\nx = torch.randn(256, 256)\nt = time.perf_counter()\n" \
+       "for _ in range(1500):\n    x @ x\nprint(time.perf_counter() - t)"
+
+
+def spare_core_check() -> float:
+    """Wall time of two one-thread matmul processes run together / one run alone: about 1 when a second
+    core is free (the generator can overlap the trainer), about 2 when the machine is saturated."""
+    import subprocess
+
+    def run(n: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    return run(2) / run(1)
 
 
 def main() -> None:
@@ -58,8 +73,8 @@ def main() -> None:
 
     results: dict[str, list[list[dict]]] = {name: [] for name in CONFIGS}
     with local_generator(model, threads=1) as url:
-        for seed in args.seeds:
-            for name, k in CONFIGS.items():
+        for i, seed in enumerate(args.seeds):  # alternate the order so a load change on the machine hits all
+            for name, k in (list(CONFIGS.items()) if i % 2 == 0 else list(CONFIGS.items())[::-1]):
                 out = work / f"{name.replace(' ', '_')}-{seed}"
                 cfg = GRPOConfig(model=model, prompts=str(prompts), output=str(out), reward=["bench_rewards:divisible"],
                                  max_steps=args.steps, lr=1e-2, schedule="constant", num_generations=8,
@@ -71,8 +86,14 @@ def main() -> None:
                 print(f"  {name} seed {seed}: done", file=sys.stderr)
 
     base = np.mean([m["step_seconds"] for run in results["generator K=0"] for m in run[1:]])
+    sync = [m for run in results["generator K=0"] for m in run[1:]]
+    gen, rest = np.mean([m["time/generation_wait"] for m in sync]), np.mean([m["step_seconds"] - m["time/generation_wait"]
+                                                                             for m in sync])
     print(f"\n{args.steps} steps x 4 prompts x G=8, up to {args.max_new_tokens} new tokens, seeds {args.seeds}; "
-          "trainer and generator one torch thread each\n")
+          f"trainer and generator one torch thread each. Spare-core check: two one-thread processes take "
+          f"{spare_core_check():.2f}x the time of one (1 = a free core to overlap on, 2 = saturated). "
+          f"Synchronous step = generation {gen:.3f} s + the rest {rest:.3f} s; with a free core the overlap "
+          f"bound is {base / max(gen, rest):.2f}x\n")
     print("| config | s/step | vs K=0 | reward first 5 | reward last 5 | staleness | gen-vs-trainer abs logp diff |"
           " KL k3 | TIS-truncated share |")
     print("|---|---|---|---|---|---|---|---|---|")

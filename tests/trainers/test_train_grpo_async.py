@@ -134,3 +134,16 @@ def test_pipeline_runs_generation_k_steps_ahead_in_order():
     pipe.advance(4)
     assert pipe.get(4)[0] == 4 and pipe.next_step == 5  # never past the last step
     pipe.close()
+
+
+def test_a_resumed_async_run_pushes_its_weights_and_restarts_the_pipeline(weight_server, tiny_model_dir, toy,
+                                                                          tmp_path):
+    cfg = _cfg(tiny_model_dir, toy, tmp_path / "run", weight_server, max_staleness=1, max_steps=2, save_every=1)
+    train_grpo(cfg, log=lambda *_: None)
+    cfg.max_steps = 4
+    train_grpo(cfg, log=lambda *_: None)  # the same command with more steps resumes from step 2
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    # the resumed process pushed version 2 before sampling step 2, so that step is fresh again
+    assert [m["async/staleness_max"] for m in metrics] == [0, 1, 0, 1]
+    assert [m["policy_version"] for m in metrics] == [1, 2, 3, 4]
