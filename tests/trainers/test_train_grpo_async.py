@@ -52,6 +52,7 @@ def test_synchronous_generator_matches_the_trainer(weight_server, tiny_model_dir
             assert key in m, key
 
 
+@pytest.mark.slow
 def test_staleness_k_samples_from_weights_k_versions_old_and_the_correction_sees_it(weight_server, tiny_model_dir,
                                                                                     toy, tmp_path):
     cfg = _cfg(tiny_model_dir, toy, tmp_path / "run", weight_server, max_staleness=2, max_steps=5,
@@ -136,6 +137,7 @@ def test_pipeline_runs_generation_k_steps_ahead_in_order():
     pipe.close()
 
 
+@pytest.mark.slow
 def test_a_resumed_async_run_pushes_its_weights_and_restarts_the_pipeline(weight_server, tiny_model_dir, toy,
                                                                           tmp_path):
     cfg = _cfg(tiny_model_dir, toy, tmp_path / "run", weight_server, max_staleness=1, max_steps=2, save_every=1)

@@ -38,6 +38,7 @@ def _cfg(model, prompts, out, **kw) -> GRPOConfig:
     return GRPOConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("loss_type", "extra"), [("cispo", {}), ("gvpo", {"scale_rewards": "none", "gvpo_beta": 0.1,
                                                                            "lr": 3e-2}),
                                                   ("riskpo", {})])
