@@ -9,7 +9,9 @@ exactly; chance is about 1/4) trained from the same tiny random Llama with `wb t
 - generator K=1 and K=2: generation of the next K steps overlaps training of this one.
 Trainer and server each get one torch thread. Prints per configuration the mean wall seconds per step
 (first step skipped), its ratio to generator K=0, the reward averaged over the first and last five steps,
-the reward curve, and the mean generator-vs-trainer gap and staleness. Other jobs on the machine move
+the reward curve by training step and by the policy version that sampled it (with staleness K the
+samples trained at step s come from version s - K, so the step curve lags by K), and the mean
+generator-vs-trainer gap and staleness. Other jobs on the machine move
 the timings: read the ratio, measured in one run, not the absolute seconds; with several seeds the
 configurations run in alternating order so a change of load hits all of them.
 """
@@ -110,13 +112,21 @@ def main() -> None:
               f"{avg('async/staleness_mean')} | {avg('rollout/logprob_abs_diff')} | {avg('rollout/kl_k3')} | "
               f"{avg('rollout/corrected_share')} |")
     marks = sorted({1, *range(5, args.steps + 1, 5), args.steps})
-    print("\nreward curve (mean over seeds)\n")
+    print("\nreward by training step (mean over seeds; a step with staleness K logs samples of version step - K)\n")
     print("| config | " + " | ".join(f"step {s}" for s in marks) + " |")
     print("|---|" + "---|" * len(marks))
     for name, runs in results.items():
         curve = [np.mean([run[s - 1]["reward"] for run in runs]) for s in marks]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in curve) + " |")
-
+    last_common = args.steps - 1 - max(k or 0 for k in CONFIGS.values())
+    versions = sorted({0, *range(4, last_common + 1, 5), last_common})
+    print("\nreward by the policy version that sampled it (the policy's quality after that many updates)\n")
+    print("| config | " + " | ".join(f"v{v}" for v in versions) + " |")
+    print("|---|" + "---|" * len(versions))
+    for name, runs in results.items():
+        by_version = [{m["step"] - 1 - m.get("async/staleness_max", 0): m["reward"] for m in run} for run in runs]
+        curve = [np.mean([bv[v] for bv in by_version]) for v in versions]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in curve) + " |")
 
 if __name__ == "__main__":
     main()
