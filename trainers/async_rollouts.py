@@ -24,6 +24,7 @@ class RolloutPipeline:
         self.k = max_staleness
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="rollouts")
         self.futures: dict[int, Future] = {}
+        self.jobs: list[Future] = []  # other work (weight pushes): their errors surface in `get`
         self.next_step = start
         self.advance(start)
 
@@ -34,12 +35,18 @@ class RolloutPipeline:
             self.next_step += 1
 
     def run(self, fn: Callable[[], object]) -> Future:
-        return self.pool.submit(fn)
+        job = self.pool.submit(fn)
+        self.jobs.append(job)
+        return job
 
     def get(self, step: int) -> tuple[object, float]:
-        """(what produce(step) returned, seconds the trainer waited for it); re-raises its error."""
+        """(what produce(step) returned, seconds the trainer waited for it); re-raises its error, or the
+        error of a queued job (a failed weight push) that ran before it."""
         t0 = time.perf_counter()
         out = self.futures.pop(step).result()
+        for job in [j for j in self.jobs if j.done()]:
+            self.jobs.remove(job)
+            job.result()
         return out, time.perf_counter() - t0
 
     def close(self) -> None:

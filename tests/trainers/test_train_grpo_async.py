@@ -137,6 +137,20 @@ def test_pipeline_runs_generation_k_steps_ahead_in_order():
     pipe.close()
 
 
+def test_a_failed_weight_push_surfaces_at_the_next_batch():
+    pipe = RolloutPipeline(lambda step: step, start=0, total=3, max_staleness=0)
+    assert pipe.get(0)[0] == 0
+
+    def refused():
+        raise InputError("weight update refused (400: shape mismatch)")
+
+    pipe.run(refused)
+    pipe.advance(1)
+    with pytest.raises(InputError, match="shape mismatch"):
+        pipe.get(1)
+    pipe.close()
+
+
 @pytest.mark.slow
 def test_a_resumed_async_run_pushes_its_weights_and_restarts_the_pipeline(weight_server, tiny_model_dir, toy,
                                                                           tmp_path):
