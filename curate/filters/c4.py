@@ -1,6 +1,13 @@
-"""C4 rules (Raffel et al. 2020, datatrove's C4QualityFilter defaults) as a pure filter: lines without
-terminal punctuation, with fewer than 3 words, or mentioning javascript or a policy are not counted;
-a row is dropped for lorem ipsum, a curly bracket, or fewer than 5 sentences in the lines that remain."""
+"""C4 rules (Raffel et al. 2020) as in TensorFlow Datasets' `c4_utils` and datatrove's C4QualityFilter,
+with the same defaults and the same order, line by line: a line with a word over 1000 characters, without
+terminal punctuation (. ? ! " ') or ending in "...", with fewer than 3 words, mentioning javascript or a
+cookie/terms policy is not kept; "lorem ipsum" or a curly bracket in a line that got that far drops the
+page; a page with fewer than 5 sentences in its kept lines is dropped.
+
+Sentences are counted per kept line at . ? ! runs (closing quotes and brackets may follow) that end a
+token, skipping common abbreviations (Mr., e.g.) - the cases NLTK's Punkt model, which datatrove uses,
+decides the same way on ordinary text. Word counts are whitespace words, as in C4's code.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,19 @@ import re
 
 from curate.step import Decision, Filter
 
-TERMINAL = (".", "?", "!", '"', "'", "”", "’")
+TERMINAL = (".", "?", "!", '"', "'")
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
-_SENTENCE = re.compile(r"[.!?]+(?:\s|$)")
+_ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "St", "vs", "etc", "e.g", "i.e", "Prof", "Inc", "Ltd", "Jr", "Sr")
+_SENTENCE_END = re.compile("".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS)
+                           + r"[.!?]+[\"'”’)\]]*(?=\s|$)")
+
+
+def count_sentences(line: str) -> int:
+    """Sentences in one line: ends of sentences found, plus the trailing text after the last one."""
+    ends = list(_SENTENCE_END.finditer(line))
+    tail = line[ends[-1].end():] if ends else line
+    return len(ends) + bool(tail.strip())
 
 
 class C4Filter(Filter):
@@ -27,21 +43,26 @@ class C4Filter(Filter):
         self.curly = filter_curly_bracket
 
     def filter(self, text: str) -> Decision:
-        lower = text.lower()
-        if self.lorem and "lorem ipsum" in lower:
-            return False, "c4:lorem_ipsum", "contains 'lorem ipsum'"
-        if self.curly and "{" in text:
-            return False, "c4:curly_bracket", "contains '{' (likely code)"
-        kept = []
+        sentences = kept = 0
         for line in text.splitlines():
-            line = _CITATION.sub("", line).strip()
+            line = line.strip()
             words = line.split()
-            low = line.lower()
-            if (len(words) < self.min_words or not line.endswith(TERMINAL) or "javascript" in low
-                    or any(p in low for p in POLICY) or max(map(len, words)) > self.max_word_length):
+            if any(len(w) > self.max_word_length for w in words):
                 continue
-            kept.append(line)
-        sentences = sum(len(_SENTENCE.findall(line)) for line in kept)
+            line = _CITATION.sub("", line)
+            if not line.endswith(TERMINAL) or line.endswith("...") or len(words) < self.min_words:
+                continue
+            low = line.lower()
+            if self.lorem and "lorem ipsum" in low:
+                return False, "c4:lorem_ipsum", "a kept line contains 'lorem ipsum'"
+            if "javascript" in low:
+                continue
+            if self.curly and "{" in line:
+                return False, "c4:curly_bracket", "a kept line contains '{' (likely code)"
+            if any(p in low for p in POLICY):
+                continue
+            sentences += count_sentences(line)
+            kept += 1
         if sentences < self.min_sentences:
-            return False, "c4:too_few_sentences", f"{sentences} sentences in {len(kept)} usable lines"
+            return False, "c4:too_few_sentences", f"{sentences} sentences in {kept} usable lines"
         return True

@@ -86,3 +86,81 @@ def test_pii_redaction_inside_conversations():
 def test_pii_drop_mode_names_the_kind():
     keep, drop = PiiFilter(["text"]).decide(pa.array([PROSE, "reach me at x@y.io"], pa.large_string()))
     assert keep is True and drop[:2] == (False, "pii:email")
+
+
+# Fidelity to datatrove's rules, one hand-made document per fixed difference (bench/filters_parity.py
+# measures the whole corpus against datatrove itself; these tests do not need it installed).
+SENTENCES = ["The king rode out at dawn.", "His men followed him to the river.", "They waited there all day.",
+             "Nobody came to meet them.", "At night they went home again."]
+
+
+def test_c4_counts_a_sentence_that_ends_in_a_closing_quote():
+    quoted = [s[:-1] + ".'" if i % 2 else '"' + s[:-1] + '?"' for i, s in enumerate(SENTENCES)]
+    assert run_filter("c4", ["\n".join(quoted)]) == [True]
+    from curate.filters.c4 import count_sentences
+
+    assert count_sentences("He said 'go.' Then he left. Mr. Smith stayed?\"") == 3
+
+
+def test_c4_drops_lines_that_end_in_an_ellipsis():
+    trailing = [s[:-1] + "..." for s in SENTENCES]
+    (decision,) = run_filter("c4", ["\n".join(trailing[:2] + SENTENCES[:4])])
+    assert decision[1] == "c4:too_few_sentences" and decision[2].startswith("4 sentences in 4")
+
+
+def test_c4_curly_bracket_only_drops_when_it_is_in_a_kept_line():
+    code = "def f(x):\n    return {x: 1}\n"
+    assert run_filter("c4", [code + "\n".join(SENTENCES)]) == [True]
+    (decision,) = run_filter("c4", ["\n".join(SENTENCES) + "\nThe map {a: 1} was kept here."])
+    assert decision[1] == "c4:curly_bracket"
+
+
+def test_fineweb_line_punctuation_ignores_quotes_and_counts_indentation():
+    quoted = "\n".join(f'"{s[:-1]}"' for s in SENTENCES * 2)  # no sentence terminal at any line end
+    assert run_filter("fineweb", [quoted])[0][1] == "fineweb:line_punct_ratio"
+    indented = "\n".join([f"{' ' * i}The same line is written here once more, indented." for i in range(8)])
+    assert run_filter("fineweb", [indented]) == [True]  # the lines differ by their indentation
+
+
+def test_fineweb_thresholds_are_strict():
+    # exactly 12% of lines end in a terminal: datatrove keeps it (ratio < 0.12 drops)
+    lines = [f"line number {i} of a long list without any ending mark at all" for i in range(22)]
+    text = "\n".join(lines + ["This line ends in a period and is long enough.", "So does this one, also long."])
+    assert run_filter("fineweb", [text], line_punct_thr=2 / 24) == [True]
+    assert run_filter("fineweb", [text], line_punct_thr=2 / 24 + 1e-9)[0][1] == "fineweb:line_punct_ratio"
+
+
+def test_gopher_needs_two_distinct_stop_words():
+    body = " ".join(f"word{i} alpha beta gamma delta" for i in range(12))
+    (decision,) = run_filter("gopher_quality", [body + " the the the the"])
+    assert decision[1] == "gopher_quality:stop_words" and decision[2] == "1 distinct stop words"
+    assert run_filter("gopher_quality", [body + " the and"]) == [True]
+
+
+def test_gopher_words_split_off_punctuation():
+    from curate.filters.words import split_words
+
+    assert split_words('"Wonder," she said... 3.14, 1,000 x=3 \\frac{1}{2}.') == [
+        '"', "Wonder", ",", '"', "she", "said", "...", "3.14", ",", "1,000", "x=3", "\\frac", "{", "1", "}",
+        "{", "2", "}", "."]
+    # 50 words each followed by a comma: 100 tokens, 50 of them words; mean word length excludes the commas
+    text = ", ".join(["the", "and", "river"] * 17)
+    assert run_filter("gopher_quality", [text], min_doc_words=52)[0][2] == "51 words"
+
+
+def test_gopher_alpha_rule_counts_whitespace_words_not_punctuation_tokens():
+    dialogue = " ".join(f'"{s[:-1]}," he said, "and then?"' for s in SENTENCES * 3)
+    assert run_filter("gopher_quality", [dialogue]) == [True]
+    numbers = PROSE + " " + " ".join(str(i) for i in range(60))
+    assert run_filter("gopher_quality", [numbers])[0][1] == "gopher_quality:non_alpha_words"
+
+
+def test_gopher_repetition_counts_wonder_comma_and_wonder_period_as_one_word():
+    text = "I wonder, I wonder. I wonder! I wonder? I wonder; I wonder: I wonder. The rest is silence, my lord."
+    (decision,) = run_filter("gopher_repetition", [text])
+    assert decision[1] == "gopher_repetition:top_2_gram" and decision[2] == "'I wonder' x7"
+
+
+def test_gopher_repetition_keeps_a_short_answer_whose_top_ngram_occurs_once():
+    assert run_filter("gopher_repetition", ["The answer is 42."]) == [True]
+    assert run_filter("gopher_repetition", [""])[0][1] == "gopher_repetition:empty"
