@@ -1,15 +1,17 @@
 """RegMix-style mixture search: plan mixtures, train proxies, fit a regressor, search, build the corpus.
 
-Python API: `from mixopt import plan_mixtures, train_proxies, fit_regressor, search_mixture, build_corpus,
-confirm_mixture` (see `mixopt.api`; the names differ from the submodules `plan`, `fit`, ... on purpose);
-the CLI is `wb mix plan|run|fit|search|build|confirm`. Loaded on first use, so `import mixopt` stays light.
+Python API: `from mixopt import plan_mixtures, train_proxies, fit_regressor, search_mixture,
+predict_mixtures, build_corpus, confirm_mixture` (see `mixopt.api`; the names differ from the submodules
+`plan`, `fit`, ... on purpose); the CLI is `wb mix plan|run|fit|search|predict|build|confirm`. Loaded on
+first use, so `import mixopt` stays light.
 """
 
 from workbench.lazy import lazy_exports  # noqa: E402
 
-_API = {**dict.fromkeys(("plan_mixtures", "train_proxies", "fit_regressor", "search_mixture", "build_corpus",
-                         "confirm_mixture", "sweep_config"), "mixopt.api"),
+_API = {**dict.fromkeys(("plan_mixtures", "train_proxies", "fit_regressor", "search_mixture", "predict_mixtures",
+                         "build_corpus", "confirm_mixture", "sweep_config"), "mixopt.api"),
         "PlanConfig": "mixopt.plan", "FitConfig": "mixopt.fit", "SearchConfig": "mixopt.search",
+        "PredictConfig": "mixopt.predict",
         "BuildConfig": "mixopt.build", "ProxyConfig": "trainers.lm"}
 __all__ = sorted(_API)
 

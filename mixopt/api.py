@@ -1,5 +1,5 @@
 """The Python API of mixture search (RegMix): `plan_mixtures`, `train_proxies`, `fit_regressor`,
-`search_mixture`, `build_corpus`, `confirm_mixture` (one per `wb mix` step).
+`search_mixture`, `predict_mixtures`, `build_corpus`, `confirm_mixture` (one per `wb mix` step).
 
 The functions the CLI (`wb mix ...`) and the app call. Each checks its config, runs the step, and returns
 a `RunResult` for the directory it wrote (`train_proxies` writes into the plan directory: its `results.parquet`
@@ -14,6 +14,7 @@ from pathlib import Path
 from mixopt.build import BuildConfig
 from mixopt.fit import FitConfig
 from mixopt.plan import PlanConfig
+from mixopt.predict import PredictConfig
 from mixopt.search import SearchConfig
 from trainers.lm import ProxyConfig
 from workbench.config import validate
@@ -65,7 +66,7 @@ def train_proxies(plan_dir: PathLike, config: ProxyConfig | None = None, workers
 
 
 def fit_regressor(config: FitConfig, results: PathLike, output: PathLike, log=print) -> RunResult:
-    """Fit LightGBM and a linear baseline from mixture weights to metrics, with k-fold scores."""
+    """Fit LightGBM, a linear baseline and the log-linear law from mixture weights to metrics, with k-fold scores."""
     from mixopt.fit import run_fit
 
     validate(config)
@@ -82,6 +83,16 @@ def search_mixture(config: SearchConfig, fit_dir: PathLike, output: PathLike | N
     output = output or fit_dir.parent / f"{fit_dir.name.removesuffix('-fit')}-search"
     run_search(fit_dir, output, config, log=log)
     return RunResult.of(output)
+
+
+def predict_mixtures(config: PredictConfig, fit_dir: PathLike, table: PathLike, output: PathLike | None = None,
+                     log=print) -> dict:
+    """Score the mixtures of `table` with a saved fit (written to `output` when given); return a summary:
+    rows, targets, and each regressor's rank correlation with the actual objective when `table` has it."""
+    from mixopt.predict import run_predict
+
+    validate(config)
+    return run_predict(fit_dir, table, output, config, log=log)
 
 
 def build_corpus(config: BuildConfig, mixture: PathLike, output: PathLike, log=print) -> RunResult:

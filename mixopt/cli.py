@@ -1,9 +1,10 @@
-"""`wb mix plan|run|fit|search|build|confirm`: the RegMix chain as one set of commands.
+"""`wb mix plan|run|fit|search|predict|build|confirm`: the RegMix chain as one set of commands.
 
     wb mix plan examples/mixopt/domains.yaml --output runs/mix --runs 48
     wb mix run runs/mix --workers 2
     wb mix fit runs/mix/results.parquet --output runs/mix-fit
     wb mix search runs/mix-fit --output runs/mix-search
+    wb mix predict runs/mix-fit new-mixtures.parquet [--output runs/mix-predict]
     wb mix build runs/mix-search/mixture.json --output runs/mix-corpus --tokens 2000000
     wb mix confirm runs/mix-search/mixture.json --output runs/mix-confirm
 """
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mixopt.build import BuildConfig
     from mixopt.fit import FitConfig
     from mixopt.plan import PlanConfig
+    from mixopt.predict import PredictConfig
     from mixopt.search import SearchConfig
     from trainers.lm import ProxyConfig
 
@@ -43,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("fit_dir", help="a directory written by `wb mix fit`")
     search.add_argument("--output", help="search run directory (default: FIT_DIR/../<name>-search)")
     add_config_arguments(search, SearchConfig)
+
+    predict = sub.add_parser("predict", help="score mixtures in a table with a saved fit (and check against results)")
+    predict.add_argument("fit_dir", help="a directory written by `wb mix fit`")
+    predict.add_argument("table", help="table with the fit's weight columns (w.<domain>), optionally its metrics")
+    predict.add_argument("--output", help="run directory for the predictions (data.parquet)")
+    add_config_arguments(predict, PredictConfig)
 
     build = sub.add_parser("build", help="materialise the mixed corpus")
     build.add_argument("mixture", help="mixture.json from `wb mix search`")
@@ -87,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
         result = api.search_mixture(build_config(SearchConfig, args), args.fit_dir, args.output)
         print(f"mixture -> {result.path}/mixture.json (chart: {result.path}/mixture.png)")
+    elif step == "predict":
+        from mixopt.predict import PredictConfig
+
+        api.predict_mixtures(build_config(PredictConfig, args), args.fit_dir, args.table, args.output)
     elif step == "build":
         from mixopt.build import BuildConfig
 

@@ -1,8 +1,8 @@
-"""`wb mix fit`: regress the validation metric on the mixture weights (LightGBM, with a linear baseline).
+"""`wb mix fit`: regress the validation metric on the mixture weights (LightGBM; linear and log-linear beside it).
 
 RESULTS is our `results.parquet` or any table with one weight column per domain (`w.<domain>`, or named
 with `--weights`) and metric columns. Several `--target METRIC[:WEIGHT]` combine as a weighted sum of
-z-normalised metrics, minimised (a negative weight maximises that metric). Both regressors are scored by
+z-normalised metrics, minimised (a negative weight maximises that metric). All three regressors are scored by
 k-fold cross-validation (Spearman, Pearson, MAE on out-of-fold predictions); early stopping is never run
 on held-out folds. LightGBM uses RegMix's settings, with `min_child_samples` scaled to the number of runs
 so that it can split at all on small sweeps.
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mixopt.loglinear import fit_loglinear, predict_loglinear
 from mixopt.plan import domain_names, plan_in
 from workbench.config import option
 from workbench.errors import InputError
@@ -27,6 +28,7 @@ from workbench.rundir import RunDir, write_json_atomic
 
 WEIGHT_PREFIX = "w."
 FIT = "fit.json"
+REGRESSORS = ("lightgbm", "linear", "loglinear")
 
 
 @dataclass
@@ -40,6 +42,8 @@ class FitConfig:
     learning_rate: float = option(0.01, "LightGBM learning rate (RegMix: 0.01)")
     min_child_samples: int = option(0, "LightGBM min_child_samples; 0 = max(2, runs // 20)")
     seed: int = option(42, "LightGBM and fold seed")
+    weight_tolerance: float = option(0.01, "rows whose weights sum within this of 1 are renormalised (RegMix's "
+                                     "CSVs are rounded to 3 decimals); beyond it a row is refused", min=0.0)
 
 
 @dataclass
@@ -65,9 +69,42 @@ def parse_targets(specs: list[str]) -> dict[str, float]:
     return targets
 
 
+def read_weights(table: pa.Table, path: str | Path, weight_columns: list[str], tolerance: float = 0.01,
+                 log=print, row_numbers: np.ndarray | None = None) -> np.ndarray:
+    """The weight matrix (rows x columns) of `table`, rows renormalised to sum to 1.
+
+    A row whose weights sum within `tolerance` of 1 is renormalised, with one warning line for all such
+    rows; a missing, negative or NaN weight, or a sum beyond the tolerance, raises `InputError` naming the row
+    (its 1-based number in the file: `row_numbers` maps rows of a filtered table back).
+    """
+    row = (lambda i: int(row_numbers[i])) if row_numbers is not None else (lambda i: i + 1)
+    missing = [c for c in weight_columns if c not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: no column {missing[0]!r}; columns are {table.column_names}")
+    X = np.column_stack([np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in weight_columns])
+    for j, column in enumerate(weight_columns):
+        bad = np.flatnonzero(~np.isfinite(X[:, j]) | (X[:, j] < 0))
+        if len(bad):
+            raise InputError(f"{path}: row {row(bad[0])}: weight column {column!r} is NaN, missing or negative")
+    sums = X.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > tolerance)
+    if len(off):
+        raise InputError(f"{path}: row {row(off[0])}: weights sum to {sums[off[0]]:.4f}, not 1 "
+                         f"(tolerance {tolerance:g}, --weight-tolerance)")
+    inexact = np.abs(sums - 1) > 1e-6
+    if inexact.any():
+        log(f"warning: {path}: {int(inexact.sum())} rows have weights summing to {sums[inexact].min():.4f}"
+            f"-{sums[inexact].max():.4f}, not 1; renormalised them")
+    return X / sums[:, None]
+
+
 def load_results(path: str | Path, weight_columns: list[str], targets: list[str],
-                 expected_domains: list[str] | None = None) -> Dataset:
-    """Read a results table and check it; failed runs are excluded, anything else wrong is an error."""
+                 expected_domains: list[str] | None = None, tolerance: float = 0.01, log=print) -> Dataset:
+    """Read a results table and check it; failed runs are excluded, anything else wrong is an error.
+
+    Runs reused from an earlier sweep (`reused_from` set) that lack a target metric (a domain or
+    validation set added since) are left out of this fit and counted in `excluded`.
+    """
     table = open_source(path).read()
     names = table.column_names
     weight_columns = weight_columns or [c for c in names if c.startswith(WEIGHT_PREFIX)]
@@ -80,27 +117,24 @@ def load_results(path: str | Path, weight_columns: list[str], targets: list[str]
     missing = [c for c in [*weight_columns, *targets] if c not in names]
     if missing:
         raise InputError(f"{path}: no column {missing[0]!r}; columns are {names}")
-    excluded = 0
+    keep = np.ones(table.num_rows, bool)
     if "status" in names:
-        ok = np.array([s == "ok" for s in table["status"].to_pylist()])
-        excluded = int((~ok).sum())
-        table = table.filter(pa.array(ok))
-    X = np.column_stack([np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in weight_columns])
+        keep &= np.array([s == "ok" for s in table["status"].to_pylist()])
+    if "reused_from" in names:
+        reused = np.array([r is not None for r in table["reused_from"].to_pylist()])
+        for name in targets:
+            keep &= ~(reused & np.array([v is None for v in table[name].to_pylist()]))
+    excluded = int((~keep).sum())
+    table = table.filter(pa.array(keep))
+    rows = np.flatnonzero(keep) + 1
+    X = read_weights(table, path, weight_columns, tolerance, log, rows)
     run_ids = table["run_id"].to_pylist() if "run_id" in names else [str(i) for i in range(table.num_rows)]
-    for j, column in enumerate(weight_columns):
-        bad = np.flatnonzero(~np.isfinite(X[:, j]))
-        if len(bad):
-            raise InputError(f"{path}: row {bad[0] + 1}: weight column {column!r} is NaN or missing")
-    sums = X.sum(axis=1)
-    off = np.flatnonzero(np.abs(sums - 1) > 1e-3)
-    if len(off):
-        raise InputError(f"{path}: row {off[0] + 1}: weights sum to {sums[off[0]]:.4f}, not 1")
     metrics = {}
     for name in targets:
         values = np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=float)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise InputError(f"{path}: row {bad[0] + 1}: metric {name!r} is NaN or missing "
+            raise InputError(f"{path}: row {rows[bad[0]]}: metric {name!r} is NaN or missing "
                              "(mark failed runs with status != 'ok' to exclude them)")
         metrics[name] = values
     if len(X) < 4:
@@ -154,29 +188,31 @@ def scores(actual: np.ndarray, predicted: np.ndarray) -> dict:
             "mae": round(float(np.abs(actual - predicted).mean()), 4)}
 
 
-def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold predictions of (LightGBM, linear)."""
+def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions of each regressor: {"lightgbm", "linear", "loglinear"}."""
     k = min(config.folds, len(X))
     order = np.random.default_rng(config.seed).permutation(len(X))
-    pred_lgbm, pred_linear = np.zeros(len(X)), np.zeros(len(X))
+    preds = {name: np.zeros(len(X)) for name in REGRESSORS}
     for fold in np.array_split(order, k):
         train = np.setdiff1d(order, fold)
         params = lgbm_params(config, len(train))
-        pred_lgbm[fold] = fit_lgbm(X[train], y[train], params).predict(X[fold])
-        pred_linear[fold] = X[fold] @ fit_linear(X[train], y[train])
-    return pred_lgbm, pred_linear
+        preds["lightgbm"][fold] = fit_lgbm(X[train], y[train], params).predict(X[fold])
+        preds["linear"][fold] = X[fold] @ fit_linear(X[train], y[train])
+        preds["loglinear"][fold] = predict_loglinear(fit_loglinear(X[train], y[train]), X[fold])
+    return preds
 
 
-def plot_predictions(y: np.ndarray, pred_lgbm: np.ndarray, pred_linear: np.ndarray, path: Path, title: str) -> None:
+def plot_predictions(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.scatter(y, pred_linear, s=14, alpha=0.6, label="linear", marker="x")
-    ax.scatter(y, pred_lgbm, s=14, alpha=0.8, label="LightGBM")
-    low, high = float(min(y.min(), pred_lgbm.min())), float(max(y.max(), pred_lgbm.max()))
+    ax.scatter(y, preds["linear"], s=14, alpha=0.6, label="linear", marker="x")
+    ax.scatter(y, preds["loglinear"], s=14, alpha=0.6, label="log-linear", marker="+")
+    ax.scatter(y, preds["lightgbm"], s=14, alpha=0.8, label="LightGBM")
+    low, high = float(min(y.min(), preds["lightgbm"].min())), float(max(y.max(), preds["lightgbm"].max()))
     ax.plot([low, high], [low, high], color="grey", linewidth=1)
     ax.set_xlabel("actual objective (z-score sum)")
     ax.set_ylabel("predicted (out of fold)")
@@ -205,13 +241,13 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
     targets = parse_targets(config.target or default_targets(results))
     plan = plan_in(Path(results).parent)
     expected = domain_names(plan) if plan else None
-    data = load_results(results, config.weights, list(targets), expected)
+    data = load_results(results, config.weights, list(targets), expected, config.weight_tolerance, log)
     y, norm = combine(data.metrics, targets)
     output = Path(output)
     source = open_source(results)
     with RunDir(output, "mix-fit", config, inputs=[source]) as run:
-        pred_lgbm, pred_linear = cross_validate(data.X, y, config)
-        report = {"lightgbm": scores(y, pred_lgbm), "linear": scores(y, pred_linear)}
+        preds = cross_validate(data.X, y, config)
+        report = {name: scores(y, pred) for name, pred in preds.items()}
         params = lgbm_params(config, len(data.X))
         fit_lgbm(data.X, y, params).save_model(str(output / "model.objective.txt"))
         per_metric = {}
@@ -219,18 +255,20 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
             for name, values in data.metrics.items():
                 fit_lgbm(data.X, values, params).save_model(str(output / f"model.{name}.txt"))
                 per_metric[name] = f"model.{name}.txt"
-        plot_predictions(y, pred_lgbm, pred_linear, output / "predicted_vs_actual.png",
+        plot_predictions(y, preds, output / "predicted_vs_actual.png",
                          f"{' + '.join(targets)}: LightGBM rho={report['lightgbm']['spearman']:.3f}, "
-                         f"linear rho={report['linear']['spearman']:.3f}")
-        write_table(pa.table({"run_id": data.run_ids, "objective": y, "pred_lightgbm": pred_lgbm,
-                              "pred_linear": pred_linear}), run.product)
+                         f"linear {report['linear']['spearman']:.3f}, log-linear {report['loglinear']['spearman']:.3f}")
+        # the training mixtures travel with the fit: search samples where they live and measures its distance
+        write_table(pa.table({"run_id": data.run_ids, **{c: data.X[:, j] for j, c in enumerate(data.weight_columns)},
+                              "objective": y, **{f"pred_{name}": pred for name, pred in preds.items()}}), run.product)
         plan_dir = Path(results).parent if plan else None
         fit = {
             "domains": data.domains, "weight_columns": data.weight_columns, "targets": norm,
             "runs": len(data.X), "excluded_failed_runs": data.excluded, "folds": min(config.folds, len(data.X)),
-            "cv": report, "linear_coef": fit_linear(data.X, y).tolist(), "per_metric_models": per_metric,
-            "lightgbm_params": params, "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
-            "better": "lightgbm" if report["lightgbm"]["spearman"] >= report["linear"]["spearman"] else "linear",
+            "cv": report, "linear_coef": fit_linear(data.X, y).tolist(), "loglinear": fit_loglinear(data.X, y),
+            "per_metric_models": per_metric, "lightgbm_params": params,
+            "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
+            "better": max(REGRESSORS, key=lambda name: report[name]["spearman"]),  # ties go to LightGBM
         }
         write_json_atomic(output / FIT, fit)
         run.finish(rows_in=len(data.X) + data.excluded, rows_out=len(data.X), dropped={"failed_run": data.excluded}
@@ -238,8 +276,9 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
     log(f"{'regressor':<10} {'spearman':>9} {'pearson':>9} {'mae':>8}   ({len(data.X)} runs, {fit['folds']}-fold CV)")
     for name, s in report.items():
         log(f"{name:<10} {s['spearman']:>9.3f} {s['pearson']:>9.3f} {s['mae']:>8.3f}")
-    if fit["better"] == "linear":
-        log("note: the linear baseline ranks mixtures better than LightGBM on this sweep")
+    if fit["better"] != "lightgbm":
+        log(f"note: the {fit['better']} regressor ranks mixtures better than LightGBM on this sweep "
+            "(search uses LightGBM; `wb mix predict` gives all three)")
     return fit
 
 

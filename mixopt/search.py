@@ -1,7 +1,12 @@
 """`wb mix search`: simulate many mixtures, predict each with the fitted regressor, average the top k.
 
 Candidates come from the same constrained sampler as the plan (natural prior, per-domain bounds, epoch
-caps at the final corpus size), so the answer honours what the sweep honoured. With several targets the
+caps at the final corpus size), so the answer honours what the sweep honoured. On a bring-your-own table
+(no plan) the sampler is centred on the mean of the table's own mixtures, the estimate of how they were
+sampled, as RegMix samples its candidates the way it sampled its training mixtures: tree regressors
+predict flat outside the region they have seen. The natural reference is `--natural`, else the plan's
+prior, else that estimate. The chosen mixture's total-variation distance to the nearest training
+mixtures is reported beside the training mixtures' own spacing. With several targets the
 non-dominated candidates (the Pareto front of the per-metric predictions) are listed as well.
 
     wb mix search runs/mix-fit --samples 1000000 --top-k 100 --output runs/mix-search
@@ -37,6 +42,8 @@ class SearchConfig:
     max_weight: list[str] = option([], "DOMAIN=W upper bounds (added to the plan's)")
     max_epochs: float = option(0.0, "epoch cap per domain at --tokens (0 = the plan's)")
     tokens: int = option(0, "size of the final corpus in tokens, for the epoch cap (0 = no epoch cap)")
+    natural: list[str] = option([], "DOMAIN=W natural (reference) mixture; default: the plan's prior, else "
+                                "the mean of the fit's training mixtures")
 
 
 def parse_bounds(specs: list[str], domains: list[str], flag: str) -> dict[str, float]:
@@ -49,8 +56,36 @@ def parse_bounds(specs: list[str], domains: list[str], flag: str) -> dict[str, f
     return bounds
 
 
-def search_constraints(fit: dict, config: SearchConfig) -> tuple[np.ndarray, Constraints]:
-    """The prior and constraints for search: the plan's (as the sweep had them), tightened by the flags."""
+def training_mixtures(fit_dir: str | Path, fit: dict) -> tuple[np.ndarray, list[str]] | None:
+    """(weights, run ids) of the mixtures a fit was trained on, or None for a fit written before they were kept."""
+    import pyarrow.parquet as pq
+
+    path = Path(fit_dir) / "data.parquet"
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    if not all(c in table.column_names for c in fit["weight_columns"]):
+        return None
+    return (np.column_stack([table[c].to_numpy() for c in fit["weight_columns"]]),
+            [str(r) for r in table["run_id"].to_pylist()])
+
+
+def parse_natural(specs: list[str], domains: list[str]) -> np.ndarray:
+    """--natural DOMAIN=W...: a full mixture (unnamed domains get 0), summing to 1 within 0.01."""
+    weights = parse_bounds(specs, domains, "natural")
+    natural = np.array([weights.get(d, 0.0) for d in domains])
+    if (natural < 0).any() or abs(natural.sum() - 1) > 0.01:
+        raise InputError(f"--natural: the weights must be >= 0 and sum to 1; they sum to {natural.sum():.4f}")
+    return natural / natural.sum()
+
+
+def search_constraints(fit: dict, config: SearchConfig,
+                       trained: np.ndarray | None = None) -> tuple[np.ndarray, Constraints, np.ndarray, str]:
+    """(candidate prior, constraints, natural reference, where the reference came from) for search.
+
+    The prior and constraints are the plan's (as the sweep had them), tightened by the flags; without a
+    plan the prior is the mean of the training mixtures `trained` (uniform if unknown).
+    """
     domains = fit["domains"]
     plan = plan_in(fit.get("plan_dir"))
     if plan:
@@ -58,8 +93,15 @@ def search_constraints(fit: dict, config: SearchConfig) -> tuple[np.ndarray, Con
         constraints = plan_constraints(plan, config.tokens or None)
         constraints.domains = domains  # the fit's column order
         constraints.max_epochs = config.max_epochs or constraints.max_epochs
+        source = "the plan's natural token distribution"
     else:
-        prior = np.full(len(domains), 1 / len(domains))
+        if trained is not None:
+            prior = np.maximum(trained.mean(axis=0), 1e-6)
+            prior /= prior.sum()
+            source = f"estimated: the mean of the {len(trained)} training mixtures"
+        else:
+            prior = np.full(len(domains), 1 / len(domains))
+            source = "uniform (this fit does not keep its training mixtures)"
         constraints = Constraints(domains, max_epochs=config.max_epochs or None)
     constraints.min_weight = {**constraints.min_weight, **parse_bounds(config.min_weight, domains, "min-weight")}
     constraints.max_weight = {**constraints.max_weight, **parse_bounds(config.max_weight, domains, "max-weight")}
@@ -67,7 +109,36 @@ def search_constraints(fit: dict, config: SearchConfig) -> tuple[np.ndarray, Con
         constraints.max_epochs = None  # no corpus size given: no epoch cap to apply
     elif not constraints.available_tokens and constraints.max_epochs:
         raise InputError("--tokens with an epoch cap needs the plan's token counts; fit a plan's results.parquet")
-    return prior, constraints
+    natural = prior
+    if config.natural:
+        natural, source = parse_natural(config.natural, domains), "--natural"
+    return prior, constraints, natural, source
+
+
+def rounded(weights: np.ndarray, decimals: int = 6) -> np.ndarray:
+    """Weights rounded to `decimals`, the largest absorbing the rounding so that they still sum to 1."""
+    out = weights.round(decimals)
+    out[np.argmax(out)] += 1 - out.sum()
+    return out
+
+
+def distance_to_training(chosen: np.ndarray, trained: np.ndarray, run_ids: list[str], k: int = 5) -> dict:
+    """Total-variation distance of `chosen` to its nearest training mixtures, and how far apart those sit.
+
+    `typical_nearest` is the median distance from a training mixture to its nearest other one (on at most
+    2,000 of them): a chosen mixture much farther out than that lies where the regressor saw no runs.
+    """
+    tv = 0.5 * np.abs(trained - chosen).sum(axis=1)
+    order = np.argsort(tv)
+    sample = trained[np.random.default_rng(0).permutation(len(trained))[:2000]]
+    spacing = np.full(len(sample), np.inf)
+    for i in range(len(sample)):
+        d = 0.5 * np.abs(sample - sample[i]).sum(axis=1)
+        d[i] = np.inf
+        spacing[i] = d.min()
+    return {"nearest_run": run_ids[order[0]], "nearest": round(float(tv[order[0]]), 4),
+            f"mean_{k}_nearest": round(float(tv[order[:k]].mean()), 4),
+            "typical_nearest": round(float(np.median(spacing[np.isfinite(spacing)])), 4) if len(sample) > 1 else None}
 
 
 def pareto_front(values: np.ndarray) -> np.ndarray:
@@ -105,7 +176,8 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
 
     fit, booster = load_fit(fit_dir)
     domains = fit["domains"]
-    prior, constraints = search_constraints(fit, config)
+    kept = training_mixtures(fit_dir, fit)
+    prior, constraints, natural, natural_source = search_constraints(fit, config, kept[0] if kept else None)
     if config.top_k < 1 or config.samples < config.top_k:
         raise InputError(f"--top-k must be between 1 and --samples ({config.samples}); got {config.top_k}")
     rng = np.random.default_rng(config.seed)
@@ -116,18 +188,22 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
     output = Path(output)
     with RunDir(output, "mix-search", config, inputs=[{"path": str(fit_dir)}]) as run:
         mixture = {
-            "weights": dict(zip(domains, chosen.round(6).tolist(), strict=True)),
+            "weights": dict(zip(domains, rounded(chosen).tolist(), strict=True)),
             "predicted_objective": float(booster.predict(chosen[None, :])[0]),
             "best_single": dict(zip(domains, candidates[top[0]].round(6).tolist(), strict=True)),
-            "natural": dict(zip(domains, prior.round(6).tolist(), strict=True)),
-            "predicted_natural": float(booster.predict(prior[None, :])[0]),
+            "natural": dict(zip(domains, natural.round(6).tolist(), strict=True)),
+            "natural_source": natural_source,
+            "predicted_natural": float(booster.predict(natural[None, :])[0]),
+            "candidate_prior": dict(zip(domains, prior.round(6).tolist(), strict=True)),
             "uniform": dict.fromkeys(domains, round(1 / len(domains), 6)),
             "predicted_uniform": float(booster.predict(np.full((1, len(domains)), 1 / len(domains)))[0]),
             "targets": fit["targets"], "samples": int(len(candidates)), "top_k": config.top_k,
             "plan_dir": fit.get("plan_dir"), "fit_dir": str(Path(fit_dir).resolve()),
         }
+        if kept:
+            mixture["distance_to_training"] = distance_to_training(chosen, *kept)
         write_json_atomic(output / "mixture.json", mixture)
-        plot_mixture(domains, chosen, prior, output / "mixture.png")
+        plot_mixture(domains, chosen, natural, output / "mixture.png")
         write_table(pa.table({**{f"w.{d}": candidates[top, j] for j, d in enumerate(domains)},
                               "predicted": predicted[top]}), run.product)
         if fit.get("per_metric_models"):
@@ -141,9 +217,24 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
                         output / "pareto.parquet")
             mixture["pareto_size"] = int(len(front))
         run.finish(rows_in=len(candidates), rows_out=config.top_k, mixture=mixture["weights"])
-    log(f"{'domain':<16} {'natural':>8} {'chosen':>8}")
+    log(f"{'domain':<16} {'natural':>8} {'chosen':>8}   (natural: {natural_source})")
     for j, d in enumerate(domains):
-        log(f"{d:<16} {prior[j]:>8.3f} {chosen[j]:>8.3f}")
+        log(f"{d:<16} {natural[j]:>8.3f} {chosen[j]:>8.3f}")
     log(f"predicted objective: chosen {mixture['predicted_objective']:.3f}, natural "
         f"{mixture['predicted_natural']:.3f}, uniform {mixture['predicted_uniform']:.3f} (lower is better)")
+    if kept:
+        log(distance_line(mixture["distance_to_training"]))
     return mixture
+
+
+def distance_line(d: dict) -> str:
+    """One line on how far the chosen mixture is from the training mixtures, with a warning when far out."""
+    line = (f"distance to the nearest training mixture ({d['nearest_run']}): {d['nearest']:.3f} total variation, "
+            f"{d['mean_5_nearest']:.3f} to the 5 nearest")
+    if d["typical_nearest"] is None:
+        return line
+    line += f"; training mixtures sit {d['typical_nearest']:.3f} from their nearest neighbour"
+    if d["nearest"] > 2 * d["typical_nearest"]:
+        line += ("\nwarning: the chosen mixture lies outside the region the training runs cover, where tree "
+                 "regressors predict flat; check it with `wb mix confirm` or add runs near it")
+    return line

@@ -271,3 +271,105 @@ def test_cli_chain_plan_run_fit_search_build(tmp_path, domains_yaml, capsys):
     assert pq.read_table(tmp_path / "corpus" / "data.parquet").num_rows > 0
     assert main(["mix", "fit", f"{plan}/results.parquet", "--output", str(tmp_path / "x"), "--target", "nope"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
+
+
+# --- foreign tables: rounded weights, log-linear law, predict, natural reference and distance ----------
+
+
+def weights_table(path, weights, metric, run_ids=None):
+    n = len(weights)
+    write_table(pa.table({"run_id": run_ids or [f"run-{i:04d}" for i in range(n)],
+                          **{f"w.{d}": weights[:, j] for j, d in enumerate(DOMAINS)}, "loss": metric}), path)
+    return path
+
+
+def test_rounded_weights_are_renormalised_with_one_warning_and_far_sums_refused(tmp_path):
+    weights = np.random.default_rng(0).dirichlet(np.ones(3), size=16).round(3)  # RegMix's CSVs: 3 decimals
+    weights[1] = [0.2, 0.5, 0.298]  # sums to 0.998
+    lines = []
+    data = load_results(weights_table(tmp_path / "r.parquet", weights, np.arange(16.0)), [], ["loss"], log=lines.append)
+    np.testing.assert_allclose(data.X.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(data.X[1], np.array([0.2, 0.5, 0.298]) / 0.998)
+    assert len(lines) == 1 and "renormalised" in lines[0] and "0.9980" in lines[0]
+    weights[2] = [0.2, 0.5, 0.25]
+    with pytest.raises(InputError, match=r"row 3: weights sum to 0.9500, not 1 \(tolerance 0.01"):
+        load_results(weights_table(tmp_path / "bad.parquet", weights, np.arange(16.0)), [], ["loss"], log=quiet)
+    load_results(tmp_path / "bad.parquet", [], ["loss"], tolerance=0.06, log=quiet)  # a wider tolerance takes it
+
+
+def test_loglinear_law_is_recovered_and_scored_in_the_kfold_table(tmp_path):
+    from mixopt.loglinear import fit_loglinear, predict_loglinear
+
+    rng = np.random.default_rng(1)
+    weights = rng.dirichlet(np.ones(3), size=64)
+    loss = 2.0 + np.exp(weights @ np.array([1.0, -2.0, 0.5]))
+    params = fit_loglinear(weights, loss)
+    assert params["c"] == pytest.approx(2.0, abs=1e-3)
+    np.testing.assert_allclose(params["t"], [1.0, -2.0, 0.5], atol=1e-3)
+    np.testing.assert_allclose(predict_loglinear(params, weights), loss, atol=1e-4)
+    fit = run_fit(weights_table(tmp_path / "r.parquet", weights, loss), tmp_path / "fit",
+                  FAST_FIT(target=["loss"]), log=quiet)
+    assert set(fit["cv"]) == {"lightgbm", "linear", "loglinear"}
+    assert fit["cv"]["loglinear"]["spearman"] > 0.999 and fit["better"] == "loglinear"
+    assert fit["cv"]["loglinear"]["spearman"] > fit["cv"]["linear"]["spearman"]
+
+
+def test_predict_scores_new_mixtures_and_reports_the_transfer(tmp_path, capsys):
+    from mixopt.predict import PredictConfig, run_predict
+    from workbench.cli import main
+
+    run_fit(synthetic_results(tmp_path / "results.parquet"), tmp_path / "fit", FAST_FIT(target=["loss"]), log=quiet)
+    new = np.random.default_rng(5).dirichlet(np.ones(3), size=12)
+    weights_table(tmp_path / "new.parquet", new, ((new - OPTIMUM) ** 2).sum(axis=1))
+    summary = run_predict(tmp_path / "fit", tmp_path / "new.parquet", tmp_path / "pred", PredictConfig(), log=quiet)
+    assert summary["rows"] == 12 and summary["spearman"]["lightgbm"] > 0.8
+    out = pq.read_table(tmp_path / "pred" / "data.parquet")
+    assert out["run_id"].to_pylist() == [f"run-{i:04d}" for i in range(12)]
+    assert {"pred_lightgbm", "pred_linear", "pred_loglinear", "objective"} <= set(out.column_names)
+    np.testing.assert_allclose(out["w.a"].to_numpy(), new[:, 0])
+    # without metric columns it only predicts; the best predicted row comes first in the printout
+    write_table(pq.read_table(tmp_path / "new.parquet").drop_columns(["loss"]), tmp_path / "weights-only.parquet")
+    assert main(["mix", "predict", str(tmp_path / "fit"), str(tmp_path / "weights-only.parquet")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    best = int(np.argmin(out["pred_lightgbm"].to_numpy()))
+    assert printed[1].startswith(f"run-{best:04d}") and "rank correlation" not in "\n".join(printed)
+    write_table(pq.read_table(tmp_path / "new.parquet").drop_columns(["w.c"]), tmp_path / "no-c.parquet")
+    assert main(["mix", "predict", str(tmp_path / "fit"), str(tmp_path / "no-c.parquet")]) == 2
+    assert "no column 'w.c'" in capsys.readouterr().err
+
+
+def test_search_on_a_foreign_table_samples_where_its_mixtures_live(tmp_path):
+    rng = np.random.default_rng(2)
+    weights = rng.dirichlet(np.array([0.7, 0.2, 0.1]) * 40, size=96)  # a sweep around (0.7, 0.2, 0.1)
+    loss = ((weights - np.array([0.6, 0.25, 0.15])) ** 2).sum(axis=1)
+    run_fit(weights_table(tmp_path / "r.parquet", weights, loss), tmp_path / "fit", FAST_FIT(target=["loss"]),
+            log=quiet)
+    lines = []
+    mixture = run_search(tmp_path / "fit", tmp_path / "s", SearchConfig(samples=20_000, top_k=50), log=lines.append)
+    mean = weights.mean(axis=0)
+    assert mixture["natural_source"] == "estimated: the mean of the 96 training mixtures"
+    np.testing.assert_allclose(list(mixture["natural"].values()), mean, atol=1e-5)
+    np.testing.assert_allclose(list(mixture["candidate_prior"].values()), mean, atol=1e-5)
+    distance = mixture["distance_to_training"]
+    chosen = np.array(list(mixture["weights"].values()))
+    tv = 0.5 * np.abs(weights - chosen).sum(axis=1)
+    assert distance["nearest"] == pytest.approx(tv.min(), abs=1e-4)
+    assert distance["nearest_run"] == f"run-{int(np.argmin(tv)):04d}"
+    assert any(line.startswith("distance to the nearest training mixture") for line in lines)
+    mixture = run_search(tmp_path / "fit", tmp_path / "s2", SearchConfig(samples=5_000, top_k=20,
+                                                                          natural=["a=0.5", "b=0.3", "c=0.2"]),
+                         log=quiet)
+    assert mixture["natural"] == {"a": 0.5, "b": 0.3, "c": 0.2} and mixture["natural_source"] == "--natural"
+    with pytest.raises(InputError, match="--natural: the weights must be >= 0 and sum to 1; they sum to 0.7000"):
+        run_search(tmp_path / "fit", tmp_path / "s3", SearchConfig(samples=100, top_k=5, natural=["a=0.7"]),
+                   log=quiet)
+
+
+def test_distance_to_training_on_known_points():
+    from mixopt.search import distance_line, distance_to_training
+
+    trained = np.eye(3)
+    d = distance_to_training(np.array([0.5, 0.5, 0.0]), trained, ["x", "y", "z"], k=2)
+    assert d == {"nearest_run": "x", "nearest": 0.5, "mean_2_nearest": 0.5, "typical_nearest": 1.0}
+    far = distance_to_training(np.array([0.9, 0.1, 0.0]), np.array([[0.1, 0.1, 0.8], [0.1, 0.2, 0.7]]), ["p", "q"])
+    assert "warning: the chosen mixture lies outside" in distance_line(far)
