@@ -77,7 +77,14 @@ def run(args: argparse.Namespace) -> int:
         for name, t in plan["tokens"].items():
             print(f"{name:<16} {t['docs']:>7,} docs {t['train']:>11,} train bytes {t['valid']:>9,} held out"
                   f"   prior {plan['prior'][name]:.3f}")
-        print(f"sampled {plan['config']['runs']} mixtures -> {args.output}/mixtures.parquet")
+        reused = plan.get("reused")
+        if reused:
+            skipped = ", ".join(f"{n} {why}" for why, n in reused["skipped"].items()) or "none"
+            print(f"reused {reused['runs']} proxies of {reused['from']} (not reused: {skipped})")
+            for note in reused["notes"]:
+                print(f"note: {note}")
+        print(f"{plan['config']['runs']} mixtures -> {args.output}/mixtures.parquet"
+              + (f" ({reused['fresh_runs']} to train)" if reused else ""))
     elif step == "run":
         from trainers.lm import ProxyConfig
 

@@ -55,7 +55,8 @@ class Dataset:
     X: np.ndarray
     metrics: dict[str, np.ndarray]
     run_ids: list[str]
-    excluded: int
+    excluded: int  # failed runs
+    excluded_reused: int = 0  # reused runs without a target metric
 
 
 def parse_targets(specs: list[str]) -> dict[str, float]:
@@ -103,7 +104,7 @@ def load_results(path: str | Path, weight_columns: list[str], targets: list[str]
     """Read a results table and check it; failed runs are excluded, anything else wrong is an error.
 
     Runs reused from an earlier sweep (`reused_from` set) that lack a target metric (a domain or
-    validation set added since) are left out of this fit and counted in `excluded`.
+    validation set added since) are left out of this fit and counted in `excluded_reused`.
     """
     table = open_source(path).read()
     names = table.column_names
@@ -120,11 +121,12 @@ def load_results(path: str | Path, weight_columns: list[str], targets: list[str]
     keep = np.ones(table.num_rows, bool)
     if "status" in names:
         keep &= np.array([s == "ok" for s in table["status"].to_pylist()])
+    excluded = int((~keep).sum())
     if "reused_from" in names:
         reused = np.array([r is not None for r in table["reused_from"].to_pylist()])
         for name in targets:
             keep &= ~(reused & np.array([v is None for v in table[name].to_pylist()]))
-    excluded = int((~keep).sum())
+    excluded_reused = int((~keep).sum()) - excluded
     table = table.filter(pa.array(keep))
     rows = np.flatnonzero(keep) + 1
     X = read_weights(table, path, weight_columns, tolerance, log, rows)
@@ -140,7 +142,7 @@ def load_results(path: str | Path, weight_columns: list[str], targets: list[str]
     if len(X) < 4:
         raise InputError(f"{path}: {len(X)} usable runs; a fit needs at least 4 (RegMix used 512)")
     domains = [c.removeprefix(WEIGHT_PREFIX) for c in weight_columns]
-    return Dataset(domains, weight_columns, X, metrics, run_ids, excluded)
+    return Dataset(domains, weight_columns, X, metrics, run_ids, excluded, excluded_reused)
 
 
 def combine(metrics: dict[str, np.ndarray], targets: dict[str, float]) -> tuple[np.ndarray, dict]:
@@ -264,15 +266,17 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
         plan_dir = Path(results).parent if plan else None
         fit = {
             "domains": data.domains, "weight_columns": data.weight_columns, "targets": norm,
-            "runs": len(data.X), "excluded_failed_runs": data.excluded, "folds": min(config.folds, len(data.X)),
+            "runs": len(data.X), "excluded_failed_runs": data.excluded,
+            "excluded_reused_runs": data.excluded_reused, "folds": min(config.folds, len(data.X)),
             "cv": report, "linear_coef": fit_linear(data.X, y).tolist(), "loglinear": fit_loglinear(data.X, y),
             "per_metric_models": per_metric, "lightgbm_params": params,
             "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
             "better": max(REGRESSORS, key=lambda name: report[name]["spearman"]),  # ties go to LightGBM
         }
         write_json_atomic(output / FIT, fit)
-        run.finish(rows_in=len(data.X) + data.excluded, rows_out=len(data.X), dropped={"failed_run": data.excluded}
-                   if data.excluded else {}, cv=report)
+        dropped = {"failed_run": data.excluded, "reused_run_without_metric": data.excluded_reused}
+        run.finish(rows_in=len(data.X) + data.excluded + data.excluded_reused, rows_out=len(data.X),
+                   dropped={k: v for k, v in dropped.items() if v}, cv=report)
     log(f"{'regressor':<10} {'spearman':>9} {'pearson':>9} {'mae':>8}   ({len(data.X)} runs, {fit['folds']}-fold CV)")
     for name, s in report.items():
         log(f"{name:<10} {s['spearman']:>9.3f} {s['pearson']:>9.3f} {s['mae']:>8.3f}")

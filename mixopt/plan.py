@@ -29,23 +29,38 @@ PLAN = "plan.json"
 class PlanConfig:
     """How mixtures are sampled for the proxy sweep."""
 
-    runs: int = option(64, "number of proxy mixtures to sample", min=1)
+    runs: int = option(0, "number of proxy mixtures to sample; 0 = max(48, 10 x domains) (Olmix: the runs "
+                          "needed grow with the number of domains)", min=0)
     seed: int = option(42, "sampling seed (RegMix used 42)")
     temperature: float = option(0.5, "prior temperature: natural token distribution ** temperature")
     tokens_per_run: int = option(400_000, "proxy training tokens, used for the epoch cap", min=1)
+    reuse: str = option("", "results.parquet of an earlier sweep: keep its finished proxies whose domains "
+                            "still apply and sample only the rest (Olmix mixture reuse)")
 
 
 def weight_column(domain: str) -> str:
     return f"w.{domain}"
 
 
+def default_runs(domains: int) -> int:
+    """Proxy runs for `domains` domains: 10 per domain, at least 48 (LightGBM cannot split on fewer)."""
+    return max(48, 10 * domains)
+
+
 def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) -> dict:
-    """Write a plan directory; return plan.json's content. Raises `InputError` on bad domains."""
+    """Write a plan directory; return plan.json's content. Raises `InputError` on bad domains.
+
+    With `config.reuse`, the earlier sweep's applicable runs join `mixtures.parquet` and `results.parquet`
+    (so `wb mix run` skips them) and only max(runs - reused, 10 x new or changed domains) are sampled.
+    """
+    from mixopt.reuse import load_reuse
+    from mixopt.sweep import write_results
+
     spec = load_domains_file(domains_yaml)
     output = Path(output)
+    if config.reuse and not Path(config.reuse).exists():
+        raise InputError(f"--reuse {config.reuse}: no such results table")
     with RunDir(output, "mix-plan", config, inputs=[{"path": str(domains_yaml)}]) as run:
-        for stale in ("results.parquet", "sweep.json"):  # proxies of an earlier plan do not belong to this one
-            (output / stale).unlink(missing_ok=True)
         (output / "tokens").mkdir(exist_ok=True)
         tokens: dict[str, dict] = {}
         for domain in spec.domains:
@@ -72,11 +87,29 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
         prior = natural_prior({n: tokens[n]["train"] for n in names}, names)
         constraints = Constraints(names, spec.min_weight, spec.max_weight, spec.max_epochs,
                                   {n: tokens[n]["train"] for n in names}, config.tokens_per_run)
-        mixtures = sample_mixtures(prior, config.runs, constraints, np.random.default_rng(config.seed),
-                                   temperature=config.temperature)
-        table = pa.table({"run_id": [f"run-{i:04d}" for i in range(len(mixtures))],
-                          **{weight_column(n): mixtures[:, j] for j, n in enumerate(names)}})
-        write_table(table, output / "mixtures.parquet")
+        runs = config.runs or default_runs(len(names))
+        reuse = (load_reuse(config.reuse, names, tokens, [asdict(v) for v in spec.validation], constraints)
+                 if config.reuse else None)
+        for stale in ("results.parquet", "sweep.json"):  # proxies of an earlier plan do not belong to this one
+            (output / stale).unlink(missing_ok=True)
+        fresh = runs
+        if reuse:  # new and changed domains still need runs of their own
+            covered = [n for n in names if n not in reuse.changed and any(r[weight_column(n)] > 0 for r in reuse.rows)]
+            fresh = min(runs, max(runs - len(reuse.rows), 10 * (len(names) - len(covered))))
+        mixtures = sample_mixtures(prior, fresh, constraints, np.random.default_rng(config.seed),
+                                   temperature=config.temperature) if fresh else np.zeros((0, len(names)))
+        ids = [f"run-{i:04d}" for i in range(len(mixtures))]
+        weights = {weight_column(n): mixtures[:, j].tolist() for j, n in enumerate(names)}
+        if reuse:
+            ids += [r["run_id"] for r in reuse.rows]
+            for n in names:
+                weights[weight_column(n)] += [r[weight_column(n)] for r in reuse.rows]
+            if reuse.rows:
+                write_results(output, reuse.rows, names)
+            if reuse.sweep is not None:
+                write_json_atomic(output / "sweep.json", reuse.sweep)
+        write_table(pa.table({"run_id": ids, **{k: pa.array(v, pa.float64()) for k, v in weights.items()}}),
+                    output / "mixtures.parquet")
         plan = {
             "domains": [asdict(d) for d in spec.domains],
             "validation": [asdict(v) for v in spec.validation],
@@ -85,10 +118,14 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
             "prior": dict(zip(names, prior.round(6).tolist(), strict=True)),
             "constraints": {"min_weight": spec.min_weight, "max_weight": spec.max_weight,
                             "max_epochs": spec.max_epochs, "tokens_per_run": config.tokens_per_run},
-            "config": asdict(config),
+            "config": {**asdict(config), "runs": len(ids)},
         }
+        if reuse:
+            plan["reused"] = {"from": str(Path(config.reuse).resolve()), "runs": len(reuse.rows),
+                              "fresh_runs": int(len(mixtures)), "skipped": reuse.skipped,
+                              "changed_domains": reuse.changed, "notes": reuse.notes}
         write_json_atomic(output / PLAN, plan)
-        run.finish(rows_out=len(mixtures), domains=names, tokens=tokens)
+        run.finish(rows_out=len(ids), domains=names, tokens=tokens, **({"reused": plan["reused"]} if reuse else {}))
     return plan
 
 

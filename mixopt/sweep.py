@@ -51,7 +51,7 @@ def _run_one(run_id: str, weights: dict[str, float], config: ProxyConfig) -> dic
 def check_sweep_config(plan_dir: Path, config: ProxyConfig) -> None:
     """Refuse to mix proxies trained differently in one results table."""
     path = plan_dir / SWEEP
-    wanted = {k: v for k, v in asdict(config).items() if k != "threads"}
+    wanted = {k: v for k, v in asdict(config).items() if k not in ("threads", "device")}  # same runs anywhere
     if path.exists():
         recorded = json.loads(path.read_text())
         diff = sorted(k for k in wanted if recorded.get(k) != wanted[k])
@@ -73,8 +73,8 @@ def write_results(plan_dir: Path, rows: list[dict], names: list[str]) -> None:
     columns = {"run_id": [r["run_id"] for r in rows]}
     for n in names:
         columns[weight_column(n)] = [r[weight_column(n)] for r in rows]
-    for key in ("status", "error"):
-        columns[key] = [r.get(key) for r in rows]
+    for key in ("status", "error", "reused_from"):
+        columns[key] = pa.array([r.get(key) for r in rows], pa.string())
     for key in ["train_loss", "tokens", "seconds", *metric_keys]:
         columns[key] = pa.array([r.get(key) for r in rows], pa.float64())
     write_table(pa.table(columns), plan_dir / RESULTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -373,3 +374,86 @@ def test_distance_to_training_on_known_points():
     assert d == {"nearest_run": "x", "nearest": 0.5, "mean_2_nearest": 0.5, "typical_nearest": 1.0}
     far = distance_to_training(np.array([0.9, 0.1, 0.0]), np.array([[0.1, 0.1, 0.8], [0.1, 0.2, 0.7]]), ["p", "q"])
     assert "warning: the chosen mixture lies outside" in distance_line(far)
+
+
+# --- Olmix lessons: proxy size, run count, reuse -----------------------------------------------------------
+
+
+def test_gpu_proxy_preset_has_at_least_15m_parameters():
+    from transformers import LlamaForCausalLM  # noqa: F401 - the count below is checked against a real model
+
+    from trainers.lm import MODEL_SIZES, build_proxy, non_embedding_parameters
+
+    assert non_embedding_parameters("gpu-20m") >= 15_000_000
+    for size in ("tiny", "small"):  # the formula is the model's own count, less the tied byte embedding
+        model = build_proxy(ProxyConfig(model_size=size))
+        assert non_embedding_parameters(size) == sum(p.numel() for p in model.parameters()) - 256 * MODEL_SIZES[size][0]
+    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        import torch
+
+        if torch.cuda.is_available():
+            raise ValueError("torch sees no CUDA device (skipped: this host has one)")
+        train_proxy({"a": np.zeros(100, np.uint8)}, {"a": 1.0}, {}, ProxyConfig(device="cuda", context=8))
+
+
+def test_default_run_count_grows_with_the_domains(tmp_path, domains_yaml):
+    from mixopt.plan import default_runs
+
+    assert [default_runs(m) for m in (2, 4, 5, 17, 24)] == [48, 48, 50, 170, 240]
+    plan = make_plan(domains_yaml, tmp_path / "plan", PlanConfig(tokens_per_run=4_096))
+    assert plan["config"]["runs"] == 48
+    assert pq.read_table(tmp_path / "plan" / "mixtures.parquet").num_rows == 48
+
+
+def test_reuse_keeps_runs_whose_domains_still_apply(tmp_path, domains_yaml):
+    # an earlier sweep over a, b, c and a removed domain z; c's data has changed since
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    rows = [{"w.a": 0.5, "w.b": 0.5, "w.c": 0.0, "w.z": 0.0, "status": "ok"},   # reused
+            {"w.a": 0.3, "w.b": 0.7, "w.c": 0.0, "w.z": 0.0, "status": "ok"},   # reused
+            {"w.a": 0.2, "w.b": 0.3, "w.c": 0.5, "w.z": 0.0, "status": "ok"},   # c changed
+            {"w.a": 0.5, "w.b": 0.0, "w.c": 0.0, "w.z": 0.5, "status": "ok"},   # z removed
+            {"w.a": 0.4, "w.b": 0.6, "w.c": 0.0, "w.z": 0.0, "status": "failed"}]
+    write_table(pa.table({"run_id": [f"run-{i:04d}" for i in range(5)],
+                          **{k: [r[k] for r in rows] for k in rows[0]},
+                          "bpb.a": [1.0, 1.1, 1.2, 1.3, None], "bpb.c": [2.0, 2.1, 2.2, 2.3, None],
+                          "bpb.target": [3.0, 3.1, 3.2, 3.3, None]}), earlier / "results.parquet")
+    plan = make_plan(domains_yaml, tmp_path / "probe", PlanConfig(runs=4))
+    (earlier / "plan.json").write_text(json.dumps({
+        "tokens": {"a": plan["tokens"]["a"], "b": plan["tokens"]["b"], "c": {"train": 1}},
+        "validation": plan["validation"]}))
+    (earlier / "sweep.json").write_text(json.dumps({"context": 32}))
+    new = make_plan(domains_yaml, tmp_path / "plan", PlanConfig(runs=30, reuse=str(earlier / "results.parquet")))
+    assert new["reused"]["runs"] == 2 and new["reused"]["changed_domains"] == ["c"]
+    assert new["reused"]["skipped"] == {"trained on a changed domain (c)": 1,
+                                        "trained on a removed domain (z)": 1, "failed": 1}
+    assert new["reused"]["fresh_runs"] == 28  # max(30 - 2, 10 x 1 domain without reused runs)
+    mixtures = pq.read_table(tmp_path / "plan" / "mixtures.parquet")
+    assert mixtures.num_rows == 30 and mixtures["run_id"].to_pylist()[-2:] == ["reuse-0000", "reuse-0001"]
+    results = pq.read_table(tmp_path / "plan" / "results.parquet").to_pylist()
+    assert [(r["w.a"], r["w.b"], r["w.c"]) for r in results] == [(0.5, 0.5, 0.0), (0.3, 0.7, 0.0)]
+    assert [r["bpb.a"] for r in results] == [1.0, 1.1] and [r["bpb.target"] for r in results] == [3.0, 3.1]
+    assert "bpb.c" not in results[0] or results[0]["bpb.c"] is None  # c changed: its old loss does not apply
+    assert results[0]["reused_from"].endswith("results.parquet#run-0000")
+    assert json.loads((tmp_path / "plan" / "sweep.json").read_text()) == {"context": 32}
+
+
+def test_reuse_chain_trains_only_the_new_runs_and_fits_them_all(tmp_path, domains_yaml):
+    make_plan(domains_yaml, tmp_path / "old", PlanConfig(runs=6, tokens_per_run=4_096))
+    run_sweep(tmp_path / "old", SMALL, workers=2, log=quiet)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": "delta epsilon " * 20}) + "\n" for _ in range(60)))
+    yaml = domains_yaml.read_text().replace("validation:", "  d: d.jsonl\nvalidation:")
+    (tmp_path / "domains4.yaml").write_text(yaml)
+    plan = make_plan(tmp_path / "domains4.yaml", tmp_path / "new",
+                     PlanConfig(runs=16, tokens_per_run=4_096, reuse=str(tmp_path / "old" / "results.parquet")))
+    assert plan["reused"]["runs"] == 6 and plan["reused"]["fresh_runs"] == 10
+    lines = []
+    rows = run_sweep(tmp_path / "new", SMALL, workers=2, log=lines.append)
+    assert lines[0].startswith("6 of 16 proxies already trained; training 10")
+    assert len(rows) == 16 and all(r["status"] == "ok" for r in rows)
+    fit = run_fit(tmp_path / "new" / "results.parquet", tmp_path / "fit", FAST_FIT(), log=quiet)  # bpb.target
+    assert fit["runs"] == 16 and fit["excluded_failed_runs"] == 0
+    fit_d = run_fit(tmp_path / "new" / "results.parquet", tmp_path / "fit-d", FAST_FIT(target=["bpb.d"]), log=quiet)
+    assert fit_d["runs"] == 10 and fit_d["excluded_reused_runs"] == 6  # reused runs never saw d
+    with pytest.raises(InputError, match="trained with context=32, not 64"):
+        run_sweep(tmp_path / "new", replace(SMALL, context=64), log=quiet)

@@ -1,0 +1,85 @@
+"""`wb mix plan --reuse RESULTS`: keep the proxies of an earlier sweep whose domains still apply.
+
+Olmix (Ai2, 2026) reuses earlier proxy runs when the set of domains changes and reports 74% less compute.
+A finished run applies to the new plan when every domain it trained on (weight > 0) is still a domain and
+still holds the same data (same training bytes, when the earlier plan.json sits beside RESULTS), and its
+mixture meets the new plan's constraints; its weight on a new domain is 0. Its metrics come along for the
+domains and validation sets that are unchanged; a metric it cannot have (a new domain's bpb) stays empty
+and `wb mix fit` leaves the reused run out of fits on that metric. The earlier sweep's proxy settings
+(`sweep.json`) come along too, so `wb mix run` trains the new runs the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixopt.plan import weight_column
+from mixopt.sampler import Constraints
+from workbench.errors import InputError
+from workbench.io import open_source
+
+SWEEP = "sweep.json"
+
+
+@dataclass
+class Reuse:
+    """What an earlier sweep gives a new plan."""
+
+    rows: list[dict]  # result rows in the new plan's columns, run_id "reuse-NNNN", reused_from set
+    sweep: dict | None  # the earlier sweep's proxy settings
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> runs not reused
+    changed: list[str] = field(default_factory=list)  # domains whose data differ from the earlier plan
+    notes: list[str] = field(default_factory=list)
+
+
+def load_reuse(results: str | Path, names: list[str], tokens: dict[str, dict], validation: list[dict],
+               constraints: Constraints) -> Reuse:
+    """The runs of `results` that apply to a plan of domains `names` with `tokens` and `validation` sets."""
+    results = Path(results)
+    table = open_source(results).read()
+    columns = table.column_names
+    old_domains = [c.removeprefix("w.") for c in columns if c.startswith("w.")]
+    if len(old_domains) < 2 or "run_id" not in columns:
+        raise InputError(f"--reuse {results}: not a sweep's results table (needs run_id and w.<domain> columns)")
+    old_plan_path = results.parent / "plan.json"
+    old_plan = json.loads(old_plan_path.read_text()) if old_plan_path.exists() else None
+    notes = []
+    if old_plan is None:
+        notes.append(f"no plan.json beside {results}: domains are matched by name, their data is not compared")
+    changed = sorted(d for d in set(old_domains) & set(names)
+                     if old_plan and old_plan["tokens"].get(d, {}).get("train") != tokens[d]["train"])
+    same_validation = {v["name"] for v in validation
+                       if old_plan is None or v in old_plan.get("validation", [])}
+    metrics = [c for c in columns if c.startswith("bpb.")
+               and (c[4:] in names and c[4:] not in changed or c[4:] in same_validation)]
+    sweep_path = results.parent / SWEEP
+    sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else None
+    if sweep is None:
+        notes.append(f"no {SWEEP} beside {results}: `wb mix run` cannot check that new runs match the reused ones")
+    rows: list[dict] = []
+    skipped: dict[str, int] = {}
+    for row in table.to_pylist():
+        used = {d for d in old_domains if (row[weight_column(d)] or 0) > 0}
+        reason = None
+        if row.get("status", "ok") != "ok":
+            reason = "failed"
+        elif used - set(names):
+            reason = f"trained on a removed domain ({sorted(used - set(names))[0]})"
+        elif used & set(changed):
+            reason = f"trained on a changed domain ({sorted(used & set(changed))[0]})"
+        else:
+            weights = np.array([row.get(weight_column(d)) or 0.0 for d in names])
+            if abs(weights.sum() - 1) > 0.01 or not constraints.satisfied(weights / weights.sum()):
+                reason = "outside the new plan's constraints"
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        rows.append({"run_id": f"reuse-{len(rows):04d}", **{weight_column(d): float(w) for d, w in zip(
+            names, weights / weights.sum(), strict=True)}, "status": "ok", "error": None,
+            "reused_from": f"{results.resolve()}#{row['run_id']}",
+            **{k: row.get(k) for k in ("train_loss", "tokens", "seconds")}, **{m: row[m] for m in metrics}})
+    return Reuse(rows, sweep, skipped, changed, notes)
