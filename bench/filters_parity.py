@@ -10,7 +10,7 @@ lorem ipsum, bullet and ellipsis pages, symbol soup, short answers), runs `wb cu
 datatrove's C4QualityFilter, FineWebQualityFilter, GopherQualityFilter and GopherRepetitionFilter on every
 document, and prints per filter the share of documents on which both decide the same (also counting the
 two deliberate Gopher differences as agreement), then each kind of disagreement as (ours, datatrove,
-source) with its count.
+source) with its count, and the seconds each side took on one core (a shared machine: compare the ratio).
 
 datatrove splits words with NLTK's `word_tokenize` and C4 sentences with NLTK's English Punkt model.
 That model (`punkt_tab`) is data NLTK downloads at run time; when it is not installed this script uses
@@ -24,6 +24,7 @@ import argparse
 import json
 import random
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -196,7 +197,12 @@ def main() -> None:
     print(f"{len(docs)} documents: {dict(Counter(s for s, _ in docs))}; datatrove tokenizer: {label}\n")
     rows = []
     for name in args.filters.split(","):
-        ours, theirs = our_decisions(name, texts), datatrove_decisions(name, texts, language)
+        started = time.perf_counter()
+        ours = our_decisions(name, texts)
+        ours_s = time.perf_counter() - started
+        started = time.perf_counter()
+        theirs = datatrove_decisions(name, texts, language)
+        theirs_s = time.perf_counter() - started
         same = sum(a[0] == b[0] for a, b in zip(ours, theirs, strict=True))
         kinds = Counter()
         deliberate = 0
@@ -208,7 +214,7 @@ def main() -> None:
                 kinds[key] += 1
                 examples.setdefault(key, []).append(i)
         rows.append((name, same / len(docs), (same + deliberate) / len(docs), sum(not a[0] for a in ours),
-                     sum(not b[0] for b in theirs)))
+                     sum(not b[0] for b in theirs), ours_s, theirs_s))
         print(f"## {name}: agreement {same / len(docs):.3f} ({len(docs) - same} disagreements, {deliberate} of "
               "them deliberate)")
         for (a, b, source), count in kinds.most_common():
@@ -216,10 +222,12 @@ def main() -> None:
             for i in examples[(a, b, source)][:args.show]:
                 print("        " + texts[i][:300].replace("\n", "\\n"))
         print()
-    print("| filter | agreement | agreement but for deliberate differences | dropped (ours) | dropped (datatrove) |")
-    print("|---|---|---|---|---|")
-    for name, agreement, but_deliberate, ours_dropped, theirs_dropped in rows:
-        print(f"| {name} | {agreement:.3f} | {but_deliberate:.3f} | {ours_dropped} | {theirs_dropped} |")
+    print("| filter | agreement | agreement but for deliberate differences | dropped (ours) | dropped (datatrove) "
+          "| seconds (ours) | seconds (datatrove) | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, agreement, but_deliberate, ours_dropped, theirs_dropped, ours_s, theirs_s in rows:
+        print(f"| {name} | {agreement:.3f} | {but_deliberate:.3f} | {ours_dropped} | {theirs_dropped} "
+              f"| {ours_s:.2f} | {theirs_s:.2f} | {theirs_s / ours_s:.1f}x |")
 
 
 if __name__ == "__main__":
