@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixopt.domains import is_heldout, load_domains_file, read_texts, to_bytes
+from mixopt.results import weight_column, write_results
 from mixopt.sampler import Constraints, natural_prior, sample_mixtures
 from workbench.config import option
 from workbench.errors import InputError
@@ -38,10 +39,6 @@ class PlanConfig:
                             "still apply and sample only the rest (Olmix mixture reuse)")
 
 
-def weight_column(domain: str) -> str:
-    return f"w.{domain}"
-
-
 def default_runs(domains: int) -> int:
     """Proxy runs for `domains` domains: 10 per domain, at least 48 (LightGBM cannot split on fewer)."""
     return max(48, 10 * domains)
@@ -54,7 +51,6 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
     (so `wb mix run` skips them) and only max(runs - reused, 10 x new or changed domains) are sampled.
     """
     from mixopt.reuse import load_reuse
-    from mixopt.sweep import write_results
 
     spec = load_domains_file(domains_yaml)
     output = Path(output)

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mixopt.plan import weight_column
+from mixopt.results import SWEEP, weight_column
 from mixopt.sampler import Constraints
 from workbench.errors import InputError
 from workbench.io import open_source
-
-SWEEP = "sweep.json"
 
 
 @dataclass

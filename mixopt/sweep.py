@@ -18,18 +18,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixopt.plan import domain_names, load_arrays, load_plan, weight_column
+from mixopt.plan import domain_names, load_arrays, load_plan
+from mixopt.results import SWEEP, read_results, weight_column, write_results
 from trainers.lm import ProxyConfig, train_proxy
 from workbench.errors import InputError
-from workbench.io import write_table
 from workbench.progress import ProgressFile
 from workbench.rundir import write_json_atomic
-
-RESULTS = "results.parquet"
-SWEEP = "sweep.json"
 
 _worker_state: dict = {}
 
@@ -60,24 +56,6 @@ def check_sweep_config(plan_dir: Path, config: ProxyConfig) -> None:
                              f"not {wanted[diff[0]]!r}; use the same settings or a new plan directory")
     else:
         write_json_atomic(path, wanted)
-
-
-def read_results(plan_dir: Path) -> list[dict]:
-    path = plan_dir / RESULTS
-    return pq.read_table(path).to_pylist() if path.exists() else []
-
-
-def write_results(plan_dir: Path, rows: list[dict], names: list[str]) -> None:
-    rows = sorted(rows, key=lambda r: r["run_id"])
-    metric_keys = sorted({k for r in rows for k in r if k.startswith("bpb.")})
-    columns = {"run_id": [r["run_id"] for r in rows]}
-    for n in names:
-        columns[weight_column(n)] = [r[weight_column(n)] for r in rows]
-    for key in ("status", "error", "reused_from"):
-        columns[key] = pa.array([r.get(key) for r in rows], pa.string())
-    for key in ["train_loss", "tokens", "seconds", *metric_keys]:
-        columns[key] = pa.array([r.get(key) for r in rows], pa.float64())
-    write_table(pa.table(columns), plan_dir / RESULTS)
 
 
 def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit: int | None = None,

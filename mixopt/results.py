@@ -1,0 +1,37 @@
+"""The results table of a proxy sweep (`results.parquet` in a plan directory): its columns, and reading
+and writing it. `wb mix run` appends to it; `wb mix plan --reuse` seeds it with an earlier sweep's runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.io import write_table
+
+RESULTS = "results.parquet"
+SWEEP = "sweep.json"  # the proxy settings every run of the table was trained with
+
+
+def weight_column(domain: str) -> str:
+    return f"w.{domain}"
+
+
+def read_results(plan_dir: Path) -> list[dict]:
+    path = plan_dir / RESULTS
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def write_results(plan_dir: Path, rows: list[dict], names: list[str]) -> None:
+    """Write `rows` sorted by run id: weights, status, error, reused_from, and the float metrics."""
+    rows = sorted(rows, key=lambda r: r["run_id"])
+    metric_keys = sorted({k for r in rows for k in r if k.startswith("bpb.")})
+    columns = {"run_id": [r["run_id"] for r in rows]}
+    for n in names:
+        columns[weight_column(n)] = [r[weight_column(n)] for r in rows]
+    for key in ("status", "error", "reused_from"):
+        columns[key] = pa.array([r.get(key) for r in rows], pa.string())
+    for key in ["train_loss", "tokens", "seconds", *metric_keys]:
+        columns[key] = pa.array([r.get(key) for r in rows], pa.float64())
+    write_table(pa.table(columns), plan_dir / RESULTS)
