@@ -438,6 +438,7 @@ def test_reuse_keeps_runs_whose_domains_still_apply(tmp_path, domains_yaml):
     assert json.loads((tmp_path / "plan" / "sweep.json").read_text()) == {"context": 32}
 
 
+@pytest.mark.slow  # trains 16 small proxies (~20 s on 2 cores)
 def test_reuse_chain_trains_only_the_new_runs_and_fits_them_all(tmp_path, domains_yaml):
     make_plan(domains_yaml, tmp_path / "old", PlanConfig(runs=6, tokens_per_run=4_096))
     run_sweep(tmp_path / "old", SMALL, workers=2, log=quiet)
