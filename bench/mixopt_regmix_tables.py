@@ -8,7 +8,7 @@ on other mixtures to predict. Their weights are rounded to 3 decimals (rows sum 
 the fit renormalises them with one warning line. Prints each regressor's k-fold rank correlation on the
 512 runs and its rank correlation with the true losses of the 1M and 1B test runs (`wb mix predict`),
 then the searched mixture, its natural reference (estimated from the table) and its distance to the
-training mixtures.
+training mixtures, and the top of the mixtures the log-linear and linear regressors choose.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def main() -> None:
               + " | ".join(f"{transfer[t][name]:.3f}" for t in tests) + " |")
     print()
     run_search(out / "fit", out / "search", SearchConfig(samples=100_000, top_k=128))
+    for name in ("loglinear", "linear"):
+        mixture = run_search(out / "fit", out / f"search-{name}", SearchConfig(samples=100_000, top_k=128,
+                                                                                  regressor=name), log=lambda *_: None)
+        top = sorted(mixture["weights"].items(), key=lambda kv: -kv[1])[:3]
+        print(f"--regressor {name}: " + ", ".join(f"{d} {w:.3f}" for d, w in top))
 
 
 if __name__ == "__main__":

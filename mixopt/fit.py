@@ -282,7 +282,7 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
         log(f"{name:<10} {s['spearman']:>9.3f} {s['pearson']:>9.3f} {s['mae']:>8.3f}")
     if fit["better"] != "lightgbm":
         log(f"note: the {fit['better']} regressor ranks mixtures better than LightGBM on this sweep "
-            "(search uses LightGBM; `wb mix predict` gives all three)")
+            f"(`wb mix search --regressor {fit['better']}` ranks candidates with it)")
     return fit
 
 

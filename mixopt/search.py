@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixopt.fit import load_fit
+from mixopt.loglinear import predict_loglinear
 from mixopt.plan import plan_constraints, plan_in
 from mixopt.sampler import Constraints, sample_candidates
 from workbench.config import option
@@ -44,6 +45,8 @@ class SearchConfig:
     tokens: int = option(0, "size of the final corpus in tokens, for the epoch cap (0 = no epoch cap)")
     natural: list[str] = option([], "DOMAIN=W natural (reference) mixture; default: the plan's prior, else "
                                 "the mean of the fit's training mixtures")
+    regressor: str = option("lightgbm", "which fitted regressor ranks the candidates (`wb mix fit` scores each)",
+                            choices=["lightgbm", "linear", "loglinear"])
 
 
 def parse_bounds(specs: list[str], domains: list[str], flag: str) -> dict[str, float]:
@@ -115,6 +118,17 @@ def search_constraints(fit: dict, config: SearchConfig,
     return prior, constraints, natural, source
 
 
+def regressor(fit: dict, booster, name: str):
+    """A function from weight rows to the predicted objective, by the fitted regressor `name`."""
+    if name == "lightgbm":
+        return booster.predict
+    if name == "linear":
+        return lambda X: X @ np.asarray(fit["linear_coef"])
+    if not fit.get("loglinear"):
+        raise InputError("--regressor loglinear: this fit has no log-linear law; re-run `wb mix fit`")
+    return lambda X: predict_loglinear(fit["loglinear"], X)
+
+
 def rounded(weights: np.ndarray, decimals: int = 6) -> np.ndarray:
     """Weights rounded to `decimals`, the largest absorbing the rounding so that they still sum to 1."""
     out = weights.round(decimals)
@@ -176,27 +190,28 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
 
     fit, booster = load_fit(fit_dir)
     domains = fit["domains"]
+    predict = regressor(fit, booster, config.regressor)
     kept = training_mixtures(fit_dir, fit)
     prior, constraints, natural, natural_source = search_constraints(fit, config, kept[0] if kept else None)
     if config.top_k < 1 or config.samples < config.top_k:
         raise InputError(f"--top-k must be between 1 and --samples ({config.samples}); got {config.top_k}")
     rng = np.random.default_rng(config.seed)
     candidates = sample_candidates(prior, config.samples, constraints, rng)
-    predicted = booster.predict(candidates)
+    predicted = predict(candidates)
     top = np.argsort(predicted)[: config.top_k]
     chosen = candidates[top].mean(axis=0)
     output = Path(output)
     with RunDir(output, "mix-search", config, inputs=[{"path": str(fit_dir)}]) as run:
         mixture = {
             "weights": dict(zip(domains, rounded(chosen).tolist(), strict=True)),
-            "predicted_objective": float(booster.predict(chosen[None, :])[0]),
+            "predicted_objective": float(predict(chosen[None, :])[0]), "regressor": config.regressor,
             "best_single": dict(zip(domains, candidates[top[0]].round(6).tolist(), strict=True)),
             "natural": dict(zip(domains, natural.round(6).tolist(), strict=True)),
             "natural_source": natural_source,
-            "predicted_natural": float(booster.predict(natural[None, :])[0]),
+            "predicted_natural": float(predict(natural[None, :])[0]),
             "candidate_prior": dict(zip(domains, prior.round(6).tolist(), strict=True)),
             "uniform": dict.fromkeys(domains, round(1 / len(domains), 6)),
-            "predicted_uniform": float(booster.predict(np.full((1, len(domains)), 1 / len(domains)))[0]),
+            "predicted_uniform": float(predict(np.full((1, len(domains)), 1 / len(domains)))[0]),
             "targets": fit["targets"], "samples": int(len(candidates)), "top_k": config.top_k,
             "plan_dir": fit.get("plan_dir"), "fit_dir": str(Path(fit_dir).resolve()),
         }

@@ -313,6 +313,11 @@ def test_loglinear_law_is_recovered_and_scored_in_the_kfold_table(tmp_path):
     assert set(fit["cv"]) == {"lightgbm", "linear", "loglinear"}
     assert fit["cv"]["loglinear"]["spearman"] > 0.999 and fit["better"] == "loglinear"
     assert fit["cv"]["loglinear"]["spearman"] > fit["cv"]["linear"]["spearman"]
+    mixture = run_search(tmp_path / "fit", tmp_path / "s", SearchConfig(samples=5_000, top_k=10, regressor="loglinear"),
+                         log=quiet)
+    assert mixture["regressor"] == "loglinear" and mixture["weights"]["b"] > 0.9  # exp(-2 w_b) is least at b = 1
+    chosen = np.array([list(mixture["weights"].values())])
+    assert mixture["predicted_objective"] == pytest.approx(predict_loglinear(fit["loglinear"], chosen)[0], abs=1e-4)
 
 
 def test_predict_scores_new_mixtures_and_reports_the_transfer(tmp_path, capsys):
