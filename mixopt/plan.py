@@ -84,8 +84,8 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
         constraints = Constraints(names, spec.min_weight, spec.max_weight, spec.max_epochs,
                                   {n: tokens[n]["train"] for n in names}, config.tokens_per_run)
         runs = config.runs or default_runs(len(names))
-        reuse = (load_reuse(config.reuse, names, tokens, [asdict(v) for v in spec.validation], constraints)
-                 if config.reuse else None)
+        reuse = (load_reuse(config.reuse, names, tokens, [asdict(v) for v in spec.validation], constraints,
+                            config.tokens_per_run) if config.reuse else None)
         for stale in ("results.parquet", "sweep.json"):  # proxies of an earlier plan do not belong to this one
             (output / stale).unlink(missing_ok=True)
         fresh = runs

@@ -35,7 +35,7 @@ class Reuse:
 
 
 def load_reuse(results: str | Path, names: list[str], tokens: dict[str, dict], validation: list[dict],
-               constraints: Constraints) -> Reuse:
+               constraints: Constraints, tokens_per_run: int | None = None) -> Reuse:
     """The runs of `results` that apply to a plan of domains `names` with `tokens` and `validation` sets."""
     results = Path(results)
     table = open_source(results).read()
@@ -58,6 +58,9 @@ def load_reuse(results: str | Path, names: list[str], tokens: dict[str, dict], v
     sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else None
     if sweep is None:
         notes.append(f"no {SWEEP} beside {results}: `wb mix run` cannot check that new runs match the reused ones")
+    elif tokens_per_run and sweep.get("tokens_per_run") not in (None, tokens_per_run):
+        notes.append(f"the reused proxies were trained on {sweep['tokens_per_run']:,} tokens each; plan with "
+                     f"--tokens-per-run {sweep['tokens_per_run']} so that the new ones match")
     rows: list[dict] = []
     skipped: dict[str, int] = {}
     for row in table.to_pylist():

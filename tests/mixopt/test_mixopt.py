@@ -410,7 +410,7 @@ def test_default_run_count_grows_with_the_domains(tmp_path, domains_yaml):
     assert pq.read_table(tmp_path / "plan" / "mixtures.parquet").num_rows == 48
 
 
-def test_reuse_keeps_runs_whose_domains_still_apply(tmp_path, domains_yaml):
+def test_reuse_keeps_runs_whose_domains_still_apply(tmp_path, domains_yaml, capsys):
     # an earlier sweep over a, b, c and a removed domain z; c's data has changed since
     earlier = tmp_path / "earlier"
     earlier.mkdir()
@@ -441,6 +441,14 @@ def test_reuse_keeps_runs_whose_domains_still_apply(tmp_path, domains_yaml):
     assert "bpb.c" not in results[0] or results[0]["bpb.c"] is None  # c changed: its old loss does not apply
     assert results[0]["reused_from"].endswith("results.parquet#run-0000")
     assert json.loads((tmp_path / "plan" / "sweep.json").read_text()) == {"context": 32}
+    from workbench.cli import main
+
+    (earlier / "sweep.json").write_text(json.dumps({"context": 32, "tokens_per_run": 4_096}))
+    assert main(["mix", "plan", str(domains_yaml), "--output", str(tmp_path / "plan2"), "--runs", "12",
+                 "--reuse", str(earlier / "results.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "reused 2 proxies of" in out and "1 failed" in out and "12 mixtures" in out and "(10 to train)" in out
+    assert "plan with --tokens-per-run 4096" in out
 
 
 @pytest.mark.slow  # trains 16 small proxies (~20 s on 2 cores)
