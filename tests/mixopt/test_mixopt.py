@@ -339,6 +339,12 @@ def test_predict_scores_new_mixtures_and_reports_the_transfer(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     best = int(np.argmin(out["pred_lightgbm"].to_numpy()))
     assert printed[1].startswith(f"run-{best:04d}") and "rank correlation" not in "\n".join(printed)
+    import mixopt  # the Python API: the same call, the same summary
+
+    assert mixopt.predict_mixtures(mixopt.PredictConfig(), tmp_path / "fit", tmp_path / "new.parquet", log=quiet) == summary
+    with pytest.raises(InputError, match="--weight-tolerance nan: must be a finite number"):
+        mixopt.predict_mixtures(mixopt.PredictConfig(weight_tolerance=float("nan")), tmp_path / "fit",
+                                tmp_path / "new.parquet", log=quiet)
     write_table(pq.read_table(tmp_path / "new.parquet").drop_columns(["w.c"]), tmp_path / "no-c.parquet")
     assert main(["mix", "predict", str(tmp_path / "fit"), str(tmp_path / "no-c.parquet")]) == 2
     assert "no column 'w.c'" in capsys.readouterr().err
