@@ -204,6 +204,12 @@ def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig) -> dict[str,
     return preds
 
 
+def best_regressor(report: dict[str, dict]) -> str:
+    """The regressor with the highest k-fold rank correlation; ties go to LightGBM, and one whose
+    predictions were constant (NaN correlation) never wins."""
+    return max(REGRESSORS, key=lambda name: np.nan_to_num(report[name]["spearman"], nan=-np.inf))
+
+
 def plot_predictions(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> None:
     import matplotlib
 
@@ -271,7 +277,7 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
             "cv": report, "linear_coef": fit_linear(data.X, y).tolist(), "loglinear": fit_loglinear(data.X, y),
             "per_metric_models": per_metric, "lightgbm_params": params,
             "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
-            "better": max(REGRESSORS, key=lambda name: report[name]["spearman"]),  # ties go to LightGBM
+            "better": best_regressor(report),
         }
         write_json_atomic(output / FIT, fit)
         dropped = {"failed_run": data.excluded, "reused_run_without_metric": data.excluded_reused}

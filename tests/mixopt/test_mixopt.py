@@ -477,3 +477,13 @@ def test_reuse_chain_trains_only_the_new_runs_and_fits_them_all(tmp_path, domain
     assert fit_d["runs"] == 10 and fit_d["excluded_reused_runs"] == 6  # reused runs never saw d
     with pytest.raises(InputError, match="trained with context=32, not 64"):
         run_sweep(tmp_path / "new", replace(SMALL, context=64), log=quiet)
+
+
+def test_a_regressor_with_constant_predictions_never_counts_as_better():
+    from mixopt.fit import best_regressor
+
+    nan = float("nan")
+    assert best_regressor({"lightgbm": {"spearman": nan}, "linear": {"spearman": 0.2},
+                           "loglinear": {"spearman": nan}}) == "linear"
+    assert best_regressor({"lightgbm": {"spearman": 0.9}, "linear": {"spearman": 0.9},
+                           "loglinear": {"spearman": 0.5}}) == "lightgbm"
