@@ -49,7 +49,7 @@ class DegenerateRepetitionFilter(ResponseFilter):
     name = "degenerate_repetition"
 
     def __init__(self, fields: list[str], tail_words: int = 400, max_period: int = 60, min_repeats: float = 3,
-                 min_loop_words: int = 30, max_compression_ratio: float | None = 6.0,
+                 min_loop_words: int = 20, max_compression_ratio: float | None = 6.0,
                  min_chars_for_ratio: int = 1000):
         super().__init__(fields)
         if min_repeats < 2 or max_period < 1 or tail_words < 2:
