@@ -14,27 +14,9 @@ from abc import abstractmethod
 import numpy as np
 import pyarrow as pa
 
-from curate.fields import field_text
+from curate.fields import field_text, split_fields
 from curate.step import Decision, Filter, Step, split_decisions
 from workbench.errors import InputError
-
-PROMPT_COLUMNS = frozenset(("prompt", "question", "problem", "instruction", "input", "query", "system",
-                            "messages.prompt"))
-
-
-def split_fields(fields: list[str]) -> tuple[list[str], list[str]]:
-    """(prompt fields, response fields) of the fields a step was given."""
-    prompts: list[str] = []
-    responses: list[str] = []
-    for name in fields:
-        if name == "messages":
-            prompts.append("messages.prompt")
-            responses.append("messages.response")
-        elif name in PROMPT_COLUMNS:
-            prompts.append(name)
-        else:
-            responses.append(name)
-    return prompts, responses
 
 
 def merge(decisions: list[Decision], more: list[Decision], field: str | None) -> None:
