@@ -103,6 +103,27 @@ def save_tiny_model(path: str | os.PathLike, arch: str = "llama", tokenizer=None
     path = Path(path)
     tokenizer = tokenizer or train_tokenizer()
     model = make_tiny_model(tokenizer, arch=arch, seed=seed)
+    return _save(path, model, tokenizer)
+
+
+def save_tiny_encoder(path: str | os.PathLike, tokenizer=None, seed: int = 0, hidden_size: int = 64) -> Path:
+    """A tiny random BERT-style encoder (`AutoModel`) and its tokenizer saved at `path`, for embedding
+    tests (semantic dedup); return the path."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(path)
+    tokenizer = tokenizer or train_tokenizer()
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512,
+                                  pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    return _save(path, model, tokenizer)
+
+
+def _save(path: Path, model, tokenizer) -> Path:
+    """Save model and tokenizer under a temporary name and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
