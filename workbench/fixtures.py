@@ -4,7 +4,7 @@ Tests and the demo cannot download weights, so they build these instead and load
 real `from_pretrained(path)` code path. The chat template is ChatML with `{% generation %}` markers, so
 `apply_chat_template(..., return_assistant_tokens_mask=True)` gives assistant-only loss masks.
 
-    python -m workbench.fixtures OUTDIR   # writes OUTDIR/tokenizer and OUTDIR/tiny-llama
+    python -m workbench.fixtures OUTDIR   # writes OUTDIR/tokenizer, OUTDIR/tiny-llama, ... and OUTDIR/tiny-bert
 """
 
 from __future__ import annotations
@@ -151,3 +151,4 @@ if __name__ == "__main__":
     tok.save_pretrained(out / "tokenizer")
     for name in TINY_MODEL_SIZES:
         print(save_tiny_model(out / f"tiny-{name}", arch=name, tokenizer=tok))
+    print(save_tiny_encoder(out / "tiny-bert", tokenizer=tok))
