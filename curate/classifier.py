@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from workbench.config import option
+from workbench.config import option, validate
 from workbench.errors import InputError, require
+from workbench.rundir import RunResult
 
 MODEL_FILE = "classifier.bin"
 GOOD, BAD = "__label__good", "__label__bad"
@@ -36,6 +37,30 @@ class TrainClassifierConfig:
     word_ngrams: int = option(2, "word n-grams used as features", min=1)
     dim: int = option(64, "embedding size", min=1)
     seed: int = option(0, "fastText's random seed")
+
+
+def train_classifier(config: TrainClassifierConfig, output: str | os.PathLike) -> RunResult:
+    """Train on the rows of `config.good` and `config.bad` and write the model into the run `output`
+    (`wb select train-classifier`); the manifest's `classifier` holds counts and training accuracy."""
+    from curate.fields import field_text, split_fields
+    from curate.inputs import Inputs
+    from workbench.rundir import RunDir
+
+    validate(config)
+    if not config.good or not config.bad:
+        raise InputError("train-classifier needs --good and --bad sources")
+    texts: dict[str, list[str]] = {}
+    sources = []
+    for label, specs in (("good", config.good), ("bad", config.bad)):
+        inputs = Inputs(list(specs))
+        prompts, responses = split_fields(inputs.fields(config.field))
+        fields = prompts or responses
+        texts[label] = [t for table in inputs.batches() for t in field_text(table, fields).to_pylist()]
+        sources.extend(inputs.sources)
+    with RunDir(output, "select-train-classifier", config, inputs=sources) as run:
+        stats = train(texts["good"], texts["bad"], run.path / MODEL_FILE, config)
+        manifest = run.finish(rows_in=len(texts["good"]) + len(texts["bad"]), classifier=stats)
+    return RunResult.of(output, manifest)
 
 
 def _fasttext():

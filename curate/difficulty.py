@@ -50,8 +50,8 @@ def parse_difficulty(text: str | None) -> float | None:
     return value if value is not None and 1 <= value <= 10 else None
 
 
-def rate_difficulty(questions: list[str], config: SelectLike, run: Path, usage: Usage,
-                    notes: dict) -> dict[str, tuple[float | None, str | None]]:
+def rate_difficulty(questions: list[str], config: SelectLike, run: Path, usage: Usage, notes: dict,
+                    progress: object | None = None) -> dict[str, tuple[float | None, str | None]]:
     """question id -> (1-10 rating or None, detail), asking the judge only for questions the ledger lacks."""
     from distill_data.generation import (
         LEDGER,
@@ -96,6 +96,12 @@ def rate_difficulty(questions: list[str], config: SelectLike, run: Path, usage: 
                     failed.update({k: d for k, v, d, t in results if t is None})
                     ledger.record_scores(scorer, [(k, 0, v, d) for k, v, d, t in results if t is not None])
                     ledger.flush()
+                    if progress is not None:
+                        requests, prefill, sampled = ledger.usage()
+                        progress.update(done=len(unique) - len(todo) + start + len(results), total=len(unique),
+                                        phase="judge", unit="questions",
+                                        usage={"requests": requests, "prefill_tokens": prefill,
+                                               "sampled_tokens": sampled})
             finally:
                 await generator.aclose()
 

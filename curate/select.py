@@ -14,8 +14,9 @@ groups are kept, so `--keep` counts questions. Kept rows go to `data.parquet` in
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,9 @@ import pyarrow.compute as pc
 from curate.fields import field_text, split_fields
 from curate.inputs import Inputs
 from curate.removed import Outputs, with_reasons
-from workbench.config import option
+from workbench.config import option, validate
 from workbench.errors import InputError
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import RunDir, RunResult, Usage
 
 STRATEGIES = ("length", "random", "classifier", "difficulty")
 SCORE = "select_score"
@@ -90,9 +91,10 @@ def side_fields(fields: list[str], strategy: str) -> list[str]:
 class Scorer:
     """Scores for one batch of texts; `finish` runs any deferred work (the judge) once all are seen."""
 
-    def __init__(self, config: SelectConfig, run: Path):
+    def __init__(self, config: SelectConfig, run: Path, progress: object):
         self.config = config
         self.run = run
+        self.progress = progress
         self.usage = Usage()
         self.notes: dict = {}
         if config.strategy == "classifier":
@@ -127,7 +129,7 @@ class Scorer:
             return scores, [None] * len(scores)
         from curate.difficulty import question_id, rate_difficulty
 
-        rated = rate_difficulty(self.questions, self.config, self.run, self.usage, self.notes)
+        rated = rate_difficulty(self.questions, self.config, self.run, self.usage, self.notes, self.progress)
         values = [rated[question_id(q)] for q in self.questions]
         return np.array([np.nan if v[0] is None else v[0] for v in values]), [v[1] for v in values]
 
@@ -136,14 +138,13 @@ def group_keys(table: pa.Table, group_by: str | None) -> list | None:
     return None if group_by is None else table[group_by].cast(pa.string()).to_pylist()
 
 
-def select(specs: list[str], output: str | Path, config: SelectConfig,
-           on_scored: Callable[[dict], None] | None = None) -> dict:
-    """Score every row, keep the top `config.keep` rows or groups, write the run; return the manifest."""
-    if config.strategy not in STRATEGIES:
-        raise InputError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+def select_rows(config: SelectConfig, sources: Sequence[str | os.PathLike], output: str | os.PathLike) -> RunResult:
+    """Score every row, keep the top `config.keep` rows or groups and write the run to `output`
+    (`wb select`); bad input raises `InputError`."""
+    validate(config)
     if not config.keep:
         raise InputError("--keep is required: a row count such as 1000 or a fraction such as 0.25")
-    inputs = Inputs(specs)
+    inputs = Inputs([str(s) for s in sources])
     fields = side_fields(inputs.fields(config.field), config.strategy)
     group_by = config.group_by
     if group_by is None and "prompt_id" in inputs.schema.names:
@@ -156,12 +157,14 @@ def select(specs: list[str], output: str | Path, config: SelectConfig,
     with RunDir(output, "select", config, inputs=inputs.sources, resumable=resumable,
                 resume_guard=("keep", "group_by", "seed", "max_concurrency", "timeout", "max_attempts", "chunk",
                               "base_url") if resumable else None) as run:
-        scorer = Scorer(config, run.path)
+        scorer = Scorer(config, run.path, run.progress)
         parts, keys = [], []
         for table in inputs.batches():
             parts.append(scorer.batch(field_text(table, fields)))
             keys.extend(group_keys(table, group_by) or [])
+            run.progress.update(done=sum(len(p) for p in parts), phase="score")
         scores, details = scorer.finish(np.concatenate(parts) if parts else np.zeros(0))
+        run.progress.update(phase="write", done=0, total=len(scores))
         if group_by is None:
             unit_scores, unit_of_row = scores, np.arange(len(scores))
         else:
@@ -181,8 +184,6 @@ def select(specs: list[str], output: str | Path, config: SelectConfig,
         cutoff = float(np.nanmin(unit_scores[keep_unit])) if keep_unit.any() and not np.isnan(
             unit_scores[keep_unit]).all() else None
         keep_row = keep_unit[unit_of_row]
-        if on_scored is not None:
-            on_scored({"scores": scores, "keep": keep_row})
         outputs = Outputs(run.product, inputs.schema.append(pa.field(SCORE, pa.float64())))
         offset = 0
         try:
@@ -202,6 +203,7 @@ def select(specs: list[str], output: str | Path, config: SelectConfig,
                     removed = with_reasons(table.take(pa.array(drop)), ["not_selected"] * len(drop), detail)
                 outputs.write(table.filter(pa.array(keep)), removed)
                 offset += n
+                run.progress.update(done=offset)
             outputs.close()
         except BaseException:
             outputs.abort()
@@ -210,8 +212,9 @@ def select(specs: list[str], output: str | Path, config: SelectConfig,
                  "kept_units": int(keep_unit.sum()), "cutoff": cutoff,
                  "score_mean_kept": _mean(scores[keep_row]), "score_mean_removed": _mean(scores[~keep_row]),
                  **scorer.notes}
-        return run.finish(rows_in=len(scores), rows_out=outputs.kept, dropped=dict(outputs.reasons),
-                          usage=scorer.usage, select=stats)
+        manifest = run.finish(rows_in=len(scores), rows_out=outputs.kept, dropped=dict(outputs.reasons),
+                              usage=scorer.usage, select=stats)
+    return RunResult.of(output, manifest)
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,10 @@ import pyarrow.compute as pc
 from curate.fields import field_text
 from curate.inputs import Inputs
 from curate.removed import Outputs, with_reasons
-from workbench.config import option
+from workbench.config import option, validate
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir
+from workbench.rundir import RunDir, RunResult
 
 KEEP = ("hard", "easy", "random", "first", "longest", "score:COL")
 CHUNK_ROWS = 4096
@@ -103,7 +104,8 @@ class Encoder:
         return out
 
 
-def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, folder: Path) -> np.ndarray:
+def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, folder: Path,
+                 progress: object | None = None) -> np.ndarray:
     """Embeddings of every input row, in order; chunks already in `folder` (a resumed run) are reused."""
     encoder = None
     parts, pending, chunk = [], [], 0
@@ -122,6 +124,8 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
             os.replace(tmp, path)
         parts.append(cached)
         chunk += 1
+        if progress is not None:
+            progress.update(done=sum(len(p) for p in parts), phase="embed")
 
     for table in inputs.batches():
         pending.extend(field_text(table, fields).to_pylist())
@@ -238,19 +242,22 @@ def plan_semdedup(x: np.ndarray, config: SemDedupConfig, lengths: np.ndarray, sc
     return SemPlan(labels, centroid_sim, nearest_sim, nearest, kept_as, similarity)
 
 
-def semdedup(specs: list[str], output: str | Path, config: SemDedupConfig) -> dict:
-    """Embed, cluster and drop semantic duplicates; write the run directory and return its manifest."""
+def semantic_dedup(config: SemDedupConfig, sources: Sequence[str | os.PathLike],
+                   output: str | os.PathLike) -> RunResult:
+    """Embed, cluster and drop semantic duplicates, writing the run to `output` (`wb semdedup`)."""
+    validate(config)
     if not config.encoder:
         raise InputError("--encoder is required: a hub id or a local path of a transformers encoder")
     check_keep(config.keep)
-    inputs = Inputs(specs)
+    inputs = Inputs([str(s) for s in sources])
     fields = inputs.fields(config.field)
     score_col = config.keep.split(":", 1)[1] if config.keep.startswith("score:") else None
     if score_col and score_col not in inputs.schema.names:
         raise InputError(f"--keep {config.keep}: no column {score_col!r}; columns are {inputs.schema.names}")
     guard = ("threshold", "clusters", "cluster_size", "kmeans_iterations", "keep", "seed", "batch_size", "device")
     with RunDir(output, "semdedup", config, inputs=inputs.sources, resumable=True, resume_guard=guard) as run:
-        x = embed_inputs(inputs, fields, config, run.path / EMBEDDINGS)
+        x = embed_inputs(inputs, fields, config, run.path / EMBEDDINGS, run.progress)
+        run.progress.update(phase="cluster", force=True)
         ids, lengths, scores = [], [], []
         for table in inputs.batches():
             ids.extend(table["id"].to_pylist())
@@ -289,4 +296,6 @@ def semdedup(specs: list[str], output: str | Path, config: SemDedupConfig) -> di
             raise
         stats = {"fields": fields, "rows": len(ids), "clusters": int(plan.cluster.max() + 1) if len(ids) else 0,
                  "embedding_dim": int(x.shape[1]), "removed": int((plan.kept_as >= 0).sum())}
-        return run.finish(rows_in=len(ids), rows_out=outputs.kept, dropped=dict(outputs.reasons), semdedup=stats)
+        manifest = run.finish(rows_in=len(ids), rows_out=outputs.kept, dropped=dict(outputs.reasons),
+                              semdedup=stats)
+    return RunResult.of(output, manifest)

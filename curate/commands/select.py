@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
         return train_classifier(args)
     if getattr(args, "good", None) or getattr(args, "bad", None):
         raise InputError(f"--good and --bad belong to `wb select {TRAIN}`")
-    from curate.select import select
+    from curate.select import select_rows
 
     config = build_config(SelectConfig, args, args.config)
-    manifest = select(args.sources, args.output, config)
+    manifest = select_rows(config, args.sources, args.output)
     stats = manifest["select"]
     what = "groups" if stats["group_by"] else "rows"
     print(f"{manifest['rows_in']:,} rows in, {manifest['rows_out']:,} kept ({stats['kept_units']:,} of "
@@ -50,28 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train_classifier(args: argparse.Namespace) -> int:
-    from curate.classifier import MODEL_FILE, train
-    from curate.inputs import Inputs
-    from curate.select import side_fields
-    from workbench.rundir import RunDir
+    from curate.classifier import MODEL_FILE, train_classifier
 
     if len(args.sources) > 1:
         raise InputError(f"`wb select {TRAIN}` takes no SOURCE; give --good and --bad sources")
     config = build_config(TrainClassifierConfig, args, args.config)
-    if not config.good or not config.bad:
-        raise InputError(f"`wb select {TRAIN}` needs --good and --bad sources")
-    texts = {}
-    sources = []
-    for label, specs in (("good", config.good), ("bad", config.bad)):
-        inputs = Inputs(specs)
-        fields = side_fields(inputs.fields(config.field), "classifier")
-        from curate.fields import field_text
-
-        texts[label] = [t for table in inputs.batches() for t in field_text(table, fields).to_pylist()]
-        sources.extend(inputs.sources)
-    with RunDir(args.output, "select-train-classifier", config, inputs=sources) as run:
-        stats = train(texts["good"], texts["bad"], run.path / MODEL_FILE, config)
-        run.finish(rows_in=len(texts["good"]) + len(texts["bad"]), classifier=stats)
+    stats = train_classifier(config, args.output)["classifier"]
     print(f"trained on {stats['good_rows']:,} good and {stats['bad_rows']:,} bad rows (training accuracy "
           f"{stats['train_accuracy']:.3f}) -> {args.output}/{MODEL_FILE}; use it with "
           f"`wb select SOURCE --strategy classifier --classifier {args.output} --keep N --output DIR`")

@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.semdedup import semdedup
+    from curate.semdedup import semantic_dedup
 
     config = build_config(SemDedupConfig, args, args.config)
-    manifest = semdedup(args.sources, args.output, config)
+    manifest = semantic_dedup(config, args.sources, args.output)
     stats = manifest["semdedup"]
     print(f"{manifest['rows_in']:,} rows in, {manifest['rows_out']:,} kept -> {args.output}/data.parquet")
     print(f"  removed {stats['removed']:,} semantic_duplicate (cosine > {config.threshold}, {stats['clusters']} "

@@ -52,6 +52,16 @@ def test_length_by_question_keeps_whole_groups_scored_by_their_longest_answer(js
     assert read_run(tmp_path / "n")[1]["content"].to_pylist() == ["y" * 50, "y" * 60]
 
 
+def test_the_python_api_returns_the_run(jsonl, tmp_path):
+    from curate import SelectConfig, select_rows
+
+    src = jsonl("qa.jsonl", [{"question": f"q{i}", "answer": "x" * i} for i in range(1, 6)])
+    result = select_rows(SelectConfig(strategy="length", keep="0.4"), [src], tmp_path / "api")
+    assert result["rows_out"] == 2 and result.read()["question"].to_pylist() == ["q4", "q5"]
+    with pytest.raises(InputError, match="--strategy"):
+        select_rows(SelectConfig(strategy="shortest", keep="1"), [src], tmp_path / "bad")
+
+
 def test_random_is_seeded_and_keeps_a_fraction(jsonl, tmp_path):
     src = jsonl("t.jsonl", [{"text": t} for t in make_docs(40, length=10)])
     picks = []

@@ -120,4 +120,6 @@ def test_bad_input_is_one_line(jsonl, tmp_path, capsys):
     assert "--encoder is required" in err and "cannot load it" in err and "--keep 'oldest'" in err
     assert not (tmp_path / "b").exists()
     with pytest.raises(InputError, match="no column 'q'"):
-        sd.semdedup([src], tmp_path / "d", SemDedupConfig(encoder="x", keep="score:q"))
+        sd.semantic_dedup(SemDedupConfig(encoder="x", keep="score:q"), [src], tmp_path / "d")
+    with pytest.raises(InputError, match="--threshold"):
+        sd.semantic_dedup(SemDedupConfig(encoder="x", threshold=float("nan")), [src], tmp_path / "e")
