@@ -1,7 +1,8 @@
 """Truncated reasoning: a trace cut off before it finished.
 
 Signals, in order: the generation ledger says so (`finish_reason` column is `length`, as `wb distill`
-writes it); a `<think>` block that never closes; nothing after `</think>` (the budget went on thinking);
+writes it); a `<think>` block that never closes; nothing after `</think>`, or an empty answer next to a
+non-empty `reasoning` column (the budget went on thinking);
 and, when the data needs one, no final answer (`require_answer`: `boxed` for `\\boxed{...}`, `gsm8k` for
 `#### 42`, or any regular expression; a row passes if one of them matches).
 """
@@ -14,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.fields import field_text
 from curate.filters.conversation import ResponseFilter
 from curate.step import Decision
 from workbench.errors import InputError
@@ -43,6 +45,15 @@ class TruncatedReasoningFilter(ResponseFilter):
 
     def decide_table(self, table: pa.Table) -> list[Decision]:
         decisions = super().decide_table(table)
+        if "reasoning" in table.column_names:  # a distill run keeps the trace apart from the answer
+            reasoning = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(
+                table["reasoning"].combine_chunks().cast(pa.large_string()), "")))
+            for name in self.targets:
+                answer = pc.utf8_length(pc.utf8_trim_whitespace(field_text(table, [name])))
+                empty = pc.and_(pc.greater(reasoning, 0), pc.equal(answer, 0)).to_numpy(zero_copy_only=False)
+                for i in np.flatnonzero(empty):
+                    decisions[i] = (False, "truncated_reasoning:empty_answer",
+                                    f"{name} is empty after {reasoning[int(i)].as_py()} characters of reasoning")
         if self.finish_column in table.column_names:
             finish = table[self.finish_column].combine_chunks().cast(pa.string())
             for i in np.flatnonzero(pc.fill_null(pc.equal(finish, "length"), False).to_numpy(zero_copy_only=False)):

@@ -81,6 +81,30 @@ def test_finish_reason_length_from_the_ledger_is_truncated():
     assert decide("truncated_reasoning", rows, ["prompt", "content"]) == [None, "truncated_reasoning:finish_length", None]
 
 
+def test_curate_sft_config_on_a_distill_run(tmp_path):
+    """`wb distill`'s data.parquet: prompt as messages, reasoning and content apart, finish_reason."""
+    from workbench.cli import main
+
+    prompt = [{"role": "user", "content": QUESTION}]
+    rows = [{"id": "ok", "prompt": prompt, "reasoning": "May is 24.", "content": ANSWER, "finish_reason": "stop"},
+            {"id": "cut", "prompt": prompt, "reasoning": "May is 24. Then", "content": "", "finish_reason": "length"},
+            {"id": "think", "prompt": prompt, "reasoning": "Long thought.", "content": " ", "finish_reason": "stop"},
+            {"id": "loop", "prompt": prompt, "reasoning": None, "content": LOOP, "finish_reason": "stop"},
+            {"id": "no", "prompt": prompt, "reasoning": None, "content": "I'm sorry, but I can't help with that.",
+             "finish_reason": "stop"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "units.parquet")
+    config = str(bundled_data_dir().parent / "configs" / "curate-sft.yaml")
+    assert main(["curate", str(tmp_path / "units.parquet"), "--output", str(tmp_path / "out"), "--config", config,
+                 "--no-dedup", "--no-decontam"]) == 0
+    removed = pq.read_table(tmp_path / "out" / "removed.parquet")
+    assert dict(zip(removed["id"].to_pylist(), removed["reason"].to_pylist(), strict=True)) == {
+        "cut": "turns:empty_turn", "think": "turns:empty_turn", "loop": "truncated_reasoning:no_final_answer",
+        "no": "truncated_reasoning:no_final_answer"}
+    assert decide("truncated_reasoning", [{k: v for k, v in r.items() if k != "id"} for r in rows[1:3]],
+                  ["prompt", "content"]) == [
+        "truncated_reasoning:finish_length", "truncated_reasoning:empty_answer"]
+
+
 def conversation(*turns: tuple[str, str]) -> dict:
     return {"messages": [{"role": r, "content": c} for r, c in turns]}
 
