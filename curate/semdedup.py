@@ -213,7 +213,11 @@ class SemPlan:
 
 
 def plan_semdedup(x: np.ndarray, config: SemDedupConfig, lengths: np.ndarray, scores: np.ndarray | None) -> SemPlan:
+    """Cluster the unit rows of `x` and decide, per cluster in keep order, which rows are duplicates."""
     n = len(x)
+    if n == 0:
+        empty = np.zeros(0)
+        return SemPlan(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty)
     k = config.clusters or max(1, math.ceil(n / config.cluster_size))
     labels, centroids = kmeans(x, k, config.kmeans_iterations, config.seed)
     centroid_sim = np.einsum("ij,ij->i", x, centroids[labels]) if n else np.zeros(0)
