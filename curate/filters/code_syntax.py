@@ -52,8 +52,9 @@ class CodeSyntaxFilter(ResponseFilter):
 
     name = "code_syntax"
 
-    def __init__(self, fields: list[str], untagged: bool = False, check_unclosed: bool = True):
-        super().__init__(fields)
+    def __init__(self, fields: list[str], untagged: bool = False, check_unclosed: bool = True,
+                 check: str = "response"):
+        super().__init__(fields, check)
         self.untagged = untagged
         self.check_unclosed = check_unclosed
 

@@ -29,12 +29,18 @@ def merge(decisions: list[Decision], more: list[Decision], field: str | None) ->
 
 
 class ResponseFilter(Filter):
-    """A filter on one text, applied to every response field (to the prompt fields when there is none)."""
+    """A filter on one text, applied to every response field (to the prompt fields when there is none);
+    the `check` setting picks `prompt` or `both` sides instead."""
 
-    def __init__(self, fields: list[str]):
+    def __init__(self, fields: list[str], check: str = "response"):
         super().__init__(fields)
         prompts, responses = split_fields(fields)
-        self.targets = responses or prompts
+        sides = {"response": responses or prompts, "prompt": prompts, "both": prompts + responses}
+        if check not in sides:
+            raise InputError(f"filter {self.name!r}: check {check!r} must be response, prompt or both")
+        if not sides[check]:
+            raise InputError(f"filter {self.name!r}: check {check} but the fields {fields} hold no {check} side")
+        self.targets = sides[check]
 
     @abstractmethod
     def decide(self, texts: pa.Array) -> list[Decision]:

@@ -50,8 +50,8 @@ class DegenerateRepetitionFilter(ResponseFilter):
 
     def __init__(self, fields: list[str], tail_words: int = 400, max_period: int = 60, min_repeats: float = 3,
                  min_loop_words: int = 20, max_compression_ratio: float | None = 6.0,
-                 min_chars_for_ratio: int = 1000):
-        super().__init__(fields)
+                 min_chars_for_ratio: int = 1000, check: str = "response"):
+        super().__init__(fields, check)
         if min_repeats < 2 or max_period < 1 or tail_words < 2:
             raise InputError("degenerate_repetition: min_repeats must be >= 2, max_period >= 1, tail_words >= 2")
         self.tail_words = tail_words

@@ -44,8 +44,8 @@ class RefusalFilter(ResponseFilter):
     name = "refusal"
 
     def __init__(self, fields: list[str], phrases: list[str] | None = None, extra_phrases: list[str] | None = None,
-                 boilerplate: list[str] | None = None, window: int = 400):
-        super().__init__(fields)
+                 boilerplate: list[str] | None = None, window: int = 400, check: str = "response"):
+        super().__init__(fields, check)
         self.phrases = list(REFUSALS if phrases is None else phrases) + list(extra_phrases or [])
         self.boilerplate = list(BOILERPLATE if boilerplate is None else boilerplate)
         if window < 0:

@@ -29,8 +29,9 @@ class TruncatedReasoningFilter(ResponseFilter):
     name = "truncated_reasoning"
 
     def __init__(self, fields: list[str], think_open: str = "<think>", think_close: str = "</think>",
-                 require_answer: list[str] | str | None = None, finish_reason_column: str = "finish_reason"):
-        super().__init__(fields)
+                 require_answer: list[str] | str | None = None, finish_reason_column: str = "finish_reason",
+                 check: str = "response"):
+        super().__init__(fields, check)
         self.open, self.close = think_open, think_close
         self.finish_column = finish_reason_column
         wanted = [require_answer] if isinstance(require_answer, str) else list(require_answer or [])

@@ -136,6 +136,19 @@ def test_messages_rows_check_the_response_not_the_prompt():
                   ["messages"]) == ["language_mismatch:response_fr", None]
 
 
+def test_check_picks_the_prompt_or_both_sides():
+    bad_code = "Fix this:\n```python\ndef f(:\n    pass\n```"
+    row = conversation(("user", bad_code), ("assistant", "Add the missing parameter name."))
+    assert decide("code_syntax", [row], ["messages"]) == [None]
+    assert decide("code_syntax", [row], ["messages"], check="both") == ["code_syntax:python"]
+    assert decide("code_syntax", [qa(ANSWER, question=bad_code)], ["question", "answer"], check="prompt") == [
+        "code_syntax:python"]
+    with pytest.raises(InputError, match="no prompt side"):
+        build_filters(["refusal"], {"refusal": {"check": "prompt"}}, ["answer"])
+    with pytest.raises(InputError, match="must be response, prompt or both"):
+        build_filters(["refusal"], {"refusal": {"check": "all"}}, ["answer"])
+
+
 def test_preference_rows_check_chosen_and_rejected_each():
     (step,) = build_filters(["degenerate_repetition"], {}, ["prompt", "chosen", "rejected"])
     table = pa.table({"id": ["a", "b"], "prompt": [QUESTION] * 2, "chosen": [LOOP, ANSWER],
