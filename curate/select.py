@@ -179,6 +179,9 @@ def select_rows(config: SelectConfig, sources: Sequence[str | os.PathLike], outp
             rank_of[order] = np.arange(len(names))
             unit_scores = unit_scores[order]
             unit_of_row = rank_of[unit_of_row]
+            if config.strategy == "random":  # one draw per group: a group's size must not raise its chances
+                unit_scores = np.random.default_rng(config.seed).random(len(unit_scores))
+                scores = unit_scores[unit_of_row]
         n_keep = parse_keep(config.keep, len(unit_scores))
         keep_unit = top_mask(unit_scores, n_keep)
         cutoff = float(np.nanmin(unit_scores[keep_unit])) if keep_unit.any() and not np.isnan(

@@ -73,6 +73,21 @@ def test_random_is_seeded_and_keeps_a_fraction(jsonl, tmp_path):
     assert len(picks[0]) == 10 and picks[0] == picks[1] and picks[0] != picks[2]
 
 
+def test_random_by_group_draws_once_per_group(jsonl, tmp_path):
+    rows = [{"prompt_id": "big", "prompt": "p", "content": str(i)} for i in range(50)]
+    rows += [{"prompt_id": f"small{i}", "prompt": "p", "content": "x"} for i in range(50)]
+    src = jsonl("units.jsonl", rows)
+    chosen_big = 0
+    for seed in range(20):
+        out = tmp_path / f"s{seed}"
+        assert main(["select", str(src), "--strategy", "random", "--keep", "1", "--seed", str(seed),
+                     "--output", str(out)]) == 0
+        kept = read_run(out)[1]
+        assert len(set(kept["prompt_id"].to_pylist())) == 1 and len(set(kept["select_score"].to_pylist())) == 1
+        chosen_big += kept["prompt_id"][0].as_py() == "big"
+    assert chosen_big <= 3  # 1 of 51 groups; with a max over rows the 50-row group would win almost always
+
+
 def test_keep_parsing_and_bad_input():
     assert [parse_keep(k, 200) for k in ("10", "0.25", "5%", "1", "1.0", "500")] == [10, 50, 10, 1, 200, 200]
     for bad in ("0", "1.5", "-3", "lots", ""):
