@@ -4,7 +4,8 @@
 
 1. Embed each row's text with a user-chosen encoder (a hub id or a local path loaded with
    `transformers.AutoModel`), mean-pooled over tokens and L2-normalised. Embeddings are written in
-   chunks under the run directory, so a killed run re-embeds only the chunks it had not finished.
+   chunks under the run directory, named by a hash of their texts and the encoder, so a killed run
+   re-embeds only the chunks it had not finished and a changed input is never served stale vectors.
 2. Cluster with spherical k-means (k-means++ seeding, a fixed seed).
 3. Inside each cluster, order rows by the keep policy and drop every row whose cosine similarity to an
    earlier row of the order is above the threshold (NeMo: the upper triangle of the cluster's similarity
@@ -17,6 +18,7 @@ similarity to its centroid and to its nearest earlier row, for inspection.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -112,7 +114,9 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
 
     def flush(texts: list[str]) -> None:
         nonlocal encoder, chunk
-        path = folder / f"{chunk:06d}.npy"
+        # the name carries a hash of the texts and the encoder, so a changed input or encoder is re-embedded
+        key = hashlib.sha256("\x00".join([config.encoder, str(config.max_length), *texts]).encode()).hexdigest()
+        path = folder / f"{chunk:06d}-{key[:16]}.npy"
         cached = np.load(path) if path.exists() else None
         if cached is None or len(cached) != len(texts):
             if encoder is None:

@@ -55,7 +55,7 @@ def test_planted_copies_and_edits_are_removed_with_the_kept_id(planted, tiny_enc
 
 
 def test_keep_longest_keeps_the_edit_and_a_rerun_reuses_the_embeddings(planted, tiny_encoder, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, capsys):
     src, expected = planted
     out = tmp_path / "sd"
     args = ["semdedup", str(src), "--encoder", str(tiny_encoder), "--threshold", "0.999", "--output", str(out)]
@@ -73,6 +73,9 @@ def test_keep_longest_keeps_the_edit_and_a_rerun_reuses_the_embeddings(planted, 
     assert main([*args, "--keep", "first", "--threshold", "0.99999"]) == 0  # embeddings come from the run
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dropped"] == {"semantic_duplicate": 6}  # only the exact copies are that close
+    src.write_text(src.read_text().replace("the very", "the other"))  # changed input: embedded again
+    assert main([*args, "--keep", "first"]) != 0
+    assert "the encoder was loaded again" in capsys.readouterr().err
 
 
 def test_nearest_earlier_matches_brute_force_in_blocks():
