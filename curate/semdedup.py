@@ -111,6 +111,7 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
     """Embeddings of every input row, in order; chunks already in `folder` (a resumed run) are reused."""
     encoder = None
     parts, pending, chunk = [], [], 0
+    used: set[Path] = set()
 
     def flush(texts: list[str]) -> None:
         nonlocal encoder, chunk
@@ -127,6 +128,7 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
             np.save(tmp, cached)
             os.replace(tmp, path)
         parts.append(cached)
+        used.add(path)
         chunk += 1
         if progress is not None:
             progress.update(done=sum(len(p) for p in parts), phase="embed")
@@ -138,6 +140,8 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
             pending = pending[CHUNK_ROWS:]
     if pending:
         flush(pending)
+    for stale in set(folder.glob("*.npy")) - used if folder.is_dir() else ():  # from an earlier input
+        stale.unlink()
     return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 

@@ -76,6 +76,9 @@ def test_keep_longest_keeps_the_edit_and_a_rerun_reuses_the_embeddings(planted, 
     src.write_text(src.read_text().replace("the very", "the other"))  # changed input: embedded again
     assert main([*args, "--keep", "first"]) != 0
     assert "the encoder was loaded again" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([*args, "--keep", "first"]) == 0
+    assert len(list((out / "embeddings").glob("*.npy"))) == 1  # the stale chunk is gone
 
 
 def test_nearest_earlier_matches_brute_force_in_blocks():
