@@ -69,6 +69,7 @@ def test_keep_longest_keeps_the_edit_and_a_rerun_reuses_the_embeddings(planted, 
         def __init__(self, *a, **k):
             raise AssertionError("the encoder was loaded again")
 
+    real_encoder = sd.Encoder
     monkeypatch.setattr(sd, "Encoder", NoEncoder)
     assert main([*args, "--keep", "first", "--threshold", "0.99999"]) == 0  # embeddings come from the run
     manifest = json.loads((out / "manifest.json").read_text())
@@ -76,7 +77,7 @@ def test_keep_longest_keeps_the_edit_and_a_rerun_reuses_the_embeddings(planted, 
     src.write_text(src.read_text().replace("the very", "the other"))  # changed input: embedded again
     assert main([*args, "--keep", "first"]) != 0
     assert "the encoder was loaded again" in capsys.readouterr().err
-    monkeypatch.undo()
+    monkeypatch.setattr(sd, "Encoder", real_encoder)
     assert main([*args, "--keep", "first"]) == 0
     assert len(list((out / "embeddings").glob("*.npy"))) == 1  # the stale chunk is gone
 
