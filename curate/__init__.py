@@ -1,6 +1,6 @@
-"""Curation steps: filters, exact and MinHash near dedup, benchmark decontamination.
+"""Curation steps: filters, exact, MinHash and semantic dedup, benchmark decontamination, selection.
 
-Run from the CLI as `wb curate`, `wb dedup` and `wb decontam`. Every step works on Arrow batches and
+Run from the CLI as `wb curate`, `wb dedup`, `wb semdedup`, `wb decontam` and `wb select`. Every step works on Arrow batches and
 every removed row lands in `removed.parquet` with a reason. Importing this package imports no torch.
 """
 
@@ -10,7 +10,10 @@ every removed row lands in `removed.parquet` with a reason. Importing this packa
 from workbench.lazy import lazy_exports  # noqa: E402
 
 _API = {"curate": "curate.api", "deduplicate": "curate.api", "decontaminate": "curate.api", "CurateConfig": "curate.config",
-        "DedupConfig": "curate.dedup", "DecontamConfig": "curate.decontam", "FilterSettings": "curate.filters"}
+        "DedupConfig": "curate.dedup", "DecontamConfig": "curate.decontam", "FilterSettings": "curate.filters",
+        "select_rows": "curate.select", "SelectConfig": "curate.select", "semantic_dedup": "curate.semdedup",
+        "SemDedupConfig": "curate.semdedup", "train_classifier": "curate.classifier",
+        "TrainClassifierConfig": "curate.classifier"}
 __all__ = sorted(_API)
 
 __getattr__ = lazy_exports(__name__, _API)

@@ -1,8 +1,9 @@
 """Which text a step looks at: a column, several columns, or the rendered turns of `messages` rows.
 
 Field names are column names, plus `messages.prompt` (system and user turns), `messages.response`
-(assistant turns) and `messages` (all turns) for conversation rows. Rows also get lineage here: a
-stable `id` (`<file stem>-<row index>`) and a `source` when the input has none.
+(assistant turns) and `messages` (all turns) for conversation rows. `split_fields` says which fields
+are the prompt side and which the response side (post-training filters, `wb select`). Rows also get
+lineage here: a stable `id` (`<file stem>-<row index>`) and a `source` when the input has none.
 """
 
 from __future__ import annotations
@@ -17,6 +18,24 @@ from workbench.io import row_ids, source_name
 
 MESSAGE_PARTS = {"messages": None, "messages.prompt": False, "messages.response": True}
 
+PROMPT_COLUMNS = frozenset(("prompt", "question", "problem", "instruction", "input", "query", "system",
+                            "messages.prompt"))
+
+
+def split_fields(fields: list[str]) -> tuple[list[str], list[str]]:
+    """(prompt fields, response fields) of the fields a step was given."""
+    prompts: list[str] = []
+    responses: list[str] = []
+    for name in fields:
+        if name == "messages":
+            prompts.append("messages.prompt")
+            responses.append("messages.response")
+        elif name in PROMPT_COLUMNS:
+            prompts.append(name)
+        else:
+            responses.append(name)
+    return prompts, responses
+
 
 def default_fields(schema: pa.Schema) -> list[str]:
     """The fields a step reads when the user names none, by record kind."""
@@ -25,7 +44,8 @@ def default_fields(schema: pa.Schema) -> list[str]:
         return ["text"]
     if "messages" in names:
         return ["messages"]
-    for group in (["prompt", "chosen", "rejected"], ["prompt", "completion"], ["question", "answer"],
+    for group in (["prompt", "chosen", "rejected"], ["prompt", "completion"], ["prompt", "content"],
+                  ["question", "answer"],
                   ["problem", "solution"], ["prompt"], ["question"], ["problem"]):
         if all(g in names for g in group):
             return group

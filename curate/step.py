@@ -80,14 +80,18 @@ class Filter(Step):
         return [self.filter(t) for t in texts.to_pylist()]
 
     def process(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
-        decisions = self.decide(self.texts(table))
-        keep = np.array([d is True or (isinstance(d, tuple) and d[0]) for d in decisions], dtype=bool)
-        if keep.all():
-            return table, None
-        drop = np.flatnonzero(~keep)
-        reasons = [decisions[i][1] for i in drop]
-        details = [decisions[i][2] if len(decisions[i]) > 2 else None for i in drop]
-        return table.filter(pa.array(keep)), with_reasons(table.take(pa.array(drop)), reasons, details)
+        return split_decisions(table, self.decide(self.texts(table)))
+
+
+def split_decisions(table: pa.Table, decisions: list[Decision]) -> tuple[pa.Table, pa.Table | None]:
+    """(kept rows, removed rows with `reason` and `detail`, or None) for one decision per row."""
+    keep = np.array([d is True or (isinstance(d, tuple) and d[0]) for d in decisions], dtype=bool)
+    if keep.all():
+        return table, None
+    drop = np.flatnonzero(~keep)
+    reasons = [decisions[i][1] for i in drop]
+    details = [decisions[i][2] if len(decisions[i]) > 2 else None for i in drop]
+    return table.filter(pa.array(keep)), with_reasons(table.take(pa.array(drop)), reasons, details)
 
 
 def run_steps(table: pa.Table, steps: list[Step]) -> pa.Table:

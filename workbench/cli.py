@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("curate.commands.curate", "filters, PII, decontamination, exact and near dedup in one run"),
     "dedup": ("curate.commands.dedup", "exact and MinHash near dedup with a keep policy (and --against a run)"),
     "decontam": ("curate.commands.decontam", "drop rows sharing n-grams with benchmark questions or answers"),
+    "semdedup": ("curate.commands.semdedup", "semantic dedup: embed, k-means, drop near neighbours by cosine"),
+    "select": ("curate.commands.select", "keep the top rows by length, classifier, LLM-judged difficulty or at random"),
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),

@@ -4,7 +4,7 @@ Tests and the demo cannot download weights, so they build these instead and load
 real `from_pretrained(path)` code path. The chat template is ChatML with `{% generation %}` markers, so
 `apply_chat_template(..., return_assistant_tokens_mask=True)` gives assistant-only loss masks.
 
-    python -m workbench.fixtures OUTDIR   # writes OUTDIR/tokenizer and OUTDIR/tiny-llama
+    python -m workbench.fixtures OUTDIR   # writes OUTDIR/tokenizer, OUTDIR/tiny-llama, ... and OUTDIR/tiny-bert
 """
 
 from __future__ import annotations
@@ -103,6 +103,27 @@ def save_tiny_model(path: str | os.PathLike, arch: str = "llama", tokenizer=None
     path = Path(path)
     tokenizer = tokenizer or train_tokenizer()
     model = make_tiny_model(tokenizer, arch=arch, seed=seed)
+    return _save(path, model, tokenizer)
+
+
+def save_tiny_encoder(path: str | os.PathLike, tokenizer=None, seed: int = 0, hidden_size: int = 64) -> Path:
+    """A tiny random BERT-style encoder (`AutoModel`) and its tokenizer saved at `path`, for embedding
+    tests (semantic dedup); return the path."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(path)
+    tokenizer = tokenizer or train_tokenizer()
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512,
+                                  pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    return _save(path, model, tokenizer)
+
+
+def _save(path: Path, model, tokenizer) -> Path:
+    """Save model and tokenizer under a temporary name and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -130,3 +151,4 @@ if __name__ == "__main__":
     tok.save_pretrained(out / "tokenizer")
     for name in TINY_MODEL_SIZES:
         print(save_tiny_model(out / f"tiny-{name}", arch=name, tokenizer=tok))
+    print(save_tiny_encoder(out / "tiny-bert", tokenizer=tok))

@@ -1,5 +1,7 @@
 """Row filters, each answering keep or (drop, reason): length, Gopher quality and repetition, C4,
-FineWeb, language id and PII. `build_filters` makes them from names and `FilterSettings`.
+FineWeb, language id and PII for web text; turns, degenerate repetition, truncated reasoning, refusals,
+language mismatch, code syntax and length ratio for post-training data (conversations and traces).
+`build_filters` makes them from names and `FilterSettings`.
 
 A filter's settings are its constructor's keyword arguments; `settings_class(name)` turns them into a
 dataclass (same names, types and defaults), and `FilterSettings` holds one of those per filter, so YAML
@@ -26,6 +28,13 @@ FILTERS = {
     "c4": ("curate.filters.c4", "C4Filter"),
     "fineweb": ("curate.filters.fineweb", "FineWebFilter"),
     "language": ("curate.filters.language", "LanguageFilter"),
+    "turns": ("curate.filters.turns", "TurnsFilter"),
+    "degenerate_repetition": ("curate.filters.degenerate_repetition", "DegenerateRepetitionFilter"),
+    "truncated_reasoning": ("curate.filters.truncated_reasoning", "TruncatedReasoningFilter"),
+    "refusal": ("curate.filters.refusal", "RefusalFilter"),
+    "language_mismatch": ("curate.filters.language_mismatch", "LanguageMismatchFilter"),
+    "code_syntax": ("curate.filters.code_syntax", "CodeSyntaxFilter"),
+    "length_ratio": ("curate.filters.length_ratio", "LengthRatioFilter"),
 }
 
 
