@@ -107,8 +107,9 @@ class _Lane:
 class Scheduler:
     """One worker thread; per lane, jobs with a `seq` run in seq order, others in arrival order."""
 
-    def __init__(self, futures: FutureTable, gap_timeout: float = 120.0):
+    def __init__(self, futures: FutureTable, gap_timeout: float = 120.0, on_idle: Callable[[], None] | None = None):
         self.futures = futures
+        self.on_idle = on_idle  # called from the worker when it has nothing to run (e.g. to flush usage)
         self.gap_timeout = gap_timeout  # a seq_id that never arrives stops blocking its lane after this
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
@@ -171,6 +172,8 @@ class Scheduler:
             with self._cond:
                 job = self._pick()
                 while job is None and not self._stopped:
+                    if self.on_idle is not None:
+                        self.on_idle()
                     self._cond.wait(timeout=1.0)
                     job = self._pick()
                 if job is None:

@@ -83,6 +83,7 @@ class Meter:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._flushed = 0.0
+        self._dirty = False
         if path is not None and path.exists():  # a restarted server keeps counting where it stopped
             saved = json.loads(path.read_text())
             for sid, s in saved.get("sessions", {}).items():
@@ -106,7 +107,13 @@ class Meter:
             s = self.sessions.setdefault(session_id or "-", SessionUsage())
             s.total.add(one)
             s.models.setdefault(model, Usage()).add(one)
+        self._dirty = True
         if self.path is not None and time.monotonic() - self._flushed >= self.flush_seconds:
+            self.flush()
+
+    def flush_if_changed(self) -> None:
+        """Write the usage file if counts changed since the last write (the worker calls this when idle)."""
+        if self._dirty:
             self.flush()
 
     def totals(self) -> Usage:
@@ -135,6 +142,7 @@ class Meter:
             return
         with self._flush_lock:  # one writer at a time: the temporary file name is per process
             self._flushed = time.monotonic()
+            self._dirty = False
             write_json_atomic(self.path, self.report())
 
 

@@ -63,7 +63,7 @@ class Service:
         self.engine = engine
         self.meter = meter
         self.futures = FutureTable()
-        self.scheduler = Scheduler(self.futures)
+        self.scheduler = Scheduler(self.futures, on_idle=meter.flush_if_changed)
         self.sessions: dict[str, dict] = {}
 
     def session(self, session_id: str | None) -> str:
