@@ -118,6 +118,11 @@ def test_supervised_loop_loss_falls_with_out_of_order_chunks(service, server, to
         assert result.metrics["loss:sum"] == pytest.approx(nll, rel=1e-5)
         losses.append(result.metrics["loss:sum"])
     assert losses[-1] < 0.7 * losses[0] and all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    import urllib.request
+
+    with urllib.request.urlopen(server[0] + "/api/v1/server_stats") as resp:
+        stats = json.loads(resp.read())
+    assert stats["out_of_order_accepted"] >= 8  # chunk 2 of every call arrived before chunk 1, and was run after it
 
 
 def _core_logprobs(model_dir: str, tokens: list[int]) -> np.ndarray:
@@ -187,6 +192,28 @@ def test_importance_sampling_step_on_sampled_tokens(service, server, tokenizer):
         return float(result.loss_fn_outputs[i]["logprobs"].to_numpy()[-len(res.sequences[i].tokens):].sum())
 
     assert seq_logp(after, best) > seq_logp(before, best) and seq_logp(after, worst) < seq_logp(before, worst)
+
+
+def test_sampling_params_seed_stop_and_greedy(service, server, tokenizer):
+    sampler = service.create_sampling_client(base_model=server[2]).result()
+    prompt = types.ModelInput.from_ints(tokenizer.encode("To be, or not"))
+
+    def draw(**params):
+        return sampler.sample(prompt=prompt, num_samples=2, sampling_params=types.SamplingParams(**params)).result().sequences
+
+    first, again = draw(max_tokens=8, seed=11), draw(max_tokens=8, seed=11)
+    assert [s.tokens for s in first] == [s.tokens for s in again]  # seeded
+    greedy = draw(max_tokens=8, temperature=0.0)
+    assert greedy[0].tokens == greedy[1].tokens and len(greedy[0].tokens) == 8 and greedy[0].stop_reason == "length"
+    stop = greedy[0].tokens[3]
+    cut = draw(max_tokens=8, temperature=0.0, stop=[stop])[0]
+    end = greedy[0].tokens.index(stop) + 1
+    assert cut.stop_reason == "stop" and cut.tokens == greedy[0].tokens[:end] and len(cut.logprobs) == end
+    text = tokenizer.decode(greedy[0].tokens)
+    by_string = draw(max_tokens=8, temperature=0.0, stop=[text[len(text) // 2:][:3]])[0]
+    assert by_string.stop_reason == "stop" and len(by_string.tokens) < 8
+    with pytest.raises(tinker.RequestFailedError, match="max_tokens must be in"):
+        draw(max_tokens=100000)
 
 
 def _expected_loss(loss_fn, logp, q, adv, config):

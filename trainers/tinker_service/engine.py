@@ -444,7 +444,7 @@ class Engine:
         stop = [stop] if isinstance(stop, str | int) else list(stop)
         stop_ids = {int(s) for s in stop if isinstance(s, int)} | {self.tokenizer.eos_token_id}
         stop_strs = [s for s in stop if isinstance(s, str) and s]
-        kwargs = dict(max_new_tokens=max_tokens, num_return_sequences=n, eos_token_id=sorted(stop_ids),
+        kwargs = dict(max_new_tokens=max_tokens, eos_token_id=sorted(stop_ids),
                       pad_token_id=self.tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True)
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else 0)
@@ -453,7 +453,7 @@ class Engine:
         if stop_strs:
             kwargs.update(stop_strings=stop_strs, tokenizer=self.tokenizer)
         model = self.peft if self.peft is not None else self.base
-        ids = torch.tensor([prompt], device=self.device)
+        ids = torch.tensor([prompt] * n, device=self.device)  # n rows, not num_return_sequences: greedy allows that
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if params.get("seed") is not None:
                 torch.manual_seed(int(params["seed"]))

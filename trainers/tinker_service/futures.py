@@ -116,6 +116,7 @@ class Scheduler:
         self._turn = 0
         self._cond = threading.Condition()
         self._stopped = False
+        self.out_of_order = 0  # requests accepted before an earlier seq_id of their lane (the SDK's chunk order)
         self._thread = threading.Thread(target=self._loop, name="tinker-worker", daemon=True)
         self._thread.start()
 
@@ -131,8 +132,14 @@ class Scheduler:
                 self.futures.fail(job.future, f"seq_id {job.seq} of {job.lane} was already used", "user")
                 return
             else:
+                self.out_of_order += job.seq > lane.next_seq
                 lane.ordered[job.seq] = job
             self._cond.notify()
+
+    def stats(self) -> dict:
+        with self._cond:
+            pending = sum(len(lane.ordered) + len(lane.fifo) for lane in self._lanes.values())
+            return {"lanes": len(self._lanes), "pending": pending, "out_of_order_accepted": self.out_of_order}
 
     def stop(self) -> None:
         with self._cond:

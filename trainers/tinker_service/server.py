@@ -291,6 +291,11 @@ def build_app(service: Service):
             return Response(fut.payload, media_type=PROTO_CONTENT_TYPE)
         return fut.payload
 
+    @add("server_stats", ("GET",))
+    async def server_stats(request):
+        return {**service.scheduler.stats(), "sessions": len(service.sessions), "training_clients": len(engine.slots),
+                "samplers": len(engine.samplers)}
+
     @add("usage", ("GET",))
     async def usage(request):
         return service.meter.report()
