@@ -26,7 +26,7 @@ from tinker import types
 TEXTS = ["To be, or not to be, that is the question.", "The cat sat on the mat by the door.",
          "All the world's a stage, and all the men and women merely players.", "Hello world, hello again."]
 PRICES = {"prefill": 0.5, "sample": 2.0, "train": 3.0}
-BUDGET = 3000
+BUDGET = 12000
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,7 +59,10 @@ def server(tiny_model_dir, tmp_path_factory):
     else:
         os.kill(proc.pid, signal.SIGKILL)
         raise RuntimeError("the server did not start within 120 s")
-    yield url, run, str(tiny_model_dir)
+    with pytest.MonkeyPatch.context() as mp:  # what a user exports before running a Tinker script
+        mp.setenv("TINKER_API_KEY", "tml-dummy")
+        mp.setenv("TINKER_TELEMETRY", "0")
+        yield url, run, str(tiny_model_dir)
     os.kill(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=30)
@@ -70,9 +73,7 @@ def server(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(server):
-    url = server[0]
-    os.environ.update(TINKER_BASE_URL=url, TINKER_API_KEY="tml-dummy", TINKER_TELEMETRY="0")
-    client = tinker.ServiceClient(base_url=url, api_key="tml-dummy")
+    client = tinker.ServiceClient(base_url=server[0], api_key="tml-dummy")
     yield client
     client.close("success").result()
 
@@ -203,6 +204,8 @@ def test_sampling_params_seed_stop_and_greedy(service, server, tokenizer):
 
     first, again = draw(max_tokens=8, seed=11), draw(max_tokens=8, seed=11)
     assert [s.tokens for s in first] == [s.tokens for s in again]  # seeded
+    unseeded = [[s.tokens for s in draw(max_tokens=8)] for _ in range(2)]
+    assert unseeded[0] != unseeded[1]  # unseeded requests do not replay one generator state
     greedy = draw(max_tokens=8, temperature=0.0)
     assert greedy[0].tokens == greedy[1].tokens and len(greedy[0].tokens) == 8 and greedy[0].stop_reason == "length"
     stop = greedy[0].tokens[3]
@@ -350,7 +353,7 @@ def test_bad_requests_fail_their_future_and_the_budget_ends_a_session(server, to
         big = [types.Datum(model_input=types.ModelInput.from_ints(long[:-1]),
                            loss_fn_inputs={"target_tokens": long[1:], "weights": [1.0] * (len(long) - 1)})] * 4
         with pytest.raises(tinker.RequestFailedError, match="token budget"):
-            for _ in range(3):  # 1596 tokens a call against a budget of 3000 per session
+            for _ in range(10):  # 1596 tokens a call against a budget of 12000 per session
                 tc.forward(big, "cross_entropy").result()
     finally:
         sc.close("success").result()
@@ -370,3 +373,35 @@ def test_cli_errors_are_one_line(tmp_path, capsys, server):
     assert "cannot reach the service" in capsys.readouterr().err
     assert main(["tinker", "usage", "--url", server[0], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["usage"]["requests"] > 0
+
+
+def _example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tinker_example_{name}", ROOT / "examples" / "tinker" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_sl_loop_runs_and_resumes(server, tmp_path):
+    sl_loop = _example("sl_loop")
+    args = ["--base-url", server[0], "--model-name", server[2], "--log-path", str(tmp_path), "--batch-size", "4",
+            "--learning-rate", "5e-3", "--lora-rank", "8", "--max-length", "511", "--save-every", "2"]
+    first = sl_loop.main([*args, "--max-steps", "3"])
+    assert [r["step"] for r in first] == [0, 1, 2] and all(r["datums"] > 0 and r["train_nll"] > 0 for r in first)
+    names = [json.loads(line)["name"] for line in (tmp_path / "checkpoints.jsonl").read_text().splitlines()]
+    assert names == ["000002", "final"]
+    again = sl_loop.main([*args, "--max-steps", "4"])  # resumes from the last state: only step 3 runs
+    assert [r["step"] for r in again] == [3]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_example_rl_loop_trains_on_sampled_groups(server, tmp_path):
+    rl_loop = _example("rl_loop")
+    logged = rl_loop.main(["--base-url", server[0], "--model-name", server[2], "--log-path", str(tmp_path),
+                           "--batch-size", "2", "--group-size", "3", "--max-tokens", "8", "--lora-rank", "8",
+                           "--max-steps", "2", "--reward", "overlap", "--save-every", "0"])
+    assert [r["step"] for r in logged] == [0, 1]
+    assert all(r["datums"] + 3 * r["skipped_groups"] == 6 for r in logged) and sum(r["datums"] for r in logged) > 0
+    assert rl_loop.get_reward("math", "so it is 72.\n#### 72", "... #### 72") == 1.0

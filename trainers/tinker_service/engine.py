@@ -454,8 +454,10 @@ class Engine:
             kwargs.update(stop_strings=stop_strs, tokenizer=self.tokenizer)
         model = self.peft if self.peft is not None else self.base
         ids = torch.tensor([prompt] * n, device=self.device)  # n rows, not num_return_sequences: greedy allows that
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if params.get("seed") is not None:
+        seeded = params.get("seed") is not None
+        # a seeded request draws from its own generator state; the others advance the shared one
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=seeded):
+            if seeded:
                 torch.manual_seed(int(params["seed"]))
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out.sequences[:, len(prompt):]
