@@ -69,6 +69,9 @@ def server(tiny_model_dir, tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    # a stopped server leaves a finished run whose manifest holds the usage totals (what `wb runs --usage` reads)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stage"] == "tinker-serve" and manifest["usage"]["trained_tokens"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +334,12 @@ def test_usage_counts_the_tokens_sent(server, tokenizer):
             time.sleep(0.3)
         assert saved["sessions"][session]["usage"] == total
         assert set(saved["usage"]) == {"requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd"}
+        from workbench.runs import run_info, usage_totals
+
+        info = run_info(server[1])  # the live server is a running run in `wb runs`, with its usage so far
+        assert info["state"] == "running" and info["stage"] == "tinker-serve"
+        assert info["trained_tokens"] == saved["usage"]["trained_tokens"] > 0
+        assert usage_totals([info])["tinker-serve"]["trained_tokens"] == info["trained_tokens"]
     finally:
         sc.close("success").result()
 

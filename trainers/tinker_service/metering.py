@@ -74,8 +74,9 @@ class Meter:
     """Thread-safe counters; `record` adds one request's tokens to its session and model."""
 
     def __init__(self, path: Path | None = None, prices: Prices | None = None, token_budget: int | None = None,
-                 flush_seconds: float = 1.0):
+                 flush_seconds: float = 1.0, progress=None):
         self.path = path
+        self.progress = progress  # the run's ProgressFile: `wb runs` shows a live server's usage from it
         self.prices = prices
         self.token_budget = token_budget
         self.flush_seconds = flush_seconds
@@ -143,7 +144,10 @@ class Meter:
         with self._flush_lock:  # one writer at a time: the temporary file name is per process
             self._flushed = time.monotonic()
             self._dirty = False
-            write_json_atomic(self.path, self.report())
+            report = self.report()
+            write_json_atomic(self.path, report)
+            if self.progress is not None:
+                self.progress.update(usage=report["usage"], phase="serving", force=True)
 
 
 def _tokens(u: Usage) -> int:

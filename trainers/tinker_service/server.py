@@ -315,7 +315,8 @@ def default_output() -> Path:
 
 
 def serve(config: ServeConfig) -> dict:
-    """Load the model, serve until SIGINT/SIGTERM, then write the run's manifest (with usage); return it."""
+    """Load the model, serve until SIGINT/SIGTERM, then write the run's manifest (with usage); return it.
+    While serving, the run's `progress.json` (state running, pid) carries the usage so far."""
     import uvicorn
 
     from trainers.tinker_service.engine import Engine
@@ -330,21 +331,21 @@ def serve(config: ServeConfig) -> dict:
     with socket.socket() as probe:  # fail before loading the model, not after printing the address
         if probe.connect_ex((config.host, config.port)) == 0:
             raise InputError(f"{config.host}:{config.port} is already in use; pick another --port")
-    run = RunDir(config.output or default_output(), "tinker-serve", config, resumable=True).start()
-    meter = Meter(run.path / USAGE_FILE, prices, config.token_budget)
-    engine = Engine(config.base_model, config.served_name or config.base_model, run.path / "checkpoints", meter,
-                    device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens)
-    service = Service(config, engine, meter)
-    server = uvicorn.Server(uvicorn.Config(build_app(service), host=config.host, port=config.port,
-                                           log_level="warning", timeout_graceful_shutdown=5))
-    print(f"tinker service for {engine.name} on http://{config.host}:{config.port} "
-          f"(export TINKER_BASE_URL=http://{config.host}:{config.port}); run dir {run.path}", flush=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises the SIGTERM/SIGINT it handled; the shutdown was clean
-        pass
-    finally:
-        service.close()
-    report = meter.report()
-    return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
-                      token_budget=config.token_budget)
+    with RunDir(config.output or default_output(), "tinker-serve", config, resumable=True) as run:
+        meter = Meter(run.path / USAGE_FILE, prices, config.token_budget, progress=run.progress)
+        engine = Engine(config.base_model, config.served_name or config.base_model, run.path / "checkpoints", meter,
+                        device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens)
+        service = Service(config, engine, meter)
+        server = uvicorn.Server(uvicorn.Config(build_app(service), host=config.host, port=config.port,
+                                               log_level="warning", timeout_graceful_shutdown=5))
+        print(f"tinker service for {engine.name} on http://{config.host}:{config.port} "
+              f"(export TINKER_BASE_URL=http://{config.host}:{config.port}); run dir {run.path}", flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises the SIGTERM/SIGINT it handled; the shutdown was clean
+            pass
+        finally:
+            service.close()
+        report = meter.report()
+        return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
+                          token_budget=config.token_budget)
