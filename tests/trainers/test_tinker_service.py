@@ -129,6 +129,29 @@ def test_supervised_loop_loss_falls_with_out_of_order_chunks(service, server, to
     assert stats["out_of_order_accepted"] >= 8  # chunk 2 of every call arrived before chunk 1, and was run after it
 
 
+def test_cross_entropy_with_k_targets_per_position_dense_and_csr(service, server, tokenizer):
+    tc = new_client(service, server[2], seed=8)
+    ids = tokenizer.encode(TEXTS[1])
+    one = types.Datum(model_input=types.ModelInput.from_ints(ids[:-1]),
+                      loss_fn_inputs={"target_tokens": ids[1:], "weights": [1.0] * (len(ids) - 1)})
+    targets = torch.tensor([[t, 5, 6, 7] for t in ids[1:]])
+    weights = torch.zeros(len(ids) - 1, 4)
+    weights[:, 0] = 1.0
+    sparse_weights = types.TensorData.from_torch_sparse(weights)
+    assert sparse_weights.sparse_crow_indices is not None  # really sent as CSR
+    k = types.Datum(model_input=types.ModelInput.from_ints(ids[:-1]),
+                    loss_fn_inputs={"target_tokens": types.TensorData.from_torch(targets), "weights": sparse_weights})
+    out = tc.forward([one, k], "cross_entropy").result()
+    flat, multi = (o["logprobs"].to_numpy() for o in out.loss_fn_outputs)
+    assert multi.shape == (len(ids) - 1, 4)
+    np.testing.assert_allclose(multi[:, 0], flat, atol=1e-6)
+    assert out.metrics["loss:sum"] == pytest.approx(-2 * float(flat.sum()), rel=1e-5)
+    bad = types.Datum(model_input=types.ModelInput.from_ints(ids[:-1]),
+                      loss_fn_inputs={"target_tokens": types.TensorData.from_torch(targets), "weights": [1.0] * (len(ids) - 1)})
+    with pytest.raises(tinker.RequestFailedError, match="weights has shape"):
+        tc.forward([bad], "cross_entropy").result()
+
+
 def _core_logprobs(model_dir: str, tokens: list[int]) -> np.ndarray:
     from trainers.client import ClientConfig, TrainingClient
 

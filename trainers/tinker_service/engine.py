@@ -83,6 +83,14 @@ class SamplerSource:
     model_path: str | None = None
 
 
+def _target_logprobs(logits_T_V: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) per position: targets [T] -> [T], or K targets per position [T, K] -> [T, K]."""
+    if targets.ndim == 1:
+        return token_logprobs(logits_T_V, targets)
+    logits = logits_T_V.float()
+    return logits.gather(-1, targets) - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
 def safe_dir(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
@@ -240,7 +248,7 @@ class Engine:
             ids[i, :t.numel()] = t
             mask[i, :t.numel()] = 1
         logits = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False).logits
-        return [token_logprobs(logits[i, :t.numel()], targets[i].to(self.device)) for i, t in enumerate(tokens)]
+        return [_target_logprobs(logits[i, :t.numel()], targets[i].to(self.device)) for i, t in enumerate(tokens)]
 
     def _micro_batches(self, n_tokens: list[int]) -> list[list[int]]:
         batches: list[list[int]] = [[]]
@@ -254,13 +262,16 @@ class Engine:
             width = width_if
         return batches
 
-    def _check_tokens(self, tokens: np.ndarray, what: str) -> None:
+    def _check_length(self, tokens: np.ndarray, what: str) -> None:
         if tokens.size == 0:
             raise RequestError(f"{what} is empty")
         if tokens.size > self.max_context:
             raise RequestError(f"{what} has {tokens.size} tokens; the model takes at most {self.max_context}")
-        if tokens.min() < 0 or tokens.max() >= self.vocab:
-            raise RequestError(f"{what} has token id {int(tokens.max())} outside the vocabulary [0, {self.vocab})")
+
+    def _check_ids(self, tokens: np.ndarray, what: str) -> None:
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab):
+            bad = int(tokens.max()) if tokens.max() >= self.vocab else int(tokens.min())
+            raise RequestError(f"{what} has token id {bad} outside the vocabulary [0, {self.vocab})")
 
     def forward_backward(self, req: ForwardBackwardRequest) -> bytes:
         slot = self.slot(req.model_id)
@@ -270,15 +281,19 @@ class Engine:
         check_loss(req.loss_fn, req.loss_fn_config, [d.inputs for d in req.data])
         tokens, inputs = [], []
         for i, d in enumerate(req.data):
-            self._check_tokens(d.tokens, f"datum {i}")
+            self._check_length(d.tokens, f"datum {i}")
+            self._check_ids(d.tokens, f"datum {i}")
             named = {}
             for k, v in d.inputs.items():
-                flat = v.reshape(-1)
-                if flat.size != d.tokens.size:
-                    raise RequestError(f"datum {i}: loss_fn_inputs[{k!r}] has {flat.size} values for "
-                                       f"{d.tokens.size} input tokens")
-                named[k] = torch.from_numpy(np.ascontiguousarray(flat)).to(self.device)
-            self._check_tokens(named["target_tokens"].cpu().numpy(), f"datum {i} target_tokens")
+                two_d_ok = req.loss_fn == "cross_entropy" and k in ("target_tokens", "weights")
+                if v.ndim == 0 or v.shape[0] != d.tokens.size or v.ndim > (2 if two_d_ok else 1):
+                    want = f"[{d.tokens.size}] or [{d.tokens.size}, K]" if two_d_ok else f"[{d.tokens.size}]"
+                    raise RequestError(f"datum {i}: loss_fn_inputs[{k!r}] has shape {list(v.shape)}; expected {want}")
+                named[k] = torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
+            if "weights" in named and named["weights"].shape != named["target_tokens"].shape:
+                raise RequestError(f"datum {i}: weights has shape {list(named['weights'].shape)}, target_tokens "
+                                   f"{list(named['target_tokens'].shape)}")
+            self._check_ids(named["target_tokens"].cpu().numpy(), f"datum {i} target_tokens")
             tokens.append(torch.from_numpy(d.tokens))
             inputs.append(named)
         self._activate(slot.adapter)
@@ -414,7 +429,8 @@ class Engine:
         src = self.sampler(sampler_id)
         self.meter.check_budget(src.session_id)
         ids = np.asarray(prompt, dtype=np.int64)
-        self._check_tokens(ids, "prompt")
+        self._check_length(ids, "prompt")
+        self._check_ids(ids, "prompt")
         if not isinstance(num_samples, int) or not 1 <= num_samples <= 1024:
             raise RequestError(f"num_samples must be an integer in [1, 1024], got {num_samples!r}")
         with torch.no_grad(), self._use_sampler(src):

@@ -108,23 +108,31 @@ def decode_forward_backward(body: bytes, content_encoding: str | None = None) ->
 
 
 def encode_forward_backward_output(outputs: list[dict[str, np.ndarray]], metrics: dict[str, float]) -> bytes:
-    """ForwardBackwardOutput protobuf: one ArrayRecord holding every datum's float32 outputs."""
+    """ForwardBackwardOutput protobuf: the datums' float32 outputs as ArrayRecords, one per run of datums
+    whose outputs share trailing shapes (`[T]` outputs have none; `[T, K]` ones have `[K]`)."""
     pb = _pb()
     msg = pb.ForwardBackwardOutput()
     msg.loss_fn_output_type = "ArrayRecord"
     for k, v in metrics.items():
         msg.metrics[k] = float(v)
-    if outputs:
+    runs: list[list[dict[str, np.ndarray]]] = []
+    for out in outputs:
+        trailing = {name: a.shape[1:] for name, a in out.items()}
+        if not runs or {name: a.shape[1:] for name, a in runs[-1][0].items()} != trailing:
+            runs.append([])
+        runs[-1].append(out)
+    for run in runs:
         record = msg.loss_fn_outputs.add()
         record.type_tag = "ArrayRecord"
-        record.num_datums = len(outputs)
-        for name in outputs[0]:
-            arrays = [np.ascontiguousarray(o[name], dtype=np.float32).reshape(-1) for o in outputs]
+        record.num_datums = len(run)
+        for name in run[0]:
+            arrays = [np.ascontiguousarray(o[name], dtype=np.float32) for o in run]
             offsets = np.concatenate([[0], np.cumsum([a.nbytes for a in arrays])]).astype(np.int64)
             bt = record.fields[name]
             bt.data = b"".join(a.tobytes() for a in arrays)
             bt.offsets = offsets.tobytes()
             bt.dtype = pb.DTYPE_FLOAT32
+            bt.trailing_shape.extend(arrays[0].shape[1:])
     return msg.SerializeToString()
 
 
