@@ -132,7 +132,7 @@ class Scheduler:
                 self.futures.fail(job.future, f"seq_id {job.seq} of {job.lane} was already used", "user")
                 return
             else:
-                self.out_of_order += job.seq > lane.next_seq
+                self.out_of_order += any(s not in lane.ordered for s in range(lane.next_seq, job.seq))
                 lane.ordered[job.seq] = job
             self._cond.notify()
 
