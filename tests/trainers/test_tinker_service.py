@@ -302,6 +302,24 @@ def test_save_state_then_resume_gives_the_same_next_step(service, server, tokeni
         service.create_training_client_from_state_with_optimizer(sampler_path).result()
 
 
+def test_custom_loss_runs_as_forward_then_weighted_backward(service, server, tokenizer):
+    data = sl_data(tokenizer)
+    builtin, custom = new_client(service, server[2], seed=9), new_client(service, server[2], seed=9)
+
+    def nll(batch, logprobs):  # the same loss as cross_entropy, written client-side
+        loss = sum(-(lp * torch.tensor(d.loss_fn_inputs["weights"].tolist())).sum() for d, lp in zip(batch, logprobs, strict=True))
+        return loss, {"custom_nll": float(loss.detach())}
+
+    out = custom.forward_backward_custom(data, nll).result()
+    ref = builtin.forward_backward(data, "cross_entropy").result()
+    assert out.metrics["loss:sum"] == pytest.approx(ref.metrics["loss:sum"], rel=1e-5)
+    assert out.metrics["custom_nll"] == pytest.approx(ref.metrics["loss:sum"], rel=1e-5)
+    for client in (builtin, custom):
+        client.optim_step(types.AdamParams(learning_rate=1e-2)).result()
+    after = [c.forward(data, "cross_entropy").result().metrics["loss:sum"] for c in (builtin, custom)]
+    assert after[0] == pytest.approx(after[1], rel=1e-5) and after[0] < ref.metrics["loss:sum"]
+
+
 def test_two_clients_train_separate_adapters(service, server, tokenizer):
     data = sl_data(tokenizer)
     a, b = new_client(service, server[2], seed=5), new_client(service, server[2], seed=5)
