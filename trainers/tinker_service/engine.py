@@ -25,12 +25,12 @@ from trainers.tinker_service.metering import Meter
 from trainers.tinker_service.protocol import (
     ForwardBackwardRequest,
     RequestError,
-    Sequence,
     check_name,
     encode_forward_backward_output,
     encode_sample_response,
     parse_tinker_path,
 )
+from trainers.tinker_service.sampling import generate
 
 LORA_ALPHA = 32  # fixed, as in "LoRA without regret": the learning rate then transfers across ranks
 SAMPLER_ADAPTER = "sampler"
@@ -434,7 +434,8 @@ class Engine:
         if not isinstance(num_samples, int) or not 1 <= num_samples <= 1024:
             raise RequestError(f"num_samples must be an integer in [1, 1024], got {num_samples!r}")
         with torch.no_grad(), self._use_sampler(src):
-            sequences = self._generate(prompt, num_samples, params or {})
+            model = self.peft if self.peft is not None else self.base
+            sequences = generate(model, self.tokenizer, prompt, num_samples, params or {}, self.max_context, self.device)
             plp = None
             if prompt_logprobs:
                 scored = []
@@ -443,49 +444,3 @@ class Engine:
                 plp = np.array([np.nan, *scored], dtype=np.float32)
         self.meter.record(src.session_id, sampler_id, prefill=len(prompt), sampled=sum(len(s.tokens) for s in sequences))
         return encode_sample_response(sequences, plp)
-
-    def _generate(self, prompt: list[int], n: int, params: dict) -> list[Sequence]:
-        temperature = float(params.get("temperature", 1.0) if params.get("temperature") is not None else 1.0)
-        top_p = float(params.get("top_p", 1.0) if params.get("top_p") is not None else 1.0)
-        top_k = int(params.get("top_k", -1) if params.get("top_k") is not None else -1)
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise RequestError(f"sampling_params: temperature must be >= 0 and top_p in (0, 1]; got {temperature}, {top_p}")
-        room = self.max_context - len(prompt)
-        max_tokens = params.get("max_tokens")
-        max_tokens = room if max_tokens is None else int(max_tokens)
-        if max_tokens < 1 or max_tokens > room:
-            raise RequestError(f"sampling_params.max_tokens must be in [1, {room}] for a {len(prompt)}-token prompt "
-                               f"(context {self.max_context}); got {max_tokens}")
-        stop = params.get("stop") or []
-        stop = [stop] if isinstance(stop, str | int) else list(stop)
-        stop_ids = {int(s) for s in stop if isinstance(s, int)} | {self.tokenizer.eos_token_id}
-        stop_strs = [s for s in stop if isinstance(s, str) and s]
-        kwargs = dict(max_new_tokens=max_tokens, eos_token_id=sorted(stop_ids),
-                      pad_token_id=self.tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True)
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else 0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stop_strs:
-            kwargs.update(stop_strings=stop_strs, tokenizer=self.tokenizer)
-        model = self.peft if self.peft is not None else self.base
-        ids = torch.tensor([prompt] * n, device=self.device)  # n rows, not num_return_sequences: greedy allows that
-        seeded = params.get("seed") is not None
-        # a seeded request draws from its own generator state; the others advance the shared one
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=seeded):
-            if seeded:
-                torch.manual_seed(int(params["seed"]))
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-        new = out.sequences[:, len(prompt):]
-        # raw per-token log-probs: the model's distribution, before temperature or top-p/top-k
-        logps = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
-        result = []
-        for j in range(new.shape[0]):
-            toks = new[j].tolist()
-            end, stopped = len(toks), False
-            for k, t in enumerate(toks):
-                if t in stop_ids or (stop_strs and any(s in self.tokenizer.decode(toks[:k + 1]) for s in stop_strs)):
-                    end, stopped = k + 1, True
-                    break
-            result.append(Sequence(toks[:end], logps[j, :end].tolist(), stopped))
-        return result
