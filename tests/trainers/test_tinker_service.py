@@ -88,6 +88,13 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
+def _stats(server) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(server[0] + "/api/v1/server_stats") as resp:
+        return json.loads(resp.read())
+
+
 def sl_data(tokenizer) -> list[types.Datum]:
     data = []
     for text in TEXTS:
@@ -122,11 +129,7 @@ def test_supervised_loop_loss_falls_with_out_of_order_chunks(service, server, to
         assert result.metrics["loss:sum"] == pytest.approx(nll, rel=1e-5)
         losses.append(result.metrics["loss:sum"])
     assert losses[-1] < 0.7 * losses[0] and all(b < a for a, b in zip(losses, losses[1:], strict=False))
-    import urllib.request
-
-    with urllib.request.urlopen(server[0] + "/api/v1/server_stats") as resp:
-        stats = json.loads(resp.read())
-    assert stats["out_of_order_accepted"] >= 8  # chunk 2 of every call arrived before chunk 1, and was run after it
+    assert _stats(server)["out_of_order_accepted"] >= 8  # chunk 2 of every call arrived before chunk 1, and was run after it
 
 
 def test_cross_entropy_with_k_targets_per_position_dense_and_csr(service, server, tokenizer):
@@ -381,8 +384,14 @@ def test_usage_counts_the_tokens_sent(server, tokenizer):
         assert info["state"] == "running" and info["stage"] == "tinker-serve"
         assert info["trained_tokens"] == saved["usage"]["trained_tokens"] > 0
         assert usage_totals([info])["tinker-serve"]["trained_tokens"] == info["trained_tokens"]
+        clients = _stats(server)["training_clients"]
     finally:
         sc.close("success").result()
+    deadline = time.monotonic() + 10  # finishing the session frees its adapter (usage stays)
+    while _stats(server)["training_clients"] != clients - 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _stats(server)["training_clients"] == clients - 1
+    assert fetch_usage(server[0])["sessions"][session]["usage"] == total
 
 
 def test_bad_requests_fail_their_future_and_the_budget_ends_a_session(server, tokenizer):
@@ -422,7 +431,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys, server):
     assert main(["tinker", "usage", "--url", f"http://127.0.0.1:{_free_port()}"]) == 2
     assert "cannot reach the service" in capsys.readouterr().err
     assert main(["tinker", "usage", "--url", server[0], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["usage"]["requests"] > 0
+    served = json.loads(capsys.readouterr().out)
+    free = tmp_path / "free.yaml"
+    free.write_text("train: 0\nprefill: 0\nsample: 0\n")
+    assert main(["tinker", "usage", "--url", server[0], "--json", "--prices", str(free)]) == 0
+    repriced = json.loads(capsys.readouterr().out)
+    assert served["usage"]["cost_usd"] > 0 and repriced["usage"]["cost_usd"] == 0.0
+    assert repriced["usage"]["trained_tokens"] == served["usage"]["trained_tokens"]
 
 
 def _example(name: str):

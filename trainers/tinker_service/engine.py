@@ -405,12 +405,32 @@ class Engine:
         self.meter.record(slot.session_id, slot.model_id)
         return {"type": "load_weights", "path": path, "model_id": model_id}
 
+    def release_session(self, session_id: str) -> dict:
+        """Drop a finished session's adapters, optimisers and sampler snapshots (its checkpoints stay)."""
+        models = [m for m, slot in self.slots.items() if slot.session_id == session_id]
+        for model_id in models:
+            self._drop_adapter(self.slots.pop(model_id).adapter)
+        samplers = [k for k, src in self.samplers.items() if src.session_id == session_id]
+        for sampler_id in samplers:
+            del self.samplers[sampler_id]
+            if self._sampler_loaded and self._sampler_loaded[0] == sampler_id:
+                self._drop_adapter(SAMPLER_ADAPTER)
+        return {"models": len(models), "samplers": len(samplers)}
+
+    def _drop_adapter(self, name: str) -> None:
+        self.peft.delete_adapter(name)
+        if name == SAMPLER_ADAPTER:
+            self._sampler_loaded = None
+        if not self.peft.peft_config:  # no adapter left: take the LoRA layers out, back to the plain model
+            self.base = self.peft.unload()
+            self.peft = None
+
     # ---- sampling -----------------------------------------------------------------------------------
 
     def _use_sampler(self, src: SamplerSource):
         """A context in which the model runs with the sampler's weights."""
-        if src.weights is None:
-            return self.peft.disable_adapter() if self.peft is not None else contextlib.nullcontext()
+        if src.weights is None:  # the base model (no adapter left behaves as the base model too)
+            return self.peft.disable_adapter() if self.peft is not None and self.peft.peft_config else contextlib.nullcontext()
         key = (src.sampler_id, src.spec.shape())
         if self._sampler_loaded != key:
             loaded_shape = self._sampler_loaded[1] if self._sampler_loaded else None

@@ -172,9 +172,12 @@ def build_app(service: Service):
         return {"type": "session_heartbeat"}
 
     async def finish_session(request):
-        s = service.sessions.get(request.path_params["session_id"])
-        if s is not None:
+        sid = request.path_params["session_id"]
+        s = service.sessions.get(sid)
+        if s is not None and not s["finished"]:
             s["finished"] = True
+            fut = service.futures.create(sid)  # frees its adapters on the worker, between other requests
+            service.scheduler.submit(Job(f"release:{sid}", None, lambda: (engine.release_session(sid), False), fut))
         service.meter.flush()
         return JSONResponse({})
 
