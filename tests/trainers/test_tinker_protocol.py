@@ -190,7 +190,8 @@ def test_routes_handshake_auth_and_errors():
 
     from trainers.tinker_service.server import ServeConfig, Service, build_app
 
-    service = Service(ServeConfig(base_model="tiny", api_key="tml-secret", chunk_len=3), _Engine(), Meter())
+    service = Service(ServeConfig(base_model="tiny", api_key="tml-secret", chunk_len=3, poll_seconds=0.1),
+                      _Engine(), Meter())
     with TestClient(build_app(service)) as client:
         assert client.get("/api/v1/healthz").status_code == 401
         h = {"X-API-Key": "tml-secret"}
@@ -204,6 +205,12 @@ def test_routes_handshake_auth_and_errors():
         result = client.post("/api/v1/retrieve_future", json={"request_id": handle["request_id"]}, headers=h).json()
         assert result["category"] == "user" and "ForwardBackwardRequest" in result["error"]
         assert client.post("/api/v1/retrieve_future", json={"request_id": "req-x"}, headers=h).status_code == 404
+        gate = threading.Event()
+        slow = service.submit(None, "lane", None, lambda: (gate.wait(5), {"answer": 42})[1])
+        poll = client.post("/api/v1/retrieve_future", json=slow, headers=h).json()
+        assert poll["type"] == "try_again"  # pending after poll_seconds: the SDK polls again
+        gate.set()
+        assert client.post("/api/v1/retrieve_future", json=slow, headers=h).json() == {"answer": 42}
         assert client.post("/api/v1/create_sampling_session", json={"session_id": "nope"}, headers=h).status_code == 400
         client.post(f"/api/v1/sessions/{sid}/finish", json={}, headers=h)
         assert client.post("/api/v1/session_heartbeat", json={"session_id": sid}, headers=h).status_code == 410

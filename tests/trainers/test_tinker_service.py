@@ -172,6 +172,11 @@ def test_compute_logprobs_equal_the_core_and_the_trainer(service, server, tokeni
     got = base.compute_logprobs(types.ModelInput.from_ints(tokens)).result()
     assert got[0] is None and len(got) == len(tokens)
     np.testing.assert_allclose(np.array(got[1:]), _core_logprobs(server[2], tokens), atol=1e-5)
+    tail = base.compute_logprobs(types.ModelInput.from_ints(tokens), prompt_logprobs_last_n=3).result()
+    assert tail[:-3] == [None] * (len(tokens) - 3) and tail[-3:] == pytest.approx(got[-3:], abs=1e-6)
+    with pytest.raises(tinker.RequestFailedError, match="topk_prompt_logprobs is not supported"):
+        base.sample(prompt=types.ModelInput.from_ints(tokens), num_samples=1, include_prompt_logprobs=True,
+                    topk_prompt_logprobs=2, sampling_params=types.SamplingParams(max_tokens=1)).result()
     # a snapshot of a trained client scores tokens exactly as that client's forward pass does
     tc = new_client(service, server[2], seed=3)
     tc.forward_backward(sl_data(tokenizer), "cross_entropy").result()
@@ -286,6 +291,9 @@ def test_save_state_then_resume_gives_the_same_next_step(service, server, tokeni
     path = a.save_state("step2").result().path
     assert path == f"tinker://{a.model_id}/weights/step2"
     assert (server[1] / "checkpoints" / a.model_id.replace(":", "_") / "weights" / "step2" / "state.pt").is_file()
+    at_save = a.forward(data, "cross_entropy").result().metrics["loss:sum"]
+    weights_only = service.create_training_client_from_state(path).result()  # fresh Adam state
+    assert weights_only.forward(data, "cross_entropy").result().metrics["loss:sum"] == pytest.approx(at_save, abs=1e-5)
     b = service.create_training_client_from_state_with_optimizer(path).result()
     assert b.model_id != a.model_id
     for client in (a, b):  # the same step from the same weights and Adam moments

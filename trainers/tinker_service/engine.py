@@ -91,6 +91,13 @@ def _target_logprobs(logits_T_V: torch.Tensor, targets: torch.Tensor) -> torch.T
     return logits.gather(-1, targets) - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
+def check_optimizer(config: dict | None) -> None:
+    """Only AdamW is served (Tinker's default); refuse another optimizer by name."""
+    kind = (config or {}).get("type", "adamw")
+    if kind != "adamw":
+        raise RequestError(f"optimizer {kind!r} is not supported here; use the default Adam (AdamOptimizerConfig)")
+
+
 def safe_dir(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
@@ -231,8 +238,10 @@ class Engine:
 
     # ---- training -----------------------------------------------------------------------------------
 
-    def create_model(self, session_id: str, model_seq_id: int, base_model: str, lora: dict | None) -> dict:
+    def create_model(self, session_id: str, model_seq_id: int, base_model: str, lora: dict | None,
+                     optimizer: dict | None = None) -> dict:
         self.check_base(base_model)
+        check_optimizer(optimizer)
         model_id = f"{session_id}:train:{model_seq_id}"
         self._new_slot(model_id, session_id, LoraSpec.parse(lora))
         self.meter.record(session_id, model_id)
@@ -320,7 +329,13 @@ class Engine:
         slot = self.slot(model_id)
         self.meter.check_budget(slot.session_id)
         p = {"learning_rate": 1e-4, "beta1": 0.9, "beta2": 0.95, "eps": 1e-12, "weight_decay": 0.0,
-             "grad_clip_norm": 0.0, **(params or {})}
+             "grad_clip_norm": 0.0}
+        params = dict(params or {})
+        kind = params.pop("type", "adam")
+        unknown = sorted(set(params) - set(p))
+        if kind not in ("adam", "adamw") or unknown:
+            raise RequestError(f"only AdamParams are supported (got type {kind!r}{', fields ' + ', '.join(unknown) if unknown else ''})")
+        p.update(params)
         for k in ("learning_rate", "eps", "weight_decay", "grad_clip_norm"):
             if not isinstance(p[k], int | float) or not 0 <= p[k] < float("inf"):
                 raise RequestError(f"adam_params.{k} must be a finite number >= 0, got {p[k]!r}")
@@ -381,13 +396,14 @@ class Engine:
         return state
 
     def load(self, path: str, optimizer: bool, model_id: str | None = None, session_id: str | None = None,
-             model_seq_id: int | None = None, base_model: str | None = None) -> dict:
+             model_seq_id: int | None = None, base_model: str | None = None, optimizer_config: dict | None = None) -> dict:
         """Load a checkpoint into an existing client (`model_id`) or a new one (`session_id`, `model_seq_id`)."""
         state = self.read_checkpoint(path)
         if optimizer and state["optimizer"] is None:
             raise RequestError(f"{path} holds sampler weights without optimizer state; save it with save_state")
         spec = LoraSpec(**state["lora"])
         if model_id is None:
+            check_optimizer(optimizer_config)
             if session_id is None or model_seq_id is None:
                 raise RequestError("load_weights needs model_id, or session_id and model_seq_id for a new model")
             self.check_base(base_model)
@@ -445,7 +461,9 @@ class Engine:
         return contextlib.nullcontext()
 
     def sample(self, sampler_id: str, prompt: list[int], num_samples: int, params: dict,
-               prompt_logprobs: bool) -> bytes:
+               prompt_logprobs: bool, last_n: int | None = None) -> bytes:
+        """Sample; with `prompt_logprobs`, the prompt's log-probs too (NaN at position 0, and before the
+        last `last_n` positions when given)."""
         src = self.sampler(sampler_id)
         self.meter.check_budget(src.session_id)
         ids = np.asarray(prompt, dtype=np.int64)
@@ -462,5 +480,9 @@ class Engine:
                 if len(prompt) > 1:
                     scored = self._logprobs([torch.tensor(prompt[:-1])], [torch.tensor(prompt[1:])])[0].cpu().tolist()
                 plp = np.array([np.nan, *scored], dtype=np.float32)
+                if last_n is not None:
+                    if not isinstance(last_n, int) or not 1 <= last_n <= len(prompt) - 1:
+                        raise RequestError(f"prompt_logprobs_last_n must be in [1, {len(prompt) - 1}], got {last_n!r}")
+                    plp[:len(prompt) - last_n] = np.nan
         self.meter.record(src.session_id, sampler_id, prefill=len(prompt), sampled=sum(len(s.tokens) for s in sequences))
         return encode_sample_response(sequences, plp)

@@ -197,7 +197,8 @@ def build_app(service: Service):
         sid, seq = d.get("session_id"), d.get("model_seq_id")
         model_id = f"{sid}:train:{seq}"
         return service.submit(sid, model_id, None,
-                              lambda: engine.create_model(sid, seq, d.get("base_model"), d.get("lora_config")),
+                              lambda: engine.create_model(sid, seq, d.get("base_model"), d.get("lora_config"),
+                                                          d.get("optimizer_config")),
                               new_model=True, model_id=model_id)
 
     @add("get_info")
@@ -244,7 +245,8 @@ def build_app(service: Service):
         sid, seq = d.get("session_id"), d.get("model_seq_id")
         model_id = f"{sid}:train:{seq}"
         return service.submit(sid, model_id, None, lambda: engine.load(
-            d.get("path"), bool(d.get("optimizer")), session_id=sid, model_seq_id=seq, base_model=d.get("base_model")),
+            d.get("path"), bool(d.get("optimizer")), session_id=sid, model_seq_id=seq, base_model=d.get("base_model"),
+            optimizer_config=d.get("optimizer_config")),
             new_model=True, model_id=model_id)
 
     @add("create_sampling_session")
@@ -272,11 +274,17 @@ def build_app(service: Service):
         n = d.get("num_samples", 1)
         try:
             prompt = prompt_tokens(d.get("prompt"))
+            unsupported = [k for k in ("topk_prompt_logprobs", "topk_sample_logprobs", "prompt_alt_tokens_k",
+                                       "target_prompt_logprobs", "record_stability_info") if d.get(k)]
+            if unsupported:
+                raise RequestError(f"{unsupported[0]} is not supported by this server (per-token log-probs and "
+                                   "prompt log-probs are)")
         except RequestError as exc:
             return service.failed(None, str(exc))
         handle = service.submit(src.session_id if src else None, f"sampler:{sampler_id}", None,
                                 lambda: engine.sample(sampler_id, prompt, n, d.get("sampling_params") or {},
-                                                      bool(d.get("prompt_logprobs"))), proto=True)
+                                                      bool(d.get("prompt_logprobs")), d.get("prompt_logprobs_last_n")),
+                                proto=True)
         handle["sample_sequence_ids"] = [f"{handle['request_id']}:{i}" for i in range(n if isinstance(n, int) else 1)]
         return handle
 
