@@ -184,14 +184,21 @@ def test_prices_file_and_meter(tmp_path):
 class _Engine:
     name, max_context, slots, samplers = "tiny", 64, {}, {}
 
+    def __init__(self):
+        self.released = []
+
+    def release_session(self, sid):
+        self.released.append(sid)
+
 
 def test_routes_handshake_auth_and_errors():
     from starlette.testclient import TestClient
 
     from trainers.tinker_service.server import ServeConfig, Service, build_app
 
-    service = Service(ServeConfig(base_model="tiny", api_key="tml-secret", chunk_len=3, poll_seconds=0.1),
-                      _Engine(), Meter())
+    engine = _Engine()
+    service = Service(ServeConfig(base_model="tiny", api_key="tml-secret", chunk_len=3, poll_seconds=0.1,
+                                  session_timeout=1.0), engine, Meter())
     with TestClient(build_app(service)) as client:
         assert client.get("/api/v1/healthz").status_code == 401
         h = {"X-API-Key": "tml-secret"}
@@ -214,4 +221,10 @@ def test_routes_handshake_auth_and_errors():
         assert client.post("/api/v1/create_sampling_session", json={"session_id": "nope"}, headers=h).status_code == 400
         client.post(f"/api/v1/sessions/{sid}/finish", json={}, headers=h)
         assert client.post("/api/v1/session_heartbeat", json={"session_id": sid}, headers=h).status_code == 410
+        quiet = client.post("/api/v1/create_session", json={"tags": []}, headers=h).json()["session_id"]
+        deadline = time.monotonic() + 10  # no heartbeat for session_timeout: ended, adapters freed
+        while quiet not in engine.released and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert engine.released == [sid, quiet]
+        assert client.post("/api/v1/session_heartbeat", json={"session_id": quiet}, headers=h).status_code == 410
     service.close()

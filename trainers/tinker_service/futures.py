@@ -178,13 +178,18 @@ class Scheduler:
         while True:
             with self._cond:
                 job = self._pick()
-                while job is None and not self._stopped:
-                    if self.on_idle is not None:
-                        self.on_idle()
+                if job is None and not self._stopped:
                     self._cond.wait(timeout=1.0)
                     job = self._pick()
-                if job is None:
+                if job is None and self._stopped:
                     return
+            if job is None:  # idle for a second: housekeeping, outside the lock so submits never wait on it
+                if self.on_idle is not None:
+                    try:
+                        self.on_idle()
+                    except Exception:  # noqa: BLE001 - housekeeping must not stop the worker
+                        log.error("idle hook failed:\n%s", traceback.format_exc())
+                continue
             try:
                 payload, proto = job.run()
                 self.futures.resolve(job.future, payload, proto)

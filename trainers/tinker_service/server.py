@@ -53,6 +53,8 @@ class ServeConfig:
     dtype: str = option("auto", "model dtype: auto (bf16 on a capable GPU, else fp32), bf16, fp16, fp32",
                         choices=["auto", "bf16", "fp16", "fp32"])
     poll_seconds: float = option(20.0, "how long retrieve_future waits for a result before try_again", min=0.0)
+    session_timeout: float = option(600.0, "seconds without a heartbeat after which a session ends and its "
+                                           "adapters are freed (the SDK beats every 10 s)", min=1.0)
 
 
 class Service:
@@ -63,7 +65,7 @@ class Service:
         self.engine = engine
         self.meter = meter
         self.futures = FutureTable()
-        self.scheduler = Scheduler(self.futures, on_idle=meter.flush_if_changed)
+        self.scheduler = Scheduler(self.futures, on_idle=self.housekeeping)
         self.sessions: dict[str, dict] = {}
 
     def session(self, session_id: str | None) -> str:
@@ -86,6 +88,16 @@ class Service:
 
         self.scheduler.submit(Job(lane, seq or None, job, fut))
         return {"request_id": fut.request_id, **extra}
+
+    def housekeeping(self) -> None:
+        """On the idle worker: end sessions whose client stopped beating (freeing their adapters), flush usage."""
+        now = time.time()
+        for sid, s in list(self.sessions.items()):
+            if not s["finished"] and now - s["heartbeat"] > self.config.session_timeout:
+                s["finished"] = True
+                log.warning("session %s sent no heartbeat for %.0f s; ended", sid, now - s["heartbeat"])
+                self.engine.release_session(sid)
+        self.meter.flush_if_changed()
 
     def failed(self, session_id: str | None, message: str) -> dict:
         fut = self.futures.create(session_id)
