@@ -219,6 +219,8 @@ def test_routes_handshake_auth_and_errors():
         gate.set()
         assert client.post("/api/v1/retrieve_future", json=slow, headers=h).json() == {"answer": 42}
         assert client.post("/api/v1/create_sampling_session", json={"session_id": "nope"}, headers=h).status_code == 400
+        assert client.post(f"/api/v1/sessions/{sid}/finish", json={}).status_code == 401  # every route checks the key
+        assert client.get("/api/v1/samplers/x").status_code == 401
         client.post(f"/api/v1/sessions/{sid}/finish", json={}, headers=h)
         assert client.post("/api/v1/session_heartbeat", json={"session_id": sid}, headers=h).status_code == 410
         quiet = client.post("/api/v1/create_session", json={"tags": []}, headers=h).json()["session_id"]

@@ -103,6 +103,8 @@ def safe_dir(name: str) -> str:
 
 
 class Engine:
+    """The served model and everything trained or sampled on it (see the module docstring)."""
+
     def __init__(self, base_model: str, served_name: str, checkpoint_dir: Path, meter: Meter,
                  device: str | None = None, dtype: str = "auto", micro_batch_tokens: int = 8192):
         from transformers import AutoModelForCausalLM

@@ -183,6 +183,7 @@ def build_app(service: Service):
         s["heartbeat"] = time.time()
         return {"type": "session_heartbeat"}
 
+    @add("sessions/{session_id}/finish")
     async def finish_session(request):
         sid = request.path_params["session_id"]
         s = service.sessions.get(sid)
@@ -191,9 +192,7 @@ def build_app(service: Service):
             fut = service.futures.create(sid)  # frees its adapters on the worker, between other requests
             service.scheduler.submit(Job(f"release:{sid}", None, lambda: (engine.release_session(sid), False), fut))
         service.meter.flush()
-        return JSONResponse({})
-
-    routes.append(Route("/api/v1/sessions/{session_id}/finish", finish_session, methods=["POST"]))
+        return {}
 
     @add("telemetry")
     async def telemetry(request):
@@ -269,14 +268,13 @@ def build_app(service: Service):
         sampler_id = await asyncio.to_thread(engine.create_sampler, sid, seq, d.get("base_model"), d.get("model_path"))
         return {"type": "create_sampling_session", "sampling_session_id": sampler_id}
 
+    @add("samplers/{sampler_id}", ("GET",))
     async def get_sampler(request):
         try:
             src = engine.sampler(request.path_params["sampler_id"])
         except RequestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
-        return JSONResponse({"sampler_id": src.sampler_id, "base_model": engine.name, "model_path": src.model_path})
-
-    routes.append(Route("/api/v1/samplers/{sampler_id}", get_sampler, methods=["GET"]))
+        return {"sampler_id": src.sampler_id, "base_model": engine.name, "model_path": src.model_path}
 
     @add("asample")
     async def asample(request):
