@@ -205,6 +205,8 @@ def test_routes_handshake_auth_and_errors():
         config = client.post("/api/v1/client/config", json={"sdk_version": "0.38.0"}, headers=h).json()
         assert config["fwdbwd_max_chunk_len"] == 3 and config["pjwt_auth_enabled"] is False
         assert client.post("/api/v1/client/dynamic_config", json={}, headers=h).status_code == 404
+        caps = client.get("/api/v1/get_server_capabilities", headers=h).json()["supported_models"]
+        assert caps == [{"model_name": "tiny", "max_context_length": 64, "trainable": True, "sampleable": True}]
         sid = client.post("/api/v1/create_session", json={"tags": [], "sdk_version": "x"}, headers=h).json()["session_id"]
         assert client.post("/api/v1/session_heartbeat", json={"session_id": sid}, headers=h).status_code == 200
         assert client.post("/api/v1/session_heartbeat", json={"session_id": "nope"}, headers=h).status_code == 410

@@ -116,6 +116,7 @@ def test_supervised_loop_loss_falls_with_out_of_order_chunks(service, server, to
     tc = new_client(service, server[2])
     info = tc.get_info()
     assert info.is_lora and info.lora_rank == 8 and info.model_data.tokenizer_id == str(Path(server[2]).resolve())
+    assert tc.get_tokenizer().encode(TEXTS[0]) == tokenizer.encode(TEXTS[0])  # from the local path, no hub
     data = sl_data(tokenizer)
     losses = []
     for _ in range(8):
@@ -240,6 +241,8 @@ def test_sampling_params_seed_stop_and_greedy(service, server, tokenizer):
     assert [s.tokens for s in first] == [s.tokens for s in again]  # seeded
     unseeded = [[s.tokens for s in draw(max_tokens=8)] for _ in range(2)]
     assert unseeded[0] != unseeded[1]  # unseeded requests do not replay one generator state
+    top = draw(max_tokens=8, top_k=3, top_p=0.9, seed=2)
+    assert all(len(s.tokens) == len(s.logprobs) >= 1 for s in top)
     greedy = draw(max_tokens=8, temperature=0.0)
     assert greedy[0].tokens == greedy[1].tokens and len(greedy[0].tokens) == 8 and greedy[0].stop_reason == "length"
     stop = greedy[0].tokens[3]
