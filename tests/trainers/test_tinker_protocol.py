@@ -232,3 +232,15 @@ def test_routes_handshake_auth_and_errors():
         assert engine.released == [sid, quiet]
         assert client.post("/api/v1/session_heartbeat", json={"session_id": quiet}, headers=h).status_code == 410
     service.close()
+
+
+def test_python_api_checks_options_before_loading_anything(tmp_path):
+    from trainers import TinkerServeConfig, serve_tinker
+
+    with pytest.raises(InputError, match="--base-model is required"):
+        serve_tinker(TinkerServeConfig())
+    with pytest.raises(InputError, match="--port 0: must be at least 1"):
+        serve_tinker(TinkerServeConfig(base_model=str(tmp_path), port=0))
+    with pytest.raises(InputError, match="--dtype 'fp8': must be one of"):
+        serve_tinker(TinkerServeConfig(base_model=str(tmp_path), dtype="fp8"))
+    assert not (tmp_path / "runs").exists()

@@ -343,10 +343,12 @@ def serve(config: ServeConfig) -> dict:
     from trainers.tinker_service.engine import Engine
     from trainers.tinker_service.metering import USAGE_FILE, Meter, load_prices
     from trainers.tinker_service.sdk import require_sdk
+    from workbench.config import validate
     from workbench.rundir import RunDir
 
     if not config.base_model:
         raise InputError("--base-model is required: a local model directory (config.json and tokenizer)")
+    validate(config)
     require_sdk()
     prices = load_prices(config.prices)
     with socket.socket() as probe:  # fail before loading the model, not after printing the address
@@ -370,3 +372,8 @@ def serve(config: ServeConfig) -> dict:
         report = meter.report()
         return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
                           token_budget=config.token_budget)
+
+
+# the Python API's names (`from trainers import serve_tinker, TinkerServeConfig`)
+serve_tinker = serve
+TinkerServeConfig = ServeConfig
