@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sampler = service.create_sampling_client(model_path=sampler_path).result()
         batch = rows[step * args.batch_size:(step + 1) * args.batch_size]
         prompts = [prompt_tokens(tokenizer, [{"role": "user", "content": r["question"] + SUFFIX}]) for r in batch]
-        futures = [[sampler.sample(prompt=types.ModelInput.from_ints(p), num_samples=1, sampling_params=params)
-                    for _ in range(args.group_size)] for p in prompts]  # all in flight at once
+        # one request per question for its whole group (one generate call of group_size rows), all in flight
+        futures = [sampler.sample(prompt=types.ModelInput.from_ints(p), num_samples=args.group_size,
+                                  sampling_params=params) for p in prompts]
         datums, rewards, skipped = [], [], 0
-        for prompt, group, row in zip(prompts, futures, batch, strict=True):
-            sequences = [f.result().sequences[0] for f in group]
+        for prompt, future, row in zip(prompts, futures, batch, strict=True):
+            sequences = future.result().sequences
             group_rewards = [get_reward(args.reward, tokenizer.decode(s.tokens, skip_special_tokens=True), row["answer"],
                                         s.tokens, prompt) for s in sequences]
             rewards += group_rewards

@@ -360,7 +360,7 @@ def serve(config: ServeConfig) -> dict:
                         device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens)
         service = Service(config, engine, meter)
         server = uvicorn.Server(uvicorn.Config(build_app(service), host=config.host, port=config.port,
-                                               log_level="warning", timeout_graceful_shutdown=5))
+                                               log_level="warning", timeout_graceful_shutdown=3))
         print(f"tinker service for {engine.name} on http://{config.host}:{config.port} "
               f"(export TINKER_BASE_URL=http://{config.host}:{config.port}); run dir {run.path}", flush=True)
         try:
