@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("workbench.commands.runs", "every run below a workspace: state, rows, tokens, cost (--usage: totals)"),
     "lineage": ("workbench.commands.lineage", "the chain of a row back to its source file and row, or why it was "
                                               "dropped"),
+    "tinker": ("trainers.tinker_service.cli", "a local Tinker-compatible training service (serve) and its usage"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
 }
 
