@@ -1,0 +1,27 @@
+"""Streamlit entry point of the workbench app: `wb ui [--workspace DIR]` runs `streamlit run app/main.py`.
+
+The pages live in `app/pages/` (layout only); their URLs come from the file names (`/browse`, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES = Path(__file__).parent / "pages"
+
+st.set_page_config(page_title="Workbench", page_icon="🧪", layout="wide")
+nav = st.navigation({
+    "Runs": [st.Page(PAGES / "runs.py", title="Runs", icon="📋", default=True),
+             st.Page(PAGES / "new_job.py", title="New job", icon="🚀")],
+    "Data": [st.Page(PAGES / "browse.py", title="Data browser", icon="🔎"),
+             st.Page(PAGES / "report.py", title="Curation report", icon="🧹"),
+             st.Page(PAGES / "dedup.py", title="Dedup & decontamination", icon="👯"),
+             st.Page(PAGES / "mixture.py", title="Mixture lab", icon="⚗️")],
+    "Models": [st.Page(PAGES / "generation.py", title="Generation monitor", icon="📡"),
+               st.Page(PAGES / "pairs.py", title="Pairs", icon="⚖️"),
+               st.Page(PAGES / "training.py", title="Training", icon="📈")],
+    "App": [st.Page(PAGES / "settings.py", title="Settings", icon="⚙️")],
+})
+nav.run()

@@ -1,0 +1,26 @@
+"""The workspace's runs as rows (name, stage, state, rows, tokens, cost, wall time) for the Runs page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.runstate import read_state
+from app.workspace import find_run_dirs, run_name
+
+COLUMNS = ("name", "stage", "state", "phase", "done", "total", "rows_in", "rows_out", "prefill_tokens",
+           "sampled_tokens", "trained_tokens", "cost_usd", "wall_seconds", "started_at")
+
+
+def list_runs(root: Path) -> list[dict]:
+    """One row per run directory under the workspace, newest first; unreadable runs show state 'unknown'."""
+    rows = []
+    for path in find_run_dirs(root):
+        row = read_state(path).as_row()
+        row["name"] = run_name(root, path)
+        rows.append({k: row.get(k) for k in COLUMNS})
+    return sorted(rows, key=lambda r: (r["started_at"] or "", r["name"]), reverse=True)
+
+
+def runs_of_stage(root: Path, *stages: str) -> list[str]:
+    """Names of the runs whose stage is one of `stages` (prefix match: `train` matches `train-sft`)."""
+    return [r["name"] for r in list_runs(root) if r["stage"] and any(r["stage"].startswith(s) for s in stages)]

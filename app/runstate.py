@@ -1,0 +1,124 @@
+"""What a run is doing, read only from files in its directory, so a job launched from a shell, from the
+app, or by a previous app session is watched the same way.
+
+Sources, strongest first: `manifest.json` (complete), `progress.json` (the job's own live state),
+the app's launch record `.wb-job.json` (pid, exit code, log) and the `.run-incomplete` marker (pid).
+A "running" state whose pid is gone is reported as "interrupted"; a launched job that exited non-zero
+is "failed" with the last line of its log as the error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from app.workspace import JOB, PROGRESS, read_json
+from workbench.rundir import INCOMPLETE, MANIFEST
+
+FINISHED = ("complete", "failed", "interrupted")
+USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd")
+
+
+@dataclass
+class RunState:
+    path: str
+    stage: str | None = None
+    state: str = "unknown"  # running | complete | failed | interrupted | unknown
+    phase: str | None = None
+    done: int | None = None
+    total: int | None = None
+    unit: str | None = None
+    rate: float | None = None
+    eta_seconds: float | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    usage: dict = field(default_factory=dict)
+    wall_seconds: float | None = None
+    started_at: str | None = None
+    command: str | None = None
+    pid: int | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        usage = row.pop("usage")
+        row.update({k: usage.get(k) for k in USAGE_KEYS})
+        return row
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def last_log_line(run_dir: Path, name: str = "wb.log") -> str | None:
+    """The last non-empty line of the job's log (its one-line error when it failed)."""
+    try:
+        with open(Path(run_dir) / name, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def read_state(run_dir: Path) -> RunState:
+    """The run's state from its files; never raises for a corrupt or foreign directory."""
+    run_dir = Path(run_dir)
+    st = RunState(path=str(run_dir))
+    progress = read_json(run_dir / PROGRESS) or {}
+    job = read_json(run_dir / JOB) or {}
+    unfinished = (run_dir / INCOMPLETE).exists()
+    incomplete = (read_json(run_dir / INCOMPLETE) or {}) if unfinished else None
+    manifest = None if unfinished else read_json(run_dir / MANIFEST)
+    for source in (progress, job):
+        st.stage = st.stage or source.get("stage")
+        st.started_at = st.started_at or source.get("started_at")
+        st.command = st.command or source.get("command")
+    for key in ("phase", "done", "total", "unit", "rate", "eta_seconds", "error"):
+        setattr(st, key, progress.get(key))
+    st.usage = dict(progress.get("usage") or {})
+    st.pid = progress.get("pid") or job.get("pid") or (incomplete or {}).get("pid")
+    if manifest is not None:
+        st.state = "complete" if manifest.get("status", "complete") == "complete" else str(manifest["status"])
+        st.stage = manifest.get("stage") or st.stage
+        st.rows_in, st.rows_out = manifest.get("rows_in"), manifest.get("rows_out")
+        st.usage = {**st.usage, **(manifest.get("usage") or {})}
+        st.wall_seconds = manifest.get("wall_seconds")
+        st.started_at = manifest.get("started_at") or st.started_at
+        st.command = manifest.get("command") or st.command
+        return st
+    if incomplete is not None:
+        st.stage = st.stage or incomplete.get("stage")
+    alive = pid_alive(st.pid)
+    if progress.get("state") in ("failed", "interrupted") or (progress.get("state") == "complete"):
+        st.state = progress["state"]
+    elif alive:
+        st.state = "running"
+    elif job.get("returncode") not in (None, 0):
+        st.state = "failed"
+        st.error = st.error or last_log_line(run_dir) or f"exit code {job['returncode']}"
+    elif progress or incomplete is not None or job:
+        st.state = "interrupted"
+        st.error = st.error or (last_log_line(run_dir) if job else None)
+    if progress.get("state") == "running" and not alive:
+        st.state = "interrupted"
+    return st
