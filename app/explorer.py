@@ -83,14 +83,13 @@ def diff_html(kept: str, member: str) -> tuple[str, str]:
     ta, tb = re.findall(r"\S+|\s+", kept), re.findall(r"\S+|\s+", member)
     out_a, out_b = [], []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes():
-        a, b = html.escape("".join(ta[i1:i2])), html.escape("".join(tb[j1:j2]))
-        if op == "equal":
-            out_a.append(a)
-            out_b.append(b)
-        else:
-            out_a.append(f"<mark>{a}</mark>" if a.strip() else a)
-            out_b.append(f"<mark>{b}</mark>" if b.strip() else b)
+        out_a.append(_marked(ta[i1:i2], op != "equal"))
+        out_b.append(_marked(tb[j1:j2], op != "equal"))
     return "".join(out_a), "".join(out_b)
+
+
+def _marked(tokens: list[str], mark: bool) -> str:
+    return "".join(f"<mark>{html.escape(t)}</mark>" if mark and t.strip() else html.escape(t) for t in tokens)
 
 
 def contamination(run_dir: Path, limit: int = 200) -> list[dict]:

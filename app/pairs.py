@@ -17,6 +17,13 @@ def side_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def prompt_text(value: object) -> str:
+    """A prompt as text: a string as is, a message list as its turns' contents."""
+    if isinstance(value, list):
+        return "\n\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return "" if value is None else str(value)
+
+
 def _length_expr(name: str, schema: dict) -> pl.Expr:
     if f"{name}_chars" in schema:
         return pl.col(f"{name}_chars").cast(pl.Int64)

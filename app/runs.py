@@ -24,3 +24,20 @@ def list_runs(root: Path) -> list[dict]:
 def runs_of_stage(root: Path, *stages: str) -> list[str]:
     """Names of the runs whose stage is one of `stages` (prefix match: `train` matches `train-sft`)."""
     return [r["name"] for r in list_runs(root) if r["stage"] and any(r["stage"].startswith(s) for s in stages)]
+
+
+def runs_with_columns(root: Path, columns: set[str]) -> list[str]:
+    """Names of finished runs whose `data.parquet` has all of `columns` (read from the parquet footer)."""
+    import pyarrow.parquet as pq
+
+    names = []
+    for row in list_runs(root):
+        path = Path(root) / row["name"] / "data.parquet"
+        if row["state"] != "complete" or not path.exists():
+            continue
+        try:
+            if columns <= set(pq.read_schema(path).names):
+                names.append(row["name"])
+        except (OSError, ValueError):
+            continue
+    return names

@@ -122,7 +122,8 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
     @st.fragment(run_every=every)
     def panel() -> None:
         state = read_state(run_dir)
-        icon = {"running": "🟢", "complete": "✅", "failed": "❌", "interrupted": "⏸️"}.get(state.state, "❔")
+        icon = {"running": ":material/autorenew:", "complete": ":material/check_circle:", "failed": ":material/error:",
+                "interrupted": ":material/pause_circle:"}.get(state.state, ":material/help:")
         st.markdown(f"**{icon} {state.state}** · `{state.stage or '?'}`" + (f" · {state.phase}" if state.phase else ""),
                     help="read from progress.json, manifest.json and the job's launch record in the run directory")
         st.caption(f"state: {state.state}")

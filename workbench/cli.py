@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lineage": ("workbench.commands.lineage", "the chain of a row back to its source file and row, or why it was "
                                               "dropped"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "ui": ("workbench.commands.ui", "the Streamlit workbench app over a workspace (127.0.0.1:8501)"),
 }
 
 

@@ -51,7 +51,7 @@ def filters_ui(path: Path) -> tuple[tuple, tuple]:
         if c4.button("Add", key="flt_add"):
             active.append(tables.Filter(column, op, value))
         for i, f in enumerate(list(active)):
-            if st.button(f"✕ {f.column} {f.op} {f.value}", key=f"flt_rm_{i}_{f.column}_{f.op}_{f.value}"):
+            if st.button(f"{f.column} {f.op} {f.value}", icon=":material/close:", key=f"flt_rm_{i}_{f.column}_{f.op}_{f.value}"):
                 active.remove(f)
                 st.rerun()
     filters = tuple(active)
@@ -97,13 +97,13 @@ with shown_errors():
         last = tables.last_page(total, PAGE_SIZE)
         page = st.session_state.get("browse_page", 0)
         b1, b2, b3, b4, b5 = st.columns([1, 1, 2, 1, 1])
-        if b1.button("⏮ First", key="pg_first"):
+        if b1.button("First", icon=":material/first_page:", key="pg_first"):
             page = 0
-        if b2.button("◀ Prev", key="pg_prev"):
+        if b2.button("Prev", icon=":material/chevron_left:", key="pg_prev"):
             page = max(0, page - 1)
-        if b4.button("Next ▶", key="pg_next"):
+        if b4.button("Next", icon=":material/chevron_right:", key="pg_next"):
             page = min(last, page + 1)
-        if b5.button("Last ⏭", key="pg_last"):
+        if b5.button("Last", icon=":material/last_page:", key="pg_last"):
             page = last
         page = min(max(0, page), last)
         st.session_state["browse_page"] = page
