@@ -67,9 +67,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def schema(path: Path) -> dict[str, pl.DataType]:
+    """Column name -> type; `InputError` naming the file when it is not readable."""
     try:
         return dict(scan(path).collect_schema())
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot be read ({_first_line(exc)})") from None
 
 
@@ -97,7 +98,7 @@ def _expr(f: Filter, dtype: pl.DataType) -> pl.Expr:
 def filtered(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = ()) -> pl.LazyFrame:
     """The lazy frame with the column filters and (for removed rows) the drop-reason filter applied."""
     lf = scan(path)
-    cols = dict(lf.collect_schema())
+    cols = schema(path)
     for f in filters:
         if f.column not in cols:
             raise InputError(f"filter: {path.name if isinstance(path, Path) else path} has no column {f.column!r}")
@@ -156,7 +157,7 @@ def _short(value: object, chars: int) -> str | None:
 def reason_counts(path: Path, filters: tuple[Filter, ...] = ()) -> list[tuple[str, int]]:
     """(reason, rows) of a removed-rows table, most frequent first; [] when it has no `reason` column."""
     lf = filtered(path, filters)
-    if "reason" not in lf.collect_schema():
+    if "reason" not in schema(path):
         return []
     counts = _collect(lf.group_by("reason").len().sort(["len", "reason"], descending=[True, False]), path)
     return [(r, int(n)) for r, n in counts.iter_rows()]
@@ -165,7 +166,7 @@ def reason_counts(path: Path, filters: tuple[Filter, ...] = ()) -> list[tuple[st
 def column_stats(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = ()) -> pl.DataFrame:
     """One row per column: type, nulls, distinct values, and min / mean / max (of characters for texts)."""
     lf = filtered(path, filters, reasons)
-    cols = dict(lf.collect_schema())
+    cols = schema(path)
     exprs: list[pl.Expr] = []
     for name, dtype in cols.items():
         col = pl.col(name)
