@@ -23,7 +23,7 @@ from workbench.errors import InputError
 # form name -> (argv prefix, "module:Class" configs whose fields describe the flags; the first owns --config)
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dedup": (("dedup",), ("curate.dedup:DedupConfig",)),
-    "curate": (("curate",), ("curate.commands.curate:CurateConfig", "curate.dedup:DedupConfig")),
+    "curate": (("curate",), ("curate.config:CurateConfig", "curate.dedup:DedupConfig")),
     "decontam": (("decontam",), ("curate.decontam:DecontamConfig",)),
     "distill": (("distill",), ("distill_data.config:DistillConfig",)),
     "prefs": (("prefs",), ("prefs.config:PrefsConfig",)),
@@ -150,6 +150,11 @@ def command_fields(command: str) -> list[Field]:
             seen.add(item.name)
             fields.append(item)
     fields += [_field_from_action(a) for a in actions if a.option_strings and a.dest not in seen]
+    for f in fields:  # nested settings that flags already set (curate's dedup_settings) are not asked twice
+        if f.kind == "nested" and not f.positional:
+            f.children = [c for c in f.children if c.name not in flags]
+            f.default = {c.name: c.default for c in f.children}
+    fields = [f for f in fields if f.kind != "nested" or f.children]
     order = {"positional": 0, "flag": 1, "yaml": 2}
     return sorted(fields, key=lambda f: order["positional" if f.positional else "yaml" if f.yaml_only else "flag"])
 
@@ -197,8 +202,7 @@ def build_command(command: str, fields: list[Field], values: dict) -> tuple[list
         check_value(f, value)
         if f.yaml_only:
             if f.kind == "nested":
-                changed = {c.name: value.get(c.name) for c in f.children  # type: ignore[union-attr]
-                           if _changed(value.get(c.name), c.default)}  # type: ignore[union-attr]
+                changed = nested_changes(f, value)  # type: ignore[arg-type]
                 if changed:
                     yaml_values[f.name] = changed
             elif _changed(value, f.default):
@@ -207,10 +211,42 @@ def build_command(command: str, fields: list[Field], values: dict) -> tuple[list
             raise InputError(f"{f.flag}: required")
         elif _changed(value, f.default) or (f.kind == "bool" and value != f.default):
             argv += _flag_args(f, value)
+    validate_values(command, fields, values)
     if yaml_values and not has_config_flag(command):
         raise InputError(f"wb {' '.join(COMMANDS[command][0])} takes no --config; "
                          f"leave {sorted(yaml_values)[0]} at its default")
     return argv, yaml_values
+
+
+def nested_changes(f: Field, value: dict | None) -> dict:
+    """The settings of a nested field that differ from its defaults, as a nested mapping."""
+    out = {}
+    for c in f.children:
+        v = (value or {}).get(c.name, c.default)
+        if c.kind == "nested":
+            sub = nested_changes(c, v)
+            if sub:
+                out[c.name] = sub
+        elif _changed(v, c.default):
+            out[c.name] = v
+    return out
+
+
+def validate_values(command: str, fields: list[Field], values: dict) -> None:
+    """Build each config dataclass of the command from the form values and run the one validation every
+    face of the workbench uses (types, ranges, choices, no NaN); raise its `InputError`."""
+    from workbench.config import coerce_values, validate
+
+    asked = {f.name for f in fields if not (f.positional and f.many)}
+    for spec in COMMANDS[command][1]:
+        cls = _load(spec)
+        names = {f.name for f in dataclasses.fields(cls)} & asked
+        given = {k: values[k] for k in names if values.get(k) not in (None, "")}
+        try:
+            config = cls(**coerce_values(cls, given, "the form"))
+        except TypeError as exc:
+            raise InputError(f"the form: {exc}") from None
+        validate(config)
 
 
 def check_value(f: Field, value: object) -> None:

@@ -1,4 +1,5 @@
-"""The workspace's runs as rows (name, stage, state, rows, tokens, cost, wall time) for the Runs page."""
+"""The workspace's runs as rows (name, stage, state, rows, tokens, cost, wall time) for the Runs page:
+`workbench.runs.run_info` for each run, with the state the app's own launch records refine."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ COLUMNS = ("name", "stage", "state", "phase", "done", "total", "rows_in", "rows_
 
 def list_runs(root: Path) -> list[dict]:
     """One row per run directory under the workspace, newest first; unreadable runs show state 'unknown'."""
+    from workbench.runs import run_info
+
     rows = []
     for path in find_run_dirs(root):
-        row = read_state(path).as_row()
-        row["name"] = run_name(root, path)
+        row = run_info(path, root)
+        state = read_state(path)
+        row.update({"name": run_name(root, path), "state": state.state, "stage": row["stage"] or state.stage,
+                    "started_at": row["started_at"] or state.started_at})
         rows.append({k: row.get(k) for k in COLUMNS})
     return sorted(rows, key=lambda r: (r["started_at"] or "", r["name"]), reverse=True)
 

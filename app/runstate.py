@@ -1,10 +1,10 @@
 """What a run is doing, read only from files in its directory, so a job launched from a shell, from the
 app, or by a previous app session is watched the same way.
 
-Sources, strongest first: `manifest.json` (complete), `progress.json` (the job's own live state),
-the app's launch record `.wb-job.json` (pid, exit code, log) and the `.run-incomplete` marker (pid).
-A "running" state whose pid is gone is reported as "interrupted"; a launched job that exited non-zero
-is "failed" with the last line of its log as the error.
+Sources, strongest first: `manifest.json` (complete), `progress.json` (the job's own live state, read
+with `workbench.progress.read_progress`: a dead pid reads as interrupted), the app's launch record
+`.wb-job.json` (pid, exit code, log) and the `.run-incomplete` marker (pid). A launched job that exited
+non-zero before it wrote any progress (bad input) is "failed" with the last line of its log as the error.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from app.workspace import JOB, PROGRESS, read_json
+from app.workspace import JOB, read_json
+from workbench.progress import pid_alive, read_progress
 from workbench.rundir import INCOMPLETE, MANIFEST
 
-FINISHED = ("complete", "failed", "interrupted")
+FINISHED = ("complete", "failed", "interrupted", "unreadable")
 USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd")
 
 
@@ -24,7 +25,7 @@ USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", 
 class RunState:
     path: str
     stage: str | None = None
-    state: str = "unknown"  # running | complete | failed | interrupted | unknown
+    state: str = "unknown"  # running | complete | failed | interrupted | unreadable | unknown
     phase: str | None = None
     done: int | None = None
     total: int | None = None
@@ -51,23 +52,6 @@ class RunState:
         return row
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
 def last_log_line(run_dir: Path, name: str = "wb.log") -> str | None:
     """The last non-empty line of the job's log (its one-line error when it failed)."""
     try:
@@ -84,7 +68,7 @@ def read_state(run_dir: Path) -> RunState:
     """The run's state from its files; never raises for a corrupt or foreign directory."""
     run_dir = Path(run_dir)
     st = RunState(path=str(run_dir))
-    progress = read_json(run_dir / PROGRESS) or {}
+    progress = read_progress(run_dir) or {}
     job = read_json(run_dir / JOB) or {}
     unfinished = (run_dir / INCOMPLETE).exists()
     incomplete = (read_json(run_dir / INCOMPLETE) or {}) if unfinished else None
@@ -95,8 +79,12 @@ def read_state(run_dir: Path) -> RunState:
         st.command = st.command or source.get("command")
     for key in ("phase", "done", "total", "unit", "rate", "eta_seconds", "error"):
         setattr(st, key, progress.get(key))
+    st.wall_seconds = progress.get("elapsed_seconds")
     st.usage = dict(progress.get("usage") or {})
     st.pid = progress.get("pid") or job.get("pid") or (incomplete or {}).get("pid")
+    if manifest is None and not unfinished and (run_dir / MANIFEST).exists():
+        st.state, st.error = "unreadable", f"{run_dir / MANIFEST}: not a readable JSON object"
+        return st
     if manifest is not None:
         st.state = "complete" if manifest.get("status", "complete") == "complete" else str(manifest["status"])
         st.stage = manifest.get("stage") or st.stage
@@ -119,6 +107,4 @@ def read_state(run_dir: Path) -> RunState:
     elif progress or incomplete is not None or job:
         st.state = "interrupted"
         st.error = st.error or (last_log_line(run_dir) if job else None)
-    if progress.get("state") == "running" and not alive:
-        st.state = "interrupted"
     return st

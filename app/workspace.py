@@ -13,13 +13,10 @@ import os
 from pathlib import Path
 
 from workbench.errors import InputError
-from workbench.rundir import INCOMPLETE, MANIFEST
 
 ENV = "WB_UI_WORKSPACE"
-PROGRESS = "progress.json"
 JOB = ".wb-job.json"  # written by app.jobs when the app launched the run
-RUN_MARKERS = (MANIFEST, INCOMPLETE, PROGRESS, JOB)
-MAX_DEPTH = 4  # run directories are looked for this many levels below the workspace
+MAX_DEPTH = 4  # launch records are looked for this many levels below the workspace
 
 
 def workspace_root() -> Path:
@@ -42,30 +39,15 @@ def run_name(root: Path, path: Path) -> str:
     return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories under `root` (`workbench.runs.find_run_dirs`) plus the directories of jobs the app
+    launched that failed before they wrote anything else (their log says why)."""
+    from workbench.runs import find_run_dirs as runs_below
 
-
-def find_run_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
-    """Run directories under `root` (not below another run: a trainer's `model/` is no run), sorted by name."""
-    root = Path(root)
-    found: list[Path] = []
-    if not root.is_dir():
-        return found
-
-    def walk(directory: Path, depth: int) -> None:
-        try:
-            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            return
-        for child in children:
-            if is_run_dir(child):
-                found.append(child)
-            elif depth < max_depth:
-                walk(child, depth + 1)
-
-    walk(root, 1)
-    return found
+    found = set(runs_below(root))
+    for depth in range(1, MAX_DEPTH + 1):
+        found.update(p.parent for p in Path(root).glob("/".join(["*"] * depth) + "/" + JOB))
+    return sorted(found)
 
 
 def read_json(path: Path) -> dict | None:

@@ -57,13 +57,14 @@ def load_yaml() -> None:
         set_widget(by_name[name], value, widget_key(name))
 
 
-def field_widget(f: forms.Field, key: str) -> object:
+def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
     label = f.flag or f.name
     help_text = f.help + (f" (range {f.min} to {f.max})" if f.min is not None or f.max is not None else "")
-    if f.kind == "nested":
-        with st.expander(f"{f.name} settings"):
-            st.caption(f.help)
-            return {c.name: field_widget(c, f"{key}.{c.name}") for c in f.children}
+    if f.kind == "nested":  # an expander of its fields; deeper levels as headed groups (expanders do not nest)
+        box = st.expander(f"{f.name} settings (YAML)") if depth == 0 else st.container(border=True)
+        with box:
+            st.caption(f"**{f.name}**: {f.help}" if depth else f.help)
+            return {c.name: field_widget(c, f"{key}.{c.name}", depth + 1) for c in f.children}
     if f.kind == "bool":
         return st.checkbox(label, value=bool(f.default), help=help_text, key=key)
     if f.kind == "choice":

@@ -38,12 +38,17 @@ def test_forms_build_the_cli_argv_from_changed_values():
 def test_forms_yaml_only_settings_and_subcommands():
     fields = forms.command_fields("curate")
     by_name = {f.name: f for f in fields}
-    assert by_name["filter_settings"].yaml_only and by_name["filter_settings"].kind == "dict"
-    values = forms.default_values(fields) | {"sources": ["x.jsonl"], "output": "/o",
-                                              "filter_settings": {"length": {"min_words": 3}}}
+    settings = by_name["filter_settings"]  # nested dataclasses (one per filter) become nested expanders
+    assert settings.yaml_only and settings.kind == "nested" and settings.children[0].kind == "nested"
+    assert "dedup_settings" not in by_name  # every dedup setting is a flag of `wb curate` already
+    values = forms.default_values(fields) | {"sources": ["x.jsonl"], "output": "/o"}
+    values["filter_settings"]["length"]["min_words"] = 3
     argv, extra = forms.build_command("curate", fields, values)
     assert argv == ["curate", "x.jsonl", "--output", "/o"]
     assert extra == {"filter_settings": {"length": {"min_words": 3}}}
+    values["filter_settings"]["length"]["min_words"] = "abc"
+    with pytest.raises(InputError, match="filter_settings.length.min_words': expected an integer"):
+        forms.build_command("curate", fields, values)
     sft = {f.name: f for f in forms.command_fields("train sft")}
     assert sft["schedule"].kind == "choice" and sft["lr"].kind == "float"
     run = {f.name: f for f in forms.command_fields("mix run")}

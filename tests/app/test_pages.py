@@ -114,7 +114,10 @@ def test_report_of_an_unfinished_run_is_one_line(workspace, tmp_path, monkeypatc
     (root / "dd" / "manifest.json").write_text("{not json")
     at = open_page("report", root, monkeypatch, run="dd")
     no_exception(at)
-    assert at.info  # a corrupt manifest makes it no curation run: a message, not a trace
+    assert len(at.warning) + len(at.info) == 1  # a corrupt manifest: one message, not a trace
+    at = open_page("runs", root, monkeypatch)
+    no_exception(at)
+    assert list(at.dataframe[0].value["state"]) == ["unreadable"]
 
 
 def test_new_job_form_yaml_and_launch_to_complete(workspace, small_jsonl, tmp_path, monkeypatch):
