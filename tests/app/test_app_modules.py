@@ -224,7 +224,7 @@ def test_run_state_from_files(tmp_path):
     (run / "manifest.json").write_text(json.dumps({"stage": "dedup", "status": "complete", "rows_in": 3}))
     assert read_state(run).state == "complete"
     (run / "manifest.json").write_text("[1, 2")
-    assert read_state(run).state in ("unknown", "interrupted")  # never raises
+    assert read_state(run).state == "unreadable"  # never raises
 
 
 def test_settings_refuse_keys_and_bad_urls(tmp_path):
