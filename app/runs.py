@@ -46,3 +46,15 @@ def runs_with_columns(root: Path, columns: set[str]) -> list[str]:
         except (OSError, ValueError):
             continue
     return names
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """The runs as the Runs page shows them: progress as "done / total unit" and no all-empty columns."""
+    out = []
+    for r in rows:
+        row = dict(r)
+        done, total = row.pop("done"), row.pop("total")
+        row["progress"] = f"{done or 0:,} / {total:,}" if total else None
+        out.append(row)
+    keep = [k for k in out[0] if k in ("name", "stage", "state") or any(r[k] not in (None, 0) for r in out)] if out else []
+    return [{k: r[k] for k in keep} for r in out]

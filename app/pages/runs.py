@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from app import compare, metrics
-from app.runs import list_runs
+from app.runs import list_runs, table_rows
 from app.ui import job_panel, page_setup, pick_run, shown_errors
 from app.workspace import read_json, safe_path
 
@@ -19,7 +19,7 @@ def runs_table() -> None:
     if not current:
         st.info(f"No runs under {root} yet. Start one on the New job page, or run `wb demo --output {root}/demo`.")
         return
-    st.dataframe(pl.DataFrame(current), hide_index=True, key="runs_table",
+    st.dataframe(pl.DataFrame(table_rows(current)), hide_index=True, key="runs_table",
                  column_config={"cost_usd": st.column_config.NumberColumn(format="$%.4f"),
                                 "wall_seconds": st.column_config.NumberColumn("wall s", format="%.1f")})
 

@@ -269,3 +269,14 @@ def test_jobs_launch_own_session_and_stop_the_group(tmp_path, tiny_model_dir):
         time.sleep(0.1)
     assert read_state(run).state in ("failed", "interrupted")
     assert jobs.stop(run) == "not running"
+
+
+def test_runs_table_rows_drop_empty_columns():
+    from app.runs import table_rows
+
+    rows = [{"name": "a", "stage": "dedup", "state": "running", "phase": None, "done": 5, "total": 10, "cost_usd": None},
+            {"name": "b", "stage": "dedup", "state": "complete", "phase": None, "done": None, "total": None,
+             "cost_usd": None}]
+    shown = table_rows(rows)
+    assert shown[0] == {"name": "a", "stage": "dedup", "state": "running", "progress": "5 / 10"}
+    assert shown[1]["progress"] is None and "cost_usd" not in shown[1]
