@@ -69,6 +69,8 @@ def stats(run_dir: Path, state: RunState) -> dict:
     if units is None:
         units = _ledger_units(run_dir)
     out: dict = {"done": state.done, "total": state.total, "rate": state.rate, "eta_seconds": state.eta_seconds,
+                 "in_flight": state.extra.get("in_flight"), "failed": state.extra.get("failed"),
+                 "truncated": state.extra.get("truncated"),
                  "requests": state.usage.get("requests"), "cost_usd": state.usage.get("cost_usd"),
                  "prefill_tokens": state.usage.get("prefill_tokens"), "sampled_tokens": state.usage.get("sampled_tokens")}
     if units is not None and units.height:

@@ -40,6 +40,7 @@ class RunState:
     command: str | None = None
     pid: int | None = None
     error: str | None = None
+    extra: dict = field(default_factory=dict)  # stage-specific progress fields (in_flight, failed, truncated...)
 
     @property
     def finished(self) -> bool:
@@ -48,6 +49,7 @@ class RunState:
     def as_row(self) -> dict:
         row = asdict(self)
         usage = row.pop("usage")
+        row.pop("extra")
         row.update({k: usage.get(k) for k in USAGE_KEYS})
         return row
 
@@ -80,6 +82,8 @@ def read_state(run_dir: Path) -> RunState:
     for key in ("phase", "done", "total", "unit", "rate", "eta_seconds", "error"):
         setattr(st, key, progress.get(key))
     st.wall_seconds = progress.get("elapsed_seconds")
+    known = {f for f in RunState.__dataclass_fields__} | {"state", "pid", "updated_at", "elapsed_seconds"}
+    st.extra = {k: v for k, v in progress.items() if k not in known}
     st.usage = dict(progress.get("usage") or {})
     st.pid = progress.get("pid") or job.get("pid") or (incomplete or {}).get("pid")
     if manifest is None and not unfinished and (run_dir / MANIFEST).exists():

@@ -280,3 +280,20 @@ def test_runs_table_rows_drop_empty_columns():
     shown = table_rows(rows)
     assert shown[0] == {"name": "a", "stage": "dedup", "state": "running", "progress": "5 / 10"}
     assert shown[1]["progress"] is None and "cost_usd" not in shown[1]
+
+
+def test_generation_stats_while_running_project_the_cost(tmp_path):
+    from app import generation
+    from workbench.progress import ProgressFile
+
+    run = tmp_path / "distill"
+    run.mkdir()
+    progress = ProgressFile(run, "distill", unit="units", total=10).start()
+    progress.update(done=4, phase="generation", force=True, in_flight=2, failed=1, truncated=1,
+                    usage={"requests": 5, "prefill_tokens": 400, "sampled_tokens": 900, "cost_usd": 0.02})
+    state = read_state(run)
+    assert state.state == "running" and state.extra["in_flight"] == 2
+    s = generation.stats(run, state)
+    assert (s["done"], s["total"], s["in_flight"], s["failed"], s["truncated"]) == (4, 10, 2, 1, 1)
+    assert s["projected_cost_usd"] == pytest.approx(0.05)
+    assert s["sampled_tokens"] == 900 and s["pass_rate"] is None
