@@ -18,12 +18,17 @@ def _json(path: Path) -> dict:
         raise InputError(f"{path}: cannot be read ({exc})") from None
 
 
-def lab(search_dir: Path) -> dict:
-    """Everything the lab shows for one search run (and the fit and plan it names)."""
+def lab(search_dir: Path, root: Path) -> dict:
+    """Everything the lab shows for one search run (and the fit and plan it names, which must lie in the
+    workspace `root`: the app reads nothing outside it)."""
+    from app.workspace import safe_path
+
     search_dir = Path(search_dir)
     mixture = _json(search_dir / "mixture.json")
-    fit_dir = Path(mixture.get("fit_dir") or "")
-    plan_dir = Path(mixture.get("plan_dir") or "")
+    if not mixture.get("fit_dir") or not mixture.get("plan_dir"):
+        raise InputError(f"{search_dir / 'mixture.json'}: names no fit_dir and plan_dir (not a `wb mix search` run)")
+    fit_dir = safe_path(root, mixture["fit_dir"])
+    plan_dir = safe_path(root, mixture["plan_dir"])
     fit = _json(fit_dir / "fit.json") if (fit_dir / "fit.json").exists() else {}
     out = {"mixture": mixture, "fit": fit, "fit_dir": fit_dir, "plan_dir": plan_dir,
            "weights": weights_table(mixture), "cv": cv_table(fit)}

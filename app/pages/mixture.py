@@ -16,7 +16,7 @@ root = page_setup("Mixture lab")
 with shown_errors():
     run = pick_run(root, runs_of_stage(root, "mix-search"), "Mixture search run")
     if run is not None:
-        lab = mixture.lab(run)
+        lab = mixture.lab(run, root)
         fit, mix = lab["fit"], lab["mixture"]
         better = fit.get("better")
         cv = fit.get("cv") or {}

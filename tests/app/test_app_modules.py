@@ -297,3 +297,15 @@ def test_generation_stats_while_running_project_the_cost(tmp_path):
     assert (s["done"], s["total"], s["in_flight"], s["failed"], s["truncated"]) == (4, 10, 2, 1, 1)
     assert s["projected_cost_usd"] == pytest.approx(0.05)
     assert s["sampled_tokens"] == 900 and s["pass_rate"] is None
+
+
+def test_mixture_lab_refuses_a_fit_outside_the_workspace(tmp_path):
+    from app import mixture
+
+    run = tmp_path / "ws" / "mix-search"
+    run.mkdir(parents=True)
+    (run / "mixture.json").write_text(json.dumps({"fit_dir": "/etc", "plan_dir": str(tmp_path / "ws")}))
+    with pytest.raises(InputError, match="outside the workspace"):
+        mixture.lab(run, tmp_path / "ws")
+    with pytest.raises(InputError, match="-0.1 is not between 0 and 1"):
+        mixture.search_argv(tmp_path, tmp_path / "o", {"a": -0.1}, {}, 10, 1)
