@@ -346,6 +346,27 @@ def from_yaml(text: str, fields: list[Field], where: str = "the YAML file") -> d
     return out
 
 
+PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model")
+
+
+def resolve_inputs(fields: list[Field], values: dict, root: Path) -> dict:
+    """Input paths as the job will see them: a path that exists as typed is kept; one that names a run or
+    file in the workspace (`curated`, `demo/sft/model`) becomes that path; anything else is left for the
+    command to report."""
+    def resolve(item: object) -> object:
+        if not isinstance(item, str) or not item or Path(item).exists():
+            return item
+        candidate = Path(root) / item
+        return str(candidate) if candidate.exists() else item
+
+    out = dict(values)
+    for f in fields:
+        if f.positional or f.name in PATH_FLAGS:
+            value = out.get(f.name)
+            out[f.name] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
+    return out
+
+
 def command_for_display(argv: list[str], yaml_values: dict, config_path: Path | None) -> str:
     from app.jobs import command_line
 

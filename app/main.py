@@ -1,6 +1,8 @@
 """Streamlit entry point of the workbench app: `wb ui [--workspace DIR]` runs `streamlit run app/main.py`.
 
-The pages live in `app/pages/` (layout only); their URLs come from the file names (`/browse`, ...).
+The pages live in `app/views/` (layout only; a folder named `pages/` would also be served by Streamlit's
+older automatic page discovery, bypassing this navigation); their URLs come from the file names
+(`/browse`, ...).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="Workbench", page_icon=":material/science:", layout="wide")
 nav = st.navigation({

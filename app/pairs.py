@@ -62,12 +62,13 @@ def pair_stats(path: Path) -> dict:
 
 
 def length_histogram(path: Path, bins: int = 20) -> pl.DataFrame:
-    """Long table (side, bin_start, pairs) over shared bins of characters."""
+    """Long table (side, bin_start, bin_end, pairs) over shared bins of characters."""
     frame = lengths(path)
     if frame.height == 0:
-        return pl.DataFrame(schema={"side": pl.String, "bin_start": pl.Int64, "pairs": pl.UInt32})
+        return pl.DataFrame(schema={"side": pl.String, "bin_start": pl.Int64, "bin_end": pl.Int64, "pairs": pl.UInt32})
     top = max(int(frame["chosen_chars"].max() or 0), int(frame["rejected_chars"].max() or 0), 1)
     width = max(1, -(-top // bins))
     parts = [frame.select((pl.col(f"{side}_chars") // width * width).alias("bin_start")).group_by("bin_start").len()
              .rename({"len": "pairs"}).with_columns(pl.lit(side).alias("side")) for side in ("chosen", "rejected")]
-    return pl.concat(parts).select("side", "bin_start", "pairs").sort(["side", "bin_start"])
+    out = pl.concat(parts).with_columns((pl.col("bin_start") + width).alias("bin_end"))
+    return out.select("side", "bin_start", "bin_end", "pairs").sort(["side", "bin_start"])

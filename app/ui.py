@@ -1,5 +1,5 @@
 """Streamlit pieces every page shares: the workspace, errors shown in place, the run picker kept in the
-URL (`?run=NAME`), cached table queries and the live job panel. Only this module and `app/pages/` import
+URL (`?run=NAME`), cached table queries and the live job panel. Only this module and `app/views/` import
 streamlit."""
 
 from __future__ import annotations
@@ -104,6 +104,18 @@ def reason_counts(path: Path, filters: tuple = ()) -> list:
 
 def column_stats(path: Path, filters: tuple = (), reasons: tuple = ()):
     return _stats(str(path), _stamp(path), filters, reasons)
+
+
+def curve_chart(data, height: int = 240) -> None:
+    """Lines of (run, step, value), with points so that a curve of one logged value still shows."""
+    import altair as alt
+
+    frame = data.to_pandas()
+    base = alt.Chart(frame).encode(x=alt.X("step:Q"), y=alt.Y("value:Q", scale=alt.Scale(zero=False)),
+                                   color=alt.Color("run:N"), tooltip=["run", "step", "value"])
+    few = len(frame) <= 2 * max(1, frame["run"].nunique()) * 20
+    layers = base.mark_line() + base.mark_point(size=30, filled=True) if few else base.mark_line()
+    st.altair_chart(layers.properties(height=height), width="stretch")
 
 
 def _eta(seconds: float | None) -> str:

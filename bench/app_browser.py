@@ -116,7 +116,7 @@ def main() -> None:
             print(f"wrote {args.rows:,} rows, {path.stat().st_size / 2**20:,.0f} MB on disk, in {time.perf_counter() - t:.0f} s")
         env = {**os.environ, "WB_UI_WORKSPACE": str(root),
                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-        app = run(APP, str(REPO / "app" / "pages" / "browse.py"), "big.parquet", env=env)
+        app = run(APP, str(REPO / "app" / "views" / "browse.py"), "big.parquet", env=env)
         base = run(BASELINE, str(path), env=env)
     print(f"\n{'method':<34} {'first page s':>12} {'last page s':>12} {'peak RSS MB':>12}")
     print(f"{'app (lazy scan, AppTest page)':<34} {app['first_page_s']:>12.2f} {app['last_page_s']:>12.2f} {app['rss_mb']:>12,.0f}")

@@ -309,3 +309,12 @@ def test_mixture_lab_refuses_a_fit_outside_the_workspace(tmp_path):
         mixture.lab(run, tmp_path / "ws")
     with pytest.raises(InputError, match="-0.1 is not between 0 and 1"):
         mixture.search_argv(tmp_path, tmp_path / "o", {"a": -0.1}, {}, 10, 1)
+
+
+def test_forms_resolve_inputs_against_the_workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ws" / "curated").mkdir(parents=True)
+    (tmp_path / "here.jsonl").write_text("{}\n")
+    fields = forms.command_fields("dedup")
+    values = forms.resolve_inputs(fields, {"sources": ["curated", "here.jsonl", "missing.jsonl"]}, tmp_path / "ws")
+    assert values["sources"] == [str(tmp_path / "ws" / "curated"), "here.jsonl", "missing.jsonl"]

@@ -227,3 +227,17 @@ def test_settings_keeps_only_variable_names(tmp_path, monkeypatch):
     at.text_input(key="ep_env").input("sk-abcdefghijklmnopqrstuvwxyz")
     at.button[0].click().run()
     assert any("not an environment variable name" in e.value for e in at.error)
+
+
+def test_new_job_fills_endpoints_from_settings_and_runs_by_name(workspace, tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    shutil.copytree(workspace / "cur", root / "cur")
+    (root / ".wb-ui.yaml").write_text("endpoints:\n- {name: local, base_url: 'http://127.0.0.1:8000/v1', "
+                                      "api_key_env: MY_KEY}\n")
+    at = open_page("new_job", root, monkeypatch, cmd="distill")
+    at.text_input(key="f_distill_prompts").input("cur").run()
+    at.selectbox(key="endpoint_pick").set_value("local").run()
+    no_exception(at)
+    command = at.code[-1].value
+    assert command.startswith(f"wb distill {root / 'cur'} ")  # a run named as in the workspace
+    assert "--api-key-env MY_KEY" in command and "--base-url http://127.0.0.1:8000/v1" in command

@@ -32,10 +32,12 @@ with shown_errors():
         st.dataframe(funnel, hide_index=True, key="funnel",
                      column_config={"removed_share_of_step": st.column_config.NumberColumn("removed % of step", format="percent"),
                                     "removed_share_of_input": st.column_config.NumberColumn("removed % of input", format="percent")})
-        order = funnel["step"].to_list()
-        st.altair_chart(alt.Chart(funnel.to_pandas()).mark_bar().encode(
-            x=alt.X("rows_after:Q", title="rows remaining"), y=alt.Y("step:N", sort=order, title=None),
-            tooltip=["step", "rows_before", "removed", "rows_after"]), width="stretch")
+        steps = funnel.filter(~funnel["step"].is_in(["rows in", "kept"]))
+        order = steps["step"].to_list()
+        bars = alt.Chart(steps.to_pandas()).encode(
+            x=alt.X("removed:Q", title="rows removed by the step"), y=alt.Y("step:N", sort=order, title=None),
+            tooltip=["step", "rows_before", "removed", "rows_after", "reasons"])
+        st.altair_chart(bars.mark_bar() + bars.mark_text(align="left", dx=4).encode(text="removed:Q"), width="stretch")
         removed = Path(run) / "removed.parquet"
         st.subheader("Examples per drop reason")
         if not removed.exists():

@@ -3,7 +3,7 @@ projected, error kinds, verification pass rate and a sample viewer."""
 
 import streamlit as st
 
-from app import generation
+from app import generation, pairs
 from app.runs import runs_of_stage
 from app.runstate import read_state
 from app.ui import job_panel, page_setup, pick_run, shown_errors
@@ -56,15 +56,15 @@ with shown_errors():
             status = row.get("status") or row.get("verdict") or ""
             verdict = {True: ":material/check: verified", False: ":material/close: failed verification", None: ""}.get(row.get("verified"), "")
             with st.expander(f"{row.get('id')} · {status} {verdict}"):
-                prompt = row.get("prompt")
-                if isinstance(prompt, list):
-                    prompt = "\n\n".join(str(m.get("content", "")) for m in prompt if isinstance(m, dict))
                 with st.chat_message("user"):
-                    st.text(str(prompt or ""))
+                    st.text(pairs.prompt_text(row.get("prompt")))
                 if row.get("reasoning"):
                     with st.expander("reasoning"):
                         st.text(row["reasoning"])
                 with st.chat_message("assistant"):
-                    st.text(str(row.get("content") or row.get("chosen") or ""))
+                    st.text(str(row.get("content") or pairs.side_text(row.get("chosen"))))
+                if row.get("rejected") is not None:
+                    st.caption("rejected (see the Pairs page for both sides)")
+                    st.text(pairs.side_text(row.get("rejected")))
                 if row.get("error"):
                     st.error(row["error"])

@@ -28,9 +28,11 @@ with shown_errors():
             st.markdown("**Verdicts:** " + " · ".join(f"`{v}` {n:,}" for v, n in s["verdicts"].items()))
         hist = pairs.length_histogram(path)
         if hist.height:
-            st.altair_chart(alt.Chart(hist.to_pandas()).mark_bar(opacity=0.6).encode(
-                x=alt.X("bin_start:Q", title="characters"), y=alt.Y("pairs:Q", stack=None), color="side:N"),
-                width="stretch")
+            st.markdown("**Length of the chosen and rejected answers**")
+            st.altair_chart(alt.Chart(hist.to_pandas()).mark_bar(opacity=0.55).encode(
+                x=alt.X("bin_start:Q", bin=alt.Bin(binned=True), title="characters"), x2="bin_end:Q",
+                y=alt.Y("pairs:Q", stack=None, axis=alt.Axis(tickMinStep=1)), color="side:N",
+                tooltip=["side", "bin_start", "bin_end", "pairs"]), width="stretch")
         removed = Path(run) / "removed.parquet"
         if removed.exists():
             st.caption("dropped pairs: " + ", ".join(f"{r} {n:,}" for r, n in tables.reason_counts(removed)))

@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from app import forms, jobs
+from app import forms, jobs, settings
 from app.ui import job_panel, page_setup, shown_errors
 from app.workspace import run_name, safe_path
 from workbench.errors import InputError
@@ -57,6 +57,16 @@ def load_yaml() -> None:
         set_widget(by_name[name], value, widget_key(name))
 
 
+def use_endpoint(endpoints: list[dict], url_fields: list[forms.Field]) -> None:
+    chosen = next((e for e in endpoints if e["name"] == st.session_state.get("endpoint_pick")), None)
+    if chosen is None:
+        return
+    for f in url_fields:
+        value = chosen.get("api_key_env") if f.name == "api_key_env" else [chosen["base_url"]]
+        if value:
+            set_widget(f, value, widget_key(f.name))
+
+
 def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
     label = f.flag or f.name
     help_text = f.help + (f" (range {f.min} to {f.max})" if f.min is not None or f.max is not None else "")
@@ -97,6 +107,13 @@ with shown_errors():
     options = [f for f in fields if not f.positional and not f.yaml_only and f.name != "output"]
     extra = [f for f in fields if f.yaml_only]
     st.markdown("**Inputs**")
+    st.caption("Paths as typed (relative to where `wb ui` started), or names of runs and files in the workspace.")
+    endpoints = settings.load(root)["endpoints"]
+    url_fields = [f for f in fields if f.name.endswith("base_url") or f.name == "api_key_env"]
+    if endpoints and url_fields:
+        st.selectbox("Fill endpoints from Settings", ["(none)", *[e["name"] for e in endpoints]], key="endpoint_pick",
+                     on_change=use_endpoint, args=(endpoints, url_fields),
+                     help="sets every *base_url field and --api-key-env from a saved endpoint")
     for f in inputs:
         values[f.name] = field_widget(f, widget_key(f.name))
     has_output = any(f.name == "output" for f in fields)
@@ -122,6 +139,7 @@ with st.expander("Load or save settings as YAML"):
     st.download_button("Download these settings", forms.to_yaml(values, fields), file_name=f"{command.replace(' ', '-')}.yaml",
                        key="yaml_save")
 
+values = forms.resolve_inputs(fields, values, root)
 missing = [f.name for f in inputs if f.required and not values.get(f.name)]
 if missing:
     st.info(f"Give {', '.join(missing)} above to see the command.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import compare, metrics
 from app.runs import list_runs, table_rows
-from app.ui import job_panel, page_setup, pick_run, shown_errors
+from app.ui import curve_chart, job_panel, page_setup, pick_run, shown_errors
 from app.workspace import read_json, safe_path
 
 root = page_setup("Runs")
@@ -36,7 +36,10 @@ if names:
     st.subheader("Compare two runs")
     left, right = st.columns(2)
     a = left.selectbox("Run A", names, index=0, key="cmp_a")
-    b = right.selectbox("Run B", names, index=min(1, len(names) - 1), key="cmp_b")
+    stage_of = {r["name"]: r["stage"] for r in rows}
+    same = [n for n in names if n != a and stage_of.get(n) == stage_of.get(a)]  # compare like with like first
+    others = [n for n in names if n != a]
+    b = right.selectbox("Run B", others or names, index=(others or names).index(same[0]) if same else 0, key="cmp_b")
     with shown_errors():
         pa, pb = safe_path(root, a), safe_path(root, b)
         ma, mb = read_json(pa / "manifest.json"), read_json(pb / "manifest.json")
@@ -69,4 +72,4 @@ if names:
             if common:
                 metric = st.selectbox("Metric overlay", common, key="cmp_metric")
                 curve = metrics.curves(frames, metric)
-                st.line_chart(curve.to_pandas(), x="step", y="value", color="run")
+                curve_chart(curve)

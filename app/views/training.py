@@ -6,7 +6,7 @@ import streamlit as st
 from app import metrics
 from app.runs import runs_of_stage
 from app.runstate import read_state
-from app.ui import job_panel, page_setup, shown_errors
+from app.ui import curve_chart, job_panel, page_setup, shown_errors
 from app.workspace import safe_path
 
 root = page_setup("Training")
@@ -37,7 +37,7 @@ with shown_errors():
         for metric in picked:
             data = metrics.curves(frames, metric, smoothing, max_points)
             st.markdown(f"**{metric}**")
-            st.line_chart(data.to_pandas(), x="step", y="value", color="run", height=240)
+            curve_chart(data)
         last = {n: (int(f["step"].max()) if "step" in f.columns and f.height else 0) for n, f in frames.items()}
         st.caption(" · ".join(f"{n}: step {s}" for n, s in last.items()))
 

@@ -19,9 +19,11 @@ with shown_errors():
         manifest = read_json(Path(run) / "manifest.json") or {}
         fields = manifest.get("fields") or []
         ngram = int((manifest.get("minhash") or {}).get("ngram", 5))
-        dup_tab, contam_tab = st.tabs(["Duplicate clusters", "Benchmark matches"])
+        clusters = explorer.clusters(run)
+        matches = explorer.contamination(run)
+        dup_tab, contam_tab = st.tabs([f"Duplicate clusters ({clusters.height:,})",
+                                       f"Benchmark matches ({len(matches):,}{'+' if len(matches) >= 200 else ''})"])
         with dup_tab:
-            clusters = explorer.clusters(run)
             if clusters.height == 0:
                 st.info("No duplicates were removed in this run.")
             else:
@@ -45,7 +47,6 @@ with shown_errors():
                     right.caption(f"removed: {member.get('id')}")
                     right.markdown(BOX.format(b), unsafe_allow_html=True)
         with contam_tab:
-            matches = explorer.contamination(run)
             if not matches:
                 st.info("No rows were removed as contaminated in this run.")
             for row in matches[:50]:
