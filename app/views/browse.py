@@ -109,10 +109,14 @@ with shown_errors():
         st.session_state["browse_page"] = page
         b3.markdown(f"page **{page + 1:,}** of {last + 1:,} · **{total:,}** rows")
         frame = page_rows(path, page, PAGE_SIZE, filters, reasons)
-        st.dataframe(frame.to_pandas(), hide_index=True, key="browse_grid")
+        event = st.dataframe(frame.to_pandas(), hide_index=True, key="browse_grid", on_select="rerun",
+                             selection_mode="single-row")
         if frame.height:
             positions = frame["_row"].to_list()
-            pos = st.selectbox("Show the full row", positions, key="browse_row")
+            clicked = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+            pos = st.selectbox("Show the full row (or click a row in the grid)", positions, key="browse_row")
+            if clicked and clicked[0] < len(positions):
+                pos = positions[clicked[0]]
             with shown_errors():
                 row_panel({"_row": pos, **tables.full_row(path, pos, filters, reasons)})
         with st.expander("Column statistics"):
