@@ -144,6 +144,8 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
             st.progress(min(1.0, done / state.total),
                         text=f"{done:,} / {state.total:,} {state.unit or ''} · "
                              f"{(state.rate or 0):.1f}/s · ETA {_eta(state.eta_seconds)}")
+        elif state.done is not None and not state.finished:  # a pass whose length is unknown until it ends
+            st.caption(f"{state.done:,} {state.unit or ''} so far" + (f" · {state.rate:,.0f}/s" if state.rate else ""))
         usage = {k: v for k, v in state.usage.items() if v}
         if usage:
             st.caption(" · ".join(f"{k.replace('_', ' ')}: {v:,.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')}: {v:,}"

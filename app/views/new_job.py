@@ -118,6 +118,8 @@ with shown_errors():
         values[f.name] = field_widget(f, widget_key(f.name))
     has_output = any(f.name == "output" for f in fields)
     if has_output:
+        if st.session_state.pop("fresh_output", False):
+            st.session_state.pop(widget_key("output"), None)  # the launched run's name is taken: offer a new one
         st.session_state.setdefault(widget_key("output"),
                                     f"jobs/{command.replace(' ', '-')}-{time.strftime('%Y%m%d-%H%M%S')}")
         out_name = st.text_input("--output (relative to the workspace)", key=widget_key("output"),
@@ -164,4 +166,5 @@ with shown_errors():
             config_path.write_text(yaml.safe_dump(yaml_values, sort_keys=False))
         jobs.launch(full, run_dir)
         st.query_params["run"] = run_name(root, run_dir)
+        st.session_state["fresh_output"] = True
         st.rerun()
