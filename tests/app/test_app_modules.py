@@ -318,3 +318,21 @@ def test_forms_resolve_inputs_against_the_workspace(tmp_path, monkeypatch):
     fields = forms.command_fields("dedup")
     values = forms.resolve_inputs(fields, {"sources": ["curated", "here.jsonl", "missing.jsonl"]}, tmp_path / "ws")
     assert values["sources"] == [str(tmp_path / "ws" / "curated"), "here.jsonl", "missing.jsonl"]
+
+
+def test_wb_ui_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["ui", "--port", "70000"]) == 2
+    assert "--port 70000: must be between 1 and 65535" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["ui", "--workspace", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_wb_ui_binds_localhost_and_runs_the_app():
+    from workbench.commands.ui import streamlit_argv
+
+    argv = streamlit_argv("127.0.0.1", 8600)
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    assert argv[4].endswith("app/main.py") and os.path.exists(argv[4])
