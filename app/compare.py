@@ -21,8 +21,13 @@ def flatten(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def config_diff(a: dict, b: dict) -> list[dict]:
-    """The config keys whose values differ between two manifests (missing on one side shows as None)."""
-    fa, fb = flatten(a.get("config") or {}), flatten(b.get("config") or {})
+    """The config keys (and input paths) whose values differ between two manifests (missing on one side
+    shows as None)."""
+    def inputs(m: dict) -> str:
+        return " ".join(str(i.get("path", i)) if isinstance(i, dict) else str(i) for i in m.get("inputs") or [])
+
+    fa = {**flatten(a.get("config") or {}), "(inputs)": inputs(a)}
+    fb = {**flatten(b.get("config") or {}), "(inputs)": inputs(b)}
     return [{"option": k, "a": fa.get(k), "b": fb.get(k)} for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
 
 

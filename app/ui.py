@@ -136,14 +136,14 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
         state = read_state(run_dir)
         icon = {"running": ":material/autorenew:", "complete": ":material/check_circle:", "failed": ":material/error:",
                 "interrupted": ":material/pause_circle:"}.get(state.state, ":material/help:")
-        st.markdown(f"**{icon} {state.state}** · `{state.stage or '?'}`" + (f" · {state.phase}" if state.phase else ""),
+        phase = state.phase if state.state == "running" else None  # a finished run's last phase is stale
+        st.markdown(f"**{icon} {state.state}** · `{state.stage or '?'}`" + (f" · {phase}" if phase else ""),
                     help="read from progress.json, manifest.json and the job's launch record in the run directory")
         st.caption(f"state: {state.state}")
         if state.total:
             done = state.done or 0
-            st.progress(min(1.0, done / state.total),
-                        text=f"{done:,} / {state.total:,} {state.unit or ''} · "
-                             f"{(state.rate or 0):.1f}/s · ETA {_eta(state.eta_seconds)}")
+            live = "" if state.finished else f" · {(state.rate or 0):.1f}/s · ETA {_eta(state.eta_seconds)}"
+            st.progress(min(1.0, done / state.total), text=f"{done:,} / {state.total:,} {state.unit or ''}{live}")
         elif state.done is not None and not state.finished:  # a pass whose length is unknown until it ends
             st.caption(f"{state.done:,} {state.unit or ''} so far" + (f" · {state.rate:,.0f}/s" if state.rate else ""))
         usage = {k: v for k, v in state.usage.items() if v}

@@ -183,6 +183,8 @@ def test_compare_config_diff_and_counts():
     a = {"config": {"dedup": {"threshold": 0.8, "keep": "first"}}, "rows_in": 10, "dropped": {"x": 1}}
     b = {"config": {"dedup": {"threshold": 0.7, "keep": "first"}}, "rows_in": 10, "dropped": {"y": 2}}
     assert compare.config_diff(a, b) == [{"option": "dedup.threshold", "a": 0.8, "b": 0.7}]
+    b["inputs"] = [{"path": "/data/x.jsonl", "format": "jsonl"}]
+    assert compare.config_diff(a, b)[0] == {"option": "(inputs)", "a": "", "b": "/data/x.jsonl"}
     assert compare.drop_reasons(a, b) == [{"reason": "x", "a": 1, "b": 0}, {"reason": "y", "a": 0, "b": 2}]
 
 
