@@ -346,6 +346,17 @@ def from_yaml(text: str, fields: list[Field], where: str = "the YAML file") -> d
     return out
 
 
+KEY_OPTIONS = ("model", "data", "prompts", "teacher", "backend", "base_url", "strong_model", "strong_backend",
+               "weak_model", "weak_backend", "strategy", "prompt_field", "answer_field", "completion_field",
+               "verify", "reward", "target")
+
+
+def key_options(fields: list[Field]) -> list[Field]:
+    """The flags a newcomer must look at for this command (models, data, endpoints), shown outside the
+    folded list of all options."""
+    return [f for f in fields if not f.positional and not f.yaml_only and f.name in KEY_OPTIONS]
+
+
 PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model")
 
 

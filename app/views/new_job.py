@@ -104,7 +104,9 @@ def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
 values: dict = {}
 with shown_errors():
     inputs = [f for f in fields if f.positional]
-    options = [f for f in fields if not f.positional and not f.yaml_only and f.name != "output"]
+    main_options = forms.key_options(fields)
+    options = [f for f in fields if not f.positional and not f.yaml_only and f.name != "output"
+               and f not in main_options]
     extra = [f for f in fields if f.yaml_only]
     st.markdown("**Inputs**")
     st.caption("Paths as typed (relative to where `wb ui` started), or names of runs and files in the workspace.")
@@ -125,7 +127,11 @@ with shown_errors():
         out_name = st.text_input("--output (relative to the workspace)", key=widget_key("output"),
                                  help=f"the run directory to write, under {root}")
         values["output"] = str(safe_path(root, out_name)) if out_name else ""
-    with st.expander("Options", expanded=False):
+    cols = st.columns(2)
+    for i, f in enumerate(main_options):
+        with cols[i % 2]:
+            values[f.name] = field_widget(f, widget_key(f.name))
+    with st.expander(f"All other options ({len(options) + len(extra)})", expanded=False):
         cols = st.columns(2)
         for i, f in enumerate(options):
             with cols[i % 2]:
