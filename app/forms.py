@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dedup": (("dedup",), ("curate.dedup:DedupConfig",)),
     "curate": (("curate",), ("curate.config:CurateConfig", "curate.dedup:DedupConfig")),
     "decontam": (("decontam",), ("curate.decontam:DecontamConfig",)),
+    "semdedup": (("semdedup",), ("curate.semdedup:SemDedupConfig",)),
+    "select": (("select",), ("curate.select:SelectConfig", "curate.classifier:TrainClassifierConfig")),
     "distill": (("distill",), ("distill_data.config:DistillConfig",)),
     "prefs": (("prefs",), ("prefs.config:PrefsConfig",)),
     "train sft": (("train", "sft"), ("trainers.sft:SFTConfig",)),
