@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                               "dropped"),
     "tinker": ("trainers.tinker_service.cli", "a local Tinker-compatible training service (serve) and its usage"),
     "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "ui": ("workbench.commands.ui", "the Streamlit workbench app over a workspace (127.0.0.1:8501)"),
 }
 
 

@@ -136,6 +136,7 @@ def test_demo_runs_every_stage_on_bundled_data(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path), "--quick"]) == 0
     out = capsys.readouterr().out
     assert "$ wb curate" in out and "$ wb distill" in out and "demo finished" in out
+    assert "wb ui --workspace" in out
     stages = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")}
     assert {"curated", "mix-plan", "mix-fit", "mix-search", "mix-corpus", "sft", "distill"} <= set(stages)
     curated = stages["curated"]

@@ -122,4 +122,5 @@ def run(args: argparse.Namespace) -> int:
 
     summary(out)
     print(f"\ndemo finished in {time.time() - started:.0f} s; runs are under {out}/")
+    print(f"look at them in the app: wb ui --workspace {out}   (then open http://127.0.0.1:8501)")
     return 0

@@ -1,0 +1,70 @@
+"""Mixture lab: the RegMix chain's files read back (proxy runs, cross-validated fit, chosen vs natural vs
+uniform weights, Pareto front) and the argv of a new `wb mix search` with changed constraints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from workbench.errors import InputError
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from None
+
+
+def lab(search_dir: Path, root: Path) -> dict:
+    """Everything the lab shows for one search run (and the fit and plan it names, which must lie in the
+    workspace `root`: the app reads nothing outside it)."""
+    from app.workspace import safe_path
+
+    search_dir = Path(search_dir)
+    mixture = _json(search_dir / "mixture.json")
+    if not mixture.get("fit_dir") or not mixture.get("plan_dir"):
+        raise InputError(f"{search_dir / 'mixture.json'}: names no fit_dir and plan_dir (not a `wb mix search` run)")
+    fit_dir = safe_path(root, mixture["fit_dir"])
+    plan_dir = safe_path(root, mixture["plan_dir"])
+    fit = _json(fit_dir / "fit.json") if (fit_dir / "fit.json").exists() else {}
+    out = {"mixture": mixture, "fit": fit, "fit_dir": fit_dir, "plan_dir": plan_dir,
+           "weights": weights_table(mixture), "cv": cv_table(fit)}
+    out["results"] = pl.read_parquet(plan_dir / "results.parquet") if (plan_dir / "results.parquet").exists() else None
+    out["predictions"] = pl.read_parquet(fit_dir / "data.parquet") if (fit_dir / "data.parquet").exists() else None
+    out["pareto"] = pl.read_parquet(search_dir / "pareto.parquet") if (search_dir / "pareto.parquet").exists() else None
+    return out
+
+
+def weights_table(mixture: dict) -> pl.DataFrame:
+    """Long table (domain, mixture, weight) for chosen, natural, uniform and best-single weights."""
+    rows = []
+    for label, key in (("chosen", "weights"), ("natural", "natural"), ("uniform", "uniform"), ("best single", "best_single")):
+        for domain, weight in (mixture.get(key) or {}).items():
+            rows.append({"domain": domain, "mixture": label, "weight": float(weight)})
+    return pl.DataFrame(rows, schema={"domain": pl.String, "mixture": pl.String, "weight": pl.Float64})
+
+
+def cv_table(fit: dict) -> pl.DataFrame:
+    rows = [{"model": model, **{k: float(v) for k, v in scores.items()}} for model, scores in (fit.get("cv") or {}).items()]
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def search_argv(fit_dir: Path, output: Path, min_weight: dict[str, float], max_weight: dict[str, float],
+                samples: int, top_k: int) -> list[str]:
+    """`mix search FIT_DIR --output OUT --min-weight d=w ... --max-weight d=w ...` for the constraints given."""
+    for name, bounds in (("min", min_weight), ("max", max_weight)):
+        for domain, w in bounds.items():
+            if not 0 <= w <= 1:
+                raise InputError(f"{name} weight of {domain}: {w} is not between 0 and 1")
+    for domain in min_weight.keys() & max_weight.keys():
+        if min_weight[domain] > max_weight[domain]:
+            raise InputError(f"{domain}: min weight {min_weight[domain]} is above max weight {max_weight[domain]}")
+    argv = ["mix", "search", str(fit_dir), "--output", str(output), "--samples", str(samples), "--top-k", str(top_k)]
+    if min_weight:
+        argv += ["--min-weight", *(f"{d}={w:g}" for d, w in min_weight.items())]
+    if max_weight:
+        argv += ["--max-weight", *(f"{d}={w:g}" for d, w in max_weight.items())]
+    return argv

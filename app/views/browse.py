@@ -1,0 +1,131 @@
+"""Data browser: any run's tables or any data file in the workspace, filtered and paged lazily."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import tables
+from app.runs import list_runs
+from app.ui import column_stats, count_rows, page_rows, page_setup, pick_run, reason_counts, shown_errors
+from app.workspace import run_name, safe_path
+
+root = page_setup("Data browser")
+PAGE_SIZE = 100
+
+
+def pick_file() -> Path | None:
+    mode = st.radio("Open", ["a run", "a file in the workspace"], horizontal=True, key="browse_mode",
+                    index=1 if st.query_params.get("path") else 0)
+    if mode == "a file in the workspace":
+        typed = st.text_input("File (relative to the workspace)", value=st.query_params.get("path", ""),
+                              key="browse_path", help=f"{', '.join(tables.SUFFIXES)} under {root}")
+        if not typed:
+            return None
+        path = safe_path(root, typed)
+        st.query_params["path"] = typed
+        return path
+    st.query_params.pop("path", None)
+    run = pick_run(root, [r["name"] for r in list_runs(root)])
+    if run is None:
+        return None
+    files = tables.browsable_files(run)
+    if not files:
+        st.warning(f"{run_name(root, run)}: no table to browse yet (unfinished, or a run without data files).")
+        return None
+    names = [f.relative_to(run).as_posix() for f in files]
+    wanted = st.query_params.get("file")
+    name = st.selectbox("Table", names, index=names.index(wanted) if wanted in names else 0, key="browse_file")
+    st.query_params["file"] = name
+    return files[names.index(name)]
+
+
+def filters_ui(path: Path) -> tuple[tuple, tuple]:
+    columns = list(tables.schema(path))
+    active: list = st.session_state.setdefault("browse_filters", [])
+    active[:] = [f for f in active if f.column in columns]
+    with st.expander("Filter by column", expanded=bool(active)):
+        c1, c2, c3, c4 = st.columns([3, 2, 3, 1])
+        column = c1.selectbox("Column", columns, key="flt_col")
+        op = c2.selectbox("Operator", tables.OPS, key="flt_op")
+        value = c3.text_input("Value", key="flt_val")
+        if c4.button("Add", key="flt_add"):
+            active.append(tables.Filter(column, op, value))
+        for i, f in enumerate(list(active)):
+            if st.button(f"{f.column} {f.op} {f.value}", icon=":material/close:", key=f"flt_rm_{i}_{f.column}_{f.op}_{f.value}"):
+                active.remove(f)
+                st.rerun()
+    filters = tuple(active)
+    reasons: tuple = ()
+    counts = reason_counts(path, filters) if "reason" in columns else []
+    if counts:
+        labels = {r: f"{r} ({n:,})" for r, n in counts}
+        wanted = [r for r in st.query_params.get_all("reason") if r in labels]
+        chosen = st.multiselect("Drop reason", list(labels), default=wanted, format_func=labels.get, key="flt_reason",
+                                help="rows removed for these reasons (counts over the column filters above)")
+        st.query_params["reason"] = chosen
+        reasons = tuple(chosen)
+    return filters, reasons
+
+
+def row_panel(row: dict) -> None:
+    st.markdown(f"**Row {row.get('_row', '')}** · id `{row.get('id', '-')}`")
+    for name, value in row.items():
+        if name == "_row":
+            continue
+        if name in ("messages", "prompt", "chosen", "rejected") and isinstance(value, list) \
+                and all(isinstance(m, dict) and "role" in m for m in value):
+            st.markdown(f"*{name}*")
+            for m in value:
+                with st.chat_message(m.get("role") if m.get("role") in ("user", "assistant") else "ai"):
+                    st.caption(m.get("role", ""))
+                    st.text(str(m.get("content", "")))
+        elif name == "reasoning" and value:
+            with st.expander("reasoning"):
+                st.text(str(value))
+        elif isinstance(value, str) and len(value) > 120:
+            st.markdown(f"*{name}*")
+            st.text(value)
+        else:
+            st.markdown(f"*{name}*: `{value}`")
+
+
+with shown_errors():
+    path = pick_file()
+    if path is not None:
+        filters, reasons = filters_ui(path)
+        total = count_rows(path, filters, reasons)
+        last = tables.last_page(total, PAGE_SIZE)
+        page = st.session_state.get("browse_page", 0)
+        b1, b2, b3, b4, b5 = st.columns([1, 1, 2, 1, 1])
+        if b1.button("First", icon=":material/first_page:", key="pg_first"):
+            page = 0
+        if b2.button("Prev", icon=":material/chevron_left:", key="pg_prev"):
+            page = max(0, page - 1)
+        if b4.button("Next", icon=":material/chevron_right:", key="pg_next"):
+            page = min(last, page + 1)
+        if b5.button("Last", icon=":material/last_page:", key="pg_last"):
+            page = last
+        page = min(max(0, page), last)
+        st.session_state["browse_page"] = page
+        b3.markdown(f"page **{page + 1:,}** of {last + 1:,} · **{total:,}** rows")
+        frame = page_rows(path, page, PAGE_SIZE, filters, reasons)
+        event = st.dataframe(frame.to_pandas(), hide_index=True, key="browse_grid", on_select="rerun",
+                             selection_mode="single-row")
+        if frame.height:
+            positions = frame["_row"].to_list()
+            clicked = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+            pos = st.selectbox("Show the full row (or click a row in the grid)", positions, key="browse_row")
+            if clicked and clicked[0] < len(positions):
+                pos = positions[clicked[0]]
+            with shown_errors():
+                row_panel({"_row": pos, **tables.full_row(path, pos, filters, reasons)})
+        with st.expander("Column statistics"):
+            if st.toggle("compute over the filtered rows", key="browse_stats"):
+                st.dataframe(column_stats(path, filters, reasons).to_pandas(), hide_index=True)
+        with st.expander("Save the filtered rows as a new run"):
+            out = st.text_input("New run directory (relative to the workspace)", value=f"{path.parent.name}-selected",
+                                key="save_name")
+            if st.button("Save", key="save_go"):
+                with shown_errors():
+                    manifest = tables.save_filtered(path, safe_path(root, out), filters, reasons)
+                    st.success(f"wrote {manifest['rows_out']:,} rows to {out}/data.parquet")

@@ -1,0 +1,75 @@
+"""Runs: every run in the workspace with its live state; pick one to watch, or two to compare."""
+
+import polars as pl
+import streamlit as st
+
+from app import compare, metrics
+from app.runs import list_runs, table_rows
+from app.ui import curve_chart, job_panel, page_setup, pick_run, shown_errors
+from app.workspace import read_json, safe_path
+
+root = page_setup("Runs")
+rows = list_runs(root)
+running = any(r["state"] == "running" for r in rows)
+
+
+@st.fragment(run_every=2.0 if running else None)
+def runs_table() -> None:
+    current = list_runs(root)
+    if not current:
+        st.info(f"No runs under {root} yet. Start one on the New job page, or run `wb demo --output {root}/demo`.")
+        return
+    st.dataframe(pl.DataFrame(table_rows(current)), hide_index=True, key="runs_table",
+                 column_config={"cost_usd": st.column_config.NumberColumn(format="$%.4f"),
+                                "wall_seconds": st.column_config.NumberColumn("wall s", format="%.1f")})
+
+
+runs_table()
+names = [r["name"] for r in rows]
+if names:
+    st.subheader("Watch a run")
+    with shown_errors():
+        chosen = pick_run(root, names)
+        if chosen is not None:
+            job_panel(chosen)
+
+    st.subheader("Compare two runs")
+    left, right = st.columns(2)
+    a = left.selectbox("Run A", names, index=0, key="cmp_a")
+    stage_of = {r["name"]: r["stage"] for r in rows}
+    same = [n for n in names if n != a and stage_of.get(n) == stage_of.get(a)]  # compare like with like first
+    others = [n for n in names if n != a]
+    b = right.selectbox("Run B", others or names, index=(others or names).index(same[0]) if same else 0, key="cmp_b")
+    with shown_errors():
+        pa, pb = safe_path(root, a), safe_path(root, b)
+        ma, mb = read_json(pa / "manifest.json"), read_json(pb / "manifest.json")
+        if ma is None or mb is None:
+            st.warning(f"{a if ma is None else b}: unfinished or not a run (no readable manifest.json); nothing to compare yet.")
+        else:
+            st.markdown("**Config differences**")
+            diff = compare.config_diff(ma, mb)
+            if diff:
+                st.dataframe(pl.DataFrame([{k: str(v) for k, v in d.items()} for d in diff]), hide_index=True)
+            else:
+                st.caption("same config")
+            c1, c2 = st.columns(2)
+            c1.markdown("**Rows and usage**")
+            c1.dataframe(pl.DataFrame([{k: (None if v is None else str(v)) for k, v in r.items()}
+                                       for r in compare.counts(ma, mb)]), hide_index=True)
+            c2.markdown("**Drop reasons**")
+            reasons = compare.drop_reasons(ma, mb)
+            if reasons:
+                c2.dataframe(pl.DataFrame(reasons), hide_index=True)
+            else:
+                c2.caption("no rows dropped in either run")
+            ids = compare.id_diff(pa, pb)
+            if ids is not None:
+                st.markdown(f"**Rows by id**: {ids['added']:,} in B but not in A, {ids['removed']:,} in A but not in B")
+                if ids["added_ids"] or ids["removed_ids"]:
+                    st.caption(f"added: {', '.join(ids['added_ids'][:10])}  ·  removed: {', '.join(ids['removed_ids'][:10])}")
+            frames = {a: metrics.read_metrics(pa), b: metrics.read_metrics(pb)}
+            common = [m for m in metrics.metric_names(frames[a]) if m in frames[b].columns]
+            if common:
+                metric = st.selectbox("Metric overlay", common, key="cmp_metric")
+                curve = metrics.curves(frames, metric)
+                curve_chart(curve)

@@ -1,0 +1,153 @@
+"""End-to-end tests in a real headless Chromium (Debian's `chromium`, driven by Playwright's Python package;
+Playwright's own browser download is never used). `wb ui` serves a copy of the test workspace on a free
+127.0.0.1 port. Marked `e2e`; `.ci/run` installs chromium when it is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import text_rows, write_jsonl
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",
+         "dedup": "Dedup & decontamination", "mixture": "Mixture lab", "generation": "Generation monitor",
+         "pairs": "Pairs", "training": "Training", "settings": "Settings"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace, tmp_path_factory):
+    """`wb ui` over a copy of the workspace (jobs launched by the tests write there), stopped by group."""
+    root = tmp_path_factory.mktemp("e2e") / "ws"
+    shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("model", "checkpoints"))
+    port = _free_port()
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
+    log = open(root.parent / "ui.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "ui", "--workspace", str(root), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (root.parent / "ui.log").read_text()
+            time.sleep(0.3)
+        yield url, root
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (as .ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+def settle(page) -> None:
+    """Wait until the page's script has finished its run."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+
+
+def test_every_page_opens_without_an_exception(app_url, page):
+    url, _ = app_url
+    from playwright.sync_api import expect
+
+    for path, title in PAGES.items():
+        page.goto(f"{url}/{path}")
+        expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(timeout=60_000)
+        settle(page)
+        assert page.locator("[data-testid=stException]").count() == 0, path
+
+
+def _launch_dedup(page, url: str, source: Path, output: str) -> None:
+    page.goto(f"{url}/new_job?cmd=dedup")
+    settle(page)
+    box = page.get_by_role("textbox", name="sources (space-separated)")
+    box.fill(str(source))
+    box.press("Enter")
+    settle(page)
+    out = page.get_by_role("textbox", name="--output (relative to the workspace)")
+    out.fill(output)
+    out.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Launch").click()
+
+
+def test_launch_a_dedup_from_the_form_and_watch_it_complete(app_url, page, small_jsonl):
+    from playwright.sync_api import expect
+
+    url, root = app_url
+    _launch_dedup(page, url, small_jsonl, "jobs/e2e-dd")
+    expect(page.get_by_text("state: complete")).to_be_visible(timeout=120_000)
+    assert "run=jobs%2Fe2e-dd" in page.url or "run=jobs/e2e-dd" in page.url
+    assert (root / "jobs" / "e2e-dd" / "manifest.json").exists()
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_reload_mid_run_reattaches(app_url, page, tmp_path):
+    from playwright.sync_api import expect
+
+    url, root = app_url
+    rows = [r for seed in range(1500) for r in text_rows(40, seed)]  # ~63k rows: dedup runs for seconds
+    big = write_jsonl(tmp_path / "big.jsonl", [{**r, "id": f"{i}"} for i, r in enumerate(rows)])
+    _launch_dedup(page, url, big, "jobs/e2e-big")
+    expect(page.get_by_text("state: running")).to_be_visible(timeout=60_000)
+    page.reload()  # the job does not depend on the page: the URL's run id re-attaches the panel
+    expect(page.get_by_text("Job jobs/e2e-big")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("state: complete")).to_be_visible(timeout=180_000)
+    assert (root / "jobs" / "e2e-big" / "manifest.json").exists()
+
+
+def test_filter_removed_rows_by_reason(app_url, page):
+    from playwright.sync_api import expect
+
+    url, _ = app_url
+    page.goto(f"{url}/browse?run=cur&file=removed.parquet")
+    settle(page)
+    expect(page.locator("[data-testid=stMarkdown]", has_text="· 3 rows")).to_be_visible()
+    page.locator("[data-testid=stMultiSelect]").click()
+    page.get_by_role("option", name="exact_duplicate (1)").click()
+    settle(page)
+    expect(page.locator("[data-testid=stMarkdown]", has_text="· 1 rows")).to_be_visible()
+    assert "reason=exact_duplicate" in page.url
+    assert page.locator("[data-testid=stException]").count() == 0
