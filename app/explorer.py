@@ -14,7 +14,7 @@ import polars as pl
 from workbench.rundir import PRODUCT
 
 REMOVED = "removed.parquet"
-DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate")
+DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")  # semantic: wb semdedup
 _MATCH = re.compile(r'^(?P<count>\d+) shared (?P<n>\d+)-grams with (?P<bench>\S+) item (?P<item>\S+): "(?P<span>.*)"$', re.S)
 
 

@@ -38,7 +38,8 @@ with shown_errors():
                     text = explorer.row_text(member, fields)
                     sim = member.get("similarity")
                     jac = sim if sim is not None else explorer.word_jaccard(kept_text, text, ngram)
-                    st.markdown(f"**{member.get('id')}** · {member.get('reason')} · Jaccard **{jac:.3f}**"
+                    measure = "cosine" if member.get("reason") == "semantic_duplicate" else "Jaccard"
+                    st.markdown(f"**{member.get('id')}** · {member.get('reason')} · {measure} **{jac:.3f}**"
                                 + (" (exact)" if member.get("reason") == "exact_duplicate" else ""))
                     a, b = explorer.diff_html(kept_text, text)
                     left, right = st.columns(2)
