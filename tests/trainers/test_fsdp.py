@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from trainers.loop import read_metrics
 from workbench.cli import main
@@ -30,7 +29,7 @@ def _port() -> int:
 def _torchrun(*argv: str) -> None:
     """Two CPU ranks on loopback; one retry (a launch here rarely ends in ChildFailedError after success)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    for attempt in range(2):
+    for _ in range(2):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
                "127.0.0.1", "--master-port", str(_port()), "-m", "workbench.cli", *argv]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -81,8 +80,8 @@ def test_fsdp_sft_two_ranks_match_one_process_and_resume(tiny_model_dir, sft_row
         assert [m[key] for m in one] == pytest.approx([m[key] for m in two], rel=1e-4, abs=1e-6), key
     _close(tmp_path / "one", tmp_path / "two")
     assert read_manifest(tmp_path / "two")["status"] == "complete"
-    assert not torch.equal(torch.from_numpy(next(iter(_weights(tmp_path / "one" / "model").values()))),
-                           torch.zeros(1))
+    start, end = _weights(Path(tiny_model_dir)), _weights(tmp_path / "two" / "model")
+    assert max(float(np.abs(end[k] - start[k]).max()) for k in start) > 1e-3  # it trained
 
 
 @pytest.mark.slow
