@@ -77,7 +77,9 @@ def merge_shards(runs: list[str], output: str, think_format: str | None = None) 
     fmt = think_format or first["config"].get("think_format", "think-tags")
     from distill_data.output import sft_table
 
-    with RunDir(output, "distill", {"merge": list(runs), "think_format": fmt},
+    # the shards' options (verify, model...) stay readable downstream, e.g. by `wb train sft --data RUN`
+    config = {**first["config"], "shard": None, "output": str(output), "merge": list(runs), "think_format": fmt}
+    with RunDir(output, "distill", config,
                 inputs=[{"run": str(r), "shard": f"{m['shard']['index']}/{count}"}
                         for r, m in zip(runs, manifests, strict=True)]) as run:
         write_table(data, run.product)

@@ -52,6 +52,7 @@ class RateBudget:
                     self._requests -= 1 if self.rpm else 0
                     self._tokens -= tokens
                     return tokens
+                wait = min(wait, 1.0)  # look again soon: settled replies may return reserved tokens
                 self.waited += wait
                 await asyncio.sleep(wait)
 

@@ -53,6 +53,7 @@ def test_shards_cover_every_unit_once_and_merge(tmp_path, mock):
     assert merged["status_counts"] == {"ok": 60, "truncated": 0, "failed": 0} and merged["sft_rows"] == 60
     assert merged["usage"]["requests"] == 30  # native n: one request per prompt, summed over the shards
     assert pl.read_parquet(tmp_path / "all" / "sft.parquet").height == 60
+    assert merged["config"]["model"] == "mock" and merged["config"]["merge"] == runs
     other = distill(fast_config(src, tmp_path / "t", mock.url, n=2, shard="0/3", temperature=0.1))
     with pytest.raises(InputError, match="run key"):
         merge_shards([other.path, runs[1], runs[2]], str(tmp_path / "bad"))
