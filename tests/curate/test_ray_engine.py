@@ -98,3 +98,14 @@ def test_curate_and_dedup_on_ray_equal_local(tmp_path, cluster):
         deduplicate(DedupConfig(against=str(local.path)), [src], tmp_path / "x", engine="ray")
     with pytest.raises(InputError, match="--ray-address needs --engine ray"):
         deduplicate(dedup, [src], tmp_path / "x", ray_address=cluster.address)
+
+
+def test_missing_ray_names_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    src = write_jsonl(tmp_path / "a.jsonl", [{"text": "one two three four five six"}])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(InputError, match=r"--engine ray needs Ray: pip install 'post-training-workbench\[ray\]'"):
+        deduplicate(DedupConfig(), [src], tmp_path / "out", engine="ray")
+    with pytest.raises(InputError, match="--engine 'spark'"):
+        deduplicate(DedupConfig(), [src], tmp_path / "out", engine="spark")
