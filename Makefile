@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; run: make PYTHON=python3 ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ray]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 test: $(STAMP)

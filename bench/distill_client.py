@@ -3,6 +3,12 @@
 Both talk to the same local OpenAI-compatible server (`tests.mock_server`, a fixed latency per reply,
 in its own process) at concurrency 64 and 256, in the same run. Reports requests/s, the ratio, and the
 client's CPU time per request. Run: `python bench/distill_client.py [--requests 3000 --latency 0.05]`.
+
+`--faults` runs the fault mix instead (issue 14: 12% 429 with Retry-After, 6% 500, 4% dropped
+connections, 5% slow, 5% truncated, one or several endpoints): `wb distill` against a fixed-concurrency
+openai-asyncio client that retries every failure on its own (Retry-After for 429s, backoff otherwise),
+which is what curator does (curator itself does not install beside this project's openai/transformers).
+Run: `python bench/distill_client.py --faults --requests 2000 [--endpoints 2]`.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import resource
 import shutil
 import socket
@@ -83,6 +90,123 @@ def run_distill(url: str, prompt_file: str, concurrency: int, out: Path) -> tupl
     return elapsed
 
 
+FAULT_MIX = "429=0.12,500=0.06,drop=0.04,slow=0.05,length=0.05"
+
+
+async def _baseline_faults(urls: list[str], prompts: list[str], concurrency: int, max_attempts: int = 8) -> dict:
+    """A fixed-concurrency client per endpoint that retries each failure by itself: a 429 waits its
+    Retry-After, other faults back off exponentially with jitter; a retry waits outside the pool."""
+    import openai
+
+    from distill_data.generation.backends.openai_http import _limits, _retry_after
+
+    clients = [openai.AsyncOpenAI(base_url=u, api_key="x", max_retries=0, timeout=1800,
+                                  http_client=openai.DefaultAsyncHttpxClient(limits=_limits(max(100, concurrency))))
+               for u in urls]
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(len(prompts)):
+        queue.put_nowait((i, 1))
+    results: dict[int, str] = {}
+    failed: set[int] = set()
+    done = asyncio.Event()
+    rng = random.Random(0)
+    loop = asyncio.get_running_loop()
+
+    def finish(i: int, status: str | None) -> None:
+        if status is None:
+            failed.add(i)
+        else:
+            results[i] = status
+        if len(results) + len(failed) == len(prompts):
+            done.set()
+
+    async def worker(client) -> None:
+        while True:
+            i, attempt = await queue.get()
+            try:
+                r = await client.chat.completions.create(
+                    model="mock", messages=[{"role": "user", "content": prompts[i]}], max_tokens=64)
+                finish(i, "truncated" if r.choices[0].finish_reason == "length" else "ok")
+                continue
+            except openai.RateLimitError as exc:
+                wait = _retry_after(exc.response.headers) or 1.0
+            except (openai.APIStatusError, openai.APIConnectionError, openai.APITimeoutError):
+                wait = min(60.0, 2.0 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
+            if attempt >= max_attempts:
+                finish(i, None)
+            else:
+                loop.call_later(wait, queue.put_nowait, (i, attempt + 1))
+
+    workers = [asyncio.create_task(worker(c)) for c in clients for _ in range(concurrency)]
+    await done.wait()
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    for c in clients:
+        await c.close()
+    statuses = list(results.values())
+    return {"rows": len(results) + len(failed), "duplicates": 0, "ok": statuses.count("ok"),
+            "truncated": statuses.count("truncated"), "failed": len(failed)}
+
+
+def run_fault_mix(urls: list[str], prompt_file: str, prompts: list[str], concurrency: int, out: Path) -> list[tuple]:
+    """(name, wall s, CPU s, outcome counts) of the baseline and of `wb distill` on the same prompts."""
+    import pyarrow.parquet as pq
+
+    from distill_data.config import DistillConfig
+    from distill_data.pipeline import distill
+
+    rows = []
+    wall, cpu = time.perf_counter(), _cpu()
+    counts = asyncio.run(_baseline_faults(urls, prompts, concurrency))
+    rows.append(("openai-asyncio, fixed concurrency, retries", time.perf_counter() - wall, _cpu() - cpu, counts, ""))
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = DistillConfig(prompts=prompt_file, output=str(out), model="mock", base_url=urls, max_tokens=64,
+                        max_concurrency=concurrency, progress_seconds=0)
+    wall, cpu = time.perf_counter(), _cpu()
+    manifest = distill(cfg)
+    elapsed, used = time.perf_counter() - wall, _cpu() - cpu
+    data = pq.read_table(out / "data.parquet", columns=["prompt_id", "sample_index"]).to_pylist()
+    keys = {(r["prompt_id"], r["sample_index"]) for r in data}
+    counts = {"rows": len(data), "duplicates": len(data) - len(keys), **manifest["status_counts"]}
+    limits = ", ".join(f"limit {e['limit']:g} cuts {e['cuts']}" for e in manifest["faults"]["endpoints"])
+    rows.append(("wb distill", elapsed, used, counts, limits))
+    return rows
+
+
+def fault_main(args) -> None:
+    servers, urls = [], []
+    for e in range(args.endpoints):
+        port = _free_port()
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.mock_server", "--port", str(port), "--latency", str(args.latency),
+             "--faults", args.fault_mix, "--slow-seconds", str(args.slow_seconds), "--retry-after",
+             str(args.retry_after), "--seed", str(e)], cwd=ROOT, stdout=subprocess.PIPE))
+        urls.append(f"http://127.0.0.1:{port}/v1")
+    for server in servers:
+        server.stdout.readline()  # "listening on ..."
+    tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    try:
+        prompts = [f"fault mix q{i}" for i in range(args.requests)]
+        pfile = tmp / "p.jsonl"
+        pfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+        rows = run_fault_mix(urls, str(pfile), prompts, args.concurrency[0], tmp / "run")
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{args.requests} prompts, {args.endpoints} endpoint(s), concurrency {args.concurrency[0]} per "
+          f"endpoint, faults {args.fault_mix} (slow +{args.slow_seconds:g} s, Retry-After {args.retry_after:g} s), "
+          f"latency {args.latency * 1000:.0f} ms\n")
+    print("| client | wall s | req/s | CPU s | rows | duplicates | ok | truncated | failed | wall / baseline | endpoints |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    base = rows[0][1]
+    for name, wall, cpu, c, note in rows:
+        print(f"| {name} | {wall:.1f} | {args.requests / wall:,.0f} | {cpu:.1f} | {c['rows']} | {c['duplicates']} | "
+              f"{c['ok']} | {c['truncated']} | {c['failed']} | {wall / base:.2f} | {note} |")
+
+
 def ledger_cpu_ms(requests: int = 3000) -> float:
     """CPU ms per request of the ledger alone: record a unit and commit it, as the runner does."""
     from distill_data.generation.ledger import Ledger, UnitResult
@@ -105,7 +229,15 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=2, help="best of N per cell")
+    parser.add_argument("--faults", action="store_true", help="run the fault mix (see the docstring)")
+    parser.add_argument("--fault-mix", default=FAULT_MIX)
+    parser.add_argument("--endpoints", type=int, default=1)
+    parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument("--retry-after", type=float, default=1.0)
     args = parser.parse_args()
+    if args.faults:
+        fault_main(args)
+        return
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tests.mock_server", "--port", str(port),
                                "--latency", str(args.latency)], cwd=ROOT, stdout=subprocess.PIPE)

@@ -3,6 +3,7 @@
 
 Each takes its config dataclass, the sources and the output directory, checks the options, runs the
 pipeline and returns a `RunResult`; bad input raises the same one-line `InputError` as the CLI.
+`engine="ray"` (and `ray_address`, default: a local Ray) runs the same steps on Ray with the same output.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def make_steps(config: CurateConfig, fields: list[str]) -> list:
     return steps
 
 
-def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike, engine: str = "local",
+           ray_address: str | None = None) -> RunResult:
     """Filters, PII, decontamination, then exact and near dedup, in one run written to `output`."""
     from curate.dedup import check_dedup_config
     from curate.pipeline import run_pipeline
@@ -51,11 +53,13 @@ def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike) ->
     if dedup_cfg is not None:
         check_dedup_config(dedup_cfg)
     manifest = run_pipeline([str(s) for s in sources], output, "curate", {"curate": config, "dedup": dedup_cfg},
-                            config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg)
+                            config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg,
+                            engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)
 
 
-def deduplicate(config: DedupConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+def deduplicate(config: DedupConfig, sources: Sources, output: str | os.PathLike, engine: str = "local",
+                ray_address: str | None = None) -> RunResult:
     """Exact and MinHash near dedup with a keep policy (and `against` an earlier run)."""
     from curate.dedup import check_dedup_config
     from curate.pipeline import run_pipeline
@@ -63,11 +67,12 @@ def deduplicate(config: DedupConfig, sources: Sources, output: str | os.PathLike
     validate(config)
     check_dedup_config(config)
     manifest = run_pipeline([str(s) for s in sources], output, "dedup", config, config.field, lambda fields: [],
-                            dedup=config)
+                            dedup=config, engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)
 
 
-def decontaminate(config: DecontamConfig, sources: Sources, output: str | os.PathLike) -> RunResult:
+def decontaminate(config: DecontamConfig, sources: Sources, output: str | os.PathLike, engine: str = "local",
+                  ray_address: str | None = None) -> RunResult:
     """Drop rows sharing a word n-gram with a benchmark's questions or answers."""
     from curate.decontam import DecontamFilter, benchmarks_from
     from curate.pipeline import run_pipeline
@@ -75,5 +80,6 @@ def decontaminate(config: DecontamConfig, sources: Sources, output: str | os.Pat
     validate(config)
     benchmarks = benchmarks_from(config)
     manifest = run_pipeline([str(s) for s in sources], output, "decontam", config, config.field,
-                            lambda fields: [DecontamFilter(fields, benchmarks, config.ngram)], dedup=None)
+                            lambda fields: [DecontamFilter(fields, benchmarks, config.ngram)], dedup=None,
+                            engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -153,28 +154,62 @@ class _Pass1:
     band_keys: list[np.ndarray] = field(default_factory=list)
 
 
-def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path) -> DedupPlan:
-    """Decide, for every row of `batches()`, whether it is kept or removed as a duplicate (and of what)."""
+class LocalDedup:
+    """Where dedup's heavy parts run: in this process, batches hashed on a thread pool. The Ray engine
+    (`curate.ray_engine.RayDedup`) runs the same functions on a cluster and returns the same values."""
+
+    def hash_rows(self, batches: Batches, hash_batch: Callable) -> Iterator[tuple]:
+        """`hash_batch(table)` for every batch, in order."""
+        # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            yield from _ordered_map(pool, hash_batch, batches(), ahead=4)
+
+    def candidate_pairs(self, keys: np.ndarray) -> np.ndarray:
+        return minhash.candidate_pairs(keys)
+
+    def shingle_sets(self, batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:
+        return _shingle_sets(batches, fields, n, rows)
+
+    def jaccard(self, left: _ShingleSets, left_rows: np.ndarray, right: _ShingleSets,
+                right_rows: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of set `left_rows[k]` of `left` and set `right_rows[k]` of `right`, per k."""
+        from curate import kernels
+
+        return kernels.jaccard(left.values, left.offsets, left_rows, right.values, right.offsets, right_rows)
+
+    def close(self) -> None:
+        pass
+
+
+def hash_batch(table: pa.Table, fields: list[str], config: DedupConfig, a: np.ndarray, b: np.ndarray,
+               params: minhash.LshParams, score_col: str | None) -> tuple:
+    """Pass 1 on one batch: (id/source/score columns, text lengths, exact keys, empty flags, MinHash
+    signatures and LSH band keys, the last two None without near dedup)."""
+    text = field_text(table, fields)
+    tokens = tokenize(text)
+    lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    sig = band_keys = None
+    if config.near:
+        shingles, doc_of = text_ngrams(None, config.ngram, tokens)
+        sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
+        band_keys = minhash.band_keys(sig, params)
+    light = table.select(["id", "source"] + ([score_col] if score_col and score_col in table.column_names else []))
+    return light, lengths, tokens.keys, tokens.empty, sig, band_keys
+
+
+def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path,
+               engine: LocalDedup | None = None) -> DedupPlan:
+    """Decide, for every row of `batches()`, whether it is kept or removed as a duplicate (and of what).
+    `engine` runs the heavy parts (default: this process)."""
+    engine = engine or LocalDedup()
     a, b = minhash.permutations(config.num_perm, config.seed)
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     score_col = score_column(config.keep)
     spill = workdir / ".signatures.u32"
     p1 = _Pass1()
-
-    def hash_batch(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray | None]:
-        text = field_text(table, fields)
-        tokens = tokenize(text)
-        lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
-        sig = band_keys = None
-        if config.near:
-            shingles, doc_of = text_ngrams(None, config.ngram, tokens)
-            sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
-            band_keys = minhash.band_keys(sig, params)
-        return table, lengths, tokens.keys, tokens.empty, sig, band_keys
-
-    # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
-    with open(spill, "wb") as sig_file, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for table, lengths, keys, empty, sig, band_keys in _ordered_map(pool, hash_batch, batches(), ahead=4):
+    hasher = partial(hash_batch, fields=fields, config=config, a=a, b=b, params=params, score_col=score_col)
+    with open(spill, "wb") as sig_file:
+        for table, lengths, keys, empty, sig, band_keys in engine.hash_rows(batches, hasher):
             p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
             p1.sources.append(_source_codes(table["source"], p1.source_names))
             p1.lengths.append(lengths)
@@ -204,7 +239,7 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     if config.near:
         band_keys = np.concatenate(p1.band_keys)
         p1.band_keys.clear()
-        _near(plan, batches, fields, config, sig, band_keys, rank, ref)
+        _near(plan, batches, fields, config, sig, band_keys, rank, ref, engine)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
     return plan
 
@@ -306,7 +341,7 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
 
 
 def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
-          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None) -> None:
+          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None, engine: LocalDedup) -> None:
     """Near duplicates among the rows still alive (`band_keys`: every row's LSH keys, from pass 1)."""
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
@@ -318,9 +353,9 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
     keys = band_keys[alive] if len(alive) < len(band_keys) else band_keys
     if m:
         keys = np.concatenate([_band_keys(ref.sig, params), keys])
-    pairs = minhash.candidate_pairs(keys)
+    pairs = engine.candidate_pairs(keys)
     pairs = pairs[pairs[:, 1] >= m]  # a pair inside the reference is not ours to judge
-    sims = _verify(pairs, m, alive, sig, ref, batches, fields, config)
+    sims = _verify(pairs, m, alive, sig, ref, batches, fields, config, engine)
     edges, edge_sims = pairs[sims >= config.threshold], sims[sims >= config.threshold]
     plan.stats.update(candidate_pairs=int(len(pairs)), verified_pairs=int(len(edges)))
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
@@ -332,7 +367,7 @@ def _band_keys(sig: SignatureFile, params: minhash.LshParams) -> np.ndarray:
 
 
 def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None,
-            batches: Batches, fields: list[str], config: DedupConfig) -> np.ndarray:
+            batches: Batches, fields: list[str], config: DedupConfig, engine: LocalDedup) -> np.ndarray:
     """Similarity of each candidate pair: exact Jaccard of n-gram sets, or the signature estimate.
 
     Reference rows are read back from the earlier run's `data.parquet` (only the candidates), so
@@ -344,9 +379,7 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
     left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
     if config.verify == "signature" or not len(pairs):
         return _estimate(pairs, m, alive, sig, ref)
-    from curate import kernels
-
-    sets = _shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
+    sets = engine.shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
     left_sets = sets
     if against.any():
         ref_batches = parquet_batches(ref.path / "data.parquet")
@@ -359,8 +392,7 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
                              np.searchsorted(sets.rows, left_rows))
     else:
         left_rows = np.searchsorted(sets.rows, left_rows)
-    return kernels.jaccard(left_sets.values, left_sets.offsets, left_rows,
-                           sets.values, sets.offsets, np.searchsorted(sets.rows, right))
+    return engine.jaccard(left_sets, left_rows, sets, np.searchsorted(sets.rows, right))
 
 
 def _estimate(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None) -> np.ndarray:

@@ -74,30 +74,41 @@ def candidate_pairs(keys: np.ndarray, max_bucket: int = 64) -> np.ndarray:
     band, e.g. boilerplate) yields a chain through its sorted members plus a star from its first,
     which keeps it connected without a quadratic blow-up; verification then decides each edge.
     """
-    out = []
-    n = keys.shape[0]
-    for band in range(keys.shape[1]):
-        col = keys[:, band]
-        order = np.argsort(col)  # bucket order does not matter: pairs are sorted and deduplicated below
-        sorted_keys = col[order]
-        boundary = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-        sizes = np.diff(boundary)
-        for size in range(2, min(int(sizes.max(initial=0)), max_bucket) + 1):
-            starts = boundary[:-1][sizes == size]
-            if len(starts) == 0:
-                continue
-            members = order[starts[:, None] + np.arange(size)[None, :]]
-            ii, jj = np.triu_indices(size, k=1)
-            out.append(np.stack([members[:, ii].ravel(), members[:, jj].ravel()], axis=1))
-        for start, size in zip(boundary[:-1][sizes > max_bucket], sizes[sizes > max_bucket], strict=True):
-            members = np.sort(order[start:start + size])
-            out.append(np.stack([members[:-1], members[1:]], axis=1))
-            out.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
-    if not out:
+    rows = np.arange(keys.shape[0], dtype=np.int64)
+    return unique_pairs([bucket_pairs(keys[:, band], rows, max_bucket) for band in range(keys.shape[1])])
+
+
+def bucket_pairs(keys: np.ndarray, rows: np.ndarray, max_bucket: int = 64) -> np.ndarray:
+    """The pairs (of `rows`) that one band's keys put in the same bucket, as `candidate_pairs` describes.
+    A bucket's pairs depend only on its members, so any split of the buckets (the Ray engine's hash
+    partitions) yields the same pairs."""
+    out = [np.zeros((0, 2), dtype=np.int64)]
+    order = np.argsort(keys)  # bucket order does not matter: pairs are sorted and deduplicated later
+    sorted_keys = keys[order]
+    boundary = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    sizes = np.diff(boundary)
+    for size in range(2, min(int(sizes.max(initial=0)), max_bucket) + 1):
+        starts = boundary[:-1][sizes == size]
+        if len(starts) == 0:
+            continue
+        members = rows[order[starts[:, None] + np.arange(size)[None, :]]]
+        ii, jj = np.triu_indices(size, k=1)
+        out.append(np.stack([members[:, ii].ravel(), members[:, jj].ravel()], axis=1))
+    for start, size in zip(boundary[:-1][sizes > max_bucket], sizes[sizes > max_bucket], strict=True):
+        members = np.sort(rows[order[start:start + size]])
+        out.append(np.stack([members[:-1], members[1:]], axis=1))
+        out.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
+    return np.concatenate(out).astype(np.int64)
+
+
+def unique_pairs(parts: list[np.ndarray]) -> np.ndarray:
+    """Pairs from `bucket_pairs` as unique (i, j) rows with i < j, sorted."""
+    pairs = np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), dtype=np.int64)
+    if not len(pairs):
         return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.concatenate(out).astype(np.int64)
     pairs.sort(axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    n = int(pairs.max()) + 1 if len(pairs) else 1
     codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
     return np.stack([codes // n, codes % n], axis=1)
 

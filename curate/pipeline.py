@@ -18,6 +18,7 @@ from curate.dedup import DedupConfig, apply_plan, parquet_batches, plan_dedup, s
 from curate.inputs import Inputs
 from curate.removed import Outputs
 from curate.step import Step, run_steps
+from workbench.errors import InputError
 from workbench.io import write_tables
 from workbench.rundir import RunDir
 
@@ -25,8 +26,23 @@ STAGED = ".staged.parquet"
 
 
 def run_pipeline(specs: list[str], output: str | Path, stage: str, config: object, fields: list[str],
-                 make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None) -> dict:
-    """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest."""
+                 make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str = "local",
+                 ray_address: str | None = None) -> dict:
+    """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest. With
+    `engine="ray"` the steps and dedup's heavy parts run on Ray (`curate.ray_engine`), same output."""
+    from curate.ray_engine import check_engine, ray_session
+
+    check_engine(engine, ray_address)
+    if engine == "ray" and dedup is not None and dedup.against:
+        raise InputError("--against runs on the local engine only (drop --engine ray for this run)")
+    if engine == "local":
+        return _run(specs, output, stage, config, fields, make_steps, dedup, None)
+    with ray_session(ray_address):
+        return _run(specs, output, stage, config, fields, make_steps, dedup, engine)
+
+
+def _run(specs: list[str], output: str | Path, stage: str, config: object, fields: list[str],
+         make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str | None) -> dict:
     inputs = Inputs(specs)
     fields = inputs.fields(fields)
     steps = make_steps(fields)
@@ -46,7 +62,13 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                     run.progress.update(done=rows_in, phase=first_phase, unit="rows")
                     yield table
 
-            survivors = (run_steps(table, steps) for table in counted())
+            if engine == "ray" and steps:
+                from curate.ray_engine import run_steps_on_ray
+
+                survivors = run_steps_on_ray(counted(), make_steps, fields, steps,
+                                             lambda removed: outputs.write(None, removed))
+            else:
+                survivors = (run_steps(table, steps) for table in counted())
             if dedup is None:
                 _write_behind(outputs, ((table, None) for table in survivors))
             else:
@@ -59,7 +81,14 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
                     batches = _first_then(counted_once, inputs.batches)
                 if steps:
                     batches = _watched(batches, run, "dedup: signatures")
-                plan = plan_dedup(batches, fields, dedup, run.path)
+                dedup_engine = None
+                if engine == "ray":
+                    from curate.ray_engine import RayDedup
+
+                    dedup_engine = RayDedup()
+                plan = plan_dedup(batches, fields, dedup, run.path, dedup_engine)
+                if dedup_engine is not None:
+                    dedup_engine.close()
                 run.progress.update(phase="dedup: writing", done=0, total=len(plan.reason))
                 with ThreadPoolExecutor(max_workers=1) as side:  # the index is written while the rows are
                     index = side.submit(save_index, plan, dedup, run.path)
@@ -73,6 +102,7 @@ def run_pipeline(specs: list[str], output: str | Path, stage: str, config: objec
         finally:
             (run.path / STAGED).unlink(missing_ok=True)
         extra["steps"] = {step.name: step.stats() for step in steps}
+        extra["engine"] = engine or "local"
         for step in steps:
             if hasattr(step, "matches"):
                 extra["contamination"] = step.matches

@@ -11,7 +11,7 @@ Python API: `from distill_data import distill, DistillConfig`; the generation la
 
 from workbench.lazy import lazy_exports  # noqa: E402
 
-_API = {"distill": "distill_data.pipeline", "DistillConfig": "distill_data.config"}
+_API = {"distill": "distill_data.pipeline", "DistillConfig": "distill_data.config", "merge_shards": "distill_data.shards"}
 __all__ = sorted(_API)
 
 __getattr__ = lazy_exports(__name__, _API)

@@ -23,7 +23,11 @@ class JobOptions:
     answer_field: str | None = option(None, "column holding the reference answer (math verification, judge)")
     tests_field: str | None = option(None, "column holding Python test code (code verification)")
     limit: int | None = option(None, "use only the first N prompts", min=1)
-    max_concurrency: int = option(64, "requests in flight per endpoint (lowered adaptively on 429)", min=1)
+    max_concurrency: int = option(64, "requests in flight per endpoint (lowered adaptively on 429 bursts)", min=1)
+    min_concurrency: int | None = option(None, "floor of the adaptive limit per endpoint (default: max // 8)",
+                                         min=1)
+    rpm: float | None = option(None, "requests per minute over all endpoints (your provider's limit)", min=0.01)
+    tpm: float | None = option(None, "tokens (prompt + completion) per minute over all endpoints", min=0.01)
     timeout: float = option(1800.0, "seconds per request; reasoning traces can take many minutes", min=0.001)
     max_attempts: int = option(8, "attempts per request for 429/5xx/timeouts/dropped connections", min=1)
     retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)", min=0.0)
@@ -44,7 +48,8 @@ class JobOptions:
 @dataclass
 class DistillConfig(JobOptions):
     model: str = option("", "teacher model name (HTTP) or local model path (hf, vllm)")
-    base_url: list[str] = option([], "OpenAI-compatible endpoint(s); several spread the load")
+    base_url: list[str] = option([], "OpenAI-compatible endpoint(s), repeated or a file of URLs; requests go to "
+                                     "the least-loaded healthy one")
     backend: str = option("openai", "where generation runs", choices=["openai", "hf", "vllm"])
     n: int = option(1, "samples per prompt (native `n` where the backend has it)", min=1)
     temperature: float = option(0.6, "sampling temperature", min=0.0)
@@ -54,4 +59,6 @@ class DistillConfig(JobOptions):
     only_verified: bool = option(False, "write only verified rows to data.parquet and sft.parquet")
     judge_model: str | None = option(None, "judge model for --verify judge (default: --model)")
     judge_base_url: list[str] = option([], "judge endpoint(s) (default: --base-url)")
+    shard: str | None = option(None, "i/n: generate only the prompts whose id hashes to shard i of n, one client "
+                                     "host each with its own output; combine them with `wb distill --merge`")
     think_format: str = option("think-tags", "how sft.parquet renders reasoning", choices=list(THINK_FORMATS))

@@ -21,6 +21,7 @@ from distill_data.generation import (
     Progress,
     RetryPolicy,
     SamplingParams,
+    expand_base_urls,
     open_generator,
     run_key,
     run_units,
@@ -40,8 +41,9 @@ def sampling_params(cfg: DistillConfig) -> SamplingParams:
 
 def endpoint_spec(cfg, model: str, base_urls: list[str], backend: str | None = None) -> EndpointSpec:
     """The `EndpointSpec` of one model of a job built on `JobOptions` (distill, prefs)."""
-    return EndpointSpec(model=model, base_urls=tuple(base_urls), backend=backend or cfg.backend,
-                        api_key_env=cfg.api_key_env, timeout=cfg.timeout, max_concurrency=cfg.max_concurrency)
+    return EndpointSpec(model=model, base_urls=expand_base_urls(base_urls), backend=backend or cfg.backend,
+                        api_key_env=cfg.api_key_env, timeout=cfg.timeout, max_concurrency=cfg.max_concurrency,
+                        min_concurrency=cfg.min_concurrency, rpm=cfg.rpm, tpm=cfg.tpm)
 
 
 def retry_policy(cfg) -> RetryPolicy:
@@ -58,6 +60,10 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         raise InputError("--model is required")
     if cfg.n < 1:
         raise InputError(f"--n must be at least 1, got {cfg.n}")
+    if cfg.shard:
+        from distill_data.shards import parse_shard
+
+        parse_shard(cfg.shard)
     if cfg.verify == "math" and not cfg.answer_field:
         raise InputError("--verify math needs --answer-field (the column with the reference answer)")
     if cfg.verify == "code" and not cfg.tests_field:
@@ -65,6 +71,10 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
                                             cfg.system, cfg.limit, question_hook)
+    if cfg.shard:
+        from distill_data.shards import select_shard
+
+        prompts = select_shard(prompts, cfg.shard)
     with RunDir(cfg.output, "distill", cfg, inputs=[source], resumable=True) as run:
         spec = endpoint_spec(cfg, cfg.model, cfg.base_url)
         gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg))
@@ -144,7 +154,14 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
     write_table(sft, Path(run.path) / "sft.parquet")
     usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
                   cost_usd=progress.cost(prefill, sampled))
-    return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key,
+    shard = None
+    if cfg.shard:  # what `merge_shards` checks; dropped counts are of the whole prompt set on every shard
+        from distill_data.shards import parse_shard
+
+        index, count = parse_shard(cfg.shard)
+        shard = {"index": index, "count": count, "prompts": units // cfg.n}
+    return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key, shard=shard,
                       units=units, status_counts=counts, verified_counts=verdicts, sft_rows=sft.num_rows,
                       faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
-                              "errors": gen.stats.errors})
+                              "errors": gen.stats.errors, "endpoints": [e.state() for e in gen.endpoints],
+                              "budget_wait_s": round(gen.budget.waited, 3)})

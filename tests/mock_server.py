@@ -6,7 +6,9 @@ with Retry-After), `[500:K]`, `[drop:K]` (close the connection without replying)
 content), `[rc]` (a `reasoning_content` field), `[reply:TEXT]` (the content; `[reply:]` is empty), `[replies:A|B|C]`
 (choice i gets item i mod 3). `latency` delays every reply. `script(text, request) -> text` rewrites the
 message before the markers are read, so one server can answer per model (request["model"]) or per sample.
-Run alone: `python -m tests.mock_server --port 8001 --latency 0.05`.
+`faults` injects random faults per request instead, from a seeded generator: probabilities for `429`,
+`500`, `drop`, `slow` (`slow_seconds` more) and `length` (a truncated reply), e.g. the benchmark's mix.
+Run alone: `python -m tests.mock_server --port 8001 --latency 0.05 [--faults 429=0.12,500=0.06,...]`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import threading
 import time
@@ -27,8 +30,13 @@ class MockServer:
     """Serve on 127.0.0.1 in a background thread (`start`/`stop`) or in the current loop (`serve`)."""
 
     def __init__(self, latency: float = 0.0, retry_after: float = 0.1,
-                 script: Callable[[str, dict], str] | None = None):
+                 script: Callable[[str, dict], str] | None = None, faults: dict[str, float] | None = None,
+                 slow_seconds: float = 2.0, seed: int = 0):
         self.latency = latency
+        self.faults = faults or {}
+        self.slow_seconds = slow_seconds
+        self.injected: Counter[str] = Counter()
+        self._rng = random.Random(seed)
         self.script = script
         self.retry_after = retry_after
         self.counts: Counter[str] = Counter()  # requests seen per distinct user message
@@ -107,6 +115,15 @@ class MockServer:
         self.counts[text] += 1
         seen = self.counts[text]
         marks = {m.group(1): m.group(2) for m in _MARK.finditer(text)}
+        fault = self._draw()
+        if fault:
+            self.injected[fault] += 1
+            if fault in ("429", "500", "drop"):
+                marks, seen = {fault: "1"}, 1  # this request fails; the next one of the text is drawn anew
+            elif fault == "slow":
+                marks["slow"] = str(self.slow_seconds)
+            else:
+                marks[fault] = None
         if self.latency:
             await asyncio.sleep(self.latency)
         if "slow" in marks:
@@ -120,6 +137,17 @@ class MockServer:
         if "drop" in marks and seen <= int(marks["drop"] or 1):
             return None
         return 200, self._completion(request, text, marks), {}
+
+    def _draw(self) -> str | None:
+        """A random fault for this request by the `faults` probabilities, or None."""
+        if not self.faults:
+            return None
+        r, edge = self._rng.random(), 0.0
+        for kind, p in self.faults.items():
+            edge += p
+            if r < edge:
+                return kind
+        return None
 
     def _completion(self, request: dict, text: str, marks: dict) -> dict:
         n = 1 if "one" in marks else int(request.get("n") or 1)
@@ -147,8 +175,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--faults", default="", help="random faults, e.g. 429=0.12,500=0.06,drop=0.04,slow=0.05,length=0.05")
+    parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = MockServer(latency=args.latency)
+    faults = {k: float(v) for k, _, v in (item.partition("=") for item in args.faults.split(",") if item)}
+    server = MockServer(latency=args.latency, retry_after=args.retry_after, faults=faults,
+                        slow_seconds=args.slow_seconds, seed=args.seed)
 
     async def run() -> None:
         await server.serve(args.port)

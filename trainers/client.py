@@ -7,7 +7,9 @@
 
 Algorithms live in the loss functions and the loops (`sft`, `dpo`); this module only knows tensors.
 It is rank-aware: under `torchrun` (WORLD_SIZE > 1) it joins the process group and wraps the model in
-DDP; losses are normalised by global counts, so the gradient equals the single-process one.
+DDP, or with `fsdp=True` shards it with FSDP2 (`fully_shard` per decoder layer, then the root); losses are
+normalised by global counts, so the gradient equals the single-process one. Under FSDP every rank takes
+part in `save_state` / `save_model` (gathering full state dicts), and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ClientConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
     dtype: str = "auto"  # auto = bf16 on a GPU that supports it, else fp32
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # under torchrun: FSDP2 fully_shard instead of DDP
     attn_implementation: str = "auto"  # auto = the model's default (SDPA); flash_attention_2 gives varlen
     seed: int = 0
 
@@ -122,11 +125,15 @@ class TrainingClient:
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.ddp = None
+        self.fsdp = config.fsdp and self.world_size > 1
         if self.world_size > 1:
             if not torch.distributed.is_initialized():
                 torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.fsdp:
+                self.model = _fully_shard(self.model)
+            else:
+                self.ddp = torch.nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
@@ -187,6 +194,8 @@ class TrainingClient:
         """Clip gradients, take an AdamW step, advance the schedule; return grad norm and the lr used."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or float("inf"))
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor over the ranks' shards
+            norm = norm.full_tensor()
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
@@ -198,7 +207,10 @@ class TrainingClient:
         reference is the base model with the adapter disabled)."""
         import copy
 
-        if not self.is_lora:
+        if self.fsdp:  # a sharded module cannot be deep-copied: rebuild it from the gathered weights
+            reference = _fresh_model(self.model, self._full_model_state(everyone=True))
+            self.reference = _fully_shard(reference.to(self.device)).eval().requires_grad_(False)
+        elif not self.is_lora:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -243,15 +255,25 @@ class TrainingClient:
 
     def save_state(self, path: str | os.PathLike, **extra: object) -> None:
         """Write model (adapter only for LoRA), optimiser, schedule, RNG and `extra` (e.g. the data
-        position) to `path/state.pt` atomically; only rank 0 writes."""
+        position) to `path/state.pt` atomically; only rank 0 writes (under FSDP every rank must call it:
+        the full state is gathered from all of them)."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            model_state = self._full_model_state()
+            optim_state = get_optimizer_state_dict(self.model, self.optimizer,
+                                                   options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        elif self.rank == 0:
+            trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+            model_state = {k: v for k, v in self.model.state_dict().items() if not self.is_lora or k in trainable}
+            optim_state = self.optimizer.state_dict()
         if self.rank != 0:
             return
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
         state = {
-            "model": {k: v for k, v in self.model.state_dict().items() if not self.is_lora or k in trainable},
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -264,8 +286,19 @@ class TrainingClient:
     def load_state(self, path: str | os.PathLike) -> dict:
         """Restore what `save_state` wrote; return its `extra`."""
         state = torch.load(Path(path) / "state.pt", map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"], strict=not self.is_lora)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:  # every rank reads the full state and keeps its shards
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=options)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+        else:
+            self.model.load_state_dict(state["model"], strict=not self.is_lora)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
         random.setstate(rng["python"])
@@ -277,7 +310,14 @@ class TrainingClient:
 
     def save_model(self, path: str | os.PathLike) -> None:
         """A `from_pretrained`-loadable model directory (LoRA merged into the weights, the adapter kept in
-        `path/adapter`) with the tokenizer; only rank 0 writes."""
+        `path/adapter`) with the tokenizer; only rank 0 writes (under FSDP every rank must call it)."""
+        if self.fsdp:
+            full = self._full_model_state()
+            if self.rank == 0:
+                _fresh_model(self.model, full).save_pretrained(path)
+                self.tokenizer.save_pretrained(path)
+            torch.distributed.barrier()
+            return
         if self.rank != 0:
             return
         path = Path(path)
@@ -290,8 +330,37 @@ class TrainingClient:
         model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
+    def _full_model_state(self, everyone: bool = False) -> dict[str, torch.Tensor]:
+        """The unsharded weights, gathered from every rank (all must call), on the CPU: on rank 0 only,
+        unless `everyone`."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=not everyone)
+        state = get_model_state_dict(self.model, options=options)
+        return {k: v.cpu() for k, v in state.items()} if everyone else state
+
     def trainable_parameters(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+
+def _fully_shard(model):
+    """FSDP2: shard each decoder layer (the model's `_no_split_modules` classes), then the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    layer_classes = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in layer_classes:
+            fully_shard(module)
+    return fully_shard(model)
+
+
+def _fresh_model(like, state: dict[str, torch.Tensor]):
+    """An unsharded model of `like`'s architecture holding `state` (the gathered FSDP weights)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(like.config, dtype=next(iter(state.values())).dtype)
+    model.load_state_dict(state)
+    return model
 
 
 def _resolve_dtype(name: str) -> torch.dtype:

@@ -39,6 +39,8 @@ class TrainConfig:
     dtype: str = option("auto", "weights dtype; auto = bf16 on a capable GPU, else fp32",
                         choices=["auto", "bf16", "fp16", "fp32"])
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory (GPU)")
+    fsdp: bool = option(False, "under torchrun, shard parameters, gradients and optimiser state over ranks "
+                               "(FSDP2 fully_shard) instead of replicating them (DDP)")
     price_trained: float | None = option(None, "USD per million trained tokens, for the run's cost (as "
                                          "pay-per-token training services bill)", min=0.0)
     price_sampled: float | None = option(None, "USD per million sampled tokens (RL rollouts), for the cost",
@@ -55,5 +57,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_length"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        if self.fsdp and self.lora_r > 0:
+            raise InputError("--fsdp shards full fine-tuning; with --lora-r use DDP (drop --fsdp)")
         if Path(self.output).exists() and not Path(self.output).is_dir():
             raise InputError(f"{self.output}: exists and is not a directory; choose another --output")

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.api import curate
     from curate.commands.dedup import print_summary
 
-    result = curate(config_from_args(args), args.sources, args.output)
+    result = curate(config_from_args(args), args.sources, args.output,
+                   engine=args.engine, ray_address=args.ray_address)
     print_summary(result.manifest, args.output)
     return 0

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.api import decontaminate
     from curate.commands.dedup import print_summary
 
-    result = decontaminate(build_config(DecontamConfig, args, args.config), args.sources, args.output)
+    result = decontaminate(build_config(DecontamConfig, args, args.config), args.sources, args.output,
+                          engine=args.engine, ray_address=args.ray_address)
     print_summary(result.manifest, args.output)
     return 0

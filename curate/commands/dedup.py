@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from curate.api import deduplicate
 
-    result = deduplicate(build_config(DedupConfig, args, args.config), args.sources, args.output)
+    result = deduplicate(build_config(DedupConfig, args, args.config), args.sources, args.output,
+                        engine=args.engine, ray_address=args.ray_address)
     print_summary(result.manifest, args.output)
     return 0
 

@@ -7,11 +7,18 @@ into a ledger. Backends live in `backends/`; `batcher` and `local_engine` serve 
 """
 
 from distill_data.generation.backends.base import Choice, Completion, SamplingParams
+from distill_data.generation.budget import RateBudget
 from distill_data.generation.generator import Generator, Outcome, RetryPolicy
 from distill_data.generation.ledger import LEDGER, Ledger, UnitResult
 from distill_data.generation.runner import Progress, run_units
-from distill_data.generation.spec import EndpointSpec, open_endpoints, open_generator, run_key
+from distill_data.generation.spec import (
+           EndpointSpec,
+           expand_base_urls,
+           open_endpoints,
+           open_generator,
+           run_key,
+)
 
 __all__ = ["Choice", "Completion", "EndpointSpec", "Generator", "LEDGER", "Ledger", "Outcome", "Progress",
-           "RetryPolicy", "SamplingParams", "UnitResult", "open_endpoints", "open_generator", "run_key",
+           "RateBudget", "RetryPolicy", "SamplingParams", "UnitResult", "expand_base_urls", "open_endpoints", "open_generator", "run_key",
            "run_units"]

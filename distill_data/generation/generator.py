@@ -1,9 +1,11 @@
 """The generation layer shared by distill_data/ and prefs/: endpoints, adaptive concurrency, retries.
 
-`Generator.complete(messages, n, params)` sends one request to the least-loaded endpoint and retries by the
-fault policy: a 429 pauses that endpoint for Retry-After and halves its concurrency limit (additive
-increase brings it back); 5xx, timeouts and dropped connections back off exponentially with jitter, up to
-`max_attempts`; other 4xx fail at once. The result is an `Outcome`, never an exception.
+`Generator.complete(messages, n, params)` sends one request to the least-loaded healthy endpoint and retries
+by the fault policy: a 429 makes that request wait Retry-After (a burst of them also pauses the endpoint
+and cuts its limit, see `endpoint.py`); 5xx, timeouts and dropped connections back off exponentially with
+jitter, up to `max_attempts`, and enough of them in a row drain the endpoint until a probe succeeds; other
+4xx fail at once. Requests- and tokens-per-minute budgets (`budget.py`) gate every attempt. The result is
+an `Outcome`, never an exception.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import time
 from dataclasses import dataclass, field
 
 from distill_data.generation.backends.base import (
-    Backend,
     Completion,
     PermanentError,
     SamplingParams,
     TransientError,
 )
+from distill_data.generation.budget import RateBudget
+from distill_data.generation.endpoint import Endpoint
+
+__all__ = ["Endpoint", "Generator", "Outcome", "RateBudget", "RetryPolicy", "Stats"]
 
 
 @dataclass
@@ -32,33 +37,6 @@ class RetryPolicy:
         """Exponential backoff with equal jitter: half fixed, half random, capped."""
         d = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return d / 2 + rng.uniform(0, d / 2)
-
-
-class Endpoint:
-    """One backend with an AIMD concurrency limit and a Retry-After pause."""
-
-    def __init__(self, backend: Backend, max_concurrency: int):
-        self.backend = backend
-        self.max = max_concurrency
-        self.limit = float(max_concurrency)
-        self.inflight = 0
-        self.paused_until = 0.0
-        self._last_cut = -1e9
-
-    def free(self, now: float) -> bool:
-        return now >= self.paused_until and self.inflight < max(1, int(self.limit))
-
-    def on_success(self) -> None:
-        if self.limit < self.max:
-            self.limit = min(float(self.max), self.limit + 1.0 / self.limit)
-
-    def on_rate_limit(self, retry_after: float | None, fallback: float) -> None:
-        now = time.monotonic()
-        wait = retry_after if retry_after is not None else fallback
-        if now - self._last_cut > max(wait, 0.05):  # one cut per burst of 429s, not one per request
-            self.limit = max(1.0, self.limit / 2)
-            self._last_cut = now
-        self.paused_until = max(self.paused_until, now + wait)
 
 
 @dataclass
@@ -84,13 +62,15 @@ class Generator:
     """Spread requests over endpoints; see the module docstring for the fault policy."""
 
     def __init__(self, endpoints: list[Endpoint], params: SamplingParams, policy: RetryPolicy | None = None,
-                 seed: int = 0):
+                 seed: int = 0, budget: RateBudget | None = None):
         self.endpoints = endpoints
         self.params = params
         self.policy = policy or RetryPolicy()
+        self.budget = budget or RateBudget()
         self.stats = Stats()
         self._rng = random.Random(seed)
         self._changed = asyncio.Condition()
+        self._sampled = [0, 0]  # completion tokens, samples: the running mean for token estimates
 
     @property
     def inflight(self) -> int:
@@ -113,8 +93,8 @@ class Generator:
                     best = min(free, key=lambda e: e.inflight / e.limit)
                     best.inflight += 1
                     return best
-                paused = [e.paused_until for e in self.endpoints if e.paused_until > now]
-                timeout = (min(paused) - now) if paused else None
+                wakes = [t for t in (e.wakes_at(now) for e in self.endpoints) if t is not None]
+                timeout = (min(wakes) - now) if wakes else None
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout)
                 except TimeoutError:
@@ -123,56 +103,76 @@ class Generator:
     async def _release(self, endpoint: Endpoint) -> None:
         async with self._changed:
             endpoint.inflight -= 1
-            self._changed.notify()
+            # wake as many waiters as there are free slots: a limit that just doubled opens several
+            now = time.monotonic()
+            slots = sum(max(0, int(e.limit) - e.inflight) for e in self.endpoints if e.free(now))
+            self._changed.notify(max(1, slots))
 
     def _count(self, error: str) -> None:
         kind = error.split(":")[0][:40]
         self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
 
-    async def _request(self, call) -> tuple[object | None, str | None, int, str | None]:
+    def estimate_tokens(self, messages: list[dict], n: int, params: SamplingParams) -> int:
+        """Tokens a chat request will use, for the tokens-per-minute budget: prompt characters / 4 plus
+        the mean completion seen so far per sample (`max_tokens` before the first reply)."""
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        tokens, samples = self._sampled
+        per_sample = tokens / samples if samples else params.max_tokens
+        return chars // 4 + 1 + int(n * min(per_sample, params.max_tokens))
+
+    async def _request(self, call, tokens: int = 0) -> tuple[object | None, str | None, int, str | None]:
         """(result of `await call(backend)`, error, attempts, endpoint name) under the fault policy: any
-        endpoint, retries with backoff for transient errors, a 429 pausing its endpoint."""
+        endpoint, retries with backoff for transient errors, a 429 waiting Retry-After; every attempt takes
+        one request and `tokens` (estimated) from the budget."""
         attempt = 0
         while True:
             attempt += 1
+            reserved = await self.budget.take(tokens)
             endpoint = await self._acquire()
             self.stats.requests += 1
             try:
                 result = await call(endpoint.backend)
             except TransientError as exc:
                 self.stats.responses += 1
+                self.budget.settle(reserved, 0)
                 await self._release(endpoint)
                 self._count(str(exc))
                 delay = self.policy.delay(attempt, self._rng)
                 if exc.rate_limited:
                     self.stats.rate_limited += 1
-                    endpoint.on_rate_limit(exc.retry_after, delay)
+                    delay = endpoint.on_rate_limit(exc.retry_after, delay)
+                else:
+                    endpoint.on_failure()
                 if attempt >= self.policy.max_attempts:
                     return None, f"{exc} (gave up after {attempt} attempts)", attempt, endpoint.backend.name
                 self.stats.retries += 1
-                # A 429 pauses the endpoint itself; other faults wait here, then try any endpoint.
-                await asyncio.sleep(0 if exc.rate_limited else delay)
+                await asyncio.sleep(delay)
                 continue
             except PermanentError as exc:
                 self.stats.responses += 1
+                self.budget.settle(reserved, 0)
                 await self._release(endpoint)
                 self._count(str(exc))
                 return None, str(exc), attempt, endpoint.backend.name
             self.stats.responses += 1
-            await self._release(endpoint)
             endpoint.on_success()
+            await self._release(endpoint)
             return result, None, attempt, endpoint.backend.name
 
     async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None) -> Outcome:
         params = params or self.params
         attempts = 0
         while True:
-            completion, error, tries, name = await self._request(lambda b: b.chat(messages, n, params))
+            tokens = self.estimate_tokens(messages, n, params) if self.budget.tpm else 0
+            completion, error, tries, name = await self._request(lambda b: b.chat(messages, n, params), tokens)
             attempts += tries
             if completion is None:
                 return Outcome(None, error, attempts, name)
+            self.budget.settle(tokens, completion.prompt_tokens + completion.completion_tokens)
             self.stats.prefill_tokens += completion.prompt_tokens
             self.stats.sampled_tokens += completion.completion_tokens
+            self._sampled[0] += completion.completion_tokens
+            self._sampled[1] += len(completion.choices)
             if completion.choices:
                 return Outcome(completion, None, attempts, name)
             self._count("empty choices")
@@ -182,10 +182,12 @@ class Generator:
     async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None] | None, str | None]:
         """(per-token log-probs of a token-id prompt, error) from a backend that scores prompts (HTTP
         `/completions` with echo); prefill tokens are counted in `stats`."""
-        result, error, _, _ = await self._request(lambda b: b.prompt_logprobs(token_ids))
+        tokens = len(token_ids) + 1 if self.budget.tpm else 0
+        result, error, _, _ = await self._request(lambda b: b.prompt_logprobs(token_ids), tokens)
         if result is None:
             return None, error
         logps, prompt_tokens = result
+        self.budget.settle(tokens, prompt_tokens + 1)
         self.stats.prefill_tokens += prompt_tokens
         return logps, None
 

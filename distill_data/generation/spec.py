@@ -1,7 +1,8 @@
 """Endpoint specs: what a job needs to say about one model to generate from it, and `open_generator`.
 
 An `EndpointSpec` names the model, where it runs (OpenAI-compatible URLs, in-process transformers or
-vLLM), the API-key environment variable, the timeout and the concurrency per endpoint. Every job that
+vLLM), the API-key environment variable, the timeout, the concurrency per endpoint (and its floor) and
+the job's requests/tokens-per-minute budget. Every job that
 generates (distill, prefs, judges, eval, on-policy distillation) opens its generator from a spec instead
 of passing a whole command config around.
 """
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from distill_data.generation.backends.base import SamplingParams
+from distill_data.generation.budget import RateBudget
 from distill_data.generation.generator import Endpoint, Generator, RetryPolicy
 from workbench.errors import InputError
 
@@ -30,6 +32,9 @@ class EndpointSpec:
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 1800.0
     max_concurrency: int = 64
+    min_concurrency: int | None = None  # the floor of the adaptive limit (default max_concurrency // 8)
+    rpm: float | None = None  # requests per minute over all endpoints (a provider's published limit)
+    tpm: float | None = None  # tokens (prompt + completion) per minute over all endpoints
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -37,6 +42,13 @@ class EndpointSpec:
             raise InputError(f"backend {self.backend!r}: must be one of {', '.join(BACKENDS)}")
         if not self.model:
             raise InputError("a model name (or local model path) is required")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InputError(f"--{name} must be a positive number, got {value}")
+        if self.min_concurrency is not None and not 1 <= self.min_concurrency <= self.max_concurrency:
+            raise InputError(f"--min-concurrency must be between 1 and --max-concurrency "
+                             f"({self.max_concurrency}), got {self.min_concurrency}")
 
 
 def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
@@ -50,7 +62,7 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
         key = os.environ.get(spec.api_key_env)
         pool = max(100, spec.max_concurrency)
         backends = [OpenAIBackend(u, spec.model, key, spec.timeout, pool) for u in spec.base_urls]
-        return [Endpoint(b, spec.max_concurrency) for b in backends], "server-side"
+        return [Endpoint(b, spec.max_concurrency, spec.min_concurrency) for b in backends], "server-side"
     if spec.backend == "hf":
         from distill_data.generation.backends.hf_local import HFBackend
 
@@ -67,7 +79,30 @@ def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPol
     """A `Generator` over `spec`'s endpoints with default `sampling` and the `retry` policy, and the
     template id that belongs in a run key. Close it with `await generator.aclose()`."""
     endpoints, template_id = open_endpoints(spec)
-    return Generator(endpoints, sampling, retry or RetryPolicy(), seed), template_id
+    return Generator(endpoints, sampling, retry or RetryPolicy(), seed, RateBudget(spec.rpm, spec.tpm)), template_id
+
+
+def expand_base_urls(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`--base-url` values as URLs: each is a URL, or a file of them (one per line, `#` comments), in
+    order without repeats. A value that is neither raises `InputError`."""
+    urls: list[str] = []
+    for value in values:
+        if "://" in value:
+            urls.append(value)
+            continue
+        if not os.path.isfile(value):
+            raise InputError(f"--base-url {value!r}: not a URL (http://host:port/v1) nor a file of URLs")
+        with open(value, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                if "://" not in line:
+                    raise InputError(f"{value}:{lineno}: {line!r} is not a URL (http://host:port/v1)")
+                urls.append(line)
+        if not urls:
+            raise InputError(f"--base-url {value}: the file lists no endpoints")
+    return tuple(dict.fromkeys(urls))
 
 
 def run_key(spec: EndpointSpec, sampling: SamplingParams, template_id: str) -> str:

@@ -55,16 +55,19 @@ def test_timeout_retries_then_fails(tmp_path, mock):
     assert row["status"] == "failed" and row["error"].startswith("timeout") and row["attempts"] == 2
 
 
-def test_rate_limit_halves_limit_and_pauses():
+def test_rate_limit_burst_halves_limit_and_pauses():
     class Dummy:
         name, native_n = "d", True
 
     endpoint = Endpoint(Dummy(), 16)
     before = time.monotonic()
-    endpoint.on_rate_limit(2.0, 0.1)
-    endpoint.on_rate_limit(2.0, 0.1)  # same burst: one cut
-    assert endpoint.limit == 8 and endpoint.paused_until >= before + 2.0
+    assert endpoint.on_rate_limit(2.0, 0.1) == 2.0  # the request waits Retry-After
+    assert endpoint.limit == 16 and endpoint.free(time.monotonic())  # one 429 is not a burst
+    for _ in range(4):
+        endpoint.on_rate_limit(2.0, 0.1)  # 5 of at least 8 answers: a burst, one cut
+    assert endpoint.limit == 8 and endpoint.cuts == 1 and endpoint.paused_until >= before + 2.0
     assert not endpoint.free(time.monotonic())
+    endpoint.quiet_seconds = 1e9  # no probe upward: additive increase only
     for _ in range(200):
         endpoint.on_success()
     assert endpoint.limit == 16  # additive increase back to the cap
