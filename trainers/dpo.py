@@ -32,6 +32,8 @@ class DPOConfig(TrainConfig):
     beta: float = option(0.1, "strength of the implicit KL penalty (SimPO: reward scale)", min=1e-9)
     label_smoothing: float = option(0.0, "probability that a label is flipped (conservative DPO); sigmoid losses")
     simpo_gamma: float = option(0.5, "SimPO target margin")
+    rpo_alpha: float | None = option(None, "weight of an NLL term on the chosen answers added to the loss (RPO, "
+                                     "TRL's rpo_alpha; e.g. 1.0); keeps chosen log-probs from falling", min=0.0)
     precompute_ref: bool = option(True, "score the reference once before training and cache it in the run")
     ref_cache: str | None = option(None, "where to cache reference log-probs (default: RUN/ref_logps.parquet)")
 
@@ -100,18 +102,25 @@ def reference_table(client, pairs: list, cfg: DPOConfig, fingerprint: str, may_c
     return out
 
 
-def pair_loss(cfg: DPOConfig, ref_pairs, lengths, num_pairs: int):
+def pair_loss(cfg: DPOConfig, ref_pairs, lengths, num_pairs: int, chosen_tokens: int = 0):
     """The loss function for a batch of sequences laid out chosen, rejected, chosen, rejected, ...;
-    `ref_pairs` is [pairs, 2] reference log-probs (None for SimPO), `lengths` the completion lengths."""
+    `ref_pairs` is [pairs, 2] reference log-probs (None for SimPO), `lengths` the completion lengths,
+    `chosen_tokens` the chosen completion tokens of the whole step (the RPO term's denominator)."""
     from trainers.collate import sequence_sums
-    from trainers.losses import dpo_loss
+    from trainers.losses import dpo_loss, rpo_nll
 
     def loss_fn(logps, batch):
         pol = sequence_sums(logps, batch, len(lengths)).view(-1, 2)
         dev = pol.device
         rc, rr = (ref_pairs[:, 0].to(dev), ref_pairs[:, 1].to(dev)) if ref_pairs is not None else (None, None)
-        return dpo_loss(pol[:, 0], pol[:, 1], rc, rr, lengths[0::2].to(dev), lengths[1::2].to(dev),
-                        cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma, num_pairs)
+        loss, metrics = dpo_loss(pol[:, 0], pol[:, 1], rc, rr, lengths[0::2].to(dev), lengths[1::2].to(dev),
+                                 cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma, num_pairs)
+        if cfg.rpo_alpha:
+            nll = rpo_nll(pol[:, 0], chosen_tokens)
+            loss = loss + cfg.rpo_alpha * nll
+            # logged per chosen token of this micro-batch (the step's record averages micro-batches by pairs)
+            metrics["nll/chosen"] = float(-pol[:, 0].detach().sum()) / max(float(lengths[0::2].sum()), 1.0)
+        return loss, metrics
 
     return loss_fn
 
@@ -152,6 +161,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
     def step_fn(step: int) -> dict:
         micro = plan.micro_batches(step)
         num_pairs = int(all_reduce_sum(sum(len(mb) for mb in micro)))
+        chosen_tokens = int(all_reduce_sum(sum(int(pairs[i][0].mask[1:].sum()) for mb in micro for i in mb)))
         sums: dict[str, float] = {}
         tokens = trained = 0
         for mb in micro:
@@ -165,7 +175,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
             else:
                 ref_pairs = None
 
-            out = client.forward_backward(batch, pair_loss(cfg, ref_pairs, lengths, num_pairs))
+            out = client.forward_backward(batch, pair_loss(cfg, ref_pairs, lengths, num_pairs, chosen_tokens))
             for k, v in out.items():  # the loss is already a share of the step; the rest are pair means
                 sums[k] = sums.get(k, 0.0) + (v if k == "loss" else v * len(mb) / num_pairs)
             tokens += sum(len(ex) for ex in seqs)

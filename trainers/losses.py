@@ -97,3 +97,13 @@ def dpo_loss(
         "logps/rejected": float(policy_rejected_S.detach().float().mean()),
     }
     return loss, metrics
+
+
+def rpo_nll(policy_chosen_S: torch.Tensor, chosen_tokens: int | float) -> torch.Tensor:
+    """The NLL term of RPO (TRL's `rpo_alpha`): -sum of chosen log-probs / chosen completion tokens.
+
+    Divided by the chosen tokens of the whole optimiser step (all micro-batches), so with accumulation it is
+    TRL's token-mean cross-entropy on the chosen answers of one large batch. Added as
+    `loss + rpo_alpha * nll`, it keeps the chosen answer's likelihood from falling with the rejected one.
+    """
+    return -policy_chosen_S.float().sum() / max(float(chosen_tokens), 1.0)

@@ -107,3 +107,18 @@ def test_rerun_resumes_dpo_from_the_checkpoint_and_the_cached_reference(tiny_mod
     argv = ["train", "dpo", "--model", str(tiny_model_dir), "--data", str(separable_pairs), "--output", str(broken),
             *map(str, flags)]
     assert main(argv) == 2
+
+
+def test_rpo_adds_the_chosen_nll_and_keeps_chosen_logps_up(tiny_model_dir, separable_pairs, tmp_path):
+    flags = ["--max-steps", 6, "--batch-size", 16, "--lr", 1e-3, "--schedule", "constant", "--save-every", 0]
+    plain = _dpo(tiny_model_dir, separable_pairs, tmp_path / "plain", *flags)
+    rpo = _dpo(tiny_model_dir, separable_pairs, tmp_path / "rpo", *flags, "--rpo-alpha", 1.0)
+    # step 0: policy == reference, so the loss is ln 2 plus the token-mean NLL of the chosen answers
+    assert rpo[0]["nll/chosen"] > 0 and "nll/chosen" not in plain[0]
+    assert rpo[0]["loss"] == pytest.approx(math.log(2) + rpo[0]["nll/chosen"], abs=1e-4)
+    assert rpo[-1]["nll/chosen"] < rpo[0]["nll/chosen"]
+    assert rpo[-1]["logps/chosen"] > plain[-1]["logps/chosen"]
+    # the NLL is a mean over the step's chosen tokens, so accumulation does not change it
+    split = _dpo(tiny_model_dir, separable_pairs, tmp_path / "split", *flags[:2], "--batch-size", 8, "--grad-accum", 2,
+                 *flags[4:], "--rpo-alpha", 1.0)
+    _same(rpo[:2], split[:2], keys=("loss", "grad_norm"))
