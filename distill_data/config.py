@@ -32,7 +32,8 @@ class JobOptions:
     max_attempts: int = option(8, "attempts per request for 429/5xx/timeouts/dropped connections", min=1)
     retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)", min=0.0)
     retry_max: float = option(60.0, "largest backoff delay in seconds", min=0.0)
-    verify: str = option("none", "answer verifier", choices=["none", "math", "code", "judge"])
+    verify: str = option("none", "answer verifier: none, math, exact (the final answer as a string), code, judge",
+                         choices=["none", "math", "exact", "code", "judge"])
     code_timeout: float = option(10.0, "seconds per code-verification run", min=0.001)
     code_memory_mb: int = option(1024, "memory cap per code-verification run", min=16)
     verify_workers: int = option(2, "processes for math/code verification", min=1)

@@ -64,8 +64,8 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         from distill_data.shards import parse_shard
 
         parse_shard(cfg.shard)
-    if cfg.verify == "math" and not cfg.answer_field:
-        raise InputError("--verify math needs --answer-field (the column with the reference answer)")
+    if cfg.verify in ("math", "exact") and not cfg.answer_field:
+        raise InputError(f"--verify {cfg.verify} needs --answer-field (the column with the reference answer)")
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)

@@ -3,6 +3,8 @@
 Built in:
 - `math`: 1 when the completion's final answer matches the row's `answer` (distill_data's math-verify
   check: GSM8K `#### N` or `\\boxed{}`), else 0; rows without an answer give None.
+- `exact`: 1 when the final answer (after `####`, else the whole text) equals the row's `answer`'s as a
+  string (`0011` is not `011`), else 0.
 - `format`: 1 when the completion matches `format_pattern` (a regex, searched), else 0.
 - `length`: max(0, 1 - |tokens - length_target| / length_target).
 - `overlong`: DAPO's soft overlong penalty with L = max_new_tokens, C = overlong_buffer: 0 while
@@ -14,7 +16,6 @@ Built in:
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import numpy as np
 
 from workbench.errors import InputError
 
-BUILTIN = ("math", "format", "length", "overlong")
+BUILTIN = ("math", "exact", "format", "length", "overlong")
 
 
 @dataclass
@@ -49,27 +50,15 @@ def parse_reward(spec: str, options) -> RewardSpec:
     if ":" not in name:
         raise InputError(f"--reward {spec}: unknown reward {name!r}; expected one of {', '.join(BUILTIN)} "
                          "or a user function as package.module:function")
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
-        raise InputError(f"--reward {spec}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise InputError(f"--reward {spec}: module {module_name!r} has no function {attr!r}")
+    from distill_data.verify.user import import_function
+
+    fn = import_function(name, "--reward")
     return RewardSpec(name, weight, fn)
 
 
 def _builtin(name: str, o) -> Callable[..., list]:
-    if name == "math":
-        from distill_data.verify.math import check_math
-
-        def math_reward(completions, answer=None, **_):
-            if answer is None:
-                raise ValueError("the math reward needs an `answer` column in the prompts")
-            return [None if a is None else float(bool(check_math(c, str(a))[0])) for c, a in zip(completions, answer,
-                                                                                                   strict=True)]
-        return math_reward
+    if name in ("math", "exact"):
+        return _verdict_reward(name)
     if name == "format":
         pattern = re.compile(o.format_pattern, re.DOTALL)
         return lambda completions, **_: [float(bool(pattern.search(c))) for c in completions]
@@ -78,6 +67,21 @@ def _builtin(name: str, o) -> Callable[..., list]:
         return lambda completion_ids, **_: [max(0.0, 1 - abs(len(c) - target) / target) for c in completion_ids]
     return lambda completion_ids, **_: [soft_overlong(len(c), o.max_new_tokens, o.overlong_buffer)
                                         for c in completion_ids]
+
+
+def _verdict_reward(name: str) -> Callable[..., list]:
+    """A 0/1 reward from a distill_data verifier (`math` or `exact`) against the row's `answer`."""
+    if name == "math":
+        from distill_data.verify.math import check_math as check
+    else:
+        from distill_data.verify.exact import check_exact as check
+
+    def reward(completions, answer=None, **_):
+        if answer is None:
+            raise ValueError(f"the {name} reward needs an `answer` column in the prompts")
+        return [None if a is None else float(bool(check(c, str(a))[0])) for c, a in zip(completions, answer, strict=True)]
+
+    return reward
 
 
 def soft_overlong(length: int, max_len: int, buffer: int) -> float:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
     "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
+    "eval": ("distill_data.commands.eval", "score a model on benchmarks (pass@k, maj@k, intervals); --compare runs"),
     "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
     "train": ("trainers.cli", "train a model on workbench data: sft, dpo, grpo, opd"),
     "runs": ("workbench.commands.runs", "every run below a workspace: state, rows, tokens, cost (--usage: totals)"),

@@ -1,5 +1,6 @@
-"""Answer verifiers: `math` (math-verify in a process pool), `code` (tests in a sandboxed subprocess),
-`judge` (an LLM rubric through the generation layer). Verdicts are columns; nothing is dropped here.
+"""Answer verifiers: `math` (math-verify in a process pool), `exact` (the final answer as a string),
+`code` (tests in a sandboxed subprocess), `judge` (an LLM rubric through the generation layer), or a user
+`package.module:function`. Verdicts are columns; nothing is dropped here.
 
 `verify_units` checks every `ok` unit that has no verdict in the ledger yet and records verdicts there,
 so verification resumes too. Truncated and failed units get no verdict (null).
@@ -15,14 +16,14 @@ import pyarrow.compute as pc
 from distill_data.generation.generator import Generator
 from distill_data.generation.ledger import Ledger
 
-VERIFIERS = ("none", "math", "code", "judge")
+VERIFIERS = ("none", "math", "exact", "code", "judge")  # or a user package.module:function
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
     """What a verifier needs, and nothing of the command that calls it."""
 
-    kind: str = "none"  # none | math | code | judge
+    kind: str = "none"  # none | math | exact | code | judge | package.module:function
     workers: int = 2  # processes for math/code
     code_timeout: float = 10.0  # seconds per code run
     code_memory_mb: int = 1024  # memory cap per code run
@@ -59,6 +60,16 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
 
         verdicts = await verify_math(todo.column("content").to_pylist(), todo.column("answer").to_pylist(),
                                      opts.workers)
+    elif opts.kind == "exact":
+        from distill_data.verify.exact import check_exact
+
+        verdicts = [check_exact(c, a) for c, a in zip(todo.column("content").to_pylist(),
+                                                      todo.column("answer").to_pylist(), strict=True)]
+    elif ":" in opts.kind:
+        from distill_data.verify.user import verify_user
+
+        verdicts = verify_user(opts.kind, todo.column("prompt").to_pylist(), todo.column("content").to_pylist(),
+                               todo.column("answer").to_pylist())
     elif opts.kind == "code":
         from distill_data.verify.code import verify_code
 

@@ -1,0 +1,141 @@
+"""`evaluate(config)`: benchmarks -> ledgered generation -> verification -> per-item data.parquet + metrics.
+
+Every benchmark's items become units `(benchmark/item id, sample index)` in one durable ledger, so a killed
+evaluation resumes by re-running the same command and a finished one is not generated again; usage and
+faults are the generation layer's. The manifest's `metrics` holds, per benchmark, accuracy, pass@1,
+pass@k and maj@k (k = --n), a 95% interval, mean response tokens and the truncation rate
+(`distill_data.eval.metrics`). Units that failed at the endpoint are reported and retried by a re-run;
+until then they count as wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distill_data.eval.benchmarks import Benchmark, extracted_answer, resolve
+from distill_data.eval.config import EvalConfig
+from distill_data.eval.metrics import benchmark_metrics
+from distill_data.generation import (
+    LEDGER,
+    EndpointSpec,
+    Ledger,
+    Progress,
+    RetryPolicy,
+    SamplingParams,
+    open_generator,
+    run_key,
+    run_units,
+)
+from distill_data.output import add_verdicts, unit_table
+from distill_data.prompts import load_prompts
+from workbench.errors import InputError
+from workbench.io import write_table
+from workbench.rundir import RunDir, Usage
+
+
+def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Table, list, list[str]]:
+    """(all items with ids `benchmark/id`, their sources, the benchmark of each row)."""
+    tables, sources, names = [], [], []
+    for b in benchmarks:
+        table, _, source = load_prompts(b.source, b.prompt_field, b.answer_field, None, cfg.system, cfg.limit)
+        if table.num_rows == 0:
+            raise InputError(f"--benchmark {b.name}: {b.source} holds no items")
+        if table.column("answer").null_count:
+            row = table.column("answer").to_pylist().index(None)
+            raise InputError(f"--benchmark {b.name}: item {row + 1} has no reference answer in "
+                             f"{b.answer_field!r}")
+        ids = pc.binary_join_element_wise(pa.array([b.name] * table.num_rows), table.column("prompt_id"), "/")
+        tables.append(table.set_column(0, "prompt_id", ids))
+        sources.append(source)
+        names += [b.name] * table.num_rows
+    return pa.concat_tables(tables), sources, names
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run (or resume) an evaluation into `cfg.output`; return the manifest."""
+    if not cfg.output:
+        raise InputError("--output is required (a run directory)")
+    if not cfg.model:
+        raise InputError("--model is required")
+    benchmarks = resolve(cfg.benchmark, cfg.prompt_field, cfg.answer_field, cfg.verify)
+    prompts, sources, names = load_benchmarks(cfg, benchmarks)
+    sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
+    with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
+        spec = EndpointSpec(cfg.model, tuple(cfg.base_url), cfg.backend, cfg.api_key_env, cfg.timeout,
+                            cfg.max_concurrency)
+        gen, template_id = open_generator(spec, sampling, RetryPolicy(cfg.max_attempts, cfg.retry_base,
+                                                                      cfg.retry_max), seed=cfg.seed or 0)
+        key = run_key(spec, sampling, template_id)
+        ledger = Ledger(Path(run.path) / LEDGER, key)
+        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        try:
+            asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress))
+            verdicts: dict = {}
+            for kind in {b.verifier for b in benchmarks}:
+                verdicts.update(ledger.verdicts(kind))
+            data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model), verdicts)
+            requests, prefill, sampled = ledger.usage()
+        finally:
+            ledger.close()
+        data = item_table(data, names, cfg.n, {b.name: b.verifier for b in benchmarks})
+        write_table(data, run.product)
+        metrics = {b.name: benchmark_metrics_of(data, b.name, cfg.n, cfg.bootstrap_seed) for b in benchmarks}
+        counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
+        usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
+                      cost_usd=progress.cost(prefill, sampled))
+        return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
+                          metrics=metrics, status_counts=counts, model=cfg.model,
+                          benchmarks={b.name: {"source": b.source, "verifier": b.verifier} for b in benchmarks},
+                          faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
+                                  "errors": gen.stats.errors})
+
+
+async def _generate_and_verify(cfg: EvalConfig, benchmarks: list[Benchmark], prompts: pa.Table, ledger: Ledger,
+                               gen, progress: Progress) -> None:
+    from distill_data.verify import VerifyOptions, verify_units
+
+    try:
+        await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
+    finally:
+        await gen.aclose()
+    data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
+    owner = pa.array([p.split("/", 1)[0] for p in data.column("prompt_id").to_pylist()])
+    for kind in sorted({b.verifier for b in benchmarks}):
+        mine = pa.array([b.name for b in benchmarks if b.verifier == kind])
+        part = data.filter(pc.is_in(owner, value_set=mine))
+        await verify_units(VerifyOptions(kind, cfg.verify_workers), part, ledger)
+
+
+def item_table(data: pa.Table, names: list[str], n: int, verifiers: dict[str, str]) -> pa.Table:
+    """The per-sample rows of data.parquet: the unit table with the benchmark, the item's own id, the
+    answer maj@k votes on, and a boolean `correct` (a missing verdict is wrong)."""
+    import numpy as np
+
+    bench = pa.array(np.repeat(np.array(names, dtype=object), n), pa.string())
+    item = pa.array([p.split("/", 1)[1] for p in data.column("prompt_id").to_pylist()], pa.string())
+    answers = [extracted_answer(c, verifiers[b]) if s == "ok" else None
+               for c, b, s in zip(data.column("content").to_pylist(), bench.to_pylist(),
+                                  data.column("status").to_pylist(), strict=True)]
+    data = data.drop_columns(["tests"])
+    data = data.add_column(0, "benchmark", bench).add_column(2, "item_id", item)
+    data = data.append_column("extracted_answer", pa.array(answers, pa.string()))
+    return data.append_column("correct", pc.fill_null(data.column("verified"), False))
+
+
+def benchmark_metrics_of(data: pa.Table, name: str, n: int, seed: int = 0) -> dict:
+    """`benchmark_metrics` of one benchmark's rows of the per-sample table (rows come n per item, in order)."""
+    rows = data.filter(pc.equal(data.column("benchmark"), name))
+
+    def per_item(column: str) -> list[list]:
+        values = rows.column(column).to_pylist()
+        return [values[i:i + n] for i in range(0, len(values), n)]
+
+    truncated = [[s == "truncated" for s in item] for item in per_item("status")]
+    out = benchmark_metrics(per_item("correct"), per_item("extracted_answer"), per_item("completion_tokens"),
+                            truncated, k=n, seed=seed)
+    out["failed"] = int(pc.sum(pc.equal(rows.column("status"), "failed")).as_py() or 0)
+    return out
