@@ -229,7 +229,7 @@ class TrainingClient:
     def sample(self, prompts: list[list[int]], n: int = 1, max_new_tokens: int = 64, temperature: float = 1.0,
                top_p: float = 1.0) -> list[Sampled]:
         """`n` completions per prompt (token ids), each with per-token log-probs under the sampling
-        distribution (temperature and top-p applied, as the tokens were drawn)."""
+        distribution (temperature and top-p applied, as the tokens were drawn); temperature 0 is greedy."""
         self.model.eval()
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
@@ -238,8 +238,10 @@ class TrainingClient:
         for i, p in enumerate(prompts):  # left padding, so every prompt ends where generation starts
             ids[i, width - len(p):] = torch.tensor(p)
             attn[i, width - len(p):] = 1
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
-                                  do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+        # temperature 0 is greedy decoding (held-out evaluation); the log-probs are then the raw model's
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 \
+            else {"do_sample": False}
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **sampling,
                                   max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad,
                                   return_dict_in_generate=True, output_scores=True)
         new = out.sequences[:, width:]

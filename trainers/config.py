@@ -47,6 +47,16 @@ class TrainConfig:
                                          min=0.0)
     attn_implementation: str = option("auto", "attention kernel; flash_attention_2 makes padding-free and packed "
                                       "rows varlen (GPU)", choices=["auto", "sdpa", "eager", "flash_attention_2"])
+    eval_benchmark: list[str] = option([], "benchmarks the policy answers greedily during training, logged to "
+                                       "metrics.jsonl as eval/NAME/accuracy: bundled gsm8k, math500, or "
+                                       "prompt/answer files")
+    eval_benchmark_every: int = option(0, "score --eval-benchmark every N steps (0 = before the first step and "
+                                       "after the last only)", min=0)
+    eval_limit: int = option(200, "items per --eval-benchmark", min=1)
+    eval_max_tokens: int = option(256, "completion budget for --eval-benchmark answers", min=1)
+    eval_verify: str = option("math", "verifier for --eval-benchmark files: math, exact, or package.module:function")
+    eval_prompt_field: str | None = option(None, "prompt column of --eval-benchmark files (default: prompt)")
+    eval_answer_field: str | None = option(None, "answer column of --eval-benchmark files (default: answer)")
 
     def check(self) -> None:
         """Raise `InputError` for missing, out-of-range or inconsistent options."""

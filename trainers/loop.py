@@ -64,7 +64,8 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
     if rank == 0:
         # these may change between a run and its resumption; anything else would splice two runs together
         may_change = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
-                      "max_eval_rows", "output")
+                      "max_eval_rows", "output", "eval_benchmark", "eval_benchmark_every", "eval_limit",
+                      "eval_max_tokens", "eval_verify", "eval_prompt_field", "eval_answer_field")
         return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change)
 
     from workbench.rundir import NullProgress
@@ -142,6 +143,23 @@ def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0, prefill_token
                  trained_tokens=int(trained_tokens), cost_usd=cost)
 
 
+def _shown(record: dict) -> str:
+    """The progress line of a metrics record: the headline numbers only."""
+    shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in record.items()
+             if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",
+                      "rewards/accuracies", "reward", "reverse_kl") or (k.startswith("eval/") and k.endswith("/accuracy"))}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _bench_eval(cfg, client) -> tuple[list, int]:
+    """(benchmark items to score during training, every how many steps); none on ranks other than 0."""
+    if not getattr(cfg, "eval_benchmark", None) or client.rank != 0:
+        return [], 0
+    from trainers.bench_eval import load_bench_items
+
+    return load_bench_items(cfg, client.tokenizer), cfg.eval_benchmark_every
+
+
 def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=None, eval_every: int = 0,
                log=print, progress=None, sampled_tokens=lambda: 0, after_step=None) -> dict:
     """Resume from the newest checkpoint, then for each step: `step_fn(step)` (forward/backward over the
@@ -149,6 +167,8 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
     `after_step(step + 1)` (e.g. push the new weights to a generator; returns metrics to log), one line in
     metrics.jsonl, a checkpoint every `cfg.save_every` steps. Returns the last record."""
     import time
+
+    from trainers.bench_eval import bench_metrics
 
     if client.rank != 0:
         log = _silent
@@ -159,6 +179,11 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
         log(f"resuming from {found[1]} (step {start})")
     metrics = MetricsLog(output, start, enabled=client.rank == 0)
     record: dict = {"step": start}
+    benches, bench_every = _bench_eval(cfg, client)
+    if benches and start == 0:  # the starting point, so a run's effect is the difference
+        first = {"step": 0, **bench_metrics(client, benches, cfg.eval_max_tokens)}
+        metrics.write(first)
+        log(_shown(first))
     for step in range(start, total_steps):
         t0 = time.perf_counter()
         record = {"step": step + 1, **step_fn(step)}
@@ -174,15 +199,14 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
             record.update(eval_fn())
         if step + 1 == total_steps and eval_fn:
             record.update(eval_fn())
+        if benches and ((bench_every and (step + 1) % bench_every == 0) or step + 1 == total_steps):
+            record.update(bench_metrics(client, benches, cfg.eval_max_tokens))
         metrics.write(record)
         if progress is not None:
             progress.update(done=step + 1, total=total_steps, unit="steps", phase="training",
                             usage=train_usage(cfg, record["trained_tokens_total"], sampled_tokens()))
         if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == total_steps:
-            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in record.items()
-                     if k in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "rewards/margins",
-                              "rewards/accuracies", "reward", "reverse_kl")}
-            log(" ".join(f"{k}={v}" for k, v in shown.items()))
+            log(_shown(record))
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)
     save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)

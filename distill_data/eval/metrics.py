@@ -57,7 +57,9 @@ def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, 
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: no rounding residue at 0% or 100%
+    hi = 1.0 if successes == total else min(1.0, centre + half)
+    return lo, hi
 
 
 def bootstrap_interval(scores: Sequence[float] | np.ndarray, resamples: int = 2000, seed: int = 0,

@@ -34,6 +34,26 @@ class VerifyOptions:
         return cls(cfg.verify, cfg.verify_workers, cfg.code_timeout, cfg.code_memory_mb)
 
 
+def inline_verdicts(kind: str, prompts: list, completions: list[str | None],
+                    answers: list[str | None]) -> list[tuple[bool | None, str]]:
+    """Verdicts computed in this process: `math` (one check at a time, so only where `signal.alarm` works:
+    the main thread), `exact`, or a user `package.module:function`. For training-time evaluation and the
+    cheap verifiers of `verify_many`."""
+    if kind == "math":
+        from distill_data.verify.math import check_math
+
+        return [check_math(c, a) for c, a in zip(completions, answers, strict=True)]
+    if kind == "exact":
+        from distill_data.verify.exact import check_exact
+
+        return [check_exact(c, a) for c, a in zip(completions, answers, strict=True)]
+    if ":" in kind:
+        from distill_data.verify.user import verify_user
+
+        return verify_user(kind, prompts, completions, answers)
+    raise ValueError(f"verifier {kind!r} does not run inline")
+
+
 async def verify_units(opts: VerifyOptions, data: pa.Table, ledger: Ledger, judge: Generator | None = None) -> None:
     """Verify what is left to verify with `opts.kind`; verdicts go to the ledger in batches. `judge` is the
     generator the `judge` verifier asks."""
@@ -60,16 +80,9 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
 
         verdicts = await verify_math(todo.column("content").to_pylist(), todo.column("answer").to_pylist(),
                                      opts.workers)
-    elif opts.kind == "exact":
-        from distill_data.verify.exact import check_exact
-
-        verdicts = [check_exact(c, a) for c, a in zip(todo.column("content").to_pylist(),
-                                                      todo.column("answer").to_pylist(), strict=True)]
-    elif ":" in opts.kind:
-        from distill_data.verify.user import verify_user
-
-        verdicts = verify_user(opts.kind, todo.column("prompt").to_pylist(), todo.column("content").to_pylist(),
-                               todo.column("answer").to_pylist())
+    elif opts.kind == "exact" or ":" in opts.kind:
+        verdicts = inline_verdicts(opts.kind, todo.column("prompt").to_pylist(), todo.column("content").to_pylist(),
+                                   todo.column("answer").to_pylist())
     elif opts.kind == "code":
         from distill_data.verify.code import verify_code
 
