@@ -57,6 +57,8 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
     spec, verified_only = kind_product(spec, kind)
     source = open_source(spec)
     rename = {k: v for k, v in (rename or {}).items() if k != v}
+    if kind == "sft" and "messages" in source.schema().names:
+        rename = {}  # conversations need no field options; --prompt-field etc. name columns of flat rows
     missing = [k for k in rename if k not in source.schema().names]
     if missing:
         raise SchemaError(f"{spec}: no column {missing[0]!r} (named by a --*-field option); "

@@ -58,12 +58,12 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
 
 
 def write_task(out: str | Path, train: int = 3000, heldout: int = 200, other: int = 1500, duplicates: int = 300,
-               contaminated: int = 60, seed: int = 0) -> dict[str, Path]:
+               contaminated: int = 60, seed: int = 0, leak_copies: int = 1) -> dict[str, Path]:
     """Write the task's files under `out` and return their paths by name:
 
     - `heldout`: `heldout` sort_desc items, the benchmark every stage is scored on;
-    - `raw`: `train` distinct sort_desc rows plus `duplicates` repeated rows and `contaminated` copies of
-      held-out items (the planted problems curation must find), shuffled;
+    - `raw`: `train` distinct sort_desc rows plus `duplicates` repeated rows and `leak_copies` copies of
+      `contaminated` held-out items (the planted problems curation must find), shuffled;
     - `prompts`: distinct sort_desc training prompts for distillation, GRPO and pairs (none held out);
     - one file per other domain (`sort_asc`, `reverse`, `copy`) with `other` rows each.
     """
@@ -73,7 +73,8 @@ def write_task(out: str | Path, train: int = 3000, heldout: int = 200, other: in
     held = {r["question"] for r in test}
     clean = make_rows(TASK, train, rng, exclude=held)
     dups = [dict(clean[i], id=f"{clean[i]['id']}-dup") for i in rng.choice(len(clean), duplicates, replace=True)]
-    leaks = [dict(test[i], id=f"leak-{i}") for i in rng.choice(len(test), contaminated, replace=False)]
+    leaks = [dict(test[i], id=f"leak-{i}-{c}") for i in rng.choice(len(test), contaminated, replace=False)
+             for c in range(leak_copies)]
     raw = clean + dups + leaks
     raw = [raw[i] for i in rng.permutation(len(raw))]
     prompts = make_rows(TASK, train, rng, start=2_000_000, exclude=held | {r["question"] for r in clean})

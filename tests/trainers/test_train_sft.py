@@ -148,3 +148,22 @@ def test_bundled_gsm8k_trains_from_a_config_file_with_flag_overrides(tiny_model_
     assert manifest["rows_in"] == manifest["rows_out"] == 1319
     assert manifest["config"]["max_steps"] == 2 and manifest["config"]["prompt_field"] == "question"
     assert manifest["inputs"][0]["fingerprint"]
+
+
+def test_sft_on_a_distill_run_trains_on_its_sft_parquet(tiny_model_dir, tmp_path):
+    """A distill run's data.parquet holds raw units; `--data RUN` must read the rendered sft.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "distill"
+    run.mkdir()
+    pq.write_table(pa.table({"id": ["0-0", "0-1", "1-0"], "prompt_id": ["0", "0", "1"], "content": ["a", None, "b"],
+                             "status": ["ok", "failed", "ok"]}), run / "data.parquet")
+    msgs = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"answer {i}"}] for i in (0, 1)]
+    pq.write_table(pa.table({"id": ["0-0", "1-0"], "messages": msgs}), run / "sft.parquet")
+    (run / "manifest.json").write_text(json.dumps({"stage": "distill", "status": "complete"}))
+    out = tmp_path / "sft"
+    assert main(["train", "sft", "--model", str(tiny_model_dir), "--data", str(run), "--prompt-field", "question",
+                 "--max-steps", "1", "--eval-fraction", "0", "--output", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["rows_in"] == 2 and manifest["inputs"][0]["path"].endswith("sft.parquet")
