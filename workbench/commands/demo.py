@@ -52,12 +52,12 @@ class Settings:
     leaked: int = 60
     leak_copies: int = 3
     student_steps: int = 60
-    teacher_steps: int = 600
+    teacher_steps: int = 400
     distill_prompts: int = 1500
     distill_steps: int = 40
     pair_prompts: int = 1000
     dpo_steps: int = 30
-    dpo_lr: float = 1e-4
+    dpo_lr: float = 1e-3
     grpo_steps: int = 150
     proxies: int = 16
     proxy_tokens: int = 30_000
