@@ -32,9 +32,10 @@ from distill_data.generation import (
 )
 from distill_data.output import add_verdicts, unit_table
 from distill_data.prompts import load_prompts
+from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, Usage
+from workbench.rundir import RunDir, RunResult, Usage
 
 
 def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Table, list, list[str]]:
@@ -55,8 +56,12 @@ def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Ta
     return pa.concat_tables(tables), sources, names
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Run (or resume) an evaluation into `cfg.output`; return the manifest."""
+def evaluate(cfg: EvalConfig) -> RunResult:
+    """Run (or resume) an evaluation into `cfg.output`; return its `RunResult` (the manifest, whose `metrics`
+    hold each benchmark's numbers, with the run's path). Bad options or input raise `InputError`."""
+    from distill_data.pipeline import watch_units
+
+    validate(cfg)
     if not cfg.output:
         raise InputError("--output is required (a run directory)")
     if not cfg.model:
@@ -72,6 +77,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        progress.watch = watch_units(run, [progress], ledger.usage())
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress))
             verdicts: dict = {}

@@ -185,6 +185,7 @@ def test_the_public_entry_points_resolve():
 
     assert curate.curate is curate_fn and distill_data.distill is distill and prefs.make_pairs is make_pairs
     assert trainers.train_sft is train_sft and callable(trainers.train_opd) and callable(trainers.train_dpo)
+    assert callable(distill_data.evaluate) and distill_data.EvalConfig().n == 1
     for name in ("plan_mixtures", "train_proxies", "fit_regressor", "search_mixture", "build_corpus",
                  "confirm_mixture"):
         assert callable(getattr(mixopt, name))
