@@ -398,7 +398,10 @@ def run(args: argparse.Namespace) -> int:
              f"chosen mixture vs uniform mixture (confirm run, same SFT): {uniform_diff} points, exceeds noise: "
              f"{uniform_noise}",
              "change: against the row above (the teacher is a reference; 4 is measured against 3); a paired "
-             "bootstrap over items decides whether it exceeds noise",
+             "bootstrap over items decides whether it exceeds noise"
+             + ("; with one seed that is item noise only: the training order moves a 60-step student by several "
+                "points, so run --seeds 3 before trusting a small change" if demo.seeds == 1 else
+                ", and 'yes' needs every seed significant in the same direction"),
              f"cost at example prices, USD per million tokens: prompt {PRICES['prefill']}, sampled "
              f"{PRICES['sampled']}, trained {PRICES['trained']}; tokens and wall time of the first seed's runs"]
     print("\n".join(f"  - {n}" for n in notes))
