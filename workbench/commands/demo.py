@@ -61,13 +61,13 @@ class Settings:
     grpo_steps: int = 150
     proxies: int = 16
     proxy_tokens: int = 30_000
-    only_verified: bool = True  # the quick teacher gets nothing right, so it keeps every answer
+    distill_verify: str = "exact"  # the quick teacher gets nothing right, so it keeps every answer unchecked
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(train=300, heldout=16, other=300, duplicates=20, leaked=4, leak_copies=2, student_steps=3,
                    teacher_steps=40, distill_prompts=24, distill_steps=2, pair_prompts=24, dpo_steps=2, grpo_steps=2,
-                   proxies=6, proxy_tokens=8_000, only_verified=False)
+                   proxies=6, proxy_tokens=8_000, distill_verify="none")
 
 
 def wb(*args: object) -> float:
@@ -209,10 +209,12 @@ class Demo:
 
         print("\n== distil: the teacher answers fresh prompts; only exactly verified answers are kept")
         self.distill_row = self.row("4 distil + SFT", baseline="3 mixture (chosen)")
+        checked = s.distill_verify != "none"
         self.run(self.distill_row, "distill", self.files["prompts"], "--backend", "hf", "--model",
-                 self.teacher / "model", "--prompt-field", "question", "--answer-field", "answer", "--verify", "exact",
-                 "--only-verified" if s.only_verified else "--no-only-verified", "--temperature", 0, "--max-tokens", 16, "--limit", s.distill_prompts,
-                 "--progress-seconds", 0, "--output", out / "distill")
+                 self.teacher / "model", "--prompt-field", "question", "--answer-field", "answer",
+                 "--verify", s.distill_verify, "--only-verified" if checked else "--no-only-verified",
+                 "--temperature", 0, "--max-tokens", 16, "--limit", s.distill_prompts, "--progress-seconds", 0,
+                 "--output", out / "distill")
         m = json.loads((out / "distill" / "manifest.json").read_text())
         v = m["verified_counts"]
         self.notes.append(f"distil: {v['true']:,} of {m['units']:,} teacher answers passed the exact verifier; "
