@@ -5,8 +5,8 @@ in-process transformers, or in-process vLLM), records each unit's outcome in a d
 answers (math, code, LLM judge), and writes `data.parquet` + `sft.parquet`. `wb serve` is a small
 OpenAI-compatible server over a local transformers model. Heavy libraries are imported lazily.
 
-Python API: `from distill_data import distill, DistillConfig, evaluate, EvalConfig` (`wb eval`); the generation layer other jobs reuse is
-`distill_data.generation` (`EndpointSpec`, `open_generator`, `Ledger`, `run_units`).
+Python API: `from distill_data import distill, DistillConfig, evaluate, EvalConfig` (`wb eval`); the
+generation layer other jobs reuse is `distill_data.generation` (`EndpointSpec`, `open_generator`, `Ledger`, `run_units`).
 """
 
 from workbench.lazy import lazy_exports  # noqa: E402
