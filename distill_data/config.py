@@ -37,6 +37,9 @@ class JobOptions:
     code_timeout: float = option(10.0, "seconds per code-verification run", min=0.001)
     code_memory_mb: int = option(1024, "memory cap per code-verification run", min=16)
     verify_workers: int = option(2, "processes for math/code verification", min=1)
+    sandbox: str = option("bwrap", "how --verify code confines submitted programs: bwrap (bubblewrap; needs the "
+                                   "`bubblewrap` package) or none (unconfined, for trusted code only)",
+                          choices=["bwrap", "none"])
     price_in: float | None = option(None, "USD per million prompt tokens, for the cost line", min=0.0)
     price_out: float | None = option(None, "USD per million completion tokens, for the cost line", min=0.0)
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)", min=0.0)

@@ -68,6 +68,10 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         raise InputError(f"--verify {cfg.verify} needs --answer-field (the column with the reference answer)")
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
+    if cfg.verify == "code":
+        from distill_data.verify.code import check_sandbox
+
+        check_sandbox(cfg.sandbox)
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
                                             cfg.system, cfg.limit, question_hook)

@@ -56,6 +56,10 @@ def check_config(cfg: PrefsConfig) -> None:
         raise InputError("--verify math needs --answer-field (the column with the reference answer)")
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
+    if cfg.verify == "code":
+        from distill_data.verify.code import check_sandbox
+
+        check_sandbox(cfg.sandbox)
 
 
 def make_pairs(cfg: PrefsConfig) -> RunResult:

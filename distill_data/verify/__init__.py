@@ -27,11 +27,12 @@ class VerifyOptions:
     workers: int = 2  # processes for math/code
     code_timeout: float = 10.0  # seconds per code run
     code_memory_mb: int = 1024  # memory cap per code run
+    sandbox: str = "bwrap"  # bwrap | none (distill_data.verify.code)
 
     @classmethod
     def of(cls, cfg) -> VerifyOptions:
         """The options of a job config built on `JobOptions` (distill, prefs)."""
-        return cls(cfg.verify, cfg.verify_workers, cfg.code_timeout, cfg.code_memory_mb)
+        return cls(cfg.verify, cfg.verify_workers, cfg.code_timeout, cfg.code_memory_mb, cfg.sandbox)
 
 
 def inline_verdicts(kind: str, prompts: list, completions: list[str | None],
@@ -87,7 +88,7 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
         from distill_data.verify.code import verify_code
 
         verdicts = await verify_code(todo.column("content").to_pylist(), todo.column("tests").to_pylist(),
-                                     opts.code_timeout, opts.code_memory_mb, opts.workers)
+                                     opts.code_timeout, opts.code_memory_mb, opts.workers, opts.sandbox)
     elif opts.kind == "judge":
         from distill_data.verify.judge import verify_judge
 
