@@ -9,7 +9,6 @@ the sweep to see whether the ranking transfers). Per-run results go to the outpu
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from trainers.lm import ProxyConfig
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir
+from workbench.workers import process_pool
 
 
 def run_confirm(mixture_path: str | Path, output: str | Path, config: ProxyConfig, seeds: int = 3,
@@ -35,7 +35,7 @@ def run_confirm(mixture_path: str | Path, output: str | Path, config: ProxyConfi
     targets = list(mixture["targets"])
     jobs = [(name, seed) for name in candidates for seed in range(seeds)]
     with RunDir(output, "mix-confirm", config, inputs=[{"path": str(mixture_path)}]) as run:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(plan_dir,)) as pool:
+        with process_pool(workers, _init_worker, (plan_dir,)) as pool:
             futures = [pool.submit(_run_one, f"{name}-{seed}", candidates[name], replace(config, seed=1000 + seed))
                        for name, seed in jobs]
             rows = [{"mixture": name, "seed": seed, **f.result()} for (name, seed), f in zip(jobs, futures, strict=True)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from trainers.lm import ProxyConfig, train_proxy
 from workbench.errors import InputError
 from workbench.progress import ProgressFile
 from workbench.rundir import write_json_atomic
+from workbench.workers import process_pool
 
 _worker_state: dict = {}
 
@@ -89,7 +90,7 @@ def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit
 
 def _train_all(plan_dir: Path, config: ProxyConfig, workers: int, todo: list[dict], names: list[str],
                done: list[dict], progress: ProgressFile, log, started: float) -> None:
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(plan_dir),)) as pool:
+    with process_pool(workers, _init_worker, (str(plan_dir),)) as pool:
         futures = {}
         for mixture in todo:
             weights = {n: mixture[weight_column(n)] for n in names}

@@ -22,6 +22,7 @@ import sys
 import tempfile
 
 from workbench.errors import WorkbenchError
+from workbench.workers import kill_when_parent_thread_exits
 
 SANDBOXES = ("bwrap", "none")
 MAX_PROCESSES = 16  # per sandbox, counted inside its own user namespace
@@ -216,6 +217,7 @@ def _limits(timeout: float, memory_mb: int):
         os.setsid()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        kill_when_parent_thread_exits()  # the thread waiting on it lives as long as it does
         memory = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         cpu = int(timeout) + 1

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from concurrent.futures import ProcessPoolExecutor
+
+from workbench.workers import process_pool, stop_pool
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -85,7 +86,7 @@ async def verify_math(predictions: list[str | None], references: list[str | None
                       deadline: float = 30.0) -> list[tuple[bool | None, str]]:
     """Verdicts in order; an item that overruns `deadline` seconds gets (None, 'verifier timed out')."""
     loop = asyncio.get_running_loop()
-    pool = ProcessPoolExecutor(max_workers=max(1, workers))
+    pool = process_pool(workers)
     try:
         futures = [loop.run_in_executor(pool, check_math, p, r) for p, r in zip(predictions, references, strict=True)]
         results = []
@@ -96,6 +97,4 @@ async def verify_math(predictions: list[str | None], references: list[str | None
                 results.append((None, "verifier timed out"))
         return results
     finally:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # a stuck check must not outlive the run
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_pool(pool)  # a stuck check must not outlive the run

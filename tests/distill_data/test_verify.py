@@ -83,3 +83,25 @@ def test_judge_verdicts_through_the_backend(tmp_path, mock):
     df = pl.read_parquet(tmp_path / "run" / "data.parquet")
     assert df["verified"].to_list() == [True, False] and "VERDICT" in df["verify_detail"][0]
     assert parse_verdict("blah") is None and parse_verdict("x\nverdict: correct") is True
+
+
+def test_a_verified_cli_run_prints_no_worker_traceback(tmp_path, mock, capfd):
+    """The math pool's workers are terminated after the pass; they must not print KeyboardInterrupt
+    tracebacks (they used to inherit `wb`'s SIGTERM handler)."""
+    import signal
+
+    from workbench.cli import main
+
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"question": f"q{i} [reply:#### {i}]", "answer": f"x\n#### {i}"}) + "\n"
+                           for i in range(3)))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        rc = main(["distill", str(src), "--model", "mock", "--base-url", mock.url, "--prompt-field", "question",
+                   "--answer-field", "answer", "--verify", "math", "--progress-seconds", "0",
+                   "--output", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capfd.readouterr().err
+    assert rc == 0 and pl.read_parquet(tmp_path / "run" / "data.parquet")["verified"].to_list() == [True] * 3
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
