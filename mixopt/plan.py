@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mixopt.domains import is_heldout, load_domains_file, read_texts, to_bytes
 from mixopt.results import weight_column, write_results
-from mixopt.sampler import Constraints, natural_prior, sample_mixtures
+from mixopt.sampler import Constraints, natural_prior, rounded_weights, sample_mixtures
 from workbench.config import option
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -111,7 +111,7 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
             "validation": [asdict(v) for v in spec.validation],
             "tokens": tokens,
             "heldout_fraction": spec.heldout_fraction,
-            "prior": dict(zip(names, prior.round(6).tolist(), strict=True)),
+            "prior": rounded_weights(names, prior),
             "constraints": {"min_weight": spec.min_weight, "max_weight": spec.max_weight,
                             "max_epochs": spec.max_epochs, "tokens_per_run": config.tokens_per_run},
             "config": {**asdict(config), "runs": len(ids)},

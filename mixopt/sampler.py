@@ -122,3 +122,12 @@ def sample_candidates(prior: np.ndarray, n: int, constraints: Constraints, rng: 
         out.append(w)
         have += len(w)
     return np.concatenate(out)[:n]
+
+
+def rounded_weights(names: list[str], weights: np.ndarray, decimals: int = 6) -> dict[str, float]:
+    """{name: weight} rounded to `decimals` places so that the written numbers sum to exactly 1: round
+    each, then give the remainder to the largest (naive rounding summed to 0.999999)."""
+    scale = 10**decimals
+    units = np.rint(np.asarray(weights, dtype=np.float64) / np.sum(weights) * scale).astype(np.int64)
+    units[int(np.argmax(units))] += scale - int(units.sum())
+    return {n: round(int(u) / scale, decimals) for n, u in zip(names, units, strict=True)}

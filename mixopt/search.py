@@ -23,7 +23,7 @@ import pyarrow as pa
 from mixopt.fit import load_fit
 from mixopt.loglinear import predict_loglinear
 from mixopt.plan import plan_constraints, plan_in
-from mixopt.sampler import Constraints, sample_candidates
+from mixopt.sampler import Constraints, rounded_weights, sample_candidates
 from workbench.config import option
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -129,13 +129,6 @@ def regressor(fit: dict, booster, name: str):
     return lambda X: predict_loglinear(fit["loglinear"], X)
 
 
-def rounded(weights: np.ndarray, decimals: int = 6) -> np.ndarray:
-    """Weights rounded to `decimals`, the largest absorbing the rounding so that they still sum to 1."""
-    out = weights.round(decimals)
-    out[np.argmax(out)] += 1 - out.sum()
-    return out
-
-
 def distance_to_training(chosen: np.ndarray, trained: np.ndarray, run_ids: list[str], k: int = 5) -> dict:
     """Total-variation distance of `chosen` to its nearest training mixtures, and how far apart those sit.
 
@@ -203,14 +196,14 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
     output = Path(output)
     with RunDir(output, "mix-search", config, inputs=[{"path": str(fit_dir)}]) as run:
         mixture = {
-            "weights": dict(zip(domains, rounded(chosen).tolist(), strict=True)),
+            "weights": rounded_weights(domains, chosen),
             "predicted_objective": float(predict(chosen[None, :])[0]), "regressor": config.regressor,
-            "best_single": dict(zip(domains, candidates[top[0]].round(6).tolist(), strict=True)),
-            "natural": dict(zip(domains, natural.round(6).tolist(), strict=True)),
+            "best_single": rounded_weights(domains, candidates[top[0]]),
+            "natural": rounded_weights(domains, natural),
             "natural_source": natural_source,
             "predicted_natural": float(predict(natural[None, :])[0]),
-            "candidate_prior": dict(zip(domains, prior.round(6).tolist(), strict=True)),
-            "uniform": dict.fromkeys(domains, round(1 / len(domains), 6)),
+            "candidate_prior": rounded_weights(domains, prior),
+            "uniform": rounded_weights(domains, np.ones(len(domains))),
             "predicted_uniform": float(predict(np.full((1, len(domains)), 1 / len(domains)))[0]),
             "targets": fit["targets"], "samples": int(len(candidates)), "top_k": config.top_k,
             "plan_dir": fit.get("plan_dir"), "fit_dir": str(Path(fit_dir).resolve()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ import pytest
 from mixopt.build import BuildConfig, run_build
 from mixopt.fit import FitConfig, load_results, run_fit
 from mixopt.plan import PlanConfig, make_plan
-from mixopt.sampler import Constraints, natural_prior, sample_mixtures
+from mixopt.sampler import Constraints, natural_prior, rounded_weights, sample_mixtures
 from mixopt.search import SearchConfig, pareto_front, run_search
 from mixopt.sweep import run_sweep
 from trainers.lm import ProxyConfig, train_proxy
@@ -267,7 +268,9 @@ def test_cli_chain_plan_run_fit_search_build(tmp_path, domains_yaml, capsys):
         "bpb.target": json.loads((tmp_path / "fit" / "fit.json").read_text())["targets"]["bpb.target"]}
     assert main(["mix", "search", fit, "--output", search, "--samples", "2000", "--top-k", "20"]) == 0
     mixture = json.loads((tmp_path / "search" / "mixture.json").read_text())
-    assert set(mixture["weights"]) == {"a", "b", "c"} and abs(sum(mixture["weights"].values()) - 1) < 1e-6
+    assert set(mixture["weights"]) == {"a", "b", "c"}
+    for key in ("weights", "natural", "uniform", "best_single"):  # as written, to the last digit
+        assert sum(Decimal(str(w)) for w in mixture[key].values()) == 1, key
     assert main(["mix", "build", f"{search}/mixture.json", "--output", corpus, "--tokens", "20000"]) == 0
     assert pq.read_table(tmp_path / "corpus" / "data.parquet").num_rows > 0
     assert main(["mix", "fit", f"{plan}/results.parquet", "--output", str(tmp_path / "x"), "--target", "nope"]) == 2
@@ -487,3 +490,13 @@ def test_a_regressor_with_constant_predictions_never_counts_as_better():
                            "loglinear": {"spearman": nan}}) == "linear"
     assert best_regressor({"lightgbm": {"spearman": 0.9}, "linear": {"spearman": 0.9},
                            "loglinear": {"spearman": 0.5}}) == "lightgbm"
+def test_rounded_weights_sum_to_exactly_one():
+    rng = np.random.default_rng(0)
+    cases = [np.array([0.692312404, 0.235871303, 0.071816293]), np.ones(3), np.ones(7), np.array([1.0, 0.0, 0.0])]
+    cases += [rng.dirichlet(np.ones(k)) for k in (2, 5, 11, 40) for _ in range(25)]
+    for w in cases:
+        written = rounded_weights([f"d{i}" for i in range(len(w))], w)
+        assert sum(Decimal(str(v)) for v in written.values()) == 1
+        assert all(v >= 0 for v in written.values())
+        np.testing.assert_allclose(list(written.values()), w / w.sum(), atol=len(w) * 1e-6)
+    assert rounded_weights(["a", "b", "c"], np.ones(3)) == {"a": 0.333334, "b": 0.333333, "c": 0.333333}
