@@ -2,12 +2,14 @@
 
 Requests with equal sampling parameters share one left-padded `generate` call; each asks for `n` samples.
 A sample that ends without EOS at the token budget gets finish_reason `length`; stop strings cut the
-text and give `stop`.
+text and give `stop`. A request whose `cancel` event is set (its client went away) stops generating at
+the next token; when every request of a batch is cancelled, `generate` returns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 from distill_data.generation.backends.base import Choice, Completion, SamplingParams
@@ -57,7 +59,8 @@ class LocalEngine:
                     results[j] = ValueError(str(exc))
             if encoded:
                 for j, completion in zip([j for j, _ in encoded], self._generate(
-                        [ids for _, ids in encoded], [requests[j].n for j, _ in encoded], params), strict=True):
+                        [ids for _, ids in encoded], [requests[j].n for j, _ in encoded], params,
+                        [requests[j].cancel for j, _ in encoded]), strict=True):
                     results[j] = completion
         return results  # type: ignore[return-value]
 
@@ -78,9 +81,18 @@ class LocalEngine:
         nxt = int(logps[-1].argmax())
         return prompt.tolist(), nxt, float(logps[-1, nxt])
 
-    def _generate(self, prompts: list[list[int]], ns: list[int], params: SamplingParams) -> list[Completion]:
+    def _generate(self, prompts: list[list[int]], ns: list[int], params: SamplingParams,
+                  cancels: list[threading.Event] | None = None) -> list[Completion]:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
         torch = self.torch
         expanded = [ids for ids, n in zip(prompts, ns, strict=True) for _ in range(n)]
+        cancel_B = [e for e, n in zip(cancels or [threading.Event()] * len(prompts), ns, strict=True) for _ in range(n)]
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.tensor([e.is_set() for e in cancel_B], dtype=torch.bool, device=input_ids.device)
+
         width = max(len(p) for p in expanded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in expanded], device=self.device)
@@ -90,7 +102,8 @@ class LocalEngine:
             torch.manual_seed(params.seed)
         sample = params.temperature > 0
         kwargs = {"do_sample": sample, "max_new_tokens": budget, "pad_token_id": pad,
-                  "return_dict_in_generate": True, "output_scores": params.logprobs}
+                  "return_dict_in_generate": True, "output_scores": params.logprobs,
+                  "stopping_criteria": StoppingCriteriaList([Cancelled()])}
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         with torch.no_grad():
