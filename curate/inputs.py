@@ -1,7 +1,9 @@
 """The inputs of a curation command: one or more sources read as one stream with lineage columns.
 
 Every batch carries `id` and `source` (added deterministically when the input lacks them) and has
-one unified schema, so the same batches can be read again for a second pass.
+one unified schema, so the same batches can be read again for a second pass. Each source's rows are
+checked against the record kind its columns show (workbench/schemas.py), as `wb validate` and training
+check them, so a row that training would refuse (a role "hacker") stops curation with the same error.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import pyarrow as pa
 from curate.fields import add_lineage, check_fields, default_fields
 from workbench.errors import InputError
 from workbench.io import Source, conform, open_source
+from workbench.schemas import detect_kind, validate_table
+
+# A text corpus row with a null text is dropped by the steps with reason `empty_text`, not refused.
+CHECKED = ("sft", "preference", "rl_prompts")
 
 
 class Inputs:
@@ -22,6 +28,7 @@ class Inputs:
         if not specs:
             raise InputError("no input given; pass one or more sources")
         self.sources: list[Source] = [open_source(spec) for spec in specs]
+        self.kinds = [detect_kind(s.schema()) for s in self.sources]
         schemas = [_lineage_schema(s.schema()) for s in self.sources]
         try:
             self.schema = pa.unify_schemas(schemas, promote_options="permissive")
@@ -35,8 +42,10 @@ class Inputs:
         return fields
 
     def batches(self) -> Iterator[pa.Table]:
-        for source in self.sources:
+        for source, kind in zip(self.sources, self.kinds, strict=True):
             for path, first_row, table in source.iter_rows_with_file():
+                if kind in CHECKED:
+                    validate_table(table, kind, path.name, first_row)
                 yield conform(add_lineage(table, path, first_row), self.schema, str(path))
 
 

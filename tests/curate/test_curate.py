@@ -133,3 +133,20 @@ def test_lineage_from_a_dedup_run_through_curate_to_the_source_row(tmp_path, jso
     assert main(["lineage", str(tmp_path / "dd"), "corpus-12"]) == 0
     assert "DROPPED by curate: exact_duplicate" in capsys.readouterr().out
     assert main(["lineage", str(tmp_path / "dd"), "nope"]) == 2
+
+
+def test_every_stage_refuses_records_training_would_refuse(tmp_path, jsonl, capsys):
+    """A message with role "hacker" must not reach data.parquet (training refuses it later)."""
+    good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": make_docs(1)[0]}]
+    rows = [{"messages": good}, {"messages": [{"role": "user", "content": "q2"},
+                                             {"role": "hacker", "content": "rm -rf /"}]}]
+    path = jsonl("chat.jsonl", rows)
+    for command in (["curate", "--no-decontam", "--field", "messages.response"], ["dedup"], ["decontam"]):
+        out = tmp_path / command[0]
+        assert main([command[0], str(path), *command[1:], "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert 'chat.jsonl: row 2: "messages"[1].role must be one of' in err and '"hacker"' in err, err
+        assert not (out / "data.parquet").exists()
+    prompts = jsonl("p.jsonl", [{"prompt": [{"role": "user", "content": "x"}]}, {"prompt": [{"role": "root", "content": "x"}]}])
+    assert main(["dedup", str(prompts), "--output", str(tmp_path / "p")]) == 2
+    assert 'p.jsonl: row 2: "prompt"[0].role must be one of' in capsys.readouterr().err
