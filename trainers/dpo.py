@@ -184,7 +184,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
         return {**record, "tokens": int(all_reduce_sum(tokens)), "trained_tokens": int(all_reduce_sum(trained)),
                 "epoch": round((step + 1) / plan.steps_per_epoch, 4)}
 
-    with run_dir(output, "train-dpo", cfg, rank, inputs=[data.source]) as run:
+    with run_dir(output, "train-dpo", cfg, rank, inputs=[data.source], own=(REF_CACHE,)) as run:
         last = train_loop(client, cfg, output, total, step_fn, log=log, progress=run.progress)
         client.save_model(output / "model")
         usage = train_usage(cfg, int(last.get("trained_tokens_total", 0)))

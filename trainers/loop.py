@@ -56,9 +56,10 @@ class StepPlan:
         return [[i for unit in chunk for i in unit] for chunk in chunks]
 
 
-def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
+def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list, own: tuple[str, ...] = ()):
     """The run directory on rank 0; other ranks get a stand-in whose `finish` only returns the manifest
-    fields, so every rank runs the same code and only one writes."""
+    fields, so every rank runs the same code and only one writes. `own` names files written into it
+    before it starts (a cache)."""
     from workbench.rundir import RunDir
 
     if rank == 0:
@@ -66,7 +67,7 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list):
         may_change = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
                       "max_eval_rows", "output", "eval_benchmark", "eval_benchmark_every", "eval_limit",
                       "eval_max_tokens", "eval_verify", "eval_prompt_field", "eval_answer_field")
-        return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change)
+        return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change, own=own)
 
     from workbench.rundir import NullProgress
 

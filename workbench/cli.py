@@ -51,6 +51,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        sp.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
+                        help="replace what the output directory holds (files that are not a wb run)")
         if name == command:
             importlib.import_module(module).add_arguments(sp)
     return parser
@@ -64,7 +66,8 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
-    argv = [a for a in argv if a != "--debug"]
+    overwrite = "--overwrite" in argv  # likewise; it applies to every run directory the command writes
+    argv = [a for a in argv if a not in ("--debug", "--overwrite")]
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
@@ -74,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    from workbench.rundir import OVERWRITE
+
+    OVERWRITE["default"] = overwrite
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except WorkbenchError as exc:
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wb {args.command}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        OVERWRITE["default"] = False
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ the manifest (a dict) with the run's path and products attached, which every Pyt
 a directory that readers refuse as unfinished, never one that looks complete. Long jobs pass
 `resumable=True`, keep their checkpoints inside the directory and finish it by being run again; other
 runs that fail in a directory they created remove it, so bad input leaves nothing behind.
+
+A directory holding anything that is not a `wb` run is refused unless `overwrite` (`--overwrite`). When
+a finished run is redone, its product is moved aside into `.previous/` first (so a reader never finds an
+old `data.parquet` beside `.run-incomplete`), deleted when the new run finishes, and put back if the new
+run fails. Temporary files a killed run left behind are removed when the directory is reused.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from workbench.progress import PROGRESS, ProgressFile
 MANIFEST = "manifest.json"
 INCOMPLETE = ".run-incomplete"
 PRODUCT = "data.parquet"
+PREVIOUS = ".previous"
+# What a resumable run rebuilds when it finishes; the rest of its directory (ledger, checkpoints,
+# caches) is state that the re-run continues from, so only these are moved aside.
+REBUILT_PRODUCTS = (PRODUCT, "data", "sft.parquet", "removed.parquet")
+OVERWRITE = {"default": False}  # `--overwrite` on the command line sets it for the command's run dirs
 KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "openai", "lightgbm", "torch",
                  "transformers", "tokenizers", "streamlit", "vllm")
 
@@ -131,7 +141,8 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, stage: str, config: object = None, inputs: list | None = None,
                  argv: list[str] | None = None, resumable: bool = False,
-                 resume_guard: tuple[str, ...] | None = None):
+                 resume_guard: tuple[str, ...] | None = None, overwrite: bool | None = None,
+                 own: tuple[str, ...] = ()):
         self.path = Path(path)
         self.stage = stage
         self.config = config
@@ -144,25 +155,88 @@ class RunDir:
         # with resume_guard, an unfinished run resumes only under the same config, but for the fields named
         self.resume_guard = resume_guard
         self.progress: ProgressFile | NullProgress = NullProgress()
+        self.overwrite = OVERWRITE["default"] if overwrite is None else overwrite
+        self.own = own  # files the command writes here before the run starts (e.g. a cache): not foreign
 
     @property
     def product(self) -> Path:
         return self.path / PRODUCT
 
     def start(self) -> RunDir:
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"{self.path}: exists and is not a directory; choose another output directory")
+        check_output_path(self.path)
         self.created = not self.path.exists()
         self._check_same_stage()
-        self.path.mkdir(parents=True, exist_ok=True)
+        foreign = self._foreign_entries()
+        if foreign and not self.overwrite:
+            names = ", ".join(sorted(p.name for p in foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise InputError(f"{self.path}: holds files that are not a wb run ({names}); choose another output "
+                             "directory, or pass --overwrite to replace them")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot create the output directory ({exc.strerror})") from None
         if self.resumable and self.resume_guard:
             self._check_resumable_config()
+        self._remove_stale_temporaries()
+        # A finished run being redone is unfinished again until this run completes; its product goes aside.
+        self._move_aside(foreign or self._old_products())
         (self.path / INCOMPLETE).write_text(json.dumps({"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
                                                         "config": _plain(self.config)}, default=str))
-        # A finished run being redone is unfinished again until this run completes.
-        (self.path / MANIFEST).unlink(missing_ok=True)
         self.progress = ProgressFile(self.path, self.stage).start()
         return self
+
+    def _foreign_entries(self) -> list[Path]:
+        """The entries of an existing directory that holds no run (neither marker nor manifest)."""
+        if self.created or (self.path / INCOMPLETE).exists() or (self.path / MANIFEST).exists():
+            return []
+        return [p for p in self.path.iterdir() if p.name not in self.own]
+
+    def _old_products(self) -> list[Path]:
+        """What a redone run replaces: everything a finished non-resumable run wrote, or the rebuilt
+        products of a resumable one (its state stays, to be continued)."""
+        if self.created or not (self.path / MANIFEST).exists():
+            return []
+        if self.resumable:
+            return [self.path / n for n in (MANIFEST, *REBUILT_PRODUCTS) if (self.path / n).exists()]
+        return [p for p in self.path.iterdir() if p.name not in (INCOMPLETE, PREVIOUS)]
+
+    def _move_aside(self, entries: list[Path]) -> None:
+        aside = self.path / PREVIOUS
+        if not entries:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for entry in entries:
+            os.replace(entry, aside / entry.name)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a killed run (`.NAME.tmp-PID` of a dead pid, and for a run that does not
+        resume, every hidden file it staged), and an old run that was moved aside and never restored."""
+        if self.created:
+            return
+        for entry in self.path.iterdir():
+            name = entry.name
+            if not name.startswith(".") or name == INCOMPLETE:
+                continue
+            pid = name.rsplit(".tmp-", 1)[1] if ".tmp-" in name else None
+            stale = (pid is not None and pid.isdigit() and not _alive(int(pid))) or name.endswith(".tmp") \
+                or (not self.resumable and name != PREVIOUS) \
+                or (name == PREVIOUS and (self.path / INCOMPLETE).exists())
+            if stale:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+    def _restore_previous(self) -> None:
+        """Put a redone run's old product back after the new run failed (so bad input changes nothing)."""
+        aside = self.path / PREVIOUS
+        if not aside.is_dir():
+            return
+        for entry in self.path.iterdir():
+            if entry.name not in (PREVIOUS, INCOMPLETE):
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        for entry in aside.iterdir():
+            os.replace(entry, self.path / entry.name)
+        aside.rmdir()
+        (self.path / INCOMPLETE).unlink(missing_ok=True)  # what was aside was a finished run or foreign files
 
     def _check_same_stage(self) -> None:
         """Refuse to write over (or resume) a run of another command: its product would be mixed up."""
@@ -214,6 +288,7 @@ class RunDir:
             "wall_seconds": round(finished - self.started, 3),
             **{k: _plain(v) for k, v in extra.items()},
         }
+        shutil.rmtree(self.path / PREVIOUS, ignore_errors=True)
         write_json_atomic(self.path / MANIFEST, manifest)
         (self.path / INCOMPLETE).unlink(missing_ok=True)
         self.progress.update(usage=manifest["usage"])
@@ -238,6 +313,29 @@ class RunDir:
                      if p.name not in (INCOMPLETE, PROGRESS) and not p.name.startswith(".")]
         if self.created and not (self.resumable and leftovers):
             shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping for a resume
+        elif not self.resumable:
+            self._restore_previous()
+
+
+def check_output_path(path: Path) -> None:
+    """Raise `InputError` if `path` cannot become a directory: it is a file, or lies under one."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a directory; choose another output directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{path}: {parent} is a file, so the output directory cannot be created there")
+            break
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class NullProgress:

@@ -99,6 +99,7 @@ def test_rerun_resumes_dpo_from_the_checkpoint_and_the_cached_reference(tiny_mod
     shutil.rmtree(broken / "checkpoints" / "step-000004")
     shutil.rmtree(broken / "model")
     (broken / "manifest.json").unlink()
+    (broken / ".run-incomplete").write_text("{}")  # as a crash leaves it
     resumed = _dpo(tiny_model_dir, separable_pairs, broken, *flags)
     _same(whole, resumed, tol=1e-6)
     # a full fine-tune cannot rebuild its reference after training began: a lost cache is an error

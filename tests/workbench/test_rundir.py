@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -108,3 +109,95 @@ def test_resume_guard_refuses_a_changed_config(tmp_path):
     with pytest.raises(InputError, match=r"an unfinished run with lr=0.1 is here; resuming it with lr=0.5"):
         RunDir(tmp_path / "run", "train", {"lr": 0.5, "max_steps": 9}, resumable=True,
                resume_guard=("max_steps",)).start()
+
+
+def _finished(path, rows, stage="test", resumable=False):
+    with RunDir(path, stage, resumable=resumable) as run:
+        write_table(pa.table({"x": rows}), run.product)
+        run.finish(rows_out=len(rows))
+
+
+def test_a_foreign_directory_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_text("mine")
+    with pytest.raises(InputError, match=r"photos: holds files that are not a wb run \(holiday.jpg\).*--overwrite"):
+        RunDir(out, "test").start()
+    assert (out / "holiday.jpg").read_text() == "mine" and not (out / INCOMPLETE).exists()
+    with RunDir(out, "test", overwrite=True) as run:
+        write_table(pa.table({"x": [1]}), run.product)
+        run.finish(rows_out=1)
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+    (tmp_path / "empty").mkdir()
+    _finished(tmp_path / "empty", [1])  # an empty directory is fine
+
+
+def test_a_failed_overwrite_puts_the_foreign_files_back(tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError):
+        with RunDir(out, "test", overwrite=True):
+            raise ValueError("bad input")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_redone_run_moves_the_old_product_aside_and_restores_it_on_failure(tmp_path):
+    out = tmp_path / "run"
+    _finished(out, [1, 2])
+    with pytest.raises(ValueError):
+        with RunDir(out, "test") as run:
+            write_table(pa.table({"x": [9]}), run.path / "partial.parquet")
+            raise ValueError("bad row")
+    assert read_manifest(out)["rows_out"] == 2 and not (out / "partial.parquet").exists()
+    assert pl.read_parquet(out / "data.parquet")["x"].to_list() == [1, 2]
+    # a re-run that is killed (its `with` never exits) leaves no stale product to read directly
+    RunDir(out, "test").start()
+    assert (out / INCOMPLETE).exists() and not (out / "data.parquet").exists()
+    with pytest.raises(FileNotFoundError):
+        pl.read_parquet(out / "data.parquet")
+    _finished(out, [3])  # the next run cleans up what the killed one moved aside
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+    assert pl.read_parquet(out / "data.parquet")["x"].to_list() == [3]
+
+
+def test_stale_temporary_files_are_removed_on_a_rerun(tmp_path):
+    out = tmp_path / "run"
+    _finished(out, [1])
+    for name in (".data.parquet.tmp-999999999", ".staged.parquet", ".signatures.npy.tmp"):
+        (out / name).write_text("left by a killed run")
+    _finished(out, [2])
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+
+
+def test_a_resumable_rerun_keeps_its_state_and_moves_only_products(tmp_path):
+    out = tmp_path / "run"
+    _finished(out, [1], resumable=True)
+    (out / "ledger.sqlite").write_text("state")
+    (out / ".ledger.sqlite.tmp-999999999").write_text("stale")
+    RunDir(out, "test", resumable=True).start()
+    assert sorted(p.name for p in out.iterdir()) == [".previous", INCOMPLETE, "ledger.sqlite"]
+    assert sorted(p.name for p in (out / ".previous").iterdir()) == ["data.parquet", "manifest.json"]
+
+
+def test_an_output_path_under_a_file_is_an_input_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"notes.txt is a file, so the output directory cannot be created"):
+        RunDir(tmp_path / "notes.txt" / "sub" / "run", "test").start()
+
+
+def test_cli_convert_and_curate_refuse_foreign_directories(tmp_path, capsys):
+    from workbench.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "hello there"}\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unrelated.csv").write_text("a,b\n")
+    for command in (["convert", str(src), str(out)], ["curate", str(src), "--output", str(out)]):
+        assert main(command) == 2
+        assert "not a wb run (unrelated.csv)" in capsys.readouterr().err
+    assert main(["convert", str(src), str(out), "--overwrite"]) == 0
+    assert not (out / "unrelated.csv").exists() and read_manifest(out)["stage"] == "convert"
+    assert main(["convert", str(src), str(tmp_path / "in.jsonl" / "x")]) == 2
+    assert "in.jsonl is a file" in capsys.readouterr().err
