@@ -73,17 +73,34 @@ def pair_logps(client, pairs: list, reference: bool) -> np.ndarray:
     return sums.double().cpu().numpy().reshape(-1, 2)
 
 
+def read_ref_cache(path: Path):
+    """The cached table at `path`; `InputError` if the file is not a reference log-prob cache (it would
+    be overwritten otherwise)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    not_cache = f"--ref-cache {path}: not a reference log-prob cache written by wb train dpo"
+    if path.is_dir():
+        raise InputError(f"{not_cache} (a directory); pass a file path")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{not_cache} ({str(exc).splitlines()[0][:200]}); refusing to overwrite it") from None
+    if b"wb" not in (table.schema.metadata or {}) or not {"chosen", "rejected"} <= set(table.column_names):
+        raise InputError(f"{not_cache} (columns {table.column_names}); refusing to overwrite it")
+    return table
+
+
 def reference_table(client, pairs: list, cfg: DPOConfig, fingerprint: str, may_compute: bool = True,
                     log=print) -> np.ndarray:
     """Reference log-probs of every pair, read from the cache when its fingerprint matches, else computed
     (before any training step, so the current weights are the reference) and cached. `may_compute` is
     False when resuming a full fine-tune, whose starting weights are no longer in memory."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = Path(cfg.ref_cache) if cfg.ref_cache else Path(cfg.output) / REF_CACHE
     if path.exists():
-        table = pq.read_table(path)
+        table = read_ref_cache(path)
         meta = json.loads((table.schema.metadata or {}).get(b"wb", b"{}"))
         if meta.get("fingerprint") == fingerprint and table.num_rows == len(pairs):
             log(f"reference log-probs: cached in {path}")
@@ -136,6 +153,8 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
 
     cfg.check()
     output = Path(cfg.output)
+    if cfg.ref_cache and Path(cfg.ref_cache).exists():
+        read_ref_cache(Path(cfg.ref_cache))  # refuse a file that is not a cache before any work
     tokenizer = load_tokenizer(cfg.model)
     data = load_rendered(cfg.data, "preference", render_fn(tokenizer, cfg.max_length))
     pairs = data.items

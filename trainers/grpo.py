@@ -12,6 +12,7 @@ generation, log-prob recomputation and training. Re-running the same command res
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,10 @@ class RLConfig(TrainConfig):
             raise InputError(f"--grad-accum {self.grad_accum}: RL commands already accumulate every micro-batch of a "
                              "generation batch into one optimiser step; set the step size with --prompts-per-step "
                              "and --num-generations, and the micro-batch with --batch-size")
+        try:
+            re.compile(self.format_pattern)
+        except re.error as exc:
+            raise InputError(f"--format-pattern {self.format_pattern!r}: not a valid regular expression ({exc})") from None
 
 
 @dataclass

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
+
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 
@@ -188,6 +190,7 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
     for step in range(start, total_steps):
         t0 = time.perf_counter()
         record = {"step": step + 1, **step_fn(step)}
+        check_finite(record, output)  # before the optimiser applies a NaN gradient
         record.update(client.optim_step())
         if after_step is not None:
             record.update(after_step(step + 1) or {})
@@ -212,6 +215,24 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
             save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)
     save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)
     return record
+
+
+class TrainingDiverged(WorkbenchError):
+    """The loss became NaN or infinite: the run stops, unfinished, at the last good checkpoint."""
+
+    exit_code = 1
+
+
+def check_finite(record: dict, output: Path) -> None:
+    """Raise `TrainingDiverged` if the step's loss is not a finite number."""
+    loss = record.get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    checkpoint = latest_checkpoint(output)
+    since = f"the last checkpoint is step {checkpoint[0]}" if checkpoint else "no checkpoint was saved"
+    raise TrainingDiverged(f"step {record['step']}: the loss became {loss}; training stopped and the run is marked "
+                           f"failed ({since}). Lower --lr, check the data and options (e.g. --beta), and train "
+                           "into a new --output")
 
 
 def run_train_command(args, config_cls, train, final_key: str = "loss") -> int:

@@ -445,7 +445,15 @@ def write_tables(tables: Iterable[pa.Table], path: str | os.PathLike, fmt: str |
         path.suffix.lstrip(".").lower(), "parquet")
     if fmt not in WRITE_FORMATS:
         raise InputError(f"{path}: cannot write format {fmt!r}; expected one of {', '.join(WRITE_FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; name a file to write")
+    from workbench.rundir import check_output_path
+
+    check_output_path(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot create the directory ({exc.strerror})") from None
     tmp = temp_path_for(path)
     try:
         rows = _write_parquet(tables, tmp, schema) if fmt == "parquet" else _write_jsonl(tables, tmp)

@@ -313,8 +313,18 @@ class RunDir:
                      if p.name not in (INCOMPLETE, PROGRESS) and not p.name.startswith(".")]
         if self.created and not (self.resumable and leftovers):
             shutil.rmtree(self.path, ignore_errors=True)  # nothing worth keeping for a resume
-        elif not self.resumable:
+            return
+        if not self.resumable:
             self._restore_previous()
+        marker = self.path / INCOMPLETE
+        if marker.exists():  # say why it stopped: `wb runs`, the app and readers show it
+            try:
+                info = json.loads(marker.read_text())
+                info.update(status="failed" if exc_type is not KeyboardInterrupt else "interrupted",
+                            error=f"{exc_type.__name__}: {exc}"[:1000])
+                write_json_atomic(marker, info)
+            except (OSError, json.JSONDecodeError, AttributeError):
+                pass
 
 
 def check_output_path(path: Path) -> None:
@@ -370,6 +380,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if (path / INCOMPLETE).exists():
         info = json.loads((path / INCOMPLETE).read_text() or "{}")
         command = " ".join(["wb", *info.get("argv", [])[1:]])
+        if info.get("status") == "failed":
+            raise InputError(f"{path}: this run failed ({info.get('error')}); it has no finished product "
+                             f"(re-run `{command}` to retry it)")
         raise InputError(f"{path}: this run is unfinished (re-run `{command}` to complete it)")
     if not (path / MANIFEST).exists():
         raise InputError(f"{path}: not a run directory (no {MANIFEST})")

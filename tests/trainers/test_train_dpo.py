@@ -6,10 +6,12 @@ import json
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from trainers.loop import read_metrics
 from workbench.cli import main
+from workbench.io import write_table
 from workbench.rundir import read_manifest
 
 
@@ -123,3 +125,16 @@ def test_rpo_adds_the_chosen_nll_and_keeps_chosen_logps_up(tiny_model_dir, separ
     split = _dpo(tiny_model_dir, separable_pairs, tmp_path / "split", *flags[:2], "--batch-size", 8, "--grad-accum", 2,
                  *flags[4:], "--rpo-alpha", 1.0)
     _same(rpo[:2], split[:2], keys=("loss", "grad_norm"))
+
+
+def test_a_ref_cache_that_is_not_a_cache_is_refused_and_kept(tiny_model_dir, separable_pairs, tmp_path, capsys):
+    notes = tmp_path / "notes.parquet"
+    write_table(pa.table({"x": [1, 2]}), notes)
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes")
+    for cache, word in [(notes, "columns ['x']"), (text, "refusing to overwrite it"), (tmp_path, "a directory")]:
+        assert main(["train", "dpo", "--model", str(tiny_model_dir), "--data", str(separable_pairs),
+                     "--ref-cache", str(cache), "--output", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert f"--ref-cache {cache}: not a reference log-prob cache" in err and word in err, err
+    assert text.read_text() == "my notes" and not (tmp_path / "o").exists()

@@ -166,3 +166,13 @@ def test_dapo_gradient_through_the_model_does_not_depend_on_micro_batch_size(tin
     assert whole.abs().max() > 1e-3
     assert torch.allclose(whole, grads("dapo", 3), atol=1e-6)
     assert not torch.allclose(grads("bnpo", 12), grads("bnpo", 3), atol=1e-4)
+
+
+def test_a_bad_format_pattern_is_an_input_error_before_any_work(tiny_model_dir, toy, tmp_path, capsys):
+    from workbench.cli import main
+
+    rc = main(["train", "grpo", "--model", str(tiny_model_dir), "--prompts", str(toy), "--reward", "format",
+               "--format-pattern", "([", "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--format-pattern '([': not a valid regular expression" in err, err
+    assert not (tmp_path / "run").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from trainers.loop import read_metrics
 from workbench.cli import main
+from workbench.errors import InputError
 from workbench.rundir import read_manifest
 from workbench.workspace import bundled_data_dir
 
@@ -167,3 +168,21 @@ def test_sft_on_a_distill_run_trains_on_its_sft_parquet(tiny_model_dir, tmp_path
                  "--max-steps", "1", "--eval-fraction", "0", "--output", str(out)]) == 0
     manifest = read_manifest(out)
     assert manifest["rows_in"] == 2 and manifest["inputs"][0]["path"].endswith("sft.parquet")
+
+
+def test_a_diverging_loss_stops_training_and_fails_the_run(tiny_model_dir, gsm8k_sft, tmp_path, capsys):
+    """An absurd learning rate makes the loss non-finite within a few steps: the run must stop with a
+    clear error and stay unfinished (failed), never be marked complete with a NaN model."""
+    from workbench.rundir import INCOMPLETE
+
+    out = tmp_path / "nan"
+    argv = ["train", "sft", "--model", str(tiny_model_dir), "--data", str(gsm8k_sft / "messages.jsonl"),
+            "--output", str(out), "--max-steps", "6", "--batch-size", "4", "--lr", "1e30", "--save-every", "0"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the loss became nan" in err or "the loss became inf" in err, err
+    assert "Traceback" not in err and not (out / "manifest.json").exists() and not (out / "model").exists()
+    marker = json.loads((out / INCOMPLETE).read_text())
+    assert marker["status"] == "failed" and "TrainingDiverged" in marker["error"]
+    with pytest.raises(InputError, match="this run failed"):
+        read_manifest(out)

@@ -201,3 +201,14 @@ def test_cli_convert_and_curate_refuse_foreign_directories(tmp_path, capsys):
     assert not (out / "unrelated.csv").exists() and read_manifest(out)["stage"] == "convert"
     assert main(["convert", str(src), str(tmp_path / "in.jsonl" / "x")]) == 2
     assert "in.jsonl is a file" in capsys.readouterr().err
+
+
+def test_a_file_output_under_a_file_or_onto_a_directory_is_an_input_error(tmp_path):
+    src = pa.table({"x": [1]})
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "d.parquet").mkdir()
+    for target, message in [(tmp_path / "f.txt" / "o.parquet", "exists and is not a directory"),
+                            (tmp_path / "f.txt" / "sub" / "o.jsonl", "f.txt is a file"),
+                            (tmp_path / "d.parquet", "is a directory; name a file")]:
+        with pytest.raises(InputError, match=message):
+            write_table(src, target)
