@@ -46,6 +46,10 @@ def test_crashed_run_is_refused_as_unfinished(tmp_path):
             write_table(pa.table({"text": ["a"]}), run.product)
             raise RuntimeError("killed")
     assert (tmp_path / "run" / "data.parquet").exists()
+    with pytest.raises(InputError, match=r"run: this run failed \(RuntimeError: killed\); it has no finished "
+                                         r"product \(re-run `wb test` to retry it\)"):
+        open_source(tmp_path / "run")
+    (tmp_path / "run" / INCOMPLETE).write_text(json.dumps({"argv": ["wb", "test"]}))  # as SIGKILL leaves it
     with pytest.raises(InputError, match=r"run: this run is unfinished \(re-run `wb test` to complete it\)"):
         open_source(tmp_path / "run")
 
