@@ -51,7 +51,7 @@ class DedupConfig:
     source_priority: list[str] = option([], "sources in order of preference for --keep source-priority "
                                             "(default: the order the inputs are given)")
     max_cluster_size: int = option(1000, "clusters larger than this are flagged and only rows verified "
-                                         "directly against the kept row are removed")
+                                         "directly against the kept row are removed", min=1)
     seed: int = option(1, "seed of the MinHash permutations (must match an --against run)")
     against: str | None = option(None, "an earlier run directory; rows duplicating its kept rows are removed")
 

@@ -250,6 +250,9 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
     plan = plan_in(Path(results).parent)
     expected = domain_names(plan) if plan else None
     data = load_results(results, config.weights, list(targets), expected, config.weight_tolerance, log)
+    if config.folds > len(data.X):
+        raise InputError(f"--folds {config.folds}: there are only {len(data.X)} usable proxy runs in {results}; "
+                         f"pass --folds {len(data.X)} or fewer")
     y, norm = combine(data.metrics, targets)
     output = Path(output)
     source = open_source(results)

@@ -69,5 +69,7 @@ class TrainConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
         if self.fsdp and self.lora_r > 0:
             raise InputError("--fsdp shards full fine-tuning; with --lora-r use DDP (drop --fsdp)")
+        if not self.max_steps and self.epochs <= 0:
+            raise InputError(f"--epochs {self.epochs}: must be greater than 0 (or set --max-steps)")
         if Path(self.output).exists() and not Path(self.output).is_dir():
             raise InputError(f"{self.output}: exists and is not a directory; choose another --output")

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from workbench.errors import SchemaError
 from workbench.io import Source, open_source
-from workbench.schemas import KIND_LABELS, detect_kind, validate_table
+from workbench.schemas import KIND_LABELS, detect_kind, prompt_alias, validate_table
 
 
 @dataclass
@@ -69,8 +69,11 @@ def load_rendered(spec: str, kind: str, render: Callable[[dict, str], object | N
         found = kind  # prompt rows may carry any other columns (answers, completions): rewards read them by name
     if found != kind:
         hint = ""
-        if kind == "sft" and {"question", "answer"} <= set(names):
-            hint = " (pass --prompt-field question --completion-field answer)"
+        alias = prompt_alias(pa.schema([(n, pa.null()) for n in names]))
+        if kind == "sft" and alias and "answer" in names:
+            hint = f" (pass --prompt-field {alias} --completion-field answer)"
+        elif kind == "rl_prompts" and alias:
+            hint = f" (pass --prompt-field {alias})"
         raise SchemaError(f"{spec}: expected {KIND_LABELS[kind]} records but the columns {names} "
                           f"look like {KIND_LABELS[found]}{hint}")
     out = Rendered(source)

@@ -340,13 +340,15 @@ def _diagnose_json_lines(path: Path, chunk: bytes, first_line: int) -> None:
             kind = _json_kind(item)
             seen = kinds.setdefault(key, (line, kind))
             if seen[1] is not kind:
-                raise InputError(
-                    f"{path}: line {line}: field {key!r} is {kind.__name__}, but line {seen[0]} has {seen[1].__name__}"
-                )
+                raise InputError(f"{path}: line {line}: field {key!r} is {_JSON_NAMES.get(kind, kind.__name__)}, "
+                                 f"but line {seen[0]} has {_JSON_NAMES.get(seen[1], seen[1].__name__)}")
+
+
+_JSON_NAMES = {float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "an object"}
 
 
 def _json_kind(value: object) -> type:
-    # ints and floats mix freely in JSON numbers; pyarrow promotes them
+    # ints and floats mix freely in JSON numbers; pyarrow promotes them (so both are named "a number")
     return float if isinstance(value, int | float) and not isinstance(value, bool) else type(value)
 
 

@@ -264,6 +264,8 @@ def test_cli_chain_plan_run_fit_search_build(tmp_path, domains_yaml, capsys):
                  "--folds", "4"]) == 0
     out = capsys.readouterr().out
     assert "lightgbm" in out and "linear" in out and "4-fold CV" in out
+    assert main(["mix", "fit", f"{plan}/results.parquet", "--output", str(tmp_path / "f100"), "--folds", "100"]) == 2
+    assert "--folds 100: there are only 8 usable proxy runs" in capsys.readouterr().err
     assert json.loads((tmp_path / "fit" / "fit.json").read_text())["targets"] == {
         "bpb.target": json.loads((tmp_path / "fit" / "fit.json").read_text())["targets"]["bpb.target"]}
     assert main(["mix", "search", fit, "--output", search, "--samples", "2000", "--top-k", "20"]) == 0

@@ -168,7 +168,7 @@ def test_non_utf8_bytes_report_the_line(tmp_path):
 
 def test_column_changing_type_names_both_lines(tmp_path):
     path = write_jsonl(tmp_path / "mixed.jsonl", [{"x": "s"}, {"x": 1}])
-    with pytest.raises(InputError, match=r"line 2: field 'x' is float, but line 1 has str"):
+    with pytest.raises(InputError, match=r"line 2: field 'x' is a number, but line 1 has a string"):
         open_source(path).read()
 
 
