@@ -27,6 +27,8 @@ def test_validate_reads_question_answer_data_with_prompt_field(capsys):
       "--limit", "-1", "--output", "{tmp}/x"], "--limit -1: must be at least 1"),
     (["train", "sft", "--model", "{model}", "--data", GSM8K, "--prompt-field", "question", "--completion-field",
       "answer", "--epochs", "0", "--output", "{tmp}/t"], "--epochs 0.0: must be greater than 0"),
+    (["distill", GSM8K, "--prompt-field", "question", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+      "--max-concurrency", "0", "--output", "{tmp}/x"], "--max-concurrency 0: must be at least 1"),
     (["train", "grpo", "--model", "{model}", "--prompts", GSM8K, "--output", "{tmp}/g"], "(pass --prompt-field question)"),
 ])
 def test_bad_options_are_one_line_errors(argv, message, tmp_path, tiny_model_dir, capsys):
