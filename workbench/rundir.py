@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 from workbench.errors import InputError
-from workbench.progress import PROGRESS, ProgressFile
+from workbench.progress import PROGRESS, ProgressFile, pid_alive, read_progress
 
 MANIFEST = "manifest.json"
 INCOMPLETE = ".run-incomplete"
@@ -219,7 +219,7 @@ class RunDir:
             if not name.startswith(".") or name == INCOMPLETE:
                 continue
             pid = name.rsplit(".tmp-", 1)[1] if ".tmp-" in name else None
-            stale = (pid is not None and pid.isdigit() and not _alive(int(pid))) or name.endswith(".tmp") \
+            stale = (pid is not None and pid.isdigit() and not pid_alive(int(pid))) or name.endswith(".tmp") \
                 or (not self.resumable and name != PREVIOUS) \
                 or (name == PREVIOUS and (self.path / INCOMPLETE).exists())
             if stale:
@@ -316,15 +316,6 @@ class RunDir:
             return
         if not self.resumable:
             self._restore_previous()
-        marker = self.path / INCOMPLETE
-        if marker.exists():  # say why it stopped: `wb runs`, the app and readers show it
-            try:
-                info = json.loads(marker.read_text())
-                info.update(status="failed" if exc_type is not KeyboardInterrupt else "interrupted",
-                            error=f"{exc_type.__name__}: {exc}"[:1000])
-                write_json_atomic(marker, info)
-            except (OSError, json.JSONDecodeError, AttributeError):
-                pass
 
 
 def check_output_path(path: Path) -> None:
@@ -336,16 +327,6 @@ def check_output_path(path: Path) -> None:
             if not parent.is_dir():
                 raise InputError(f"{path}: {parent} is a file, so the output directory cannot be created there")
             break
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class NullProgress:
@@ -380,8 +361,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if (path / INCOMPLETE).exists():
         info = json.loads((path / INCOMPLETE).read_text() or "{}")
         command = " ".join(["wb", *info.get("argv", [])[1:]])
-        if info.get("status") == "failed":
-            raise InputError(f"{path}: this run failed ({info.get('error')}); it has no finished product "
+        progress = read_progress(path) or {}
+        if progress.get("state") == "failed":
+            raise InputError(f"{path}: this run failed ({progress.get('error')}); it has no finished product "
                              f"(re-run `{command}` to retry it)")
         raise InputError(f"{path}: this run is unfinished (re-run `{command}` to complete it)")
     if not (path / MANIFEST).exists():

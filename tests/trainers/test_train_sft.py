@@ -182,7 +182,7 @@ def test_a_diverging_loss_stops_training_and_fails_the_run(tiny_model_dir, gsm8k
     err = capsys.readouterr().err
     assert "the loss became nan" in err or "the loss became inf" in err, err
     assert "Traceback" not in err and not (out / "manifest.json").exists() and not (out / "model").exists()
-    marker = json.loads((out / INCOMPLETE).read_text())
-    assert marker["status"] == "failed" and "TrainingDiverged" in marker["error"]
+    progress = json.loads((out / "progress.json").read_text())
+    assert (out / INCOMPLETE).exists() and progress["state"] == "failed" and "the loss became" in progress["error"]
     with pytest.raises(InputError, match="this run failed"):
         read_manifest(out)

@@ -49,7 +49,7 @@ def test_crashed_run_is_refused_as_unfinished(tmp_path):
     with pytest.raises(InputError, match=r"run: this run failed \(RuntimeError: killed\); it has no finished "
                                          r"product \(re-run `wb test` to retry it\)"):
         open_source(tmp_path / "run")
-    (tmp_path / "run" / INCOMPLETE).write_text(json.dumps({"argv": ["wb", "test"]}))  # as SIGKILL leaves it
+    (tmp_path / "run" / "progress.json").unlink()  # as a SIGKILL before any progress leaves it
     with pytest.raises(InputError, match=r"run: this run is unfinished \(re-run `wb test` to complete it\)"):
         open_source(tmp_path / "run")
 
@@ -131,7 +131,7 @@ def test_a_foreign_directory_is_refused_unless_overwrite(tmp_path):
     with RunDir(out, "test", overwrite=True) as run:
         write_table(pa.table({"x": [1]}), run.product)
         run.finish(rows_out=1)
-    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json", "progress.json"]
     (tmp_path / "empty").mkdir()
     _finished(tmp_path / "empty", [1])  # an empty directory is fine
 
@@ -161,7 +161,7 @@ def test_a_redone_run_moves_the_old_product_aside_and_restores_it_on_failure(tmp
     with pytest.raises(FileNotFoundError):
         pl.read_parquet(out / "data.parquet")
     _finished(out, [3])  # the next run cleans up what the killed one moved aside
-    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json", "progress.json"]
     assert pl.read_parquet(out / "data.parquet")["x"].to_list() == [3]
 
 
@@ -171,7 +171,7 @@ def test_stale_temporary_files_are_removed_on_a_rerun(tmp_path):
     for name in (".data.parquet.tmp-999999999", ".staged.parquet", ".signatures.npy.tmp"):
         (out / name).write_text("left by a killed run")
     _finished(out, [2])
-    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json", "progress.json"]
 
 
 def test_a_resumable_rerun_keeps_its_state_and_moves_only_products(tmp_path):
@@ -180,7 +180,7 @@ def test_a_resumable_rerun_keeps_its_state_and_moves_only_products(tmp_path):
     (out / "ledger.sqlite").write_text("state")
     (out / ".ledger.sqlite.tmp-999999999").write_text("stale")
     RunDir(out, "test", resumable=True).start()
-    assert sorted(p.name for p in out.iterdir()) == [".previous", INCOMPLETE, "ledger.sqlite"]
+    assert sorted(p.name for p in out.iterdir()) == [".previous", INCOMPLETE, "ledger.sqlite", "progress.json"]
     assert sorted(p.name for p in (out / ".previous").iterdir()) == ["data.parquet", "manifest.json"]
 
 
