@@ -14,7 +14,8 @@ from workbench.errors import InputError
 
 
 def _score(url: str, ids: list[int]) -> list[float]:
-    r = httpx.post(f"{url}/completions", json={"model": "tiny", "prompt": ids, "echo": True, "logprobs": 0,
+    model = httpx.get(f"{url}/models", timeout=60).json()["data"][0]["id"]  # another name is a 404
+    r = httpx.post(f"{url}/completions", json={"model": model, "prompt": ids, "echo": True, "logprobs": 0,
                                                 "max_tokens": 0}, timeout=60)
     return r.json()["choices"][0]["logprobs"]["token_logprobs"][1:]
 
