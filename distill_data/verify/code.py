@@ -124,9 +124,10 @@ def _run_program(source: str, timeout: float, memory_mb: int, sandbox: str) -> t
         detail = _tail(err)
     if proc.returncode == 0:
         return True, "tests passed"
-    if "MemoryError" in detail or proc.returncode in (-signal.SIGKILL, -signal.SIGSEGV) and "Error" not in detail:
+    killed_by = -proc.returncode if proc.returncode < 0 else proc.returncode - 128  # bwrap reports 128 + signal
+    if "MemoryError" in detail or killed_by in (signal.SIGKILL, signal.SIGSEGV) and "Error" not in detail:
         return False, f"memory limit: exceeded {memory_mb} MiB"
-    if proc.returncode == -signal.SIGXCPU or "CPU time limit exceeded" in detail:
+    if killed_by == signal.SIGXCPU or "CPU time limit exceeded" in detail:
         return False, "time limit: CPU time exceeded"
     return False, (detail.splitlines()[-1] if detail else f"exit code {proc.returncode}")[:500]
 
