@@ -35,6 +35,9 @@ PREVIOUS = ".previous"
 # What a resumable run rebuilds when it finishes; the rest of its directory (ledger, checkpoints,
 # caches) is state that the re-run continues from, so only these are moved aside.
 REBUILT_PRODUCTS = (PRODUCT, "data", "sft.parquet", "removed.parquet")
+# What a launcher (the app's `app.jobs.launch`) writes into the directory before `wb` starts: its log, the
+# launch record and the job's config. They belong to the run, so they are neither foreign nor moved aside.
+LAUNCH_FILES = ("wb.log", ".wb-job.json", "job-config.yaml")  # app.jobs.LOG, app.workspace.JOB
 OVERWRITE = {"default": False}  # `--overwrite` on the command line sets it for the command's run dirs
 KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "openai", "lightgbm", "torch",
                  "transformers", "tokenizers", "streamlit", "vllm")
@@ -189,7 +192,7 @@ class RunDir:
         """The entries of an existing directory that holds no run (neither marker nor manifest)."""
         if self.created or (self.path / INCOMPLETE).exists() or (self.path / MANIFEST).exists():
             return []
-        return [p for p in self.path.iterdir() if p.name not in self.own]
+        return [p for p in self.path.iterdir() if p.name not in (*self.own, *LAUNCH_FILES)]
 
     def _old_products(self) -> list[Path]:
         """What a redone run replaces: everything a finished non-resumable run wrote, or the rebuilt
@@ -198,7 +201,7 @@ class RunDir:
             return []
         if self.resumable:
             return [self.path / n for n in (MANIFEST, *REBUILT_PRODUCTS) if (self.path / n).exists()]
-        return [p for p in self.path.iterdir() if p.name not in (INCOMPLETE, PREVIOUS)]
+        return [p for p in self.path.iterdir() if p.name not in (INCOMPLETE, PREVIOUS, *LAUNCH_FILES)]
 
     def _move_aside(self, entries: list[Path]) -> None:
         aside = self.path / PREVIOUS
@@ -216,7 +219,7 @@ class RunDir:
             return
         for entry in self.path.iterdir():
             name = entry.name
-            if not name.startswith(".") or name == INCOMPLETE:
+            if not name.startswith(".") or name in (INCOMPLETE, *LAUNCH_FILES):
                 continue
             pid = name.rsplit(".tmp-", 1)[1] if ".tmp-" in name else None
             stale = (pid is not None and pid.isdigit() and not pid_alive(int(pid))) or name.endswith(".tmp") \
@@ -231,7 +234,7 @@ class RunDir:
         if not aside.is_dir():
             return
         for entry in self.path.iterdir():
-            if entry.name not in (PREVIOUS, INCOMPLETE):
+            if entry.name not in (PREVIOUS, INCOMPLETE, *LAUNCH_FILES):
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         for entry in aside.iterdir():
             os.replace(entry, self.path / entry.name)

@@ -216,3 +216,15 @@ def test_a_file_output_under_a_file_or_onto_a_directory_is_an_input_error(tmp_pa
                             (tmp_path / "d.parquet", "is a directory; name a file")]:
         with pytest.raises(InputError, match=message):
             write_table(src, target)
+
+
+def test_files_a_launcher_wrote_first_are_not_foreign_and_survive(tmp_path):
+    """The app writes wb.log, .wb-job.json and job-config.yaml into the directory before `wb` starts."""
+    out = tmp_path / "job"
+    out.mkdir()
+    for name in ("wb.log", ".wb-job.json", "job-config.yaml"):
+        (out / name).write_text("launcher")
+    _finished(out, [1])
+    assert sorted(p.name for p in out.iterdir()) == [".wb-job.json", "data.parquet", "job-config.yaml",
+                                                     "manifest.json", "progress.json", "wb.log"]
+    assert (out / ".wb-job.json").read_text() == "launcher"
