@@ -85,7 +85,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
-        progress.watch = watch_units(run, [progress], ledger.usage())
+        watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, prompts, ledger, gen, progress))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
@@ -115,20 +115,24 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
         await gen.aclose()
 
 
-def watch_units(run: RunDir, parts: list[Progress], before: tuple[int, int, int]):
-    """A `Progress.watch` that keeps the run's progress.json current over one or more progress parts (the
-    models of a prefs run); `before` is the usage a resumed run had already committed."""
+def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, int, int]]]):
+    """Give every part a `Progress.watch` that keeps the run's progress.json current over all parts, each a
+    (progress, generator, usage committed before this process): one for distill, one per prefs model."""
 
-    def watch(_: Progress, gen: Generator) -> None:
-        done = sum(p.done_before + p.done + p.failed for p in parts)
-        requests, prefill, sampled = before[0] + gen.stats.requests, before[1] + gen.stats.prefill_tokens, \
-            before[2] + gen.stats.sampled_tokens
-        run.progress.update(done=done, total=sum(p.total for p in parts), unit="units", phase="generation",
-                            usage={"requests": requests, "prefill_tokens": prefill, "sampled_tokens": sampled,
-                                   "cost_usd": parts[0].cost(prefill, sampled)},
-                            failed=sum(p.failed for p in parts), truncated=sum(p.truncated for p in parts),
-                            in_flight=gen.inflight)
-    return watch
+    def watch(_progress: Progress, _gen: Generator) -> None:
+        used = [(b[0] + g.stats.requests, b[1] + g.stats.prefill_tokens, b[2] + g.stats.sampled_tokens)
+                for _, g, b in parts]
+        prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
+        progress = [p for p, _, _ in parts]
+        run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
+                            total=sum(p.total for p in progress), unit="units", phase="generation",
+                            usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
+                                   "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled)},
+                            failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
+                            in_flight=sum(g.inflight for _, g, _ in parts))
+
+    for p, _, _ in parts:
+        p.watch = watch
 
 
 def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:

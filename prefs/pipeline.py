@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from distill_data.generation.generator import Generator
+from distill_data.pipeline import watch_units
 from distill_data.prompts import load_prompts
 from distill_data.questions import question_curation
 from distill_data.reasoning import render_reasoning
@@ -74,7 +75,7 @@ def make_pairs(cfg: PrefsConfig) -> RunResult:
     reward = RewardModel(cfg.reward_model, cfg.reward_batch_size) if kind == "reward-model" else None
     with RunDir(cfg.output, "prefs", cfg, inputs=[source], resumable=True) as run:
         sides = open_sides(cfg, Path(run.path), prompts.num_rows)
-        watch_sides(run, sides)
+        watch_units(run, [(s.progress, s.gen, s.ledger.usage()) for s in sides])
         try:
             samples = asyncio.run(_sample_and_score(cfg, kind, prompts, sides, reward))
             usage = [s.ledger.usage() for s in sides]
@@ -82,24 +83,6 @@ def make_pairs(cfg: PrefsConfig) -> RunResult:
             for side in sides:
                 side.ledger.close()
         return _write(cfg, kind, run, prompts, samples, sides, usage, dropped)
-
-
-def watch_sides(run: RunDir, sides: list[Side]) -> None:
-    """Keep the run's progress.json current over every side's units and tokens."""
-    before = [s.ledger.usage() for s in sides]
-
-    def watch(_progress, _gen) -> None:
-        used = [(b[0] + s.gen.stats.requests, b[1] + s.gen.stats.prefill_tokens, b[2] + s.gen.stats.sampled_tokens)
-                for b, s in zip(before, sides, strict=True)]
-        prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
-        run.progress.update(done=sum(s.progress.done_before + s.progress.done + s.progress.failed for s in sides),
-                            total=sum(s.progress.total for s in sides), unit="units", phase="generation",
-                            usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
-                                   "sampled_tokens": sampled, "cost_usd": sides[0].progress.cost(prefill, sampled)},
-                            failed=sum(s.progress.failed for s in sides))
-
-    for side in sides:
-        side.progress.watch = watch
 
 
 async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, sides: list[Side],

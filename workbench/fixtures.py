@@ -103,7 +103,7 @@ def save_tiny_model(path: str | os.PathLike, arch: str = "llama", tokenizer=None
     path = Path(path)
     tokenizer = tokenizer or train_tokenizer()
     model = make_tiny_model(tokenizer, arch=arch, seed=seed)
-    return _save(path, model, tokenizer)
+    return save_model_dir(path, model, tokenizer)
 
 
 def save_tiny_encoder(path: str | os.PathLike, tokenizer=None, seed: int = 0, hidden_size: int = 64) -> Path:
@@ -119,10 +119,10 @@ def save_tiny_encoder(path: str | os.PathLike, tokenizer=None, seed: int = 0, hi
                                   pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config)
-    return _save(path, model, tokenizer)
+    return save_model_dir(path, model, tokenizer)
 
 
-def _save(path: Path, model, tokenizer) -> Path:
+def save_model_dir(path: Path, model, tokenizer) -> Path:
     """Save model and tokenizer under a temporary name and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)

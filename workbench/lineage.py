@@ -131,21 +131,20 @@ def trace(run: str | os.PathLike, row_id: str) -> list[Hop]:
     """The chain of `row_id` from `run` back to its source row (first hop: `run`); raise `InputError` when
     the id is in neither the run nor anything upstream of it."""
     hops: list[Hop] = []
-    todo: list[tuple[Path, str]] = [(Path(run), str(row_id))]
-    while todo and len(hops) < MAX_HOPS:
-        current, wanted = todo.pop(0)
-        hop = _in_run(current, wanted)
+    current, wanted = Path(run), str(row_id)
+    hop = _in_run(current, wanted)
+    while len(hops) < MAX_HOPS:
         if hop is not None:
             hops.append(hop)
             wanted = hop.parent_id or wanted
-        upstream = _inputs(current)
-        nxt = None
-        for spec in upstream:
+        nxt: Path | None = None
+        for spec in _inputs(current):
             path = Path(spec)
             if path.is_dir() and (path / MANIFEST).exists():
-                probe = _in_run(path, wanted) or _upstream_has(path, wanted)
-                if probe:
-                    nxt = (path, wanted)
+                # the hop found while probing is the next run's hop: each run's files are read once
+                hop = _in_run(path, wanted)
+                if hop is not None or _upstream_has(path, wanted):
+                    nxt = path
                     break
             else:
                 src = _source_row(spec, wanted)
@@ -154,7 +153,7 @@ def trace(run: str | os.PathLike, row_id: str) -> list[Hop]:
                     return hops
         if nxt is None:
             break
-        todo.append(nxt)
+        current = nxt
     if not hops:
         raise InputError(f"{run}: no row with id {row_id!r} in this run or its inputs")
     return hops

@@ -5,7 +5,7 @@ answer never starts with 0, which keeps exact-string checking honest). Three loo
 sort, reversal, copying) give a mixture search something to choose between. The tokenizer is a byte-level
 BPE in which every digit is one token (288 entries), and the model a random ~0.5M-parameter Llama
 (hidden 128, 2 layers, 4 heads with 2 KV heads, FFN 512, tied embeddings); measured in
-/work/shared/notes/parity_and_demo.md: 600 SFT steps reach ~99%, 60 steps ~25%.
+the research note parity_and_demo.md: 600 SFT steps reach ~99%, 60 steps ~25%.
 
     python -m workbench.toytask OUTDIR   # writes the task's files and a tiny model under OUTDIR
 """
@@ -110,21 +110,12 @@ def toy_tokenizer():
 
 def save_toy_model(path: str | Path, seed: int = 0) -> Path:
     """Save a random toy model and its tokenizer to `path` (replacing it); return the path."""
-    import os
-    import shutil
 
-    from workbench.fixtures import make_tiny_model
+    from workbench.fixtures import make_tiny_model, save_model_dir
 
-    path = Path(path)
     tokenizer = toy_tokenizer()
     model = make_tiny_model(tokenizer, "llama", seed=seed, max_positions=128, **MODEL_SIZE)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    return save_model_dir(Path(path), model, tokenizer)
 
 
 if __name__ == "__main__":

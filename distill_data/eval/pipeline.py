@@ -77,7 +77,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
-        progress.watch = watch_units(run, [progress], ledger.usage())
+        watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress))
             verdicts: dict = {}

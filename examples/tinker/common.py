@@ -53,3 +53,20 @@ def last_checkpoint(log_path: Path) -> dict | None:
 def record(log_path: Path, name: str, row: dict) -> None:
     with open(log_path / name, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def open_training_client(service, args, log_path: Path):
+    """(training client, first batch): resumed from the newest `save_state` record in `log_path` (with its
+    optimizer state), or a new LoRA client on `args.model_name`."""
+    resume = last_checkpoint(log_path)
+    if resume:
+        print(f"resuming from {resume['state_path']} at batch {resume['batch']}")
+        return service.create_training_client_from_state_with_optimizer(resume["state_path"]).result(), resume["batch"]
+    return service.create_lora_training_client(base_model=args.model_name, rank=args.lora_rank).result(), 0
+
+
+def save_on_schedule(training_client, args, log_path: Path, step: int, start: int) -> None:
+    """`save_state` every `args.save_every` steps (not at the step a run resumed from), recorded for resume."""
+    if args.save_every and step % args.save_every == 0 and step > start:
+        path = training_client.save_state(f"{step:06d}").result().path
+        record(log_path, "checkpoints.jsonl", {"name": f"{step:06d}", "state_path": path, "batch": step})

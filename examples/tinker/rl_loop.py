@@ -24,7 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import last_checkpoint, load_gsm8k, load_tokenizer, prompt_tokens, record  # noqa: E402
+from common import (  # noqa: E402
+    load_gsm8k,
+    load_tokenizer,
+    open_training_client,
+    prompt_tokens,
+    record,
+    save_on_schedule,
+)
 
 SUFFIX = " Reason step by step, then give the final answer after ####."
 
@@ -69,22 +76,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         n_batches = min(n_batches, args.max_steps)
 
     service = tinker.ServiceClient(base_url=args.base_url)
-    resume = last_checkpoint(log_path)
-    if resume:
-        training_client = service.create_training_client_from_state_with_optimizer(resume["state_path"]).result()
-        start = resume["batch"]
-    else:
-        training_client = service.create_lora_training_client(base_model=args.model_name, rank=args.lora_rank).result()
-        start = 0
+    training_client, start = open_training_client(service, args, log_path)
     params = types.SamplingParams(max_tokens=args.max_tokens, stop=[tokenizer.eos_token_id])
     adam = types.AdamParams(learning_rate=args.learning_rate, beta1=0.9, beta2=0.95, eps=1e-8)
 
     logged = []
     for step in range(start, n_batches):
         t0 = time.time()
-        if args.save_every and step % args.save_every == 0 and step > start:
-            path = training_client.save_state(f"{step:06d}").result().path
-            record(log_path, "checkpoints.jsonl", {"name": f"{step:06d}", "state_path": path, "batch": step})
+        save_on_schedule(training_client, args, log_path, step, start)
         sampler_path = training_client.save_weights_for_sampler(name=f"{step:06d}").result().path
         sampler = service.create_sampling_client(model_path=sampler_path).result()
         batch = rows[step * args.batch_size:(step + 1) * args.batch_size]

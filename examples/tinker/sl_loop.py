@@ -21,7 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import conversation_tokens, last_checkpoint, load_gsm8k, load_tokenizer, record  # noqa: E402
+from common import (  # noqa: E402
+    conversation_tokens,
+    load_gsm8k,
+    load_tokenizer,
+    open_training_client,
+    record,
+    save_on_schedule,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,21 +60,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         n_batches = min(n_batches, args.max_steps)
 
     service = tinker.ServiceClient(base_url=args.base_url)
-    resume = last_checkpoint(log_path)
-    if resume:
-        training_client = service.create_training_client_from_state_with_optimizer(resume["state_path"]).result()
-        start = resume["batch"]
-        print(f"resuming from {resume['state_path']} at batch {start}")
-    else:
-        training_client = service.create_lora_training_client(base_model=args.model_name, rank=args.lora_rank).result()
-        start = 0
+    training_client, start = open_training_client(service, args, log_path)
 
     logged = []
     for step in range(start, n_batches):
         t0 = time.time()
-        if args.save_every and step % args.save_every == 0 and step > start:
-            path = training_client.save_state(f"{step:06d}").result().path
-            record(log_path, "checkpoints.jsonl", {"name": f"{step:06d}", "state_path": path, "batch": step})
+        save_on_schedule(training_client, args, log_path, step, start)
         lr = args.learning_rate * (1 - step / n_batches)  # linear decay to zero over the run
         batch = []
         for row in rows[step * args.batch_size:(step + 1) * args.batch_size]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import pytest
 from app import compare, explorer, forms, jobs, metrics, pairs, report, settings, tables
 from app.runstate import read_state
 from app.workspace import find_run_dirs, safe_path
+from tests.net import free_port
 from workbench.config import option
 from workbench.errors import InputError
 
@@ -240,16 +240,11 @@ def test_settings_refuse_keys_and_bad_urls(tmp_path):
         settings.load(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_jobs_launch_own_session_and_stop_the_group(tmp_path, tiny_model_dir):
     run = tmp_path / "serve-job"
-    pid = jobs.launch(["serve", str(tiny_model_dir), "--port", str(_free_port())], run)
+    pid = jobs.launch(["serve", str(tiny_model_dir), "--port", str(free_port())], run)
     try:
         assert os.getpgid(pid) == pid  # its own process group, so stop reaches every child
         deadline = time.monotonic() + 60

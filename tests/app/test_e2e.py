@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import text_rows, write_jsonl
 
+from tests.net import free_port
+
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",
@@ -24,18 +25,13 @@ PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "
          "pairs": "Pairs", "training": "Training", "settings": "Settings"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app_url(workspace, tmp_path_factory):
     """`wb ui` over a copy of the workspace (jobs launched by the tests write there), stopped by group."""
     root = tmp_path_factory.mktemp("e2e") / "ws"
     shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("model", "checkpoints"))
-    port = _free_port()
+    port = free_port()
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
     log = open(root.parent / "ui.log", "wb")

@@ -23,6 +23,8 @@ import tinker
 import torch
 from tinker import types
 
+from tests.net import free_port
+
 TEXTS = ["To be, or not to be, that is the question.", "The cat sat on the mat by the door.",
          "All the world's a stage, and all the men and women merely players.", "Hello world, hello again."]
 PRICES = {"prefill": 0.5, "sample": 2.0, "train": 3.0}
@@ -30,18 +32,13 @@ BUDGET = 12000
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     """The service as a subprocess: (base URL, run dir, model path); stopped by pid afterwards."""
     tmp = tmp_path_factory.mktemp("tinker")
     (tmp / "prices.yaml").write_text("\n".join(f"{k}: {v}" for k, v in PRICES.items()))
-    port, run = _free_port(), tmp / "run"
+    port, run = free_port(), tmp / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "workbench.cli", "tinker", "serve", "--base-model", str(tiny_model_dir),
            "--port", str(port), "--output", str(run), "--chunk-len", "2", "--prices", str(tmp / "prices.yaml"),
@@ -439,7 +436,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, server):
     assert "prefill must be a non-negative number" in capsys.readouterr().err
     assert main(["tinker", "serve", "--base-model", server[2], "--port", str(port)]) == 2
     assert "already in use" in capsys.readouterr().err
-    assert main(["tinker", "usage", "--url", f"http://127.0.0.1:{_free_port()}"]) == 2
+    assert main(["tinker", "usage", "--url", f"http://127.0.0.1:{free_port()}"]) == 2
     assert "cannot reach the service" in capsys.readouterr().err
     assert main(["tinker", "usage", "--url", server[0], "--json"]) == 0
     served = json.loads(capsys.readouterr().out)
