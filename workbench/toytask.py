@@ -31,14 +31,14 @@ MODEL_SIZE = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, n
 
 
 def make_rows(domain: str, count: int, rng: np.random.Generator, start: int = 0,
-              exclude: set[str] | None = None) -> list[dict]:
-    """`count` distinct rows {id, question, answer, text, domain} of `domain`, none of whose questions is in
-    `exclude` (the held-out set); ids are `{domain}-{start + i}`."""
+              exclude: set[str] | None = None, lengths: tuple[int, int] = (5, 8)) -> list[dict]:
+    """`count` distinct rows {id, question, answer, text, domain} of `domain` of `lengths[0]` to
+    `lengths[1]` digits, none of whose questions is in `exclude` (the held-out set); ids are `{domain}-{start + i}`."""
     word, solve = DOMAINS[domain]
     seen = set(exclude or ())
     rows: list[dict] = []
     while len(rows) < count:
-        digits = "".join(map(str, rng.integers(0, 10, size=int(rng.integers(5, 9)))))
+        digits = "".join(map(str, rng.integers(0, 10, size=int(rng.integers(lengths[0], lengths[1] + 1)))))
         question = f"{word} {digits}"
         if question in seen:
             continue
@@ -57,32 +57,60 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def write_task(out: str | Path, train: int = 3000, heldout: int = 200, other: int = 1500, duplicates: int = 300,
-               contaminated: int = 60, seed: int = 0, leak_copies: int = 1) -> dict[str, Path]:
+REFUSAL = "I'm sorry, but I can't help with that."
+
+
+def junk_rows(domain: str, clean: list[dict], loops: int, refusals: int, rng: np.random.Generator) -> list[dict]:
+    """The two failures of generated post-training data that curation's filters catch: answers that do not
+    stop (the right answer, then the same digits over and over: `degenerate_repetition`) and refusals
+    (`refusal`), on prompts drawn from `clean`."""
+    rows = []
+    for kind, count in (("loop", loops), ("refusal", refusals)):
+        for j, i in enumerate(rng.choice(len(clean), count, replace=count > len(clean))):
+            row = clean[int(i)]
+            digits = row["answer"].removeprefix("#### ")
+            answer = "#### " + " ".join([digits] * 24) if kind == "loop" else REFUSAL
+            rows.append(dict(row, id=f"{domain}-{kind}-{j}", answer=answer, text=f"{row['question']}\n{answer}"))
+    return rows
+
+
+def write_task(out: str | Path, train: int = 3000, heldout: int = 300, other: int = 3000, duplicates: int = 600,
+               loops: int = 600, refusals: int = 300, leaked: int = 30, leak_copies: int = 10, teacher: int = 6000,
+               seed: int = 0) -> dict[str, Path]:
     """Write the task's files under `out` and return their paths by name:
 
-    - `heldout`: `heldout` sort_desc items, the benchmark every stage is scored on;
-    - `raw`: `train` distinct sort_desc rows plus `duplicates` repeated rows and `leak_copies` copies of
-      `contaminated` held-out items (the planted problems curation must find), shuffled;
-    - `prompts`: distinct sort_desc training prompts for distillation, GRPO and pairs (none held out);
-    - one file per other domain (`sort_asc`, `reverse`, `copy`) with `other` rows each.
+    - `heldout`: `heldout` sort_desc items of 5-10 digits, the benchmark every stage is scored on;
+    - one raw file per domain (`sort_desc`, `sort_asc`, `reverse`, `copy`) under `raw/`: the user's data,
+      5-8 digits only, `train` (target) or `other` distinct rows, plus the planted problems curation must
+      find: `duplicates` exact copies, `loops` answers that never stop and `refusals` refusals per domain,
+      and in the target domain `leak_copies` copies of `leaked` held-out items; shuffled;
+    - `teacher`: `teacher` sort_desc rows of 5-10 digits, what the teacher (standing in for an API model)
+      is trained on; the longer items are what the user's data lacks and distillation brings;
+    - `prompts`: distinct sort_desc prompts of 5-10 digits for distillation, pairs and GRPO (none held out).
     """
     out = Path(out)
     rng = np.random.default_rng(seed)
-    test = make_rows(TASK, heldout, rng, start=1_000_000)
+    wide = (5, 10)
+    test = make_rows(TASK, heldout, rng, start=1_000_000, lengths=wide)
     held = {r["question"] for r in test}
-    clean = make_rows(TASK, train, rng, exclude=held)
-    dups = [dict(clean[i], id=f"{clean[i]['id']}-dup") for i in rng.choice(len(clean), duplicates, replace=True)]
-    leaks = [dict(test[i], id=f"leak-{i}-{c}") for i in rng.choice(len(test), contaminated, replace=False)
-             for c in range(leak_copies)]
-    raw = clean + dups + leaks
-    raw = [raw[i] for i in rng.permutation(len(raw))]
-    prompts = make_rows(TASK, train, rng, start=2_000_000, exclude=held | {r["question"] for r in clean})
-    paths = {"heldout": write_jsonl(test, out / "heldout.jsonl"), "raw": write_jsonl(raw, out / "raw.jsonl"),
-             "prompts": write_jsonl(prompts, out / "prompts.jsonl")}
+    paths = {"heldout": write_jsonl(test, out / "heldout.jsonl")}
+    used = set(held)
     for domain in DOMAINS:
-        if domain != TASK:
-            paths[domain] = write_jsonl(make_rows(domain, other, rng), out / f"{domain}.jsonl")
+        clean = make_rows(domain, train if domain == TASK else other, rng, exclude=held)
+        used |= {r["question"] for r in clean}
+        dups = [dict(clean[i], id=f"{clean[i]['id']}-dup-{j}")
+                for j, i in enumerate(rng.choice(len(clean), duplicates, replace=True))]
+        leaks = [] if domain != TASK else [
+            dict(test[i], id=f"leak-{i}-{c}") for i in rng.choice(len(test), leaked, replace=False)
+            for c in range(leak_copies)]
+        raw = clean + dups + junk_rows(domain, clean, loops, refusals, rng) + leaks
+        paths[domain] = write_jsonl([raw[i] for i in rng.permutation(len(raw))], out / "raw" / f"{domain}.jsonl")
+    paths["teacher"] = write_jsonl(make_rows(TASK, teacher, rng, start=3_000_000, exclude=held, lengths=wide),
+                                   out / "teacher.jsonl")
+    paths["prompts"] = write_jsonl(make_rows(TASK, train, rng, start=2_000_000, lengths=wide,
+                                             exclude=used | {json.loads(r)["question"] for r in
+                                                             paths["teacher"].read_text().splitlines()}),
+                                   out / "prompts.jsonl")
     return paths
 
 

@@ -14,7 +14,8 @@ def toy(tmp_path_factory):
     from workbench.toytask import save_toy_model, write_task
 
     root = tmp_path_factory.mktemp("toy")
-    paths = write_task(root, train=600, heldout=24, other=10, duplicates=0, contaminated=0, seed=0)
+    paths = write_task(root, train=600, heldout=24, other=10, duplicates=0, loops=0, refusals=0, leaked=0, seed=0)
+    paths["raw"] = paths["sort_desc"]
     return paths, save_toy_model(root / "model")
 
 

@@ -142,8 +142,10 @@ def test_demo_runs_every_stage_and_prints_the_table(tmp_path, capsys):
     assert "Traceback" not in out and "demo finished" in out and "wb ui --workspace" in out
     stages = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/manifest.json")}
     curated = stages["curated"]
-    assert curated["rows_in"] == 328 and curated["rows_out"] == 300  # 300 rows + 20 duplicates + 4 leaks x 2
-    assert curated["dropped"] == {"exact_duplicate": 20, "contaminated:heldout": 8}
+    # four domains of 300 rows + 20 duplicates + 10 endless answers + 10 refusals, + 4 leaked items x 2
+    assert curated["rows_in"] == 4 * 340 + 8 and curated["rows_out"] == 1200
+    assert curated["dropped"] == {"exact_duplicate": 80, "degenerate_repetition:ngram_loop": 40,
+                                  "refusal:refuses": 40, "contaminated:heldout": 8}
     table = out[out.index("== results"):]
     evals = {"1 raw data": "raw", "2 curated": "curated", "3 mixture (chosen)": "mixture",
              "4 distil + SFT": "distilled", "6 GRPO": "grpo"}
