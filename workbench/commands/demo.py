@@ -57,15 +57,15 @@ class Settings:
     leaked: int = 20
     leak_copies: int = 40
     teacher_rows: int = 6000
-    student_steps: int = 250
+    student_steps: int = 300
     teacher_steps: int = 500
     mix_rows: int = 12000
     distill_prompts: int = 1500
-    distill_steps: int = 100
+    distill_steps: int = 70
     distill_lr: float = 1e-3  # continued SFT: 3e-3 unlearns the short items while it learns the long ones
     pair_prompts: int = 1000
     dpo_steps: int = 30
-    dpo_lr: float = 1e-3
+    dpo_lr: float = 1e-4
     grpo_steps: int = 150
     grpo_lr: float = 2e-4
     proxies: int = 16
@@ -218,7 +218,7 @@ class Demo:
         teacher.evals.append(self.eval(self.teacher / "model", "teacher"))
 
         print("\n== distil: the teacher answers fresh 5-10 digit prompts; only exactly verified answers are kept")
-        self.distill_row = self.row("4 distil + SFT")
+        self.distill_row = self.row("4 distil + SFT", baseline="3 mixture (chosen)")
         checked = s.distill_verify != "none"
         self.run(self.distill_row, "distill", self.files["prompts"], "--backend", "hf", "--model",
                  self.teacher / "model", "--prompt-field", "question", "--answer-field", "answer",
@@ -249,9 +249,9 @@ class Demo:
         dpo_row = self.row("5 DPO (delta pairs, RPO)")
         pairs, dpo = out / f"prefs{tag}", out / f"dpo{tag}"
         self.run(dpo_row, "prefs", self.files["prompts"], "--strong-model", self.teacher / "model", "--strong-backend",
-                 "hf", "--weak-model", mix / "model", "--weak-backend", "hf", "--prompt-field", "question",
-                 "--answer-field", "answer", "--verify", "exact", "--temperature", 0, "--max-tokens", 16, "--limit",
-                 s.pair_prompts, "--progress-seconds", 0, "--output", pairs, seed=seed)
+                 "hf", "--weak-model", sft / "model", "--weak-backend", "hf", "--prompt-field", "question",
+                 "--answer-field", "answer", "--verify", "exact", "--temperature", 1.0, "--max-tokens", 16, "--limit",
+                 s.pair_prompts, "--seed", seed, "--progress-seconds", 0, "--output", pairs, seed=seed)
         start = sft
         if json.loads((pairs / "manifest.json").read_text())["rows_out"]:
             self.run(dpo_row, "train", "dpo", "--model", sft / "model", "--data", pairs, "--beta", 0.1, "--rpo-alpha",
@@ -269,7 +269,7 @@ class Demo:
         self.run(grpo_row, "train", "grpo", "--model", start / "model", "--prompts", self.files["prompts"],
                  "--prompt-field", "question", "--reward", "exact", "--lr", s.grpo_lr, "--max-steps", s.grpo_steps,
                  "--prompts-per-step", 16, "--num-generations", 8, "--batch-size", 64, "--max-new-tokens", 16,
-                 "--max-length", 64, "--temperature", 1.0, "--seed", seed, "--save-every", 0,
+                 "--max-length", 64, "--temperature", 1.0, "--dynamic-sampling", "--seed", seed, "--save-every", 0,
                  "--log-every", max(s.grpo_steps // 5, 1), "--output", grpo, seed=seed)
         self.score(grpo_row, grpo, f"grpo{tag}")
 
