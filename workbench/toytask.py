@@ -1,11 +1,14 @@
 """A toy verifiable task a tiny model learns in minutes on 2 CPU cores, for the demo and quick experiments.
 
-The task: sort 5-8 random digits in descending order (`sort 10190115` -> `#### 95111100`; descending so an
+The task: sort random digits in descending order (`sort 10190115` -> `#### 95111100`; descending so an
 answer never starts with 0, which keeps exact-string checking honest). Three look-alike domains (ascending
-sort, reversal, copying) give a mixture search something to choose between. The tokenizer is a byte-level
-BPE in which every digit is one token (288 entries), and the model a random ~0.5M-parameter Llama
-(hidden 128, 2 layers, 4 heads with 2 KV heads, FFN 512, tied embeddings); measured in
-the research note parity_and_demo.md: 600 SFT steps reach ~99%, 60 steps ~25%.
+sort, reversal, copying) give a mixture search something to choose between. The user's data has 5-8
+digits; the benchmark, the teacher's data and the distillation prompts 5-10, so the longer items are what
+distillation brings (a model trained on 5-8 digits gets 0% of 9-10 digit items). The tokenizer is a
+byte-level BPE in which every digit is one token (288 entries), and the model a random ~0.5M-parameter
+Llama (hidden 128, 2 layers, 4 heads with 2 KV heads, FFN 512, tied embeddings). Measured here (batch 64,
+lr 3e-3): 500 SFT steps on 5-10 digit rows reach 99.7% on the 5-10 digit benchmark; 150 steps on 5-8
+digit rows 67% of its 5-8 digit items.
 
     python -m workbench.toytask OUTDIR   # writes the task's files and a tiny model under OUTDIR
 """
