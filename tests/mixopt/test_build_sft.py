@@ -118,3 +118,22 @@ def test_column_rules_are_one_line_errors(tmp_path, sft_mixture, tiny_model_dir,
     assert main(["train", "sft", "--model", str(tiny_model_dir), "--data", str(tmp_path / "e"), "--prompt-field",
                  "question", "--completion-field", "answer", "--max-steps", "1", "--output", str(tmp_path / "s")]) == 2
     assert "no column 'answer'" in capsys.readouterr().err
+
+
+def test_messages_from_jsonl_and_parquet_domains_are_kept(tmp_path):
+    import pyarrow as pa
+
+    def chats(tag: str) -> list[dict]:
+        return [{"id": f"{tag}{i}", "text": f"{tag}{i} hello, {tag}{i} there",
+                 "messages": [{"role": "user", "content": f"{tag}{i} hello"},
+                              {"role": "assistant", "content": f"{tag}{i} there"}]} for i in range(60)]
+
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats("a")))
+    pq.write_table(pa.Table.from_pylist(chats("b")), tmp_path / "b.parquet")
+    (tmp_path / "d.yaml").write_text("domains:\n  a: a.jsonl\n  b: b.parquet\nmax_epochs: 4\n")
+    make_plan(tmp_path / "d.yaml", tmp_path / "plan", PlanConfig(runs=4, tokens_per_run=500))
+    (tmp_path / "m.json").write_text(json.dumps({"weights": {"a": 0.25, "b": 0.75}, "plan_dir": str(tmp_path / "plan")}))
+    run_build(tmp_path / "m.json", tmp_path / "build", BuildConfig(rows=80), log=lambda *_: None)
+    rows = pq.read_table(tmp_path / "build" / "data.parquet").to_pylist()
+    assert sum(r["domain"] == "a" for r in rows) == 20 and sum(r["domain"] == "b" for r in rows) == 60
+    assert all(r["messages"][0]["content"] == f"{r['source_id']} hello" for r in rows)
