@@ -88,7 +88,11 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     if not cfg.model:
         raise InputError("--model is required")
     benchmarks = resolve(cfg.benchmark, cfg.prompt_field, cfg.answer_field, cfg.verify)
-    judge = judge_spec(cfg) if any(b.verifier == "judge" for b in benchmarks) else None
+    judged = any(b.verifier == "judge" for b in benchmarks)
+    if cfg.verify == "judge" and not judged:
+        raise InputError("--verify judge grades benchmark files; the bundled benchmarks are always checked with "
+                         "the math verifier")
+    judge = judge_spec(cfg) if judged else None
     prompts, sources, names = load_benchmarks(cfg, benchmarks)
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
     spec = EndpointSpec(cfg.model, expand_base_urls(cfg.base_url), cfg.backend, cfg.api_key_env, cfg.timeout,

@@ -171,6 +171,9 @@ def test_judge_options_are_checked_in_one_line(tmp_path, judged, capsys):
     assert _eval(judged, bench, tmp_path / "z", "--verify", "judge", "--judge-model", "judge",
                  "--judge-base-url", "not-a-url") == 2
     assert "--base-url 'not-a-url'" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))
+    assert main(["eval", "--model", "m", "--benchmark", "gsm8k", "--verify", "judge", "--judge-model", "judge",
+                 "--output", str(tmp_path / "w")]) == 2
+    assert "the bundled benchmarks are always checked with the math verifier" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in ("w", "x", "y", "z"))
     with pytest.raises(InputError, match="--eval-verify judge: an LLM judge does not run inside training"):
         load_bench_items(SimpleNamespace(eval_benchmark=[str(bench)], eval_verify="judge"), tokenizer=None)
