@@ -137,14 +137,13 @@ def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, i
 
 def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
     """The judge's generator: `gen` itself unless `--judge-model` / `--judge-base-url` name another model.
-    Its tokens are counted in `gen`'s ledger through `count_judge_usage`."""
-    from distill_data.verify.judge import JUDGE_PARAMS
+    Its tokens are counted in the run's ledger by `verify_units`."""
+    from distill_data.verify.judge import judge_generator
 
     if not (cfg.judge_model or cfg.judge_base_url):
         return gen
     spec = endpoint_spec(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url, backend)
-    judge, _ = open_generator(spec, JUDGE_PARAMS, gen.policy)
-    return judge
+    return judge_generator(spec, gen.policy)
 
 
 def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,

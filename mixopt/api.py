@@ -96,7 +96,8 @@ def predict_mixtures(config: PredictConfig, fit_dir: PathLike, table: PathLike, 
 
 
 def build_corpus(config: BuildConfig, mixture: PathLike, output: PathLike, log=print) -> RunResult:
-    """Materialise the mixed corpus of `mixture.json` (rows keep `source_id`, `domain`, `epoch`)."""
+    """Materialise the mixed corpus of `mixture.json`, sized by tokens or rows (rows keep `source_id`, `domain`,
+    `epoch`, and the source columns every weighted domain has, e.g. question/answer for `wb train sft`)."""
     from mixopt.build import run_build
 
     validate(config)

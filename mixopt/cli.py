@@ -5,7 +5,7 @@
     wb mix fit runs/mix/results.parquet --output runs/mix-fit
     wb mix search runs/mix-fit --output runs/mix-search
     wb mix predict runs/mix-fit new-mixtures.parquet [--output runs/mix-predict]
-    wb mix build runs/mix-search/mixture.json --output runs/mix-corpus --tokens 2000000
+    wb mix build runs/mix-search/mixture.json --output runs/mix-corpus --tokens 2000000   # or --rows 3000
     wb mix confirm runs/mix-search/mixture.json --output runs/mix-confirm
 """
 
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     predict.add_argument("--output", help="run directory for the predictions (data.parquet)")
     add_config_arguments(predict, PredictConfig)
 
-    build = sub.add_parser("build", help="materialise the mixed corpus")
+    build = sub.add_parser("build", help="materialise the mixed corpus (text, or SFT rows sized by --rows)")
     build.add_argument("mixture", help="mixture.json from `wb mix search`")
     build.add_argument("--output", required=True, help="corpus run directory to write")
     add_config_arguments(build, BuildConfig)

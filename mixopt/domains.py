@@ -103,21 +103,48 @@ def load_domains_file(path: str | Path) -> DomainsFile:
 
 def read_texts(spec: DomainSpec) -> pa.Array:
     """All non-empty texts of a domain's sources, as one Arrow string array."""
-    chunks = []
+    return read_rows(spec).column("text").combine_chunks()
+
+
+def source_columns(spec: DomainSpec) -> list[str]:
+    """The columns every source of the domain has, in the first source's order."""
+    names = [open_source(s).schema().names for s in spec.sources]
+    return [n for n in names[0] if all(n in other for other in names[1:])] if names else []
+
+
+def read_rows(spec: DomainSpec, columns: list[str] | tuple[str, ...] = ()) -> pa.Table:
+    """The domain's rows with non-empty text: `text` (its field) followed by `columns` of its sources.
+
+    A source lacking one of `columns` raises `InputError` naming it; columns whose types differ between
+    sources are promoted where Arrow can (string and large_string, ints and floats) and refused otherwise.
+    """
+    tables = []
     for source_path in spec.sources:
         source = open_source(source_path)
-        if spec.field not in source.schema().names:
+        names = source.schema().names
+        if spec.field not in names:
             raise InputError(f"{source_path}: domain {spec.name!r} reads field {spec.field!r}, "
-                             f"but the columns are {source.schema().names}")
-        for table in source.iter_tables(columns=[spec.field]):
+                             f"but the columns are {names}")
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise InputError(f"{source_path}: domain {spec.name!r} has no column {missing[0]!r} to keep; its "
+                             f"columns are {names}")
+        keep = [c for c in columns if c != spec.field]
+        for table in source.iter_tables(columns=[spec.field, *keep]):
             column = table[spec.field]
             if pa.types.is_null(column.type):
                 continue
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
                 raise InputError(f"{source_path}: field {spec.field!r} must hold text; got {column.type}")
-            chunks.extend(pc.drop_null(column).chunks)
-    texts = pa.chunked_array(chunks, pa.string()).combine_chunks() if chunks else pa.array([], pa.string())
-    return pc.filter(texts, pc.greater(pc.utf8_length(texts), 0))
+            text = column.cast(pa.string())
+            rows = pa.table({"text": text, **{c: table[c] for c in columns}})
+            tables.append(rows.filter(pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)))
+    if not tables:
+        return pa.table({"text": pa.array([], pa.string()), **{c: pa.array([], pa.null()) for c in columns}})
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"domain {spec.name!r}: its sources disagree on a kept column's type ({exc})") from None
 
 
 def is_heldout(texts: pa.Array, fraction: float) -> np.ndarray:

@@ -95,13 +95,12 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
             if kind in ("judge", "reward-model") \
             else None
         if kind == "judge":
-            from distill_data.generation import open_generator
             from distill_data.pipeline import endpoint_spec
-            from distill_data.verify.judge import JUDGE_PARAMS
+            from distill_data.verify.judge import judge_generator
 
             spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
                                  cfg.strong_backend)
-            judge, _ = open_generator(spec, JUDGE_PARAMS, sides[0].gen.policy)
+            judge = judge_generator(spec, sides[0].gen.policy)
         tables = []
         for side in sides:
             units = side_units(cfg, prompts, side)

@@ -71,14 +71,13 @@ def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]
 
 def open_judge(cfg: PrefsConfig, sides: list[Side]) -> Generator:
     """The judge: `--judge-model` on `--judge-base-url` (defaults: the strong model and its endpoints)."""
-    from distill_data.verify.judge import JUDGE_PARAMS
+    from distill_data.verify.judge import judge_generator
 
     if not (cfg.judge_model or cfg.judge_base_url):
         return sides[0].gen
     spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
                          cfg.strong_backend)
-    judge, _ = open_generator(spec, JUDGE_PARAMS, sides[0].gen.policy)
-    return judge
+    return judge_generator(spec, sides[0].gen.policy)
 
 
 async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side]) -> None:

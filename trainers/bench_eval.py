@@ -30,7 +30,11 @@ def load_bench_items(cfg, tokenizer) -> list[BenchItems]:
     from distill_data.eval.benchmarks import resolve
     from distill_data.prompts import load_prompts
     from trainers.rollouts import render_prompt
+    from workbench.errors import InputError
 
+    if cfg.eval_verify == "judge":
+        raise InputError("--eval-verify judge: an LLM judge does not run inside training; evaluate the saved model "
+                         "with `wb eval --verify judge --judge-model J` instead")
     out = []
     for b in resolve(cfg.eval_benchmark, cfg.eval_prompt_field, cfg.eval_answer_field, cfg.eval_verify):
         table, _, _ = load_prompts(b.source, b.prompt_field, b.answer_field, None, None, cfg.eval_limit)

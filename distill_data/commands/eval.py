@@ -3,7 +3,8 @@
 Example: `wb eval --model runs/sft/model --benchmark gsm8k --limit 200 --output runs/eval-sft`, or
 against a server: `--backend openai --base-url http://127.0.0.1:8000/v1 --model NAME`. User benchmarks:
 `--benchmark my.jsonl --prompt-field question --answer-field answer --verify exact` (or
-`--verify package.module:function`). Re-running the same command resumes. `wb eval --compare A B C`
+`--verify package.module:function`, or `--verify judge --judge-model J --judge-base-url URL` for answers
+no string or math check can grade). Re-running the same command resumes. `wb eval --compare A B C`
 prints B and C against A with a paired bootstrap over the items they share.
 """
 
@@ -39,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if c["failed"]:
         print(f"wb eval: {c['failed']:,} samples failed at the endpoint and count as wrong; re-run the same command "
               "to retry them")
+    unverified = sum(m.get("unverified", 0) for m in manifest["metrics"].values())
+    if unverified:
+        print(f"wb eval: {unverified:,} answered samples got no verdict (see verify_detail in data.parquet) and count "
+              "as wrong; re-run the same command to ask the judge again where its request failed")
     print(f"wrote {manifest['rows_out']:,} rows to {cfg.output}/data.parquet")
     return 0
 

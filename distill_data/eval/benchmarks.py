@@ -2,9 +2,9 @@
 
 A benchmark is a bundled name (`gsm8k`, `math500`: question/answer files under examples/data, checked
 with the math verifier) or a prompt/answer file of the user's (`--prompt-field`, `--answer-field`,
-`--verify`); its name in the manifest is the bundled name or the file's stem. `extracted_answer` is what
-maj@k votes on: the text after `####`, else the last `\\boxed{}`, else (math) the last number, else the
-whole stripped completion.
+`--verify`: math, exact, judge, or a user function); its name in the manifest is the bundled name or the
+file's stem. `extracted_answer` is what maj@k votes on: the text after `####`, else the last `\\boxed{}`,
+else (math) the last number, else the whole stripped completion.
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ class Benchmark:
     source: str
     prompt_field: str | None
     answer_field: str
-    verifier: str  # math | exact | package.module:function
+    verifier: str  # math | exact | judge | package.module:function
 
 
 def resolve(specs: list[str], prompt_field: str | None, answer_field: str | None, verify: str) -> list[Benchmark]:
     """The benchmarks named by `specs`; InputError for an unknown name, a missing file or a duplicate name."""
     if not specs:
         raise InputError("--benchmark needs at least one benchmark (gsm8k, math500, or a prompt/answer file)")
-    if verify not in ("math", "exact") and ":" not in verify:
-        raise InputError(f"--verify {verify}: expected math, exact, or a user verifier as package.module:function")
+    if verify not in ("math", "exact", "judge") and ":" not in verify:
+        raise InputError(f"--verify {verify}: expected math, exact, judge, or a user verifier as "
+                         "package.module:function")
     out: list[Benchmark] = []
     for spec in specs:
         if spec in BUNDLED:

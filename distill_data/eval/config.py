@@ -20,8 +20,13 @@ class EvalConfig:
                                             "bundled benchmarks use question)")
     answer_field: str | None = option(None, "column holding the reference answer in benchmark files "
                                             "(default: answer)")
-    verify: str = option("math", "verifier for benchmark files: math, exact (the final answer as a string), or a "
-                                 "user package.module:function (bundled benchmarks always use math)")
+    verify: str = option("math", "verifier for benchmark files: math, exact (the final answer as a string), judge "
+                                 "(an LLM grades each response against the reference: --judge-model), or a user "
+                                 "package.module:function (bundled benchmarks always use math)")
+    judge_model: str | None = option(None, "the model that grades responses for --verify judge (required with it)")
+    judge_base_url: list[str] = option([], "the judge's OpenAI-compatible endpoint(s), repeated or a file of URLs "
+                                           "(default: --base-url)")
+    judge_backend: str = option("openai", "where the judge runs", choices=["openai", "hf", "vllm"])
     system: str | None = option(None, "system prompt prepended to every prompt")
     limit: int | None = option(None, "use only the first N items of each benchmark", min=1)
     n: int = option(1, "samples per item (pass@k and maj@k use k = n)", min=1)

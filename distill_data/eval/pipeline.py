@@ -5,7 +5,9 @@ evaluation resumes by re-running the same command and a finished one is not gene
 faults are the generation layer's. The manifest's `metrics` holds, per benchmark, accuracy, pass@1,
 pass@k and maj@k (k = --n), a 95% interval, mean response tokens and the truncation rate
 (`distill_data.eval.metrics`). Units that failed at the endpoint are reported and retried by a re-run;
-until then they count as wrong.
+until then they count as wrong. `--verify judge` asks `--judge-model` through distill's judge verifier
+(`distill_data.verify.judge`): its verdicts are recorded per sample in the ledger under the judge's name,
+so a re-run asks only what is unjudged (or failed at the judge), and its tokens join the run's usage.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from distill_data.generation import (
     Progress,
     RetryPolicy,
     SamplingParams,
+    expand_base_urls,
     open_generator,
     run_key,
     run_units,
@@ -56,6 +59,24 @@ def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Ta
     return pa.concat_tables(tables), sources, names
 
 
+def judge_spec(cfg: EvalConfig) -> EndpointSpec:
+    """The judge's endpoint for `--verify judge`; InputError without `--judge-model` or an endpoint."""
+    if not cfg.judge_model:
+        raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
+                         "evaluation does not grade itself)")
+    urls = expand_base_urls(cfg.judge_base_url or cfg.base_url)
+    if cfg.judge_backend == "openai" and not urls:
+        raise InputError("--verify judge: the judge needs --judge-base-url (or --base-url) with --judge-backend "
+                         "openai, e.g. http://localhost:8000/v1")
+    return EndpointSpec(cfg.judge_model, urls, cfg.judge_backend, cfg.api_key_env, cfg.timeout, cfg.max_concurrency)
+
+
+def verifier_names(cfg: EvalConfig, benchmarks: list[Benchmark]) -> dict[str, str]:
+    """Each verifier kind in use -> its name in the ledger (the judge's carries its model, so another judge
+    grades afresh instead of reusing these verdicts)."""
+    return {b.verifier: f"judge:{cfg.judge_model}" if b.verifier == "judge" else b.verifier for b in benchmarks}
+
+
 def evaluate(cfg: EvalConfig) -> RunResult:
     """Run (or resume) an evaluation into `cfg.output`; return its `RunResult` (the manifest, whose `metrics`
     hold each benchmark's numbers, with the run's path). Bad options or input raise `InputError`."""
@@ -67,11 +88,16 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     if not cfg.model:
         raise InputError("--model is required")
     benchmarks = resolve(cfg.benchmark, cfg.prompt_field, cfg.answer_field, cfg.verify)
+    judged = any(b.verifier == "judge" for b in benchmarks)
+    if cfg.verify == "judge" and not judged:
+        raise InputError("--verify judge grades benchmark files; the bundled benchmarks are always checked with "
+                         "the math verifier")
+    judge = judge_spec(cfg) if judged else None
     prompts, sources, names = load_benchmarks(cfg, benchmarks)
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
+    spec = EndpointSpec(cfg.model, expand_base_urls(cfg.base_url), cfg.backend, cfg.api_key_env, cfg.timeout,
+                        cfg.max_concurrency)
     with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
-        spec = EndpointSpec(cfg.model, tuple(cfg.base_url), cfg.backend, cfg.api_key_env, cfg.timeout,
-                            cfg.max_concurrency)
         gen, template_id = open_generator(spec, sampling, RetryPolicy(cfg.max_attempts, cfg.retry_base,
                                                                       cfg.retry_max), seed=cfg.seed or 0)
         key = run_key(spec, sampling, template_id)
@@ -79,10 +105,10 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
-            asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress))
+            asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))
             verdicts: dict = {}
-            for kind in {b.verifier for b in benchmarks}:
-                verdicts.update(ledger.verdicts(kind))
+            for name in verifier_names(cfg, benchmarks).values():
+                verdicts.update(ledger.verdicts(name))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model), verdicts)
             requests, prefill, sampled = ledger.usage()
         finally:
@@ -95,14 +121,17 @@ def evaluate(cfg: EvalConfig) -> RunResult:
                       cost_usd=progress.cost(prefill, sampled))
         return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
                           metrics=metrics, status_counts=counts, model=cfg.model,
-                          benchmarks={b.name: {"source": b.source, "verifier": b.verifier} for b in benchmarks},
+                          benchmarks={b.name: {"source": b.source, "verifier": b.verifier,
+                                               **({"judge": cfg.judge_model} if b.verifier == "judge" else {})}
+                                      for b in benchmarks},
                           faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
                                   "errors": gen.stats.errors})
 
 
 async def _generate_and_verify(cfg: EvalConfig, benchmarks: list[Benchmark], prompts: pa.Table, ledger: Ledger,
-                               gen, progress: Progress) -> None:
+                               gen, progress: Progress, judge_endpoint: EndpointSpec | None) -> None:
     from distill_data.verify import VerifyOptions, verify_units
+    from distill_data.verify.judge import judge_generator
 
     try:
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
@@ -110,10 +139,15 @@ async def _generate_and_verify(cfg: EvalConfig, benchmarks: list[Benchmark], pro
         await gen.aclose()
     data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
     owner = pa.array([p.split("/", 1)[0] for p in data.column("prompt_id").to_pylist()])
-    for kind in sorted({b.verifier for b in benchmarks}):
+    for kind, name in sorted(verifier_names(cfg, benchmarks).items()):
         mine = pa.array([b.name for b in benchmarks if b.verifier == kind])
         part = data.filter(pc.is_in(owner, value_set=mine))
-        await verify_units(VerifyOptions(kind, cfg.verify_workers), part, ledger)
+        judge = judge_generator(judge_endpoint, gen.policy) if kind == "judge" and judge_endpoint else None
+        try:
+            await verify_units(VerifyOptions(kind, cfg.verify_workers, record_as=name), part, ledger, judge)
+        finally:
+            if judge is not None:
+                await judge.aclose()
 
 
 def item_table(data: pa.Table, names: list[str], n: int, verifiers: dict[str, str]) -> pa.Table:
@@ -144,4 +178,7 @@ def benchmark_metrics_of(data: pa.Table, name: str, n: int, seed: int = 0) -> di
     out = benchmark_metrics(per_item("correct"), per_item("extracted_answer"), per_item("completion_tokens"),
                             truncated, k=n, seed=seed)
     out["failed"] = int(pc.sum(pc.equal(rows.column("status"), "failed")).as_py() or 0)
+    # answered samples the verifier gave no verdict (a judge that failed or gave no verdict line): wrong
+    answered = rows.filter(pc.equal(rows.column("status"), "ok"))
+    out["unverified"] = answered.column("verified").null_count
     return out

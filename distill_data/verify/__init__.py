@@ -3,7 +3,8 @@
 `package.module:function`. Verdicts are columns; nothing is dropped here.
 
 `verify_units` checks every `ok` unit that has no verdict in the ledger yet and records verdicts there,
-so verification resumes too. Truncated and failed units get no verdict (null).
+so verification resumes too. Truncated and failed units get no verdict (null). A judge request that failed
+at its endpoint is recorded (null, `judge failed: ...`) and asked again by the next run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 
 from distill_data.generation.generator import Generator
 from distill_data.generation.ledger import Ledger
+from distill_data.verify.judge import judge_failed
 
 VERIFIERS = ("none", "math", "exact", "code", "judge")  # or a user package.module:function
 
@@ -28,6 +30,12 @@ class VerifyOptions:
     code_timeout: float = 10.0  # seconds per code run
     code_memory_mb: int = 1024  # memory cap per code run
     sandbox: str = "bwrap"  # bwrap | none (distill_data.verify.code)
+    record_as: str | None = None  # the ledger's name for these verdicts (default: kind), e.g. judge:<model>
+
+    @property
+    def name(self) -> str:
+        """The verifier's name in the ledger: a judge named by its model is asked afresh when the model changes."""
+        return self.record_as or self.kind
 
     @classmethod
     def of(cls, cfg) -> VerifyOptions:
@@ -66,7 +74,7 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
     models of a prefs run; each part's verdicts go to its own ledger."""
     todos, keys, owners = [], [], []
     for part, (data, ledger) in enumerate(parts):
-        seen = ledger.verdicts(opts.kind)
+        seen = {k for k, (_, detail) in ledger.verdicts(opts.name).items() if not judge_failed(detail)}
         todo = data.filter(pc.equal(data.column("status"), "ok"))
         found = list(zip(todo.column("prompt_id").to_pylist(), todo.column("sample_index").to_pylist(), strict=True))
         rows = [j for j, k in enumerate(found) if k not in seen]
@@ -105,4 +113,4 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
     for part, (_, ledger) in enumerate(parts):
         mine = [(p, i, v, d) for (p, i), (v, d), o in zip(keys, verdicts, owners, strict=True) if o == part]
         if mine:
-            ledger.record_verdicts(opts.kind, mine)
+            ledger.record_verdicts(opts.name, mine)

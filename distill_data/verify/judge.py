@@ -1,7 +1,9 @@
 """LLM-judge verification: a rubric prompt through the same generation layer (endpoints, retries, 429s).
 
 The judge sees the question, the reference answer when there is one, and the response (not the reasoning),
-and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`; no verdict line gives null.
+and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`; no verdict line gives null. A request that
+failed at the judge's endpoint gives null with a `judge failed: ...` detail, and a re-run asks again.
+`judge_generator` is how every job (distill, prefs, eval) opens its judge.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from distill_data.generation.backends.base import SamplingParams
-from distill_data.generation.generator import Generator
+from distill_data.generation.generator import Generator, RetryPolicy
+from distill_data.generation.spec import EndpointSpec, open_generator
 
 RUBRIC = """You are grading a response to a question.
 Question:
@@ -30,6 +33,19 @@ the final answer must agree with it. Give a one-paragraph justification, then a 
 `VERDICT: CORRECT` or `VERDICT: INCORRECT`."""
 _VERDICT = re.compile(r"VERDICT:\s*(CORRECT|INCORRECT)", re.IGNORECASE)
 JUDGE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2048)
+JUDGE_FAILED = "judge failed: "  # the detail of a verdict the judge's endpoint never gave (retried on re-run)
+
+
+def judge_generator(spec: EndpointSpec, policy: RetryPolicy) -> Generator:
+    """A generator over the judge's endpoints, sampling greedily with `JUDGE_PARAMS`. Close it with
+    `await judge.aclose()`."""
+    judge, _ = open_generator(spec, JUDGE_PARAMS, policy)
+    return judge
+
+
+def judge_failed(detail: str | None) -> bool:
+    """Whether a verdict's detail records a request that failed at the judge (not a judge's answer)."""
+    return bool(detail) and detail.startswith(JUDGE_FAILED)
 
 
 def judge_messages(prompt: list[dict], reference: str | None, response: str | None,
@@ -53,7 +69,7 @@ async def judge_units(units: pa.Table, judge: Generator, rubric: str, parse: Cal
     async def one(prompt, reference, content) -> tuple[object | None, str]:
         outcome = await judge.complete(judge_messages(prompt, reference, content, rubric), 1, JUDGE_PARAMS)
         if outcome.completion is None:
-            return None, f"judge failed: {outcome.error}"
+            return None, f"{JUDGE_FAILED}{outcome.error}"
         text = outcome.completion.choices[0].content or ""
         value = parse(text)
         return value, (text if value is not None else f"judge gave no {what}: {text[-200:]}")[-1000:]
