@@ -52,7 +52,7 @@ class Settings:
     heldout: int = 300
     other: int = 3000
     duplicates: int = 600
-    loops: int = 600
+    loops: int = 4000  # more than the clean rows: a model trained on the raw data never stops
     refusals: int = 300
     leaked: int = 20
     leak_copies: int = 40
@@ -210,7 +210,9 @@ class Demo:
                           + ", ".join(f"{d} {w:.2f}" for d, w in weights.items())
                           + "; stage 2 trains on the four curated domains in equal parts, so 3 vs 2 is the chosen "
                             "mixture against uniform at the same compute")
-        self.mix_data = write_mixture(out / "mix-sft-chosen.jsonl", domain_files, weights, s.mix_rows, 0)
+        self.run(self.mix_row, "mix", "build", out / "mix-search" / "mixture.json", "--rows", s.mix_rows,
+                 "--columns", "question", "answer", "--output", out / "mix-build")
+        self.mix_data = out / "mix-build"
 
         print("\n== teacher: the same model trained long on 5-10 digit ground truth (stands in for an API model)")
         teacher = self.row("teacher (reference)", baseline="")
@@ -298,27 +300,6 @@ def split_by_domain(data: Path, out: Path) -> dict[str, Path]:
         paths[domain] = out / f"{domain}.parquet"
         pq.write_table(table.filter(pc.equal(table.column("domain"), domain)), paths[domain])
     return paths
-
-
-def write_mixture(path: Path, sources: dict[str, Path], weights: dict[str, float], total: int, seed: int) -> Path:
-    """An SFT file of `total` question/answer rows drawn from each domain in proportion to `weights`."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(seed)
-    rows: list[dict] = []
-    for domain, p in sources.items():
-        k = int(round(weights.get(domain, 0.0) * total))
-        if k == 0:
-            continue
-        if p.suffix == ".parquet":
-            pool = pq.read_table(p, columns=["question", "answer"]).to_pylist()
-        else:
-            pool = [{"question": r["question"], "answer": r["answer"]} for r in map(json.loads, p.open())]
-        rows += [pool[i] for i in rng.choice(len(pool), k, replace=k > len(pool))]
-    rows = [rows[i] for i in rng.permutation(len(rows))]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def accuracy(run: Path) -> tuple[float, list[float]]:
