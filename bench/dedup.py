@@ -1,16 +1,22 @@
 """Near-dedup benchmark: `wb dedup` against the datasketch loop a user would otherwise write.
 
-    python bench/dedup.py --docs 100000            # both methods
-    python bench/dedup.py --docs 1000000 --no-baseline
+    python bench/dedup.py                           # short and long documents, both methods
+    python bench/dedup.py --corpus short --docs 1000000 --no-baseline
+    python bench/dedup.py --corpus long --long-docs 20000
 
-Builds a corpus of real text (documents of 6-14 random sentences from the bundled Shakespeare, GSM8K
-and MATH-500 text), plants near-duplicates by replacing words (true Jaccard of word 5-gram sets from
-0.5 to 1.0, computed exactly) and exact copies, then runs each method in its own process on the same
-parquet file with the same settings (128 perms, threshold 0.8, word 5-grams) and writes kept rows.
-A row "is a near-duplicate" when it is a planted copy whose true Jaccard to its original is >= 0.8.
-Prints docs/s, wall and CPU seconds, peak RSS, precision, recall and the speed ratios (CPU time is
-the fairer one on a shared machine; wb dedup hashes batches on every core, datasketch uses one).
-wb dedup first runs once on a small corpus so that its compiled kernels are in the on-disk cache.
+Two corpora of real text from the bundled Shakespeare, GSM8K and MATH-500 sentences: "short" documents
+of 6-14 random sentences (~0.7 KB), and "long" documents of web-page length (300-1,500 words, a long
+right tail, mean ~3 KB, like the body text of web pages). This machine has no internet, so there are no
+real web pages to test on: the long corpus stands in for them by length, not by content. Each corpus gets
+planted near-duplicates (words replaced: true Jaccard of word 5-gram sets from about 0.5 to 1.0, computed
+exactly) and exact copies; each method runs in its own process on the same parquet file with the same
+settings (128 perms, threshold 0.8, word 5-grams) and writes kept rows. A row "is a near-duplicate" when
+it is a planted copy whose true Jaccard to its original is >= 0.8.
+
+Prints one table: docs, MB of text, docs/s, wall and CPU seconds, MB/s per core (MB of text / CPU
+seconds), peak RSS, precision, recall, and the speed ratios against datasketch in the same run (CPU
+time is the fairer one on a shared machine; wb dedup hashes batches on every core, datasketch uses
+one). wb dedup first runs once on a small corpus so that its compiled kernels are in the on-disk cache.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +60,20 @@ def shingles(text: str) -> set[str]:
     return {" ".join(words[i:i + NGRAM]) for i in range(len(words) - NGRAM + 1)}
 
 
-def build_corpus(n_docs: int, path: Path, seed: int = 0) -> dict[str, float]:
-    """Write the corpus; return {planted id: true Jaccard with its original}."""
+def sentence_counts(rng: np.random.Generator, n: int, long: bool, words_per_sentence: float) -> np.ndarray:
+    """Sentences per document: 6-14 (short), or enough for 300-1,500 words with a long right tail (long)."""
+    if not long:
+        return rng.integers(6, 15, size=n)
+    words = np.minimum(300 + rng.exponential(260, size=n), 1500)
+    return np.maximum(np.rint(words / words_per_sentence), 1).astype(np.int64)
+
+
+def build_corpus(n_docs: int, path: Path, seed: int = 0, long: bool = False) -> dict[str, float]:
+    """Write the corpus (short or web-length documents); return {planted id: true Jaccard with its original}."""
     rng = np.random.default_rng(seed)
     pool = sentence_pool()
     n_orig = int(n_docs * 0.9)
-    lengths = rng.integers(6, 15, size=n_orig)
+    lengths = sentence_counts(rng, n_orig, long, float(np.mean([len(s.split()) for s in pool])))
     picks = rng.integers(0, len(pool), size=int(lengths.sum()))
     bounds = np.r_[0, np.cumsum(lengths)]
     texts = [" ".join(pool[i] for i in picks[bounds[k]:bounds[k + 1]]) for k in range(n_orig)]
@@ -66,7 +81,8 @@ def build_corpus(n_docs: int, path: Path, seed: int = 0) -> dict[str, float]:
     truth: dict[str, float] = {}
     for k, orig in enumerate(rng.choice(n_orig, size=n_docs - n_orig, replace=False)):
         words = texts[orig].split()
-        edits = 0 if k % 10 == 0 else int(rng.integers(1, max(2, len(words) // 6)))
+        # up to 1/6 (short) or 1/15 (long) of the words: true Jaccard from ~0.5 to 1.0 in both corpora
+        edits = 0 if k % 10 == 0 else int(rng.integers(1, max(2, len(words) // (15 if long else 6))))
         for pos in rng.choice(len(words), size=edits, replace=False):
             words[pos] = f"w{k}x{pos}"
         copy = " ".join(words)
@@ -109,13 +125,17 @@ def run_datasketch(corpus: Path, out: Path) -> list[str]:
     return removed
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(method: str, corpus: Path, out: Path) -> None:
     started = time.perf_counter()
     removed = (run_ours if method == "ours" else run_datasketch)(corpus, out)
     seconds = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     (out / "bench_removed.json").write_text(json.dumps(removed))
-    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds(), "peak_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb() -> float:
@@ -130,7 +150,7 @@ def peak_rss_mb() -> float:
 
 
 def measure(method: str, corpus: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", method, "--corpus", str(corpus), "--out", str(out)],
+    proc = subprocess.run([sys.executable, __file__, "--worker", method, "--corpus-file", str(corpus), "--out", str(out)],
                           capture_output=True, text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["removed"] = set(json.loads((out / "bench_removed.json").read_text()))
@@ -143,37 +163,58 @@ def score(removed: set[str], truth: dict[str, float]) -> tuple[float, float]:
     return tp / max(len(removed), 1), tp / max(len(positives), 1)
 
 
+def run_corpus(name: str, docs: int, tmp: Path, baseline: bool) -> list[dict]:
+    """Build one corpus, time each method on it; one result row per method."""
+    corpus = tmp / f"{name}.parquet"
+    truth = build_corpus(docs, corpus, long=name == "long")
+    mb = pc.sum(pc.binary_length(pq.read_table(corpus, columns=["text"])["text"])).as_py() / 1e6
+    j = np.array(list(truth.values()))
+    print(f"{name}: {docs:,} docs, {mb:,.1f} MB of text, {len(truth):,} planted copies "
+          f"({(j >= THRESHOLD).sum():,} with J >= {THRESHOLD}, {((j >= 0.7) & (j < THRESHOLD)).sum():,} near misses "
+          f"in [0.7, {THRESHOLD}))", flush=True)
+    rows = []
+    for method in ["ours"] + (["datasketch"] if baseline else []):
+        r = measure(method, corpus, tmp / f"{name}-{method}")
+        r["precision"], r["recall"] = score(r.pop("removed"), truth)
+        rows.append({"corpus": name, "method": method, "docs": docs, "mb": mb, **r})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| corpus | method | docs | MB | docs/s | wall s | CPU s | MB/s per core | peak RSS MB | precision "
+          "| recall | ratio (wall) | ratio (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = next((b for b in rows if b["corpus"] == r["corpus"] and b["method"] == "datasketch"), None)
+        ratio = (f"{base['seconds'] / r['seconds']:.1f}x | {base['cpu_seconds'] / r['cpu_seconds']:.1f}x" if base
+                 else "- | -")
+        label = "wb dedup" if r["method"] == "ours" else "datasketch"
+        print(f"| {r['corpus']} | {label} | {r['docs']:,} | {r['mb']:.1f} | {r['docs'] / r['seconds']:,.0f} | "
+              f"{r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['mb'] / r['cpu_seconds']:.1f} | {r['peak_mb']:,.0f} | "
+              f"{r['precision']:.4f} | {r['recall']:.4f} | {ratio} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--corpus", choices=["short", "long", "both"], default="both")
+    parser.add_argument("--docs", type=int, default=100_000, help="documents in the short corpus")
+    parser.add_argument("--long-docs", type=int, default=10_000, help="documents in the long corpus (~3 KB each)")
     parser.add_argument("--no-baseline", action="store_true", help="skip datasketch (slow at 1M docs)")
     parser.add_argument("--worker", choices=["ours", "datasketch"], help=argparse.SUPPRESS)
-    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--corpus-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.corpus, args.out)
+        return worker(args.worker, args.corpus_file, args.out)
+    sizes = {"short": args.docs, "long": args.long_docs}
+    names = ["short", "long"] if args.corpus == "both" else [args.corpus]
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.parquet"
-        truth = build_corpus(args.docs, corpus)
-        j = np.array(list(truth.values()))
-        print(f"{args.docs:,} docs, {len(truth):,} planted copies ({(j >= THRESHOLD).sum():,} with J >= {THRESHOLD}, "
-              f"{((j >= 0.7) & (j < THRESHOLD)).sum():,} near misses in [0.7, {THRESHOLD}))")
-        methods = ["ours"] + ([] if args.no_baseline else ["datasketch"])
         # wb dedup's compiled kernels are cached on disk after their first run (once per install); warm
         # that cache on a small corpus so the timed run measures dedup, not compilation
         build_corpus(2000, Path(tmp) / "warm.parquet")
         measure("ours", Path(tmp) / "warm.parquet", Path(tmp) / "warm")
-        results = {m: measure(m, corpus, Path(tmp) / m) for m in methods}
-    print("\n| method | docs/s | wall s | CPU s | peak RSS MB | precision | recall | speed ratio (wall) | ratio (CPU) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    base = results.get("datasketch", results["ours"])
-    for name, r in results.items():
-        p, rec = score(r["removed"], truth)
-        label = "wb dedup" if name == "ours" else "datasketch MinHash.bulk + MinHashLSH"
-        print(f"| {label} | {args.docs / r['seconds']:,.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
-              f"{r['peak_mb']:,.0f} | {p:.4f} | {rec:.4f} | {base['seconds'] / r['seconds']:.1f}x | "
-              f"{base['cpu_seconds'] / r['cpu_seconds']:.1f}x |")
+        rows = [r for name in names for r in run_corpus(name, sizes[name], Path(tmp), not args.no_baseline)]
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Exact and MinHash near dedup over a stream of Arrow batches, with every removal explained.
 
-Pass 1 hashes each row's normalised text (exact key) and its word n-grams (MinHash signature, spilled
-to disk as raw uint32, and its LSH band keys, kept in memory). Exact duplicates go first; near duplicates come from LSH band collisions that
-are verified (exact Jaccard of n-gram sets, or the signature estimate) before connected components,
-so chains of unverified collisions cannot build giant clusters. One row per cluster is kept by the
+Pass 1 hashes each row's normalised text (exact key) and its word n-grams in one compiled sweep per
+row (`minhash.sketch`): the MinHash signature is spilled to disk as raw uint32, the LSH band keys kept
+in memory, and the n-gram hashes spilled to disk as uint64 (8 bytes a word, about 1.5x the text) so
+that verification reads the candidates' sets back instead of re-reading and re-tokenising the input.
+Exact duplicates go first; near duplicates come from LSH band collisions that are verified (exact
+Jaccard of n-gram sets, or the signature estimate) before connected components, so chains of
+unverified collisions cannot build giant clusters. One row per cluster is kept by the
 keep policy; `--against RUN_DIR` also removes rows that duplicate the kept rows of an earlier run.
 """
 
@@ -31,6 +34,7 @@ from workbench.errors import InputError
 
 Batches = Callable[[], Iterator[pa.Table]]
 SIGNATURES = "signatures.npy"
+SHINGLE_SPILL = ".shingles.u64"
 DEDUP_INDEX = "dedup_index.parquet"
 HASHING = "fnv1a-fmix64 words, multiply-add-shift on 32-bit keys"  # bump when keys or signatures change
 
@@ -158,6 +162,8 @@ class LocalDedup:
     """Where dedup's heavy parts run: in this process, batches hashed on a thread pool. The Ray engine
     (`curate.ray_engine.RayDedup`) runs the same functions on a cluster and returns the same values."""
 
+    keeps_shingles = True  # pass 1 spills n-gram hashes for verification (the Ray engine rebuilds them)
+
     def hash_rows(self, batches: Batches, hash_batch: Callable) -> Iterator[tuple]:
         """`hash_batch(table)` for every batch, in order."""
         # Arrow compute and numpy release the GIL, so batches hash in parallel threads (results stay in order).
@@ -167,8 +173,9 @@ class LocalDedup:
     def candidate_pairs(self, keys: np.ndarray) -> np.ndarray:
         return minhash.candidate_pairs(keys)
 
-    def shingle_sets(self, batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:
-        return _shingle_sets(batches, fields, n, rows)
+    def shingle_sets(self, batches: Batches, fields: list[str], n: int, rows: np.ndarray,
+                     spill: ShingleFile | None = None) -> _ShingleSets:
+        return spill.sets(rows) if spill is not None else _shingle_sets(batches, fields, n, rows)
 
     def jaccard(self, left: _ShingleSets, left_rows: np.ndarray, right: _ShingleSets,
                 right_rows: np.ndarray) -> np.ndarray:
@@ -182,19 +189,24 @@ class LocalDedup:
 
 
 def hash_batch(table: pa.Table, fields: list[str], config: DedupConfig, a: np.ndarray, b: np.ndarray,
-               params: minhash.LshParams, score_col: str | None) -> tuple:
+               params: minhash.LshParams, score_col: str | None, keep_shingles: bool = False) -> tuple:
     """Pass 1 on one batch: (id/source/score columns, text lengths, exact keys, empty flags, MinHash
-    signatures and LSH band keys, the last two None without near dedup)."""
+    signatures, LSH band keys, (n-gram hashes, n-grams per row)); the last three are None without near
+    dedup, the last also without `keep_shingles`."""
     text = field_text(table, fields)
-    tokens = tokenize(text)
     lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
-    sig = band_keys = None
+    sig = band_keys = shingles = None
     if config.near:
-        shingles, doc_of = text_ngrams(None, config.ngram, tokens)
-        sig = minhash.signatures(shingles, doc_of, table.num_rows, a, b)
+        sketch = minhash.sketch(text, config.ngram, a, b, keep_shingles)
+        keys, empty, sig = sketch.keys, sketch.empty, sketch.sig
         band_keys = minhash.band_keys(sig, params)
+        if keep_shingles:
+            shingles = (sketch.shingles, sketch.counts)
+    else:
+        tokens = tokenize(text)
+        keys, empty = tokens.keys, tokens.empty
     light = table.select(["id", "source"] + ([score_col] if score_col and score_col in table.column_names else []))
-    return light, lengths, tokens.keys, tokens.empty, sig, band_keys
+    return light, lengths, keys, empty, sig, band_keys, shingles
 
 
 def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path,
@@ -207,9 +219,22 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     score_col = score_column(config.keep)
     spill = workdir / ".signatures.u32"
     p1 = _Pass1()
-    hasher = partial(hash_batch, fields=fields, config=config, a=a, b=b, params=params, score_col=score_col)
+    keep_shingles = config.near and config.verify == "jaccard" and engine.keeps_shingles
+    shingle_file = ShingleFile(workdir / SHINGLE_SPILL) if keep_shingles else None
+    try:
+        return _plan(batches, fields, config, engine, a, b, params, score_col, spill, p1, shingle_file)
+    finally:
+        if shingle_file is not None:
+            shingle_file.remove()
+
+
+def _plan(batches: Batches, fields: list[str], config: DedupConfig, engine: LocalDedup, a: np.ndarray,
+          b: np.ndarray, params: minhash.LshParams, score_col: str | None, spill: Path, p1: _Pass1,
+          shingle_file: ShingleFile | None) -> DedupPlan:
+    hasher = partial(hash_batch, fields=fields, config=config, a=a, b=b, params=params, score_col=score_col,
+                     keep_shingles=shingle_file is not None)
     with open(spill, "wb") as sig_file:
-        for table, lengths, keys, empty, sig, band_keys in engine.hash_rows(batches, hasher):
+        for table, lengths, keys, empty, sig, band_keys, shingles in engine.hash_rows(batches, hasher):
             p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
             p1.sources.append(_source_codes(table["source"], p1.source_names))
             p1.lengths.append(lengths)
@@ -220,6 +245,10 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
             if sig is not None:
                 sig_file.write(sig.tobytes())
                 p1.band_keys.append(band_keys)
+            if shingle_file is not None:
+                shingle_file.append(*shingles)
+    if shingle_file is not None:
+        shingle_file.close()
     ids = RowIds(p1.ids)
     n = len(ids)
     plan = DedupPlan(ids, *(np.full(n, None, dtype=object) for _ in range(4)), np.full(n, np.nan))
@@ -239,7 +268,7 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     if config.near:
         band_keys = np.concatenate(p1.band_keys)
         p1.band_keys.clear()
-        _near(plan, batches, fields, config, sig, band_keys, rank, ref, engine)
+        _near(plan, batches, fields, config, sig, band_keys, rank, ref, engine, shingle_file)
     plan.stats["keys"], plan.stats["signatures"] = keys, sig
     return plan
 
@@ -341,7 +370,8 @@ def load_reference(path: Path, config: DedupConfig) -> Reference:
 
 
 def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupConfig, sig: SignatureFile,
-          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None, engine: LocalDedup) -> None:
+          band_keys: np.ndarray, rank: np.ndarray, ref: Reference | None, engine: LocalDedup,
+          shingle_file: ShingleFile | None = None) -> None:
     """Near duplicates among the rows still alive (`band_keys`: every row's LSH keys, from pass 1)."""
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     alive = np.flatnonzero(plan.reason == None)  # noqa: E711
@@ -355,7 +385,7 @@ def _near(plan: DedupPlan, batches: Batches, fields: list[str], config: DedupCon
         keys = np.concatenate([_band_keys(ref.sig, params), keys])
     pairs = engine.candidate_pairs(keys)
     pairs = pairs[pairs[:, 1] >= m]  # a pair inside the reference is not ours to judge
-    sims = _verify(pairs, m, alive, sig, ref, batches, fields, config, engine)
+    sims = _verify(pairs, m, alive, sig, ref, batches, fields, config, engine, shingle_file)
     edges, edge_sims = pairs[sims >= config.threshold], sims[sims >= config.threshold]
     plan.stats.update(candidate_pairs=int(len(pairs)), verified_pairs=int(len(edges)))
     _clusters(plan, edges, edge_sims, m, alive, rank, ref, config.max_cluster_size)
@@ -367,7 +397,8 @@ def _band_keys(sig: SignatureFile, params: minhash.LshParams) -> np.ndarray:
 
 
 def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, ref: Reference | None,
-            batches: Batches, fields: list[str], config: DedupConfig, engine: LocalDedup) -> np.ndarray:
+            batches: Batches, fields: list[str], config: DedupConfig, engine: LocalDedup,
+            shingle_file: ShingleFile | None = None) -> np.ndarray:
     """Similarity of each candidate pair: exact Jaccard of n-gram sets, or the signature estimate.
 
     Reference rows are read back from the earlier run's `data.parquet` (only the candidates), so
@@ -379,7 +410,8 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
     left_rows = np.where(against, left, alive[np.maximum(left - m, 0)])
     if config.verify == "signature" or not len(pairs):
         return _estimate(pairs, m, alive, sig, ref)
-    sets = engine.shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]))
+    sets = engine.shingle_sets(batches, fields, config.ngram, np.unique(np.r_[left_rows[~against], right]),
+                               shingle_file)
     left_sets = sets
     if against.any():
         ref_batches = parquet_batches(ref.path / "data.parquet")
@@ -431,6 +463,57 @@ class _ShingleSets:
     def concat(a: _ShingleSets, b: _ShingleSets) -> _ShingleSets:
         """a's sets, then b's (set indices of b shift by len(a.rows))."""
         return _ShingleSets(np.r_[a.rows, b.rows], np.r_[a.values, b.values], np.r_[a.offsets[:-1], b.offsets + a.offsets[-1]])
+
+
+class ShingleFile:
+    """Every row's n-gram hashes from pass 1 (uint64, rows back to back) in a file, so that verification
+    reads only the candidates' back, in bounded blocks, instead of re-reading and re-tokenising the input.
+    Jaccard over these 64-bit hashes is the Jaccard of the n-gram sets up to 64-bit hash collisions
+    (about n^2 / 2^65 for n distinct n-grams: negligible)."""
+
+    BLOCK = 1 << 22  # values read at once (32 MiB)
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = open(path, "wb")  # noqa: SIM115 (closed by close() after pass 1, removed by remove())
+        self.counts: list[np.ndarray] = []
+        self.offsets = np.zeros(1, np.int64)
+
+    def append(self, shingles: np.ndarray, counts: np.ndarray) -> None:
+        self.file.write(shingles.tobytes())
+        self.counts.append(counts)
+
+    def close(self) -> None:
+        self.file.close()
+        self.offsets = np.r_[0, np.cumsum(np.concatenate(self.counts))] if self.counts else np.zeros(1, np.int64)
+        self.counts.clear()
+
+    def remove(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+    def sets(self, rows: np.ndarray) -> _ShingleSets:
+        """The sorted distinct n-gram hashes of `rows` (sorted, unique)."""
+        from curate import kernels
+
+        values, offsets, base = [np.zeros(0, np.uint64)], [np.zeros(1, np.int64)], 0
+        if len(rows) == 0:
+            return _ShingleSets(rows, values[0], offsets[0])
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        # one read per group of nearby rows: a new group where a long gap or a block boundary comes
+        window = starts // self.BLOCK
+        cut = np.flatnonzero((starts[1:] - ends[:-1] > self.BLOCK // 8) | (window[1:] != window[:-1]))
+        for lo, hi in zip(np.r_[0, cut + 1], np.r_[cut + 1, len(rows)], strict=True):
+            first = starts[lo]
+            block = np.fromfile(self.path, dtype=np.uint64, count=int(ends[hi - 1] - first), offset=int(first) * 8)
+            lengths = ends[lo:hi] - starts[lo:hi]
+            bounds = np.r_[0, np.cumsum(lengths)]
+            take = np.arange(bounds[-1]) + np.repeat(starts[lo:hi] - first - bounds[:-1], lengths)
+            v, o = kernels.sorted_sets(block[take], bounds)
+            values.append(v)
+            offsets.append(o[1:] + base)
+            base += len(v)
+        return _ShingleSets(rows, np.concatenate(values), np.concatenate(offsets))
 
 
 def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:

@@ -1,7 +1,7 @@
 """Compiled (numba) inner loops of exact and near dedup and decontamination.
 
-Tokenising and word hashing, n-gram hashing, MinHash signatures, LSH band keys, and the exact
-Jaccard of verification. Each is one fused pass over its input, releases the GIL (dedup hashes
+Tokenising and word hashing, n-gram hashing, MinHash signatures (also fused into one sweep per text,
+`sketch`, for dedup's first pass), LSH band keys, and the exact Jaccard of verification. Each is one fused pass over its input, releases the GIL (dedup hashes
 batches in threads) and is cached on disk after its first compilation (`__pycache__`). The formulas
 are stated in each docstring and in `normalize.ngram_hashes` and `minhash.signatures`; the tests
 check them against pure-Python references.
@@ -31,6 +31,21 @@ def _fmix64(h):
 
 
 @njit(nogil=True, cache=True)
+def _doc_grams(words, lo, hi, n, out, k):
+    """Hashes of the word n-grams of words[lo:hi] into out[k:] (one of all the words when fewer than n);
+    returns the new k."""
+    salt = np.uint64(n)
+    last = max(hi - n, lo) if hi > lo else lo - 1
+    for s in range(lo, last + 1):
+        acc = words[s]
+        for j in range(s + 1, min(s + n, hi)):
+            acc = acc * _MUL + words[j]
+        out[k] = _fmix64(acc ^ salt)
+        k += 1
+    return k
+
+
+@njit(nogil=True, cache=True)
 def ngram_hashes(word_hashes, offsets, n):
     """(hash, document, first word) of every word n-gram; a document shorter than `n` gets one of all its words."""
     docs = offsets.shape[0] - 1
@@ -41,35 +56,35 @@ def ngram_hashes(word_hashes, offsets, n):
     hashes = np.empty(total, dtype=np.uint64)
     doc_of = np.empty(total, dtype=np.int64)
     starts = np.empty(total, dtype=np.int64)
-    salt = np.uint64(n)
     k = 0
     for d in range(docs):
         lo, hi = offsets[d], offsets[d + 1]
-        last = max(hi - n, lo) if hi > lo else lo - 1
-        for s in range(lo, last + 1):
-            acc = word_hashes[s]
-            for j in range(s + 1, min(s + n, hi)):
-                acc = acc * _MUL + word_hashes[j]
-            hashes[k] = _fmix64(acc ^ salt)
-            doc_of[k] = d
-            starts[k] = s
-            k += 1
+        end = _doc_grams(word_hashes, lo, hi, n, hashes, k)
+        for i in range(k, end):
+            doc_of[i] = d
+            starts[i] = lo + i - k
+        k = end
     return hashes, doc_of, starts
 
 
 @njit(nogil=True, cache=True)
-def signatures(keys, bounds, a, b, out):
-    """out[d, p] = min over document d's keys x of ((a[p] * x + b[p]) mod 2^64) >> 32 (keys are uint32)."""
-    perms = a.shape[0]
-    for d in range(bounds.shape[0] - 1):
-        row = out[d]
-        for p in range(perms):
-            row[p] = np.uint32(0xFFFFFFFF)
-        for i in range(bounds[d], bounds[d + 1]):
-            x = np.uint64(keys[i])
-            for p in range(perms):
-                row[p] = min(row[p], np.uint32((a[p] * x + b[p]) >> _S32))
+def _doc_signature(shingles, lo, hi, a, b, acc):
+    """acc[p] = min over shingles[lo:hi] of ((a[p] * x + b[p]) mod 2^64) >> 32, x the shingle's top 32 bits."""
+    for p in range(a.shape[0]):
+        acc[p] = np.uint32(0xFFFFFFFF)
+    for i in range(lo, hi):
+        x = shingles[i] >> _S32
+        for p in range(a.shape[0]):  # the hot loop: LLVM vectorises it over p
+            acc[p] = min(acc[p], np.uint32((a[p] * x + b[p]) >> _S32))
 
+
+@njit(nogil=True, cache=True)
+def signatures(shingles, bounds, a, b, out):
+    """out[d] = the MinHash signature of shingles[bounds[d]:bounds[d + 1]] (`_doc_signature`)."""
+    acc = np.empty(a.shape[0], dtype=np.uint32)
+    for d in range(bounds.shape[0] - 1):
+        _doc_signature(shingles, bounds[d], bounds[d + 1], a, b, acc)
+        out[d, :] = acc
 
 
 @njit(nogil=True, cache=True)
@@ -98,6 +113,47 @@ def unknown_code_points(data, lo, hi, word_char):
     for k in range(len(found)):
         out[k] = found[k]
     return out
+
+
+@njit(nogil=True, cache=True)
+def _doc_words(data, lo, hi, table, word_char, hashes, spans, k):
+    """Hashes of the words of data[lo:hi] into hashes[k:] (and their byte spans into spans[k:] unless
+    `spans` has no rows); returns the new k. See `tokenize` for what a word and its hash are."""
+    keep_spans = spans.shape[0] > 0
+    h = _FNV_BASIS
+    start, inside = 0, 0
+    for i in range(lo, hi + 1):
+        word = 0
+        m = np.uint64(0)
+        if i < hi:
+            c = data[i]
+            m = np.uint64(table[c])
+            word = np.int64(m != 0)
+            if c >= 0x80:
+                m = np.uint64(c)
+                word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+        if word:
+            if not inside:
+                start, h = i, _FNV_BASIS
+            h = (h ^ m) * _FNV_PRIME
+        elif inside:
+            hashes[k] = _fmix64(h ^ np.uint64(i - start))
+            if keep_spans:
+                spans[k, 0], spans[k, 1] = start, i
+            k += 1
+        inside = word
+    return k
+
+
+@njit(nogil=True, cache=True)
+def _exact_key(hashes, lo, hi):
+    """A text's exact key: its word hashes folded in order (0 for a text without words)."""
+    if hi == lo:
+        return np.uint64(0)
+    key = np.uint64(0)
+    for i in range(lo, hi):
+        key = key * _MUL + hashes[i]
+    return _fmix64(key ^ np.uint64(hi - lo))
 
 
 @njit(nogil=True, cache=True)
@@ -131,36 +187,45 @@ def tokenize(data, offsets, table, word_char):
     keys = np.empty(docs, dtype=np.uint64)
     for d in range(docs):
         k = word_offsets[d]
-        key = np.uint64(0)
-        h = _FNV_BASIS
-        start, inside, end = 0, 0, offsets[d + 1]
-        for i in range(offsets[d], end + 1):
-            word = 0
-            m = np.uint64(0)
-            if i < end:
-                c = data[i]
-                m = np.uint64(table[c])
-                word = np.int64(m != 0)
-                if c >= 0x80:
-                    m = np.uint64(c)
-                    word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
-            if word:
-                if not inside:
-                    start, h = i, _FNV_BASIS
-                h = (h ^ m) * _FNV_PRIME
-            elif inside:
-                hashes[k] = _fmix64(h ^ np.uint64(i - start))
-                spans[k, 0], spans[k, 1] = start, i
-                key = key * _MUL + hashes[k]
-                k += 1
-            inside = word
-        if k == word_offsets[d]:  # no words: one empty word
+        end = _doc_words(data, offsets[d], offsets[d + 1], table, word_char, hashes, spans, k)
+        keys[d] = _exact_key(hashes, k, end)
+        if end == k:  # no words: one empty word
             hashes[k] = _fmix64(_FNV_BASIS)
             spans[k, 0], spans[k, 1] = offsets[d], offsets[d]
-            keys[d] = np.uint64(0)
-        else:
-            keys[d] = _fmix64(key ^ np.uint64(k - word_offsets[d]))
     return hashes, word_offsets, spans, keys
+
+
+@njit(nogil=True, cache=True)
+def sketch(data, offsets, table, word_char, n, a, b, sig, keys, empty, shingles, counts):
+    """Pass 1 of near dedup in one sweep per text, with no per-word arrays for the whole batch: its words
+    (as `tokenize`), exact key and empty flag, word n-gram hashes (as `ngram_hashes`) and MinHash
+    signature (as `signatures` on the n-grams' top 32 bits) into sig[d]. When `shingles` has room, each
+    text's n-gram hashes go there back to back (counts[d] of them); returns how many were written."""
+    docs = offsets.shape[0] - 1
+    longest = 0
+    for d in range(docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    words = np.empty(longest // 2 + 2, dtype=np.uint64)  # a word takes a byte and a break takes one
+    grams = np.empty(longest // 2 + 2, dtype=np.uint64)
+    no_spans = np.empty((0, 2), dtype=np.int64)
+    keep = shingles.shape[0] > 0
+    acc = np.empty(a.shape[0], dtype=np.uint32)
+    written = 0
+    for d in range(docs):
+        w = _doc_words(data, offsets[d], offsets[d + 1], table, word_char, words, no_spans, 0)
+        keys[d] = _exact_key(words, 0, w)
+        empty[d] = w == 0
+        if w == 0:  # no words: one empty word
+            words[0] = _fmix64(_FNV_BASIS)
+            w = 1
+        g = _doc_grams(words, 0, w, n, grams, 0)
+        _doc_signature(grams, 0, g, a, b, acc)
+        sig[d, :] = acc
+        counts[d] = g
+        if keep:
+            shingles[written:written + g] = grams[:g]
+            written += g
+    return written
 
 
 @njit(nogil=True, cache=True)
@@ -178,9 +243,9 @@ def band_keys(sig, bands, rows):
 
 
 @njit(nogil=True, cache=True)
-def unique_sets(values, doc_of, docs):
-    """Sorted distinct `values` of each document (`doc_of` sorted), back to back, and their offsets."""
-    bounds = np.searchsorted(doc_of, np.arange(docs + 1))
+def sorted_sets(values, bounds):
+    """Sorted distinct values[bounds[d]:bounds[d + 1]] of each document d, back to back, and their offsets."""
+    docs = bounds.shape[0] - 1
     out = np.empty_like(values)
     offsets = np.zeros(docs + 1, dtype=np.int64)
     k = 0
@@ -192,6 +257,11 @@ def unique_sets(values, doc_of, docs):
                 k += 1
         offsets[d + 1] = k
     return out[:k].copy(), offsets
+
+
+def unique_sets(values, doc_of, docs):
+    """Sorted distinct `values` of each document (`doc_of` sorted), back to back, and their offsets."""
+    return sorted_sets(values, np.searchsorted(doc_of, np.arange(docs + 1)))
 
 
 @njit(nogil=True, cache=True)

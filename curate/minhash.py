@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,39 @@ def signatures(shingles: np.ndarray, doc_of: np.ndarray, num_docs: int, a: np.nd
     the all-0xFFFFFFFF signature)."""
     from curate import kernels
 
-    keys = (shingles >> np.uint64(32)).astype(np.uint32)
     bounds = np.searchsorted(doc_of, np.arange(num_docs + 1))
     out = np.empty((num_docs, len(a)), dtype=np.uint32)
-    kernels.signatures(keys, bounds, a, b, out)
+    kernels.signatures(np.ascontiguousarray(shingles, dtype=np.uint64), bounds, a, b, out)
+    return out
+
+
+@dataclass
+class Sketch:
+    """Dedup's pass 1 over a batch of texts (`sketch`)."""
+
+    keys: np.ndarray  # uint64 exact key per text (`normalize.Tokens.keys`)
+    empty: np.ndarray  # bool per text: no words left after normalisation
+    sig: np.ndarray  # uint32 (texts, num_perm) MinHash signatures
+    shingles: np.ndarray  # uint64 n-gram hashes of every text back to back (none unless asked for)
+    counts: np.ndarray  # int64 n-grams per text
+
+
+def sketch(texts: pa.Array | pa.ChunkedArray, n: int, a: np.ndarray, b: np.ndarray,
+           keep_shingles: bool = False) -> Sketch:
+    """Exact keys, empty flags and signatures of `texts` in one compiled sweep per text (`kernels.sketch`):
+    the same values as `tokenize`, `normalize.ngram_hashes` and `signatures` give, without the batch's
+    per-word arrays. With `keep_shingles` the n-gram hashes come back too, for exact verification."""
+    from curate import kernels
+    from curate.normalize import byte_tables, utf8_buffer
+
+    data, offsets = utf8_buffer(texts)
+    docs = len(offsets) - 1
+    out = Sketch(np.empty(docs, np.uint64), np.empty(docs, np.bool_), np.empty((docs, len(a)), np.uint32),
+                 np.empty(int(offsets[-1] - offsets[0]) // 2 + docs + 1 if keep_shingles else 0, np.uint64),
+                 np.empty(docs, np.int64))
+    written = kernels.sketch(data, offsets, *byte_tables(), n, a, b, out.sig, out.keys, out.empty, out.shingles,
+                             out.counts)
+    out.shingles = out.shingles[:written]
     return out
 
 

@@ -59,11 +59,20 @@ def tokenize(texts: pa.Array | pa.ChunkedArray) -> Tokens:
     """Normalise and split `texts` (strings; nulls read as empty) and hash their words."""
     from curate import kernels
 
+    data, offsets = utf8_buffer(texts)
+    hashes, word_offsets, spans, keys = kernels.tokenize(data, offsets, _TABLE, _WORD_CHAR)
+    return Tokens(hashes, word_offsets, spans, keys, data)
+
+
+def utf8_buffer(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, int64 offsets per text) of `texts` ready for the compiled tokenizer: non-ASCII texts
+    NFKC-normalised and lowercased, their code points classified. Pass both with `byte_tables()`."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     texts = pc.fill_null(texts.cast(pa.large_string()), "")
     ascii_rows = pc.string_is_ascii(texts)
-    if not pc.all(ascii_rows).as_py():
+    all_ascii = bool(pc.all(ascii_rows).as_py())
+    if not all_ascii:
         other = pc.invert(ascii_rows)
         unicode_text = texts.filter(other).to_pylist()
         texts = pc.replace_with_mask(texts, other, pc.utf8_lower(pa.array(
@@ -72,10 +81,14 @@ def tokenize(texts: pa.Array | pa.ChunkedArray) -> Tokens:
     _, offset_buf, data_buf = texts.buffers()
     offsets = np.frombuffer(offset_buf, dtype=np.int64, count=texts.offset + len(texts) + 1)[texts.offset:]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    if not pc.all(ascii_rows).as_py():
+    if not all_ascii:
         _classify_code_points(data, offsets)
-    hashes, word_offsets, spans, keys = kernels.tokenize(data, offsets, _TABLE, _WORD_CHAR)
-    return Tokens(hashes, word_offsets, spans, keys, data)
+    return data, offsets
+
+
+def byte_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The compiled tokenizer's (ASCII byte table, per-code-point word table)."""
+    return _TABLE, _WORD_CHAR
 
 
 def _classify_code_points(data: np.ndarray, offsets: np.ndarray) -> None:

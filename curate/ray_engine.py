@@ -191,7 +191,7 @@ class _HashUDF:
         self.hasher = hasher
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        light, lengths, keys, empty, sig, bands = self.hasher(table.drop_columns([ROW]))
+        light, lengths, keys, empty, sig, bands, _ = self.hasher(table.drop_columns([ROW]))
         out = {"_light": _pack(light), "length": lengths, "key": keys, "empty": empty}
         if sig is not None:
             out["sig"] = _matrix(sig)
@@ -215,6 +215,8 @@ def _unmatrix(column: pa.ChunkedArray, dtype) -> np.ndarray:
 
 class RayDedup(LocalDedup):
     """Dedup's heavy parts on Ray (see the module docstring); the input goes to the object store once."""
+
+    keeps_shingles = False  # the blocks stay in the object store, so verification rebuilds the sets there
 
     def __init__(self) -> None:
         self.refs: list | None = None
@@ -240,7 +242,7 @@ class RayDedup(LocalDedup):
             if "sig" in out.column_names:
                 sig, bands = _unmatrix(out["sig"], np.uint32), _unmatrix(out["bands"], np.uint64)
             yield (light, out["length"].to_numpy(), out["key"].to_numpy(), out["empty"].to_numpy(zero_copy_only=False),
-                   sig, bands)
+                   sig, bands, None)
 
     def candidate_pairs(self, keys: np.ndarray) -> np.ndarray:
         """Band keys hash-partitioned over tasks; each partition pairs its buckets with numpy."""
@@ -257,8 +259,9 @@ class RayDedup(LocalDedup):
         reduces = [tasks.bucket_pairs.remote(*[m[p] for m in maps]) for p in range(parts)]
         return minhash.unique_pairs(_get(reduces))
 
-    def shingle_sets(self, batches: Batches, fields: list[str], n: int, rows: np.ndarray) -> _ShingleSets:
-        """The candidates' n-gram sets, built in one task per block."""
+    def shingle_sets(self, batches: Batches, fields: list[str], n: int, rows: np.ndarray,
+                     spill: None = None) -> _ShingleSets:
+        """The candidates' n-gram sets, rebuilt in one task per block (pass 1 kept none: `keeps_shingles`)."""
         import ray
 
         refs = self._blocks(batches)
