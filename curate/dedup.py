@@ -191,22 +191,33 @@ class LocalDedup:
 def hash_batch(table: pa.Table, fields: list[str], config: DedupConfig, a: np.ndarray, b: np.ndarray,
                params: minhash.LshParams, score_col: str | None, keep_shingles: bool = False) -> tuple:
     """Pass 1 on one batch: (id/source/score columns, text lengths, exact keys, empty flags, MinHash
-    signatures, LSH band keys, (n-gram hashes, n-grams per row)); the last three are None without near
-    dedup, the last also without `keep_shingles`."""
+    signatures, LSH band keys, [(n-gram hashes, n-grams per row) per slice of rows]); the last three are
+    None without near dedup, the last also without `keep_shingles`."""
     text = field_text(table, fields)
     lengths = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
     sig = band_keys = shingles = None
     if config.near:
-        sketch = minhash.sketch(text, config.ngram, a, b, keep_shingles)
-        keys, empty, sig = sketch.keys, sketch.empty, sketch.sig
+        # slices of a few MB keep the sweep's buffers small and reused (a batch of web pages is ~25 MB)
+        parts = [minhash.sketch(text.slice(lo, hi - lo), config.ngram, a, b, keep_shingles)
+                 for lo, hi in _slices(text)]
+        keys, empty = np.concatenate([p.keys for p in parts]), np.concatenate([p.empty for p in parts])
+        sig = np.concatenate([p.sig for p in parts])
         band_keys = minhash.band_keys(sig, params)
         if keep_shingles:
-            shingles = (sketch.shingles, sketch.counts)
+            shingles = [(p.shingles, p.counts) for p in parts]
     else:
         tokens = tokenize(text)
         keys, empty = tokens.keys, tokens.empty
     light = table.select(["id", "source"] + ([score_col] if score_col and score_col in table.column_names else []))
     return light, lengths, keys, empty, sig, band_keys, shingles
+
+
+def _slices(text: pa.Array, max_bytes: int = 1 << 22) -> list[tuple[int, int]]:
+    """(first, stop) row ranges of `text` of about `max_bytes` of text each (at least one row each)."""
+    ends = np.cumsum(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False))
+    cuts = np.unique(np.searchsorted(ends, np.arange(max_bytes, ends[-1] if len(ends) else 0, max_bytes)) + 1)
+    bounds = np.r_[0, cuts[cuts < len(text)], len(text)]
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
 def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path,
@@ -246,7 +257,8 @@ def _plan(batches: Batches, fields: list[str], config: DedupConfig, engine: Loca
                 sig_file.write(sig.tobytes())
                 p1.band_keys.append(band_keys)
             if shingle_file is not None:
-                shingle_file.append(*shingles)
+                for part in shingles:
+                    shingle_file.append(*part)
     if shingle_file is not None:
         shingle_file.close()
     ids = RowIds(p1.ids)
@@ -466,31 +478,60 @@ class _ShingleSets:
 
 
 class ShingleFile:
-    """Every row's n-gram hashes from pass 1 (uint64, rows back to back) in a file, so that verification
-    reads only the candidates' back, in bounded blocks, instead of re-reading and re-tokenising the input.
-    Jaccard over these 64-bit hashes is the Jaccard of the n-gram sets up to 64-bit hash collisions
-    (about n^2 / 2^65 for n distinct n-grams: negligible)."""
+    """Every row's n-gram hashes from pass 1 (uint64, rows back to back), so that verification takes only
+    the candidates' back, in bounded blocks, instead of re-reading and re-tokenising the input. They stay
+    in memory up to `memory` bytes and go to a file in the run directory past that (a 1M-document corpus
+    never holds them all). Jaccard over these 64-bit hashes is the Jaccard of the n-gram sets up to
+    64-bit hash collisions (about k^2 / 2^65 for k distinct n-grams: negligible)."""
 
-    BLOCK = 1 << 22  # values read at once (32 MiB)
+    BLOCK = 1 << 22  # values taken at once (32 MiB)
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.file = open(path, "wb")  # noqa: SIM115 (closed by close() after pass 1, removed by remove())
+    def __init__(self, path: Path, memory: int = 1 << 27):
+        self.path, self.memory = path, memory
+        self.file = None
+        self.held: list[np.ndarray] = []  # pieces not (yet) written
+        self.held_bytes = 0
         self.counts: list[np.ndarray] = []
         self.offsets = np.zeros(1, np.int64)
 
     def append(self, shingles: np.ndarray, counts: np.ndarray) -> None:
-        self.file.write(shingles.tobytes())
         self.counts.append(counts)
+        if self.file is None and self.held_bytes + shingles.nbytes <= self.memory:
+            self.held.append(shingles)
+            self.held_bytes += shingles.nbytes
+            return
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close(), removed by remove())
+            for piece in self.held:
+                self.file.write(piece.tobytes())
+            self.held, self.held_bytes = [], 0
+        self.file.write(shingles.tobytes())
 
     def close(self) -> None:
-        self.file.close()
+        """The end of pass 1: every row's hashes are in."""
+        if self.file is not None:
+            self.file.close()
         self.offsets = np.r_[0, np.cumsum(np.concatenate(self.counts))] if self.counts else np.zeros(1, np.int64)
         self.counts.clear()
+        self.starts = np.r_[0, np.cumsum([len(piece) for piece in self.held])]
 
     def remove(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+        self.held = []
         self.path.unlink(missing_ok=True)
+
+    def _take(self, lo: int, hi: int) -> np.ndarray:
+        """Values lo..hi-1 (in row order), from memory or the file."""
+        if self.file is not None:
+            return np.fromfile(self.path, dtype=np.uint64, count=hi - lo, offset=lo * 8)
+        parts = []
+        i = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        while lo < hi:
+            piece, first = self.held[i], int(self.starts[i])
+            parts.append(piece[lo - first:hi - first])
+            lo, i = first + len(piece), i + 1
+        return parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, np.uint64), *parts])
 
     def sets(self, rows: np.ndarray) -> _ShingleSets:
         """The sorted distinct n-gram hashes of `rows` (sorted, unique)."""
@@ -505,7 +546,7 @@ class ShingleFile:
         cut = np.flatnonzero((starts[1:] - ends[:-1] > self.BLOCK // 8) | (window[1:] != window[:-1]))
         for lo, hi in zip(np.r_[0, cut + 1], np.r_[cut + 1, len(rows)], strict=True):
             first = starts[lo]
-            block = np.fromfile(self.path, dtype=np.uint64, count=int(ends[hi - 1] - first), offset=int(first) * 8)
+            block = self._take(int(first), int(ends[hi - 1]))
             lengths = ends[lo:hi] - starts[lo:hi]
             bounds = np.r_[0, np.cumsum(lengths)]
             take = np.arange(bounds[-1]) + np.repeat(starts[lo:hi] - first - bounds[:-1], lengths)

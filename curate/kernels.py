@@ -229,6 +229,32 @@ def sketch(data, offsets, table, word_char, n, a, b, sig, keys, empty, shingles,
 
 
 @njit(nogil=True, cache=True)
+def splice(data, offsets, rows, new_data, new_offsets):
+    """Texts (data, offsets) with text rows[k] (sorted) replaced by text k of (new_data, new_offsets):
+    the new (data, offsets), rebased to start at 0."""
+    docs = offsets.shape[0] - 1
+    out_offsets = np.empty(docs + 1, dtype=np.int64)
+    out_offsets[0] = 0
+    k = 0
+    for d in range(docs):
+        if k < rows.shape[0] and rows[k] == d:
+            length = new_offsets[k + 1] - new_offsets[k]
+            k += 1
+        else:
+            length = offsets[d + 1] - offsets[d]
+        out_offsets[d + 1] = out_offsets[d] + length
+    out = np.empty(out_offsets[docs], dtype=np.uint8)
+    k = 0
+    for d in range(docs):
+        if k < rows.shape[0] and rows[k] == d:
+            out[out_offsets[d]:out_offsets[d + 1]] = new_data[new_offsets[k]:new_offsets[k + 1]]
+            k += 1
+        else:
+            out[out_offsets[d]:out_offsets[d + 1]] = data[offsets[d]:offsets[d + 1]]
+    return out, out_offsets
+
+
+@njit(nogil=True, cache=True)
 def band_keys(sig, bands, rows):
     """uint64 key per (document, band): fmix64 folds of the band's signature values (FNV-style)."""
     n = sig.shape[0]

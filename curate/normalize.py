@@ -67,22 +67,34 @@ def tokenize(texts: pa.Array | pa.ChunkedArray) -> Tokens:
 def utf8_buffer(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, int64 offsets per text) of `texts` ready for the compiled tokenizer: non-ASCII texts
     NFKC-normalised and lowercased, their code points classified. Pass both with `byte_tables()`."""
+    from curate import kernels
+
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    data, offsets = _buffers(texts)
     ascii_rows = pc.string_is_ascii(texts)
-    all_ascii = bool(pc.all(ascii_rows).as_py())
-    if not all_ascii:
-        other = pc.invert(ascii_rows)
-        unicode_text = texts.filter(other).to_pylist()
-        texts = pc.replace_with_mask(texts, other, pc.utf8_lower(pa.array(
-            [t if unicodedata.is_normalized("NFKC", t) else unicodedata.normalize("NFKC", t) for t in unicode_text],
-            pa.large_string())))
+    if pc.all(ascii_rows).as_py():
+        return data, offsets
+    other = pc.invert(ascii_rows)
+    unicode_text = texts.filter(other)
+    strings = unicode_text.to_pylist()
+    # most texts are NFKC already: only the others make the round trip through Python strings
+    odd = np.array([not unicodedata.is_normalized("NFKC", t) for t in strings], dtype=bool)
+    if odd.any():
+        unicode_text = pc.replace_with_mask(unicode_text, pa.array(odd), pa.array(
+            [unicodedata.normalize("NFKC", t) for t, o in zip(strings, odd, strict=True) if o], pa.large_string()))
+    new_data, new_offsets = _buffers(pc.utf8_lower(unicode_text))
+    _classify_code_points(new_data, new_offsets)
+    rows = np.flatnonzero(other.to_numpy(zero_copy_only=False))
+    return kernels.splice(data, offsets, rows, new_data, new_offsets)
+
+
+def _buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes and int64 offsets of a large_string array (zero-copy)."""
     _, offset_buf, data_buf = texts.buffers()
     offsets = np.frombuffer(offset_buf, dtype=np.int64, count=texts.offset + len(texts) + 1)[texts.offset:]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    if not all_ascii:
-        _classify_code_points(data, offsets)
     return data, offsets
 
 
