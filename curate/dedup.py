@@ -485,9 +485,10 @@ class ShingleFile:
     64-bit hash collisions (about k^2 / 2^65 for k distinct n-grams: negligible)."""
 
     BLOCK = 1 << 22  # values taken at once (32 MiB)
+    MEMORY = 1 << 27  # bytes held in memory before the rest spills (128 MiB, 16M n-grams)
 
-    def __init__(self, path: Path, memory: int = 1 << 27):
-        self.path, self.memory = path, memory
+    def __init__(self, path: Path, memory: int | None = None):
+        self.path, self.memory = path, self.MEMORY if memory is None else memory
         self.file = None
         self.held: list[np.ndarray] = []  # pieces not (yet) written
         self.held_bytes = 0

@@ -72,9 +72,19 @@ def _doc_signature(shingles, lo, hi, a, b, acc):
     """acc[p] = min over shingles[lo:hi] of ((a[p] * x + b[p]) mod 2^64) >> 32, x the shingle's top 32 bits."""
     for p in range(a.shape[0]):
         acc[p] = np.uint32(0xFFFFFFFF)
-    for i in range(lo, hi):
-        x = shingles[i] >> _S32
-        for p in range(a.shape[0]):  # the hot loop: LLVM vectorises it over p
+    i = lo
+    while i + 4 <= hi:  # the hot loop, vectorised over p: four shingles per load and store of acc
+        x0, x1 = shingles[i] >> _S32, shingles[i + 1] >> _S32
+        x2, x3 = shingles[i + 2] >> _S32, shingles[i + 3] >> _S32
+        for p in range(a.shape[0]):
+            ap, bp = a[p], b[p]
+            m = min(min(np.uint32((ap * x0 + bp) >> _S32), np.uint32((ap * x1 + bp) >> _S32)),
+                    min(np.uint32((ap * x2 + bp) >> _S32), np.uint32((ap * x3 + bp) >> _S32)))
+            acc[p] = min(acc[p], m)
+        i += 4
+    for j in range(i, hi):
+        x = shingles[j] >> _S32
+        for p in range(a.shape[0]):
             acc[p] = min(acc[p], np.uint32((a[p] * x + b[p]) >> _S32))
 
 

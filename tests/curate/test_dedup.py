@@ -171,3 +171,33 @@ def _yaml(tmp_path, text: str):
 def test_input_with_only_empty_texts(tmp_path, jsonl):
     kept, removed, manifest = dedup([jsonl("e.jsonl", [{"text": ""}, {"text": " ?! "}])], tmp_path / "run")
     assert kept.height == 0 and manifest["dropped"] == {"empty_text": 2}
+
+
+def test_verification_sets_from_memory_spill_file_or_re_read_give_the_same_output(tmp_path, jsonl, monkeypatch):
+    """Pass 1 keeps each row's n-gram hashes (in memory, or spilled to the run directory past the budget);
+    verification from them equals the re-read-and-re-tokenise path the Ray engine takes."""
+    from curate.dedup import LocalDedup, ShingleFile
+
+    docs = make_docs(60, length=200)
+    rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(docs)]
+    rows += [{"id": f"n{i}", "text": mutate(docs[i], 1 + i % 12, seed=i)} for i in range(40)]
+    rows += [{"id": "short", "text": "tiny doc"}, {"id": "short2", "text": "Tiny doc!"}, {"id": "e", "text": ""}]
+    path = jsonl("v.jsonl", rows)
+    outputs, seen = {}, []
+    original = ShingleFile.sets
+
+    def watched(self, wanted):  # where the sets come from: (held in memory, spill file present)
+        seen.append((self.file is None, self.path.exists()))
+        return original(self, wanted)
+
+    monkeypatch.setattr(ShingleFile, "sets", watched)
+    for mode in ("memory", "spilled", "re-read"):
+        monkeypatch.setattr(ShingleFile, "MEMORY", 64 if mode == "spilled" else 1 << 27)
+        monkeypatch.setattr(LocalDedup, "keeps_shingles", mode != "re-read")
+        _, removed, manifest = dedup([path, "--no-exact"], tmp_path / mode)
+        outputs[mode] = (removed.drop("source").to_dicts(), manifest["dedup"])
+        assert not list((tmp_path / mode).glob(".shingles*"))  # the spill goes when the run ends
+    assert seen == [(True, False), (False, True)]
+    assert outputs["memory"] == outputs["spilled"] == outputs["re-read"]
+    removed, stats = outputs["memory"]
+    assert {r["id"] for r in removed} >= {"short2"} and stats["verified_pairs"] >= 10

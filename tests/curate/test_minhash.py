@@ -6,6 +6,7 @@ import unicodedata
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from curate_corpus import jaccard, make_docs, mutate
 
 from curate import minhash
@@ -85,3 +86,76 @@ def test_tokenize_matches_a_pure_python_normaliser_and_keys_equal_iff_words_do()
     assert tokens.empty.tolist() == [False, False, False, False, True, True, False, True]
     same = tokenize(pa.array(["HELLO world", "hello... WORLD!", "hello worlds"], pa.large_string())).keys
     assert same[0] == same[1] != same[2]
+
+
+_SKETCH_TEXTS = ["Hello, World!\n  It's 2024 -- costs $3.50", "ＦＵＬＬ width ½ café\u00a0x straße", "", None, "?! ...",
+                 "one", "two words", "x\u0301y Ärger ĲSSEL and then a few more words here"]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_sketch_equals_tokenize_ngrams_and_signatures(keep):
+    """The fused pass-1 sweep gives the same keys, empty flags, n-gram hashes and signatures as the
+    separate steps, also on a sliced array (non-zero offset), mixed ASCII and non-NFKC text."""
+    docs = make_docs(6, length=40)
+    texts = pa.array([docs[0], *_SKETCH_TEXTS, docs[1], docs[1], *docs[2:]], pa.large_string()).slice(1)
+    a, b = minhash.permutations(16, seed=2)
+    sketch = minhash.sketch(texts, 5, a, b, keep_shingles=keep)
+    tokens = tokenize(texts)
+    shingles, doc_of = text_ngrams(None, 5, tokens)
+    assert sketch.keys.tolist() == tokens.keys.tolist()
+    assert sketch.empty.tolist() == tokens.empty.tolist()
+    assert np.array_equal(sketch.sig, minhash.signatures(shingles, doc_of, len(texts), a, b))
+    assert sketch.counts.tolist() == np.bincount(doc_of, minlength=len(texts)).tolist()
+    assert sketch.shingles.tolist() == (shingles.tolist() if keep else [])
+    assert np.array_equal(sketch.sig[len(_SKETCH_TEXTS)], sketch.sig[len(_SKETCH_TEXTS) + 1])  # identical docs
+
+
+def _python_sets(texts: list[str | None]) -> list[set[int]]:
+    shingles, doc_of = text_ngrams(pa.array(texts, pa.large_string()), 5)
+    return [set(shingles[doc_of == d].tolist()) for d in range(len(texts))]
+
+
+def test_jaccard_kernel_on_sorted_hash_sets_matches_python_sets():
+    """sorted_sets + jaccard against Python set arithmetic: near copies, identical documents, documents
+    shorter than n words (one shingle of all their words), empty text (one empty word) and empty sets."""
+    from curate import kernels
+
+    docs = make_docs(4, length=60)
+    texts = [docs[0], mutate(docs[0], 3, seed=1), docs[1], docs[1], "three short words", "Three short words!",
+             "three short birds", "", None, docs[0] + " " + docs[0]]
+    sets = _python_sets(texts)
+    shingles, doc_of = text_ngrams(pa.array(texts, pa.large_string()), 5)
+    values, offsets = kernels.unique_sets(shingles, doc_of, len(texts))
+    assert [values[offsets[d]:offsets[d + 1]].tolist() for d in range(len(texts))] == [sorted(s) for s in sets]
+    pairs = np.array([(i, j) for i in range(len(texts)) for j in range(len(texts))])
+    got = kernels.jaccard(values, offsets, pairs[:, 0], values, offsets, pairs[:, 1])
+    want = [len(sets[i] & sets[j]) / len(sets[i] | sets[j]) for i, j in pairs]
+    assert got.tolist() == pytest.approx(want, abs=1e-12)
+    assert got[2 * len(texts) + 3] == 1.0 and got[4 * len(texts) + 5] == 1.0  # identical after normalising
+    assert 0.0 < got[1] < 1.0 and got[4 * len(texts) + 6] == 0.0
+    assert got[7 * len(texts) + 8] == 1.0  # "" and None: the same single empty word
+    empty = kernels.sorted_sets(np.zeros(0, np.uint64), np.zeros(3, np.int64))  # two rows, no values
+    assert empty[0].tolist() == [] and empty[1].tolist() == [0, 0, 0]
+    assert kernels.jaccard(empty[0], empty[1], np.array([0]), values, offsets, np.array([0])).tolist() == [0.0]
+    assert kernels.jaccard(empty[0], empty[1], np.array([0]), empty[0], empty[1], np.array([1])).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("memory", [1 << 27, 64])
+def test_shingle_file_gives_each_candidate_rows_set_in_memory_or_spilled(tmp_path, memory):
+    from curate.dedup import ShingleFile
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 40, size=int(rng.integers(1, 30))).astype(np.uint64) for _ in range(300)]
+    spill = ShingleFile(tmp_path / "s.u64", memory=memory)
+    spill.BLOCK = 16  # many reads, groups cut at block boundaries and gaps
+    for lo in range(0, len(rows), 37):
+        spill.append(np.concatenate(rows[lo:lo + 37]), np.array([len(r) for r in rows[lo:lo + 37]]))
+    spill.close()
+    assert (tmp_path / "s.u64").exists() == (memory == 64)
+    wanted = np.unique(rng.integers(0, len(rows), size=80))
+    sets = spill.sets(wanted)
+    assert [sets.values[sets.offsets[k]:sets.offsets[k + 1]].tolist() for k in range(len(wanted))] == \
+        [sorted(set(rows[r].tolist())) for r in wanted]
+    assert spill.sets(np.zeros(0, np.int64)).offsets.tolist() == [0]
+    spill.remove()
+    assert not (tmp_path / "s.u64").exists()
