@@ -131,17 +131,15 @@ def _doc_words(data, lo, hi, table, word_char, hashes, spans, k):
     `spans` has no rows); returns the new k. See `tokenize` for what a word and its hash are."""
     keep_spans = spans.shape[0] > 0
     h = _FNV_BASIS
-    start, inside = 0, 0
-    for i in range(lo, hi + 1):
-        word = 0
-        m = np.uint64(0)
-        if i < hi:
-            c = data[i]
-            m = np.uint64(table[c])
-            word = np.int64(m != 0)
-            if c >= 0x80:
-                m = np.uint64(c)
-                word = inside if c < 0xC0 else np.int64(word_char[_code_point(data, i)] == 1)
+    start, inside = lo, False
+    for i in range(lo, hi):
+        c = data[i]
+        m = np.uint64(table[c])
+        if c < 0x80:
+            word = m != 0
+        else:  # a multi-byte character: its lead byte decides, continuation bytes go with it
+            m = np.uint64(c)
+            word = inside if c < 0xC0 else word_char[_code_point(data, i)] == 1
         if word:
             if not inside:
                 start, h = i, _FNV_BASIS
@@ -152,6 +150,11 @@ def _doc_words(data, lo, hi, table, word_char, hashes, spans, k):
                 spans[k, 0], spans[k, 1] = start, i
             k += 1
         inside = word
+    if inside:  # a word running to the end of the text
+        hashes[k] = _fmix64(h ^ np.uint64(hi - start))
+        if keep_spans:
+            spans[k, 0], spans[k, 1] = start, hi
+        k += 1
     return k
 
 
