@@ -2,8 +2,9 @@
 
 Pass 1 hashes each row's normalised text (exact key) and its word n-grams in one compiled sweep per
 row (`minhash.sketch`): the MinHash signature is spilled to disk as raw uint32, the LSH band keys kept
-in memory, and the n-gram hashes spilled to disk as uint64 (8 bytes a word, about 1.5x the text) so
-that verification reads the candidates' sets back instead of re-reading and re-tokenising the input.
+in memory, and the n-gram hashes kept as uint64 (8 bytes a word; in memory up to 128 MiB, spilled to
+the run directory past that) so that verification takes the candidates' sets from them instead of
+re-reading and re-tokenising the input.
 Exact duplicates go first; near duplicates come from LSH band collisions that are verified (exact
 Jaccard of n-gram sets, or the signature estimate) before connected components, so chains of
 unverified collisions cannot build giant clusters. One row per cluster is kept by the
@@ -228,22 +229,22 @@ def plan_dedup(batches: Batches, fields: list[str], config: DedupConfig, workdir
     a, b = minhash.permutations(config.num_perm, config.seed)
     params = minhash.choose_bands(config.num_perm, config.threshold, config.recall)
     score_col = score_column(config.keep)
-    spill = workdir / ".signatures.u32"
-    p1 = _Pass1()
     keep_shingles = config.near and config.verify == "jaccard" and engine.keeps_shingles
     shingle_file = ShingleFile(workdir / SHINGLE_SPILL) if keep_shingles else None
+    hasher = partial(hash_batch, fields=fields, config=config, a=a, b=b, params=params, score_col=score_col,
+                     keep_shingles=keep_shingles)
     try:
-        return _plan(batches, fields, config, engine, a, b, params, score_col, spill, p1, shingle_file)
+        return _plan(batches, fields, config, workdir, engine, hasher, score_col, shingle_file)
     finally:
         if shingle_file is not None:
             shingle_file.remove()
 
 
-def _plan(batches: Batches, fields: list[str], config: DedupConfig, engine: LocalDedup, a: np.ndarray,
-          b: np.ndarray, params: minhash.LshParams, score_col: str | None, spill: Path, p1: _Pass1,
-          shingle_file: ShingleFile | None) -> DedupPlan:
-    hasher = partial(hash_batch, fields=fields, config=config, a=a, b=b, params=params, score_col=score_col,
-                     keep_shingles=shingle_file is not None)
+def _plan(batches: Batches, fields: list[str], config: DedupConfig, workdir: Path, engine: LocalDedup,
+          hasher: Callable, score_col: str | None, shingle_file: ShingleFile | None) -> DedupPlan:
+    """Pass 1 (`hasher` on every batch), then exact and near dedup: `plan_dedup` without the cleanup."""
+    spill = workdir / ".signatures.u32"
+    p1 = _Pass1()
     with open(spill, "wb") as sig_file:
         for table, lengths, keys, empty, sig, band_keys, shingles in engine.hash_rows(batches, hasher):
             p1.ids.append(table["id"].combine_chunks().cast(pa.large_string()))
