@@ -523,32 +523,30 @@ class ShingleFile:
         self.held = []
         self.path.unlink(missing_ok=True)
 
-    def _take(self, lo: int, hi: int) -> np.ndarray:
-        """Values lo..hi-1 (in row order), from memory or the file."""
-        if self.file is not None:
-            return np.fromfile(self.path, dtype=np.uint64, count=hi - lo, offset=lo * 8)
-        parts = []
-        i = int(np.searchsorted(self.starts, lo, side="right")) - 1
-        while lo < hi:
-            piece, first = self.held[i], int(self.starts[i])
-            parts.append(piece[lo - first:hi - first])
-            lo, i = first + len(piece), i + 1
-        return parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, np.uint64), *parts])
+    def _groups(self, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """(lo, hi, values, first): rows lo..hi-1 of the wanted ones lie in `values`, which begin at value
+        `first`. In memory each piece (whole rows of one append) is one group, taken as it is; from the
+        file, one read per window of nearby rows (a new one at a long gap or a block boundary)."""
+        if self.file is None:
+            piece = np.searchsorted(self.starts, starts, side="right") - 1
+            cut = np.flatnonzero(piece[1:] != piece[:-1]) + 1
+            for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(starts)], strict=True):
+                yield lo, hi, self.held[piece[lo]], int(self.starts[piece[lo]])
+            return
+        window = starts // self.BLOCK
+        cut = np.flatnonzero((starts[1:] - ends[:-1] > self.BLOCK // 8) | (window[1:] != window[:-1])) + 1
+        for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(starts)], strict=True):
+            first = int(starts[lo])
+            yield lo, hi, np.fromfile(self.path, dtype=np.uint64, count=int(ends[hi - 1]) - first,
+                                      offset=first * 8), first
 
     def sets(self, rows: np.ndarray) -> _ShingleSets:
         """The sorted distinct n-gram hashes of `rows` (sorted, unique)."""
         from curate import kernels
 
         values, offsets, base = [np.zeros(0, np.uint64)], [np.zeros(1, np.int64)], 0
-        if len(rows) == 0:
-            return _ShingleSets(rows, values[0], offsets[0])
         starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        # one read per group of nearby rows: a new group where a long gap or a block boundary comes
-        window = starts // self.BLOCK
-        cut = np.flatnonzero((starts[1:] - ends[:-1] > self.BLOCK // 8) | (window[1:] != window[:-1]))
-        for lo, hi in zip(np.r_[0, cut + 1], np.r_[cut + 1, len(rows)], strict=True):
-            first = starts[lo]
-            block = self._take(int(first), int(ends[hi - 1]))
+        for lo, hi, block, first in self._groups(starts, ends) if len(rows) else ():
             lengths = ends[lo:hi] - starts[lo:hi]
             bounds = np.r_[0, np.cumsum(lengths)]
             take = np.arange(bounds[-1]) + np.repeat(starts[lo:hi] - first - bounds[:-1], lengths)
