@@ -4,8 +4,10 @@ Shingles are 64-bit n-gram hashes (see `normalize.ngram_hashes`); MinHash reads 
 the key x. Each of `num_perm` permutations is the multiply-add-shift hash `((a*x + b) mod 2^64) >> 32`
 with 64-bit `a` (odd) and `b`, which is 2-independent for 32-bit keys (Dietzfelbinger 1996): wrapping
 mod 2^64 is the scheme itself (no modulo-prime step that uint64 overflow silently breaks), and the
-result is the uint32 signature value. The loop is compiled (`kernels.signatures`). Bands x rows are chosen so the detection probability at the threshold
-reaches a stated recall, not by the area balance that gives ~50% detection at the threshold.
+result is the uint32 signature value. The loop is compiled (`kernels.signatures`); dedup's pass 1
+runs `sketch`, which tokenises, shingles and MinHashes each text in one compiled sweep with the same
+results. Bands x rows are chosen so the detection probability at the threshold reaches a stated
+recall, not by the area balance that gives ~50% detection at the threshold.
 """
 
 from __future__ import annotations
