@@ -58,7 +58,8 @@ class Settings:
     leak_copies: int = 40
     teacher_rows: int = 6000
     student_steps: int = 300
-    teacher_steps: int = 500
+    teacher_steps: int = 400
+    leak_steps: int = 150  # the contamination check: SFT on the target domain with the leaks left in
     mix_rows: int = 12000
     distill_prompts: int = 1500
     distill_steps: int = 70
@@ -75,8 +76,8 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         return cls(train=300, heldout=16, other=300, duplicates=20, loops=10, refusals=10, leaked=4, leak_copies=2,
-                   teacher_rows=300, student_steps=40, teacher_steps=40, mix_rows=300, distill_prompts=24,
-                   distill_steps=2, pair_prompts=24, dpo_steps=2, grpo_steps=2, proxies=6, proxy_tokens=8_000,
+                   teacher_rows=300, student_steps=40, teacher_steps=40, leak_steps=3, mix_rows=300,
+                   distill_prompts=24, distill_steps=2, pair_prompts=24, dpo_steps=2, grpo_steps=2, proxies=6, proxy_tokens=8_000,
                    distill_verify="none")
 
 
@@ -163,13 +164,13 @@ class Demo:
         run = self.out / name
         self.run(row, "train", "sft", "--model", model, "--data", data, "--prompt-field", "question",
                  "--completion-field", "answer", "--max-steps", steps, "--batch-size", 64, "--lr", lr,
-                 "--max-length", 64, "--seed", seed, "--eval-fraction", 0, "--save-every", 0,
+                 "--max-length", 48, "--seed", seed, "--eval-fraction", 0, "--save-every", 0,
                  "--log-every", max(steps // 3, 1), "--output", run, seed=seed)
         return run
 
     def shared(self) -> None:
         """Stages every seed shares: the data, curation, the mixture search, the teacher and its answers."""
-        from workbench.toytask import DOMAINS, save_toy_model, write_task
+        from workbench.toytask import DOMAINS, TASK, save_toy_model, write_task
 
         s, out = self.s, self.out
         print("== data: the user's four digit tasks (5-8 digits) with planted problems; a 5-10 digit benchmark")
@@ -187,10 +188,10 @@ class Demo:
                  "--decontam-ngram", 2, "--output", out / "curated")
         dropped = json.loads((out / "curated" / "manifest.json").read_text())["dropped"]
         self.notes.append("curate removed " + (", ".join(f"{v:,} {k}" for k, v in dropped.items()) or "nothing"))
-        print("\n== the same filters without decontamination and dedup: what the leaked benchmark copies do to a score")
-        self.run(None, "curate", *(self.files[d] for d in DOMAINS), "--field", "question", "answer",
-                 "--filters", "degenerate_repetition", "refusal", "--no-decontam", "--no-dedup",
-                 "--output", out / "filtered-only")
+        print("\n== the target domain with the same filters but no decontamination or dedup: what the leaked "
+              "benchmark copies do to a score")
+        self.run(None, "curate", self.files[TASK], "--field", "question", "answer", "--filters",
+                 "degenerate_repetition", "refusal", "--no-decontam", "--no-dedup", "--output", out / "filtered-only")
 
         print("\n== mixture search: RegMix proxies over the four curated domains; target: benchmark bits per byte")
         self.mix_row = self.row("3 mixture (chosen)")
@@ -247,7 +248,7 @@ class Demo:
         self.score(self.curate_row, self.sft(self.curate_row, f"sft-curated{tag}", self.init, self.out / "curated",
                                              s.student_steps, seed), f"curated{tag}")
         if seed == 0:
-            leaky = self.sft(None, "sft-filtered-only", self.init, out / "filtered-only", s.student_steps, seed)
+            leaky = self.sft(None, "sft-filtered-only", self.init, out / "filtered-only", s.leak_steps, seed)
             self.leaky_eval = self.eval(leaky / "model", "filtered-only")
         mix = self.sft(self.mix_row, f"sft-mixture{tag}", self.init, self.mix_data, s.student_steps, seed)
         self.score(self.mix_row, mix, f"mixture{tag}")
@@ -379,9 +380,9 @@ def table(rows: dict[str, Row]) -> str:
 
 
 def leak_note(demo: Demo) -> str:
-    """How a model trained on the filtered data with the leaked benchmark copies still in it (no
-    decontamination, no dedup) scores on those items against the rest: the inflated score decontamination
-    prevents."""
+    """How a model trained on the target domain's filtered rows with the leaked benchmark copies still in
+    them (no decontamination, no dedup) scores on those items against the rest: the inflated score that
+    decontamination prevents."""
     import pyarrow.parquet as pq
 
     from workbench.toytask import TASK
@@ -396,8 +397,9 @@ def leak_note(demo: Demo) -> str:
     clean = 100 * sum(rest) / len(rest)
     curated = pq.read_table(demo.out / "curated" / "data.parquet", columns=["question"]).column("question")
     left = len(leaked & set(curated.to_pylist()))
-    return (f"contamination: trained on the filtered data with the benchmark copies left in (no decontamination "
-            f"or dedup; seed 0), a model scores {100 * sum(hit) / len(hit):.1f}% on the {len(hit)} leaked items and "
+    return (f"contamination: trained on the target domain's filtered rows with the benchmark copies left in (no "
+            f"decontamination or dedup; {demo.s.leak_steps} steps, seed 0), a model scores "
+            f"{100 * sum(hit) / len(hit):.1f}% on the {len(hit)} leaked items and "
             f"{clean:.1f}% on the other {len(rest)}, so its benchmark score of {overall:.1f}% is inflated by "
             f"{overall - clean:+.1f} points; after curation {left} leaked items are left in the data")
 
