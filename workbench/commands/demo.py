@@ -164,7 +164,7 @@ class Demo:
         run = self.out / name
         self.run(row, "train", "sft", "--model", model, "--data", data, "--prompt-field", "question",
                  "--completion-field", "answer", "--max-steps", steps, "--batch-size", 64, "--lr", lr,
-                 "--max-length", 48, "--seed", seed, "--eval-fraction", 0, "--save-every", 0,
+                 "--max-length", 64, "--seed", seed, "--eval-fraction", 0, "--save-every", 0,
                  "--log-every", max(steps // 3, 1), "--output", run, seed=seed)
         return run
 
