@@ -64,7 +64,14 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is not None:  # called in-process (`wb demo`, tests, scripts): runs record this command, not the caller's
+        saved = sys.argv
+        sys.argv = [saved[0] if saved else "wb", *argv]
+        try:
+            return main()
+        finally:
+            sys.argv = saved
+    argv = list(sys.argv[1:])
     debug = "--debug" in argv  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
     overwrite = "--overwrite" in argv  # likewise; it applies to every run directory the command writes
     argv = [a for a in argv if a not in ("--debug", "--overwrite")]

@@ -161,3 +161,16 @@ def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path)]) == 2
     assert "was not made by `wb demo`" in capsys.readouterr().err
     assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_a_command_run_in_process_records_its_own_command(tmp_path):
+    """`wb demo` and scripts call `main(argv)` in one process: each run's manifest names the command that made
+    it (the app shows it as the run's command line), and the caller's sys.argv is left as it was."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": f"row number {i % 3} of the set"}) + "\n" for i in range(6)))
+    before = list(sys.argv)
+    assert main(["dedup", str(data), "--output", str(tmp_path / "dd")]) == 0
+    manifest = json.loads((tmp_path / "dd" / "manifest.json").read_text())
+    assert manifest["command"] == f"wb dedup {data} --output {tmp_path / 'dd'}"
+    assert manifest["rows_in"] == 6 and manifest["rows_out"] == 3
+    assert sys.argv == before
