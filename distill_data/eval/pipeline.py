@@ -59,16 +59,22 @@ def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Ta
     return pa.concat_tables(tables), sources, names
 
 
+def endpoint(cfg: EvalConfig, model: str, base_urls: list[str], backend: str) -> EndpointSpec:
+    """The `EndpointSpec` of the model under evaluation or of its judge: the run's key, timeout, concurrency."""
+    return EndpointSpec(model, expand_base_urls(base_urls), backend, cfg.api_key_env, cfg.timeout,
+                        cfg.max_concurrency)
+
+
 def judge_spec(cfg: EvalConfig) -> EndpointSpec:
     """The judge's endpoint for `--verify judge`; InputError without `--judge-model` or an endpoint."""
     if not cfg.judge_model:
         raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
                          "evaluation does not grade itself)")
-    urls = expand_base_urls(cfg.judge_base_url or cfg.base_url)
-    if cfg.judge_backend == "openai" and not urls:
+    spec = endpoint(cfg, cfg.judge_model, cfg.judge_base_url or cfg.base_url, cfg.judge_backend)
+    if cfg.judge_backend == "openai" and not spec.base_urls:
         raise InputError("--verify judge: the judge needs --judge-base-url (or --base-url) with --judge-backend "
                          "openai, e.g. http://localhost:8000/v1")
-    return EndpointSpec(cfg.judge_model, urls, cfg.judge_backend, cfg.api_key_env, cfg.timeout, cfg.max_concurrency)
+    return spec
 
 
 def verifier_names(cfg: EvalConfig, benchmarks: list[Benchmark]) -> dict[str, str]:
@@ -95,8 +101,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     judge = judge_spec(cfg) if judged else None
     prompts, sources, names = load_benchmarks(cfg, benchmarks)
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
-    spec = EndpointSpec(cfg.model, expand_base_urls(cfg.base_url), cfg.backend, cfg.api_key_env, cfg.timeout,
-                        cfg.max_concurrency)
+    spec = endpoint(cfg, cfg.model, cfg.base_url, cfg.backend)
     with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
         gen, template_id = open_generator(spec, sampling, RetryPolicy(cfg.max_attempts, cfg.retry_base,
                                                                       cfg.retry_max), seed=cfg.seed or 0)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.rundir import read_manifest
+from workbench.runs import is_run_dir
 
 # example prices, USD per million tokens: an API teacher's prompt / completion tokens, and trained tokens
 PRICES = {"prefill": 0.50, "sampled": 2.00, "trained": 1.00}
@@ -97,8 +99,7 @@ def wb(*args: object) -> float:
 def fresh_output(out: Path) -> None:
     """Start the demo from scratch each time, in a directory it owns: one it marked, or one holding only
     `wb` run directories (an earlier demo); any other non-empty folder is refused, never deleted."""
-    only_runs = out.exists() and all(c.is_dir() and ((c / "manifest.json").exists() or (c / ".run-incomplete").exists())
-                                     for c in out.iterdir())
+    only_runs = out.exists() and all(c.is_dir() and is_run_dir(c) for c in out.iterdir())
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists() and not only_runs:
         raise WorkbenchError(f"{out}: exists and was not made by `wb demo`; choose an empty --output")
     if out.exists():
@@ -109,7 +110,7 @@ def fresh_output(out: Path) -> None:
 
 def usage_of(run: Path) -> tuple[int, float]:
     """(tokens, cost at PRICES) of a finished run: prefill + sampled + trained tokens in its manifest."""
-    u = json.loads((run / "manifest.json").read_text())["usage"]
+    u = read_manifest(run)["usage"]
     tokens = u["prefill_tokens"] + u["sampled_tokens"] + u["trained_tokens"]
     return tokens, sum(u[f"{k}_tokens"] * p for k, p in PRICES.items()) / 1e6
 
@@ -186,7 +187,7 @@ class Demo:
         self.run(self.curate_row, "curate", *(self.files[d] for d in DOMAINS), "--field", "question", "answer",
                  "--filters", "degenerate_repetition", "refusal", "--benchmark", self.files["heldout"],
                  "--decontam-ngram", 2, "--output", out / "curated")
-        dropped = json.loads((out / "curated" / "manifest.json").read_text())["dropped"]
+        dropped = read_manifest(out / "curated")["dropped"]
         self.notes.append("curate removed " + (", ".join(f"{v:,} {k}" for k, v in dropped.items()) or "nothing"))
         print("\n== the target domain with the same filters but no decontamination or dedup: what the leaked "
               "benchmark copies do to a score")
@@ -210,7 +211,7 @@ class Demo:
         self.run(self.mix_row, "mix", "search", out / "mix-fit", "--output", out / "mix-search", "--samples", 20_000,
                  "--top-k", 50)
         weights = json.loads((out / "mix-search" / "mixture.json").read_text())["weights"]
-        cv = json.loads((out / "mix-fit" / "manifest.json").read_text()).get("cv", {})
+        cv = read_manifest(out / "mix-fit").get("cv", {})
         ranks = ", ".join(f"{k} {v['spearman']:+.2f}" for k, v in cv.items() if "spearman" in v)
         self.notes.append(f"mixture: {s.proxies} proxies, cross-validated Spearman of the fit: {ranks}; chosen weights "
                           + ", ".join(f"{d} {w:.2f}" for d, w in weights.items())
@@ -233,17 +234,19 @@ class Demo:
                  "--verify", s.distill_verify, "--only-verified" if checked else "--no-only-verified",
                  "--temperature", 0, "--max-tokens", 16, "--limit", s.distill_prompts, "--progress-seconds", 0,
                  "--output", out / "distill")
-        m = json.loads((out / "distill" / "manifest.json").read_text())
+        m = read_manifest(out / "distill")
         v = m["verified_counts"]
         self.notes.append(f"distil: {v['true']:,} of {m['units']:,} teacher answers passed the exact verifier; "
                           f"SFT trains on {m['sft_rows']:,}")
 
     def student(self, seed: int) -> None:
         """The student stages for one training seed, each scored by `wb eval`."""
+        from workbench.toytask import TASK
+
         s, out, tag = self.s, self.out, f"-s{seed}"
         print(f"\n======== student stages, seed {seed}")
         raw = self.row("1 raw data")
-        self.score(raw, self.sft(raw, f"sft-raw{tag}", self.init, self.files["sort_desc"].parent, s.student_steps,
+        self.score(raw, self.sft(raw, f"sft-raw{tag}", self.init, self.files[TASK].parent, s.student_steps,
                                  seed), f"raw{tag}")
         self.score(self.curate_row, self.sft(self.curate_row, f"sft-curated{tag}", self.init, self.out / "curated",
                                              s.student_steps, seed), f"curated{tag}")
@@ -264,7 +267,7 @@ class Demo:
                  "--answer-field", "answer", "--verify", "exact", "--temperature", 1.0, "--max-tokens", 16, "--limit",
                  s.pair_prompts, "--seed", seed, "--progress-seconds", 0, "--output", pairs, seed=seed)
         start = sft
-        if json.loads((pairs / "manifest.json").read_text())["rows_out"]:
+        if read_manifest(pairs)["rows_out"]:
             self.run(dpo_row, "train", "dpo", "--model", sft / "model", "--data", pairs, "--beta", 0.1, "--rpo-alpha",
                      1.0, "--lr", s.dpo_lr, "--max-steps", s.dpo_steps, "--batch-size", 32, "--max-length", 64,
                      "--seed", seed, "--save-every", 0, "--log-every", max(s.dpo_steps // 3, 1), "--output", dpo,
@@ -285,9 +288,9 @@ class Demo:
         self.score(grpo_row, grpo, f"grpo{tag}")
 
         if self.seeds > 1:  # the control: stage 4's SFT continued for the tokens stages 5 and 6 trained
-            trained = sum(json.loads((r / "manifest.json").read_text())["usage"]["trained_tokens"]
+            trained = sum(read_manifest(r)["usage"]["trained_tokens"]
                           for r in (dpo, grpo) if (r / "manifest.json").exists())
-            per_step = json.loads((sft / "manifest.json").read_text())["usage"]["trained_tokens"] / s.distill_steps
+            per_step = read_manifest(sft)["usage"]["trained_tokens"] / s.distill_steps
             steps = max(1, round(trained / max(per_step, 1.0)))
             control = self.row("control: SFT, tokens of 5+6", baseline="6 GRPO")
             ctl = self.sft(control, f"sft-control{tag}", sft / "model", out / "distill", steps, seed, s.distill_lr)
@@ -312,7 +315,7 @@ def split_by_domain(data: Path, out: Path) -> dict[str, Path]:
 
 
 def accuracy(run: Path) -> tuple[float, list[float]]:
-    m = json.loads((run / "manifest.json").read_text())["metrics"]["heldout"]
+    m = read_manifest(run)["metrics"]["heldout"]
     return m["accuracy"], m["ci95"]
 
 
