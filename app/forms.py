@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train grpo": (("train", "grpo"), ("trainers.grpo:GRPOConfig",)),
     "train opd": (("train", "opd"), ("trainers.opd:OPDConfig",)),
     "mix plan": (("mix", "plan"), ("mixopt.plan:PlanConfig",)),
-    "mix run": (("mix", "run"), ("trainers.lm:ProxyConfig",)),
+    "mix run": (("mix", "run"), ("mixopt.proxy:ProxyConfig",)),
     "mix fit": (("mix", "fit"), ("mixopt.fit:FitConfig",)),
     "mix search": (("mix", "search"), ("mixopt.search:SearchConfig",)),
     "mix build": (("mix", "build"), ("mixopt.build:BuildConfig",)),

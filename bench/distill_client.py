@@ -45,7 +45,7 @@ def _free_port() -> int:
 async def _baseline(url: str, prompts: list[str], concurrency: int) -> None:
     import openai
 
-    from distill_data.generation.backends.openai_http import _limits
+    from llm.backends.openai_http import _limits
 
     client = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=1800,
                                 http_client=openai.DefaultAsyncHttpxClient(limits=_limits(max(100, concurrency))))
@@ -98,7 +98,7 @@ async def _baseline_faults(urls: list[str], prompts: list[str], concurrency: int
     Retry-After, other faults back off exponentially with jitter; a retry waits outside the pool."""
     import openai
 
-    from distill_data.generation.backends.openai_http import _limits, _retry_after
+    from llm.backends.openai_http import _limits, _retry_after
 
     clients = [openai.AsyncOpenAI(base_url=u, api_key="x", max_retries=0, timeout=1800,
                                   http_client=openai.DefaultAsyncHttpxClient(limits=_limits(max(100, concurrency))))
@@ -209,7 +209,7 @@ def fault_main(args) -> None:
 
 def ledger_cpu_ms(requests: int = 3000) -> float:
     """CPU ms per request of the ledger alone: record a unit and commit it, as the runner does."""
-    from distill_data.generation.ledger import Ledger, UnitResult
+    from llm.ledger import Ledger, UnitResult
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger(Path(tmp) / "ledger.sqlite", "bench")

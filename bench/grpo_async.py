@@ -60,10 +60,10 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from demo.tiny_models import save_tiny_model
     from trainers.generator import local_generator
     from trainers.grpo import GRPOConfig, train_grpo
     from trainers.loop import read_metrics
-    from workbench.fixtures import save_tiny_model
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="grpo-async-bench-"))

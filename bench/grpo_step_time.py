@@ -39,9 +39,9 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from demo.tiny_models import save_tiny_model
     from trainers.grpo import GRPOConfig, train_grpo
     from trainers.loop import read_metrics
-    from workbench.fixtures import save_tiny_model
     from workbench.workspace import bundled_data_dir
 
     torch.set_num_threads(args.threads)

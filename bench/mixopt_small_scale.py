@@ -17,9 +17,9 @@ from pathlib import Path
 from mixopt.confirm import run_confirm
 from mixopt.fit import FitConfig, run_fit
 from mixopt.plan import PlanConfig, make_plan
+from mixopt.proxy import ProxyConfig
 from mixopt.search import SearchConfig, run_search
 from mixopt.sweep import run_sweep
-from trainers.lm import ProxyConfig
 
 DOMAINS = Path(__file__).resolve().parent.parent / "examples" / "mixopt" / "domains.yaml"
 

@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from curate.semdedup import Encoder, SemDedupConfig, nearest_earlier, plan_semdedup
-    from workbench.fixtures import save_tiny_encoder, train_tokenizer
+    from demo.tiny_models import save_tiny_encoder, train_tokenizer
     from workbench.workspace import bundled_data_dir
 
     lines = (bundled_data_dir() / "gsm8k" / "train.jsonl").read_text().splitlines()[: args.rows]

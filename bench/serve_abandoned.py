@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=90.0, help="seconds to wait for each measurement")
     args = parser.parse_args()
     if args.model is None:
-        from workbench.fixtures import tiny_model_path
+        from demo.tiny_models import tiny_model_path
 
         args.model = str(tiny_model_path())
     rows = [("this checkout", *measure(str(Path(__file__).resolve().parents[1]), args.model, args.cap))]

@@ -37,7 +37,7 @@ CONFIGS = {
 
 def prepare(workdir: Path, rows: int, eval_rows: int) -> None:
     """Save the tiny model and write train/eval SFT messages from bundled GSM8K."""
-    from workbench.fixtures import save_tiny_model
+    from demo.tiny_models import save_tiny_model
     from workbench.workspace import bundled_data_dir
 
     save_tiny_model(workdir / "model", "llama", seed=0)

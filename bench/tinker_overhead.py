@@ -115,7 +115,7 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from workbench.fixtures import save_tiny_model
+    from demo.tiny_models import save_tiny_model
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="tinker-bench-"))

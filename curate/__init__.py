@@ -13,7 +13,7 @@ _API = {"curate": "curate.api", "deduplicate": "curate.api", "decontaminate": "c
         "DedupConfig": "curate.dedup", "DecontamConfig": "curate.decontam", "FilterSettings": "curate.filters",
         "select_rows": "curate.select", "SelectConfig": "curate.select", "semantic_dedup": "curate.semdedup",
         "SemDedupConfig": "curate.semdedup", "train_classifier": "curate.classifier",
-        "TrainClassifierConfig": "curate.classifier"}
+        "TrainClassifierConfig": "curate.classifier", "question_curation": "curate.questions"}
 __all__ = sorted(_API)
 
 __getattr__ = lazy_exports(__name__, _API)

@@ -53,7 +53,7 @@ def parse_difficulty(text: str | None) -> float | None:
 def rate_difficulty(questions: list[str], config: SelectLike, run: Path, usage: Usage, notes: dict,
                     progress: object | None = None) -> dict[str, tuple[float | None, str | None]]:
     """question id -> (1-10 rating or None, detail), asking the judge only for questions the ledger lacks."""
-    from distill_data.generation import (
+    from llm import (
         LEDGER,
         EndpointSpec,
         Ledger,

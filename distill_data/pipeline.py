@@ -12,23 +12,23 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from curate import question_curation
 from distill_data.config import DistillConfig
-from distill_data.generation import (
+from llm import (
     LEDGER,
-    EndpointSpec,
     Generator,
     Ledger,
     Progress,
-    RetryPolicy,
     SamplingParams,
-    expand_base_urls,
     open_generator,
     run_key,
     run_units,
 )
-from distill_data.output import add_verdicts, sft_table, unit_table
-from distill_data.prompts import QuestionHook, load_prompts
-from distill_data.questions import question_curation
+from llm.options import endpoint_spec, retry_policy
+from llm.prompts import QuestionHook, load_prompts
+from llm.records import add_verdicts, sft_table, unit_table
+from llm.runner import watch_units
+from llm.verify.judge import open_judge
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -37,17 +37,6 @@ from workbench.rundir import RunDir, RunResult, Usage
 
 def sampling_params(cfg: DistillConfig) -> SamplingParams:
     return SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed, tuple(cfg.stop))
-
-
-def endpoint_spec(cfg, model: str, base_urls: list[str], backend: str | None = None) -> EndpointSpec:
-    """The `EndpointSpec` of one model of a job built on `JobOptions` (distill, prefs)."""
-    return EndpointSpec(model=model, base_urls=expand_base_urls(base_urls), backend=backend or cfg.backend,
-                        api_key_env=cfg.api_key_env, timeout=cfg.timeout, max_concurrency=cfg.max_concurrency,
-                        min_concurrency=cfg.min_concurrency, rpm=cfg.rpm, tpm=cfg.tpm)
-
-
-def retry_policy(cfg) -> RetryPolicy:
-    return RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)
 
 
 def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> RunResult:
@@ -69,7 +58,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
     if cfg.verify == "code":
-        from distill_data.verify.code import check_sandbox
+        from llm.verify.code import check_sandbox
 
         check_sandbox(cfg.sandbox)
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
@@ -102,7 +91,7 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
     try:
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
         if cfg.verify != "none":
-            from distill_data.verify import VerifyOptions, verify_units
+            from llm.verify import VerifyOptions, verify_units
 
             data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
             judge = open_judge(cfg, gen) if cfg.verify == "judge" else None
@@ -113,37 +102,6 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
                     await judge.aclose()
     finally:
         await gen.aclose()
-
-
-def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, int, int]]]):
-    """Give every part a `Progress.watch` that keeps the run's progress.json current over all parts, each a
-    (progress, generator, usage committed before this process): one for distill, one per prefs model."""
-
-    def watch(_progress: Progress, _gen: Generator) -> None:
-        used = [(b[0] + g.stats.requests, b[1] + g.stats.prefill_tokens, b[2] + g.stats.sampled_tokens)
-                for _, g, b in parts]
-        prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
-        progress = [p for p, _, _ in parts]
-        run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
-                            total=sum(p.total for p in progress), unit="units", phase="generation",
-                            usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
-                                   "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled)},
-                            failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
-                            in_flight=sum(g.inflight for _, g, _ in parts))
-
-    for p, _, _ in parts:
-        p.watch = watch
-
-
-def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
-    """The judge's generator: `gen` itself unless `--judge-model` / `--judge-base-url` name another model.
-    Its tokens are counted in the run's ledger by `verify_units`."""
-    from distill_data.verify.judge import judge_generator
-
-    if not (cfg.judge_model or cfg.judge_base_url):
-        return gen
-    spec = endpoint_spec(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url, backend)
-    return judge_generator(spec, gen.policy)
 
 
 def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,

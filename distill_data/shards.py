@@ -75,7 +75,7 @@ def merge_shards(runs: list[str], output: str, think_format: str | None = None) 
     data = _one_row_per_unit(pa.concat_tables([pq.read_table(Path(r) / "data.parquet") for r in runs],
                                               promote_options="default"))
     fmt = think_format or first["config"].get("think_format", "think-tags")
-    from distill_data.output import sft_table
+    from llm.records import sft_table
 
     # the shards' options (verify, model...) stay readable downstream, e.g. by `wb train sft --data RUN`
     config = {**first["config"], "shard": None, "output": str(output), "merge": list(runs), "think_format": fmt}

@@ -12,7 +12,7 @@ _API = {**dict.fromkeys(("plan_mixtures", "train_proxies", "fit_regressor", "sea
                          "build_corpus", "confirm_mixture", "sweep_config"), "mixopt.api"),
         "PlanConfig": "mixopt.plan", "FitConfig": "mixopt.fit", "SearchConfig": "mixopt.search",
         "PredictConfig": "mixopt.predict",
-        "BuildConfig": "mixopt.build", "ProxyConfig": "trainers.lm"}
+        "BuildConfig": "mixopt.build", "ProxyConfig": "mixopt.proxy"}
 __all__ = sorted(_API)
 
 __getattr__ = lazy_exports(__name__, _API)

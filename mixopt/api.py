@@ -15,8 +15,8 @@ from mixopt.build import BuildConfig
 from mixopt.fit import FitConfig
 from mixopt.plan import PlanConfig
 from mixopt.predict import PredictConfig
+from mixopt.proxy import ProxyConfig
 from mixopt.search import SearchConfig
-from trainers.lm import ProxyConfig
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.rundir import RunResult

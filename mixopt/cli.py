@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mixopt.fit import FitConfig
     from mixopt.plan import PlanConfig
     from mixopt.predict import PredictConfig
+    from mixopt.proxy import ProxyConfig
     from mixopt.search import SearchConfig
-    from trainers.lm import ProxyConfig
 
     sub = parser.add_subparsers(dest="mix_command", metavar="STEP", required=True)
     plan = sub.add_parser("plan", help="read domains, store byte tokens, sample proxy mixtures")
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{plan['config']['runs']} mixtures -> {args.output}/mixtures.parquet"
               + (f" ({reused['fresh_runs']} to train)" if reused else ""))
     elif step == "run":
-        from trainers.lm import ProxyConfig
+        from mixopt.proxy import ProxyConfig
 
         config = api.sweep_config(args.plan_dir, build_config(ProxyConfig, args),
                                   **({"tokens_per_run": args.tokens_per_run} if "tokens_per_run" in vars(args) else {}))
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
         api.build_corpus(build_config(BuildConfig, args), args.mixture, args.output)
     elif step == "confirm":
-        from trainers.lm import ProxyConfig
+        from mixopt.proxy import ProxyConfig
 
         api.confirm_mixture(build_config(ProxyConfig, args), args.mixture, args.output, seeds=args.seeds, workers=args.workers)
     return 0

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from mixopt.build import read_mixture
+from mixopt.proxy import ProxyConfig
 from mixopt.sweep import _init_worker, _run_one
-from trainers.lm import ProxyConfig
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir

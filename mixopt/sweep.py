@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from mixopt.plan import domain_names, load_arrays, load_plan
+from mixopt.proxy import ProxyConfig, train_proxy
 from mixopt.results import SWEEP, read_results, weight_column, write_results
-from trainers.lm import ProxyConfig, train_proxy
 from workbench.errors import InputError
 from workbench.progress import ProgressFile
 from workbench.rundir import write_json_atomic

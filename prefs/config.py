@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill_data.config import JobOptions
-from distill_data.reasoning import THINK_FORMATS
+from llm.options import JobOptions
+from llm.reasoning import THINK_FORMATS
 from workbench.config import option
 
 STRATEGIES = ("delta", "best-vs-worst", "rejection-sampling")

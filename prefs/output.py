@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill_data.prompts import MESSAGES
+from llm.prompts import MESSAGES
 from prefs.pairing import Pairs
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_data.generation.generator import Generator
-from distill_data.pipeline import watch_units
-from distill_data.prompts import load_prompts
-from distill_data.questions import question_curation
-from distill_data.reasoning import render_reasoning
+from curate import question_curation
+from llm.generator import Generator
+from llm.prompts import load_prompts
+from llm.reasoning import render_reasoning
+from llm.runner import watch_units
 from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
 from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
@@ -58,7 +58,7 @@ def check_config(cfg: PrefsConfig) -> None:
     if cfg.verify == "code" and not cfg.tests_field:
         raise InputError("--verify code needs --tests-field (the column with the Python tests)")
     if cfg.verify == "code":
-        from distill_data.verify.code import check_sandbox
+        from llm.verify.code import check_sandbox
 
         check_sandbox(cfg.sandbox)
 
@@ -95,8 +95,8 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
             if kind in ("judge", "reward-model") \
             else None
         if kind == "judge":
-            from distill_data.pipeline import endpoint_spec
-            from distill_data.verify.judge import judge_generator
+            from llm.options import endpoint_spec
+            from llm.verify.judge import judge_generator
 
             spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
                                  cfg.strong_backend)

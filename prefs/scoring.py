@@ -16,10 +16,10 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill_data.generation.generator import Generator
-from distill_data.generation.ledger import Ledger
-from distill_data.verify.judge import RUBRIC as JUDGE_RUBRIC
-from distill_data.verify.judge import judge_units
+from llm.generator import Generator
+from llm.ledger import Ledger
+from llm.verify.judge import RUBRIC as JUDGE_RUBRIC
+from llm.verify.judge import judge_units
 from workbench.errors import InputError
 
 RUBRIC = JUDGE_RUBRIC.split("Judge whether")[0] + """Rate the response from 1 (useless or wrong) to 10 (correct, complete, clear and honest); with a

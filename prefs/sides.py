@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from distill_data.generation import (
+from llm import (
     LEDGER,
     EndpointSpec,
     Generator,
@@ -25,8 +25,8 @@ from distill_data.generation import (
     run_key,
     run_units,
 )
-from distill_data.output import add_verdicts, unit_table
-from distill_data.pipeline import endpoint_spec, retry_policy
+from llm.options import endpoint_spec, retry_policy
+from llm.records import add_verdicts, unit_table
 from prefs.config import PrefsConfig
 from workbench.errors import InputError
 
@@ -71,7 +71,7 @@ def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]
 
 def open_judge(cfg: PrefsConfig, sides: list[Side]) -> Generator:
     """The judge: `--judge-model` on `--judge-base-url` (defaults: the strong model and its endpoints)."""
-    from distill_data.verify.judge import judge_generator
+    from llm.verify.judge import judge_generator
 
     if not (cfg.judge_model or cfg.judge_base_url):
         return sides[0].gen
@@ -86,7 +86,7 @@ async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side])
                            for s in sides))
     if cfg.verify == "none":
         return
-    from distill_data.verify import VerifyOptions, verify_many
+    from llm.verify import VerifyOptions, verify_many
 
     judge = open_judge(cfg, sides) if cfg.verify == "judge" else None
     try:

@@ -18,13 +18,34 @@ def _private_workspace(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from workbench.fixtures import train_tokenizer
+    from demo.tiny_models import train_tokenizer
 
     return train_tokenizer(vocab_size=512)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
-    from workbench.fixtures import save_tiny_model
+    from demo.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def mock():
+    """A scripted OpenAI-compatible fault server on loopback (tests/mock_server.py)."""
+    from tests.mock_server import MockServer
+
+    server = MockServer(retry_after=0.05).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_url(tiny_model_dir):
+    """`wb serve` over the tiny model on loopback, shared by the generation, distill and eval tests."""
+    from llm.local_engine import LocalEngine
+    from llm.serve import ServerThread, build_app
+
+    thread = ServerThread(build_app(LocalEngine(tiny_model_dir), "tiny", max_batch=8))
+    yield thread.start()
+    thread.stop()

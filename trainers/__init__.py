@@ -1,11 +1,12 @@
-"""Bundled trainers: the training core, SFT, DPO, the GRPO family, and the small LM loop RegMix proxies use.
+"""Bundled trainers: the training core, SFT, DPO, the RL core with the GRPO family and on-policy distillation.
 
 - `client.TrainingClient`: `forward_backward`, `optim_step`, `sample`, `compute_logprobs`, `save_state`.
 - `losses`: the losses as pure tensor functions, each with its formula and normalisation.
 - `tinker_service`: `wb tinker serve`, the core behind Tinker's HTTP API, metered per token.
 - `render` turns records into token ids and loss masks; `collate` lays them out (padded, padding-free,
-  packed); `sft` and `dpo` are the loops behind `wb train sft` and `wb train dpo`; `lm` is the byte-level
-  proxy LM loop RegMix uses.
+  packed); `sft` and `dpo` are the loops behind `wb train sft` and `wb train dpo`.
+- `rl`: the RL core (options, items, one policy step, the step loop) that the recipes `grpo` (the GRPO
+  family) and `opd` (on-policy distillation) are built on.
 
 Importing `trainers` imports no torch; the submodules that need it import it themselves.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill_data.eval.metrics import benchmark_metrics
+from evals import benchmark_metrics
 
 
 @dataclass
@@ -27,8 +27,8 @@ def load_bench_items(cfg, tokenizer) -> list[BenchItems]:
     """The items of `cfg.eval_benchmark`, rendered with the chat template; [] when none are asked for."""
     if not cfg.eval_benchmark:
         return []
-    from distill_data.eval.benchmarks import resolve
-    from distill_data.prompts import load_prompts
+    from evals import resolve_benchmarks
+    from llm.prompts import load_prompts
     from trainers.rollouts import render_prompt
     from workbench.errors import InputError
 
@@ -36,7 +36,7 @@ def load_bench_items(cfg, tokenizer) -> list[BenchItems]:
         raise InputError("--eval-verify judge: an LLM judge does not run inside training; evaluate the saved model "
                          "with `wb eval --verify judge --judge-model J` instead")
     out = []
-    for b in resolve(cfg.eval_benchmark, cfg.eval_prompt_field, cfg.eval_answer_field, cfg.eval_verify):
+    for b in resolve_benchmarks(cfg.eval_benchmark, cfg.eval_prompt_field, cfg.eval_answer_field, cfg.eval_verify):
         table, _, _ = load_prompts(b.source, b.prompt_field, b.answer_field, None, None, cfg.eval_limit)
         prompts = table.column("prompt").to_pylist()
         ids = [render_prompt(tokenizer, {"prompt": p}, f"{b.name}: item {i + 1}") for i, p in enumerate(prompts)]
@@ -47,7 +47,7 @@ def load_bench_items(cfg, tokenizer) -> list[BenchItems]:
 def bench_metrics(client, benches: list[BenchItems], max_new_tokens: int, chunk: int = 32) -> dict[str, float]:
     """Greedy answers of the current policy to every item, verified: `eval/<name>/accuracy`, `.../ci95_low`,
     `.../ci95_high`, `.../truncation_rate`."""
-    from distill_data.verify import inline_verdicts
+    from llm.verify import inline_verdicts
 
     tok = client.tokenizer
     out: dict[str, float] = {}

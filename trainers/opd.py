@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainers.grpo import (
+from trainers.rl import (
     RLConfig,
     item_counts,
     make_item,
@@ -78,7 +78,7 @@ class EndpointTeacher:
     the prefill tokens counted (`usage`)."""
 
     def __init__(self, url: str, model: str, max_concurrency: int = 16):
-        from distill_data.generation import EndpointSpec
+        from llm import EndpointSpec
 
         self.url = url.rstrip("/")
         self.spec = EndpointSpec(model=model, base_urls=(self.url,), max_concurrency=max_concurrency, timeout=600.0)
@@ -93,7 +93,7 @@ class EndpointTeacher:
     async def _score(self, items) -> list[np.ndarray]:
         import asyncio
 
-        from distill_data.generation import RetryPolicy, SamplingParams, open_generator
+        from llm import RetryPolicy, SamplingParams, open_generator
 
         gen, _ = open_generator(self.spec, SamplingParams(), RetryPolicy(max_attempts=4, base_delay=0.5,
                                                                           max_delay=10.0))

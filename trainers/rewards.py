@@ -50,7 +50,7 @@ def parse_reward(spec: str, options) -> RewardSpec:
     if ":" not in name:
         raise InputError(f"--reward {spec}: unknown reward {name!r}; expected one of {', '.join(BUILTIN)} "
                          "or a user function as package.module:function")
-    from distill_data.verify.user import import_function
+    from llm.verify.user import import_function
 
     fn = import_function(name, "--reward")
     return RewardSpec(name, weight, fn)
@@ -72,9 +72,9 @@ def _builtin(name: str, o) -> Callable[..., list]:
 def _verdict_reward(name: str) -> Callable[..., list]:
     """A 0/1 reward from a distill_data verifier (`math` or `exact`) against the row's `answer`."""
     if name == "math":
-        from distill_data.verify.math import check_math as check
+        from llm.verify.math import check_math as check
     else:
-        from distill_data.verify.exact import check_exact as check
+        from llm.verify.exact import check_exact as check
 
     def reward(completions, answer=None, **_):
         if answer is None:

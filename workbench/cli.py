@@ -29,15 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("curate.commands.select", "keep the top rows by length, classifier, LLM-judged difficulty or at random"),
     "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
     "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
-    "serve": ("distill_data.commands.serve", "an OpenAI-compatible server over a local transformers model"),
-    "eval": ("distill_data.commands.eval", "score a model on benchmarks (pass@k, maj@k, intervals); --compare runs"),
+    "serve": ("llm.commands.serve", "an OpenAI-compatible server over a local transformers model"),
+    "eval": ("evals.commands.eval", "score a model on benchmarks (pass@k, maj@k, intervals); --compare runs"),
     "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
     "train": ("trainers.cli", "train a model on workbench data: sft, dpo, grpo, opd"),
     "runs": ("workbench.commands.runs", "every run below a workspace: state, rows, tokens, cost (--usage: totals)"),
     "lineage": ("workbench.commands.lineage", "the chain of a row back to its source file and row, or why it was "
                                               "dropped"),
     "tinker": ("trainers.tinker_service.cli", "a local Tinker-compatible training service (serve) and its usage"),
-    "demo": ("workbench.commands.demo", "run the stages that exist on the bundled data"),
+    "demo": ("demo.commands.demo", "run the stages that exist on the bundled data"),
     "ui": ("workbench.commands.ui", "the Streamlit workbench app over a workspace (127.0.0.1:8501)"),
 }
 

@@ -40,7 +40,7 @@ def get_reward(kind: str, response: str, answer: str, completion: list[int] = ()
     if kind == "overlap":
         seen = set(prompt)
         return sum(t in seen for t in completion) / max(len(completion), 1)
-    from distill_data.verify.math import check_math
+    from llm.verify.math import check_math
 
     return float(bool(check_math(response, answer)[0]))
 

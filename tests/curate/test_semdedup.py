@@ -18,7 +18,7 @@ from workbench.workspace import bundled_data_dir
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory, tiny_tokenizer):
-    from workbench.fixtures import save_tiny_encoder
+    from demo.tiny_models import save_tiny_encoder
 
     return save_tiny_encoder(tmp_path_factory.mktemp("enc") / "tiny-bert", tiny_tokenizer)
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import polars as pl
-from distill_helpers import fast_config, write_prompts
 
 from distill_data.pipeline import distill
+from tests.distill_data.distill_helpers import fast_config, write_prompts
 from workbench.rundir import INCOMPLETE, MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]

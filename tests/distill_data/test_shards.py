@@ -12,10 +12,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from distill_helpers import fast_config, write_prompts
 
 from distill_data.pipeline import distill
 from distill_data.shards import merge_shards, parse_shard, shard_of
+from tests.distill_data.distill_helpers import fast_config, write_prompts
 from workbench.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import pytest
 from mixopt.build import BuildConfig, run_build
 from mixopt.fit import FitConfig, load_results, run_fit
 from mixopt.plan import PlanConfig, make_plan
+from mixopt.proxy import ProxyConfig, train_proxy
 from mixopt.sampler import Constraints, natural_prior, rounded_weights, sample_mixtures
 from mixopt.search import SearchConfig, pareto_front, run_search
 from mixopt.sweep import run_sweep
-from trainers.lm import ProxyConfig, train_proxy
 from workbench.errors import InputError
 from workbench.io import write_table
 
@@ -398,7 +398,7 @@ def test_distance_to_training_on_known_points():
 def test_gpu_proxy_preset_has_at_least_15m_parameters():
     from transformers import LlamaForCausalLM  # noqa: F401 - the count below is checked against a real model
 
-    from trainers.lm import MODEL_SIZES, build_proxy, non_embedding_parameters
+    from mixopt.proxy import MODEL_SIZES, build_proxy, non_embedding_parameters
 
     assert non_embedding_parameters("gpu-20m") >= 15_000_000
     for size in ("tiny", "small"):  # the formula is the model's own count, less the tied byte embedding

@@ -46,8 +46,8 @@ def tiny_servers(tiny_pair):
     """URLs of `wb serve` over the weak and strong tiny models, served as "weak" and "strong"."""
     import torch
 
-    from distill_data.generation.local_engine import LocalEngine
-    from distill_data.serve import ServerThread, build_app
+    from llm.local_engine import LocalEngine
+    from llm.serve import ServerThread, build_app
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models generate many times faster on one thread of a busy 2-core machine

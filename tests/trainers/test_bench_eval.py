@@ -11,7 +11,7 @@ from workbench.cli import main
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    from workbench.toytask import save_toy_model, write_task
+    from demo.toytask import save_toy_model, write_task
 
     root = tmp_path_factory.mktemp("toy")
     paths = write_task(root, train=600, heldout=24, other=10, duplicates=0, loops=0, refusals=0, leaked=0, seed=0)

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from demo.tiny_models import make_tiny_model
 from trainers.client import ClientConfig, TrainingClient
 from trainers.collate import collate, pack, token_seq_ids, trained_tokens
 from trainers.losses import sft_loss
 from trainers.render import Example, render_sft
-from workbench.fixtures import make_tiny_model
 
 
 def _examples(tokenizer, n=6):

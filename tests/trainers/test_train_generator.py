@@ -80,8 +80,8 @@ def test_bad_weight_updates_are_400s_and_keep_the_old_weights(weight_server, tmp
 
 
 def test_a_server_without_weight_updates_is_a_clear_error(tiny_model_dir, tiny_tokenizer, tmp_path):
-    from distill_data.generation.local_engine import LocalEngine
-    from distill_data.serve import ServerThread, build_app
+    from llm.local_engine import LocalEngine
+    from llm.serve import ServerThread, build_app
 
     thread = ServerThread(build_app(LocalEngine(tiny_model_dir), "tiny"))
     url = thread.start()

@@ -148,9 +148,9 @@ def test_dapo_gradient_through_the_model_does_not_depend_on_micro_batch_size(tin
     under bnpo (a local token mean) it does not, because the micro-batches hold different token counts."""
     import torch
 
+    from demo.tiny_models import make_tiny_model
     from trainers.client import ClientConfig, TrainingClient
-    from trainers.grpo import RLConfig, make_item, train_items
-    from workbench.fixtures import make_tiny_model
+    from trainers.rl import RLConfig, make_item, train_items
 
     rng = np.random.default_rng(0)
     items = [make_item(list(rng.integers(5, 500, 6)), list(rng.integers(5, 500, n)), float(rng.normal()),

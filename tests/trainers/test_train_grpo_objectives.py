@@ -10,8 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from trainers.grpo import GRPOConfig, make_item, micro_batches, train_grpo
+from trainers.grpo import GRPOConfig, train_grpo
 from trainers.loop import read_metrics
+from trainers.rl import make_item, micro_batches
 
 REWARDS = textwrap.dedent('''
     def divisible(completion_ids, modulus, **_):

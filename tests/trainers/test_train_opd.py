@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from trainers.grpo import make_item
 from trainers.loop import read_metrics
 from trainers.opd import EndpointTeacher, LocalTeacher, OPDConfig, train_opd
+from trainers.rl import make_item
 from workbench.errors import InputError
 
 
@@ -71,8 +71,8 @@ def test_reverse_kl_falls_against_a_peaked_teacher(tiny_model_dir, peaked_teache
 
 
 def test_endpoint_teacher_scores_like_the_local_teacher(peaked_teacher, tiny_tokenizer):
-    from distill_data.generation.local_engine import LocalEngine
-    from distill_data.serve import ServerThread, build_app
+    from llm.local_engine import LocalEngine
+    from llm.serve import ServerThread, build_app
 
     local = LocalTeacher(str(peaked_teacher), tiny_tokenizer)
     prompt = tiny_tokenizer("Say something about cats")["input_ids"]
@@ -94,7 +94,7 @@ def test_endpoint_teacher_scores_like_the_local_teacher(peaked_teacher, tiny_tok
 
 
 def test_a_teacher_with_another_tokenizer_is_refused(tmp_path):
-    from workbench.fixtures import save_tiny_model, train_tokenizer
+    from demo.tiny_models import save_tiny_model, train_tokenizer
 
     a = save_tiny_model(tmp_path / "a", tokenizer=train_tokenizer(vocab_size=300))
     b = save_tiny_model(tmp_path / "b", tokenizer=train_tokenizer(["other words entirely"] * 50, vocab_size=280))

@@ -175,6 +175,7 @@ def test_validation_is_the_same_for_yaml_and_python(tmp_path):
 def test_the_public_entry_points_resolve():
     import curate
     import distill_data
+    import evals
     import mixopt
     import prefs
     import trainers
@@ -185,7 +186,7 @@ def test_the_public_entry_points_resolve():
 
     assert curate.curate is curate_fn and distill_data.distill is distill and prefs.make_pairs is make_pairs
     assert trainers.train_sft is train_sft and callable(trainers.train_opd) and callable(trainers.train_dpo)
-    assert callable(distill_data.evaluate) and distill_data.EvalConfig().n == 1
+    assert callable(evals.evaluate) and evals.EvalConfig().n == 1 and callable(curate.question_curation)
     for name in ("plan_mixtures", "train_proxies", "fit_regressor", "search_mixture", "build_corpus",
                  "confirm_mixture"):
         assert callable(getattr(mixopt, name))

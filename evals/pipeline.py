@@ -1,0 +1,189 @@
+"""`evaluate(config)`: benchmarks -> ledgered generation -> verification -> per-item data.parquet + metrics.
+
+Every benchmark's items become units `(benchmark/item id, sample index)` in one durable ledger, so a killed
+evaluation resumes by re-running the same command and a finished one is not generated again; usage and
+faults are the generation layer's. The manifest's `metrics` holds, per benchmark, accuracy, pass@1,
+pass@k and maj@k (k = --n), a 95% interval, mean response tokens and the truncation rate
+(`evals.metrics`). Units that failed at the endpoint are reported and retried by a re-run;
+until then they count as wrong. `--verify judge` asks `--judge-model` through distill's judge verifier
+(`llm.verify.judge`): its verdicts are recorded per sample in the ledger under the judge's name,
+so a re-run asks only what is unjudged (or failed at the judge), and its tokens join the run's usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from evals.benchmarks import Benchmark, extracted_answer, resolve_benchmarks
+from evals.config import EvalConfig
+from evals.metrics import benchmark_metrics
+from llm import (
+    LEDGER,
+    EndpointSpec,
+    Ledger,
+    Progress,
+    RetryPolicy,
+    SamplingParams,
+    expand_base_urls,
+    open_generator,
+    run_key,
+    run_units,
+)
+from llm.prompts import load_prompts
+from llm.records import add_verdicts, unit_table
+from workbench.config import validate
+from workbench.errors import InputError
+from workbench.io import write_table
+from workbench.rundir import RunDir, RunResult, Usage
+
+
+def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Table, list, list[str]]:
+    """(all items with ids `benchmark/id`, their sources, the benchmark of each row)."""
+    tables, sources, names = [], [], []
+    for b in benchmarks:
+        table, _, source = load_prompts(b.source, b.prompt_field, b.answer_field, None, cfg.system, cfg.limit)
+        if table.num_rows == 0:
+            raise InputError(f"--benchmark {b.name}: {b.source} holds no items")
+        if table.column("answer").null_count:
+            row = table.column("answer").to_pylist().index(None)
+            raise InputError(f"--benchmark {b.name}: item {row + 1} has no reference answer in "
+                             f"{b.answer_field!r}")
+        ids = pc.binary_join_element_wise(pa.array([b.name] * table.num_rows), table.column("prompt_id"), "/")
+        tables.append(table.set_column(0, "prompt_id", ids))
+        sources.append(source)
+        names += [b.name] * table.num_rows
+    return pa.concat_tables(tables), sources, names
+
+
+def endpoint(cfg: EvalConfig, model: str, base_urls: list[str], backend: str) -> EndpointSpec:
+    """The `EndpointSpec` of the model under evaluation or of its judge: the run's key, timeout, concurrency."""
+    return EndpointSpec(model, expand_base_urls(base_urls), backend, cfg.api_key_env, cfg.timeout,
+                        cfg.max_concurrency)
+
+
+def judge_spec(cfg: EvalConfig) -> EndpointSpec:
+    """The judge's endpoint for `--verify judge`; InputError without `--judge-model` or an endpoint."""
+    if not cfg.judge_model:
+        raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
+                         "evaluation does not grade itself)")
+    spec = endpoint(cfg, cfg.judge_model, cfg.judge_base_url or cfg.base_url, cfg.judge_backend)
+    if cfg.judge_backend == "openai" and not spec.base_urls:
+        raise InputError("--verify judge: the judge needs --judge-base-url (or --base-url) with --judge-backend "
+                         "openai, e.g. http://localhost:8000/v1")
+    return spec
+
+
+def verifier_names(cfg: EvalConfig, benchmarks: list[Benchmark]) -> dict[str, str]:
+    """Each verifier kind in use -> its name in the ledger (the judge's carries its model, so another judge
+    grades afresh instead of reusing these verdicts)."""
+    return {b.verifier: f"judge:{cfg.judge_model}" if b.verifier == "judge" else b.verifier for b in benchmarks}
+
+
+def evaluate(cfg: EvalConfig) -> RunResult:
+    """Run (or resume) an evaluation into `cfg.output`; return its `RunResult` (the manifest, whose `metrics`
+    hold each benchmark's numbers, with the run's path). Bad options or input raise `InputError`."""
+    from llm.runner import watch_units
+
+    validate(cfg)
+    if not cfg.output:
+        raise InputError("--output is required (a run directory)")
+    if not cfg.model:
+        raise InputError("--model is required")
+    benchmarks = resolve_benchmarks(cfg.benchmark, cfg.prompt_field, cfg.answer_field, cfg.verify)
+    judged = any(b.verifier == "judge" for b in benchmarks)
+    if cfg.verify == "judge" and not judged:
+        raise InputError("--verify judge grades benchmark files; the bundled benchmarks are always checked with "
+                         "the math verifier")
+    judge = judge_spec(cfg) if judged else None
+    prompts, sources, names = load_benchmarks(cfg, benchmarks)
+    sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
+    spec = endpoint(cfg, cfg.model, cfg.base_url, cfg.backend)
+    with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
+        gen, template_id = open_generator(spec, sampling, RetryPolicy(cfg.max_attempts, cfg.retry_base,
+                                                                      cfg.retry_max), seed=cfg.seed or 0)
+        key = run_key(spec, sampling, template_id)
+        ledger = Ledger(Path(run.path) / LEDGER, key)
+        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        watch_units(run, [(progress, gen, ledger.usage())])
+        try:
+            asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))
+            verdicts: dict = {}
+            for name in verifier_names(cfg, benchmarks).values():
+                verdicts.update(ledger.verdicts(name))
+            data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model), verdicts)
+            requests, prefill, sampled = ledger.usage()
+        finally:
+            ledger.close()
+        data = item_table(data, names, cfg.n, {b.name: b.verifier for b in benchmarks})
+        write_table(data, run.product)
+        metrics = {b.name: benchmark_metrics_of(data, b.name, cfg.n, cfg.bootstrap_seed) for b in benchmarks}
+        counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
+        usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
+                      cost_usd=progress.cost(prefill, sampled))
+        return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
+                          metrics=metrics, status_counts=counts, model=cfg.model,
+                          benchmarks={b.name: {"source": b.source, "verifier": b.verifier,
+                                               **({"judge": cfg.judge_model} if b.verifier == "judge" else {})}
+                                      for b in benchmarks},
+                          faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
+                                  "errors": gen.stats.errors})
+
+
+async def _generate_and_verify(cfg: EvalConfig, benchmarks: list[Benchmark], prompts: pa.Table, ledger: Ledger,
+                               gen, progress: Progress, judge_endpoint: EndpointSpec | None) -> None:
+    from llm.verify import VerifyOptions, verify_units
+    from llm.verify.judge import judge_generator
+
+    try:
+        await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
+    finally:
+        await gen.aclose()
+    data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
+    owner = pa.array([p.split("/", 1)[0] for p in data.column("prompt_id").to_pylist()])
+    for kind, name in sorted(verifier_names(cfg, benchmarks).items()):
+        mine = pa.array([b.name for b in benchmarks if b.verifier == kind])
+        part = data.filter(pc.is_in(owner, value_set=mine))
+        judge = judge_generator(judge_endpoint, gen.policy) if kind == "judge" and judge_endpoint else None
+        try:
+            await verify_units(VerifyOptions(kind, cfg.verify_workers, record_as=name), part, ledger, judge)
+        finally:
+            if judge is not None:
+                await judge.aclose()
+
+
+def item_table(data: pa.Table, names: list[str], n: int, verifiers: dict[str, str]) -> pa.Table:
+    """The per-sample rows of data.parquet: the unit table with the benchmark, the item's own id, the
+    answer maj@k votes on, and a boolean `correct` (a missing verdict is wrong)."""
+    import numpy as np
+
+    bench = pa.array(np.repeat(np.array(names, dtype=object), n), pa.string())
+    item = pa.array([p.split("/", 1)[1] for p in data.column("prompt_id").to_pylist()], pa.string())
+    answers = [extracted_answer(c, verifiers[b]) if s == "ok" else None
+               for c, b, s in zip(data.column("content").to_pylist(), bench.to_pylist(),
+                                  data.column("status").to_pylist(), strict=True)]
+    data = data.drop_columns(["tests"])
+    data = data.add_column(0, "benchmark", bench).add_column(2, "item_id", item)
+    data = data.append_column("extracted_answer", pa.array(answers, pa.string()))
+    return data.append_column("correct", pc.fill_null(data.column("verified"), False))
+
+
+def benchmark_metrics_of(data: pa.Table, name: str, n: int, seed: int = 0) -> dict:
+    """`benchmark_metrics` of one benchmark's rows of the per-sample table (rows come n per item, in order)."""
+    rows = data.filter(pc.equal(data.column("benchmark"), name))
+
+    def per_item(column: str) -> list[list]:
+        values = rows.column(column).to_pylist()
+        return [values[i:i + n] for i in range(0, len(values), n)]
+
+    truncated = [[s == "truncated" for s in item] for item in per_item("status")]
+    out = benchmark_metrics(per_item("correct"), per_item("extracted_answer"), per_item("completion_tokens"),
+                            truncated, k=n, seed=seed)
+    out["failed"] = int(pc.sum(pc.equal(rows.column("status"), "failed")).as_py() or 0)
+    # answered samples the verifier gave no verdict (a judge that failed or gave no verdict line): wrong
+    answered = rows.filter(pc.equal(rows.column("status"), "ok"))
+    out["unverified"] = answered.column("verified").null_count
+    return out

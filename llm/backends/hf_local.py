@@ -1,0 +1,15 @@
+"""In-process transformers backend: the same batching engine as `wb serve`, without HTTP."""
+
+from __future__ import annotations
+
+from llm.batcher import BatchedBackend, Batcher
+
+
+class HFBackend(BatchedBackend):
+    def __init__(self, model_path: str, max_batch: int = 16):
+        from llm.local_engine import LocalEngine
+
+        self.engine = LocalEngine(model_path)
+        self.name = f"hf:{model_path}"
+        self.template_id = self.engine.template_id
+        self.batcher = Batcher(self.engine.generate_batch, max_batch)

@@ -1,0 +1,129 @@
+"""OpenAI-compatible HTTP backend over the `openai` async client (vLLM/SGLang servers, OpenAI, DeepSeek...).
+
+The client's own retries are off (the runner retries with its policy); the default timeout is 30 minutes
+because reasoning traces can take that long. Reasoning comes from `reasoning_content` or `reasoning`.
+"""
+
+from __future__ import annotations
+
+from llm.backends.base import (
+    Choice,
+    Completion,
+    PermanentError,
+    SamplingParams,
+    TransientError,
+)
+
+
+def _retry_after(headers) -> float | None:
+    if headers is None:
+        return None
+    for name in ("retry-after-ms", "retry-after"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None  # an HTTP date: fall back to our own backoff
+        return seconds / 1000 if name == "retry-after-ms" else seconds
+    return None
+
+
+class OpenAIBackend:
+    """One endpoint. `native_n`: one request asks for n samples (OpenAI and vLLM honour `n`)."""
+
+    native_n = True
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 1800.0,
+                 max_connections: int = 1024):
+        import openai
+
+        self.name = base_url
+        self.model = model
+        self._openai = openai
+        # The default pool holds 100 connections; high concurrency needs more (throughput, not the key).
+        http = openai.DefaultAsyncHttpxClient(limits=_limits(max_connections))
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout,
+                                         max_retries=0, http_client=http)
+
+    async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
+        kwargs: dict = {"model": self.model, "messages": messages, "n": n, "temperature": params.temperature,
+                        "top_p": params.top_p, "max_tokens": params.max_tokens}
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if params.logprobs:
+            kwargs["logprobs"] = True
+        return _completion(await self._call(self.client.chat.completions.create(**kwargs)))
+
+    async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None], int]:
+        """(log-prob of each prompt token given the ones before it, None for the first; prompt tokens), by
+        `/completions` with `echo` and `logprobs: 0`, as vLLM and `wb serve` answer it."""
+        response = await self._call(self.client.completions.create(
+            model=self.model, prompt=token_ids, max_tokens=1, echo=True, logprobs=0, temperature=1.0))
+        try:
+            logps = list(response.choices[0].logprobs.token_logprobs)[: len(token_ids)]
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise PermanentError(f"the server did not echo prompt log-probs ({type(exc).__name__}: {exc})") from None
+        if len(logps) < len(token_ids):
+            raise PermanentError(f"the server echoed {len(logps)} log-probs for {len(token_ids)} prompt tokens")
+        usage = response.usage
+        return logps, usage.prompt_tokens if usage else len(token_ids)
+
+    async def _call(self, request):
+        """Await an openai request, mapping its errors to the runner's transient and permanent kinds."""
+        openai = self._openai
+        try:
+            return await request
+        except openai.RateLimitError as exc:
+            raise TransientError(f"429: {_message(exc)}", _retry_after(exc.response.headers), True) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                raise TransientError(f"{exc.status_code}: {_message(exc)}", _retry_after(exc.response.headers)) from None
+            raise PermanentError(f"{exc.status_code}: {_message(exc)}") from None
+        except openai.APITimeoutError:
+            raise TransientError("timeout") from None
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"connection error: {exc.__cause__ or exc}") from None
+        except openai.APIResponseValidationError as exc:
+            raise TransientError(f"malformed response: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _limits(max_connections: int):
+    try:  # openai >= 3 ships on httpx2; older releases on httpx
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+def _message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)
+    return str(getattr(exc, "message", exc))
+
+
+def _completion(response) -> Completion:
+    choices = []
+    for c in sorted(response.choices or [], key=lambda c: c.index):
+        msg = c.message
+        extra = getattr(msg, "model_extra", None) or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        logprobs = None
+        if c.logprobs is not None and c.logprobs.content is not None:
+            logprobs = [{"token": t.token, "logprob": t.logprob} for t in c.logprobs.content]
+        choices.append(Choice(msg.content, reasoning, c.finish_reason, 0, logprobs))
+    usage = response.usage
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    completion_tokens = usage.completion_tokens if usage else 0
+    if choices:  # servers report completion tokens per request; split them evenly over the samples
+        share, rest = divmod(completion_tokens, len(choices))
+        for j, c in enumerate(choices):
+            c.completion_tokens = share + (1 if j < rest else 0)
+    return Completion(choices, prompt_tokens, completion_tokens)

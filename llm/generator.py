@@ -1,0 +1,196 @@
+"""The generation layer shared by distill_data/ and prefs/: endpoints, adaptive concurrency, retries.
+
+`Generator.complete(messages, n, params)` sends one request to the least-loaded healthy endpoint and retries
+by the fault policy: a 429 makes that request wait Retry-After (a burst of them also pauses the endpoint
+and cuts its limit, see `endpoint.py`); 5xx, timeouts and dropped connections back off exponentially with
+jitter, up to `max_attempts`, and enough of them in a row drain the endpoint until a probe succeeds; other
+4xx fail at once. Requests- and tokens-per-minute budgets (`budget.py`) gate every attempt. The result is
+an `Outcome`, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from llm.backends.base import (
+    Completion,
+    PermanentError,
+    SamplingParams,
+    TransientError,
+)
+from llm.budget import RateBudget
+from llm.endpoint import Endpoint
+
+__all__ = ["Endpoint", "Generator", "Outcome", "RateBudget", "RetryPolicy", "Stats"]
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random, capped."""
+        d = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return d / 2 + rng.uniform(0, d / 2)
+
+
+@dataclass
+class Outcome:
+    completion: Completion | None
+    error: str | None
+    attempts: int
+    endpoint: str | None
+
+
+@dataclass
+class Stats:
+    requests: int = 0  # sent, retries included
+    responses: int = 0  # answered, successfully or not
+    retries: int = 0
+    rate_limited: int = 0
+    prefill_tokens: int = 0
+    sampled_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Generator:
+    """Spread requests over endpoints; see the module docstring for the fault policy."""
+
+    def __init__(self, endpoints: list[Endpoint], params: SamplingParams, policy: RetryPolicy | None = None,
+                 seed: int = 0, budget: RateBudget | None = None):
+        self.endpoints = endpoints
+        self.params = params
+        self.policy = policy or RetryPolicy()
+        self.budget = budget or RateBudget()
+        self.stats = Stats()
+        self._rng = random.Random(seed)
+        self._changed = asyncio.Condition()
+        self._sampled = [0, 0]  # completion tokens, samples: the running mean for token estimates
+
+    @property
+    def inflight(self) -> int:
+        return sum(e.inflight for e in self.endpoints)
+
+    @property
+    def capacity(self) -> int:
+        return sum(e.max for e in self.endpoints)
+
+    @property
+    def native_n(self) -> bool:
+        return all(e.backend.native_n for e in self.endpoints)
+
+    async def _acquire(self) -> Endpoint:
+        async with self._changed:
+            while True:
+                now = time.monotonic()
+                free = [e for e in self.endpoints if e.free(now)]
+                if free:
+                    best = min(free, key=lambda e: e.inflight / e.limit)
+                    best.inflight += 1
+                    return best
+                wakes = [t for t in (e.wakes_at(now) for e in self.endpoints) if t is not None]
+                timeout = (min(wakes) - now) if wakes else None
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+                except TimeoutError:
+                    pass
+
+    async def _release(self, endpoint: Endpoint) -> None:
+        async with self._changed:
+            endpoint.inflight -= 1
+            # wake as many waiters as there are free slots: a limit that just doubled opens several
+            now = time.monotonic()
+            slots = sum(max(0, int(e.limit) - e.inflight) for e in self.endpoints if e.free(now))
+            self._changed.notify(max(1, slots))
+
+    def _count(self, error: str) -> None:
+        kind = error.split(":")[0][:40]
+        self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+
+    def estimate_tokens(self, messages: list[dict], n: int, params: SamplingParams) -> int:
+        """Tokens a chat request will use, for the tokens-per-minute budget: prompt characters / 4 plus
+        the mean completion seen so far per sample (`max_tokens` before the first reply)."""
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        tokens, samples = self._sampled
+        per_sample = tokens / samples if samples else params.max_tokens
+        return chars // 4 + 1 + int(n * min(per_sample, params.max_tokens))
+
+    async def _request(self, call, tokens: int = 0) -> tuple[object | None, str | None, int, str | None]:
+        """(result of `await call(backend)`, error, attempts, endpoint name) under the fault policy: any
+        endpoint, retries with backoff for transient errors, a 429 waiting Retry-After; every attempt takes
+        one request and `tokens` (estimated) from the budget."""
+        attempt = 0
+        while True:
+            attempt += 1
+            reserved = await self.budget.take(tokens)
+            endpoint = await self._acquire()
+            self.stats.requests += 1
+            try:
+                result = await call(endpoint.backend)
+            except TransientError as exc:
+                self.stats.responses += 1
+                self.budget.settle(reserved, 0)
+                await self._release(endpoint)
+                self._count(str(exc))
+                delay = self.policy.delay(attempt, self._rng)
+                if exc.rate_limited:
+                    self.stats.rate_limited += 1
+                    delay = endpoint.on_rate_limit(exc.retry_after, delay)
+                else:
+                    endpoint.on_failure()
+                if attempt >= self.policy.max_attempts:
+                    return None, f"{exc} (gave up after {attempt} attempts)", attempt, endpoint.backend.name
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                continue
+            except PermanentError as exc:
+                self.stats.responses += 1
+                self.budget.settle(reserved, 0)
+                await self._release(endpoint)
+                self._count(str(exc))
+                return None, str(exc), attempt, endpoint.backend.name
+            self.stats.responses += 1
+            endpoint.on_success()
+            await self._release(endpoint)
+            return result, None, attempt, endpoint.backend.name
+
+    async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None) -> Outcome:
+        params = params or self.params
+        attempts = 0
+        while True:
+            tokens = self.estimate_tokens(messages, n, params) if self.budget.tpm else 0
+            completion, error, tries, name = await self._request(lambda b: b.chat(messages, n, params), tokens)
+            attempts += tries
+            if completion is None:
+                return Outcome(None, error, attempts, name)
+            self.budget.settle(tokens, completion.prompt_tokens + completion.completion_tokens)
+            self.stats.prefill_tokens += completion.prompt_tokens
+            self.stats.sampled_tokens += completion.completion_tokens
+            self._sampled[0] += completion.completion_tokens
+            self._sampled[1] += len(completion.choices)
+            if completion.choices:
+                return Outcome(completion, None, attempts, name)
+            self._count("empty choices")
+            if attempts >= self.policy.max_attempts:
+                return Outcome(None, "the server returned no choices", attempts, name)
+
+    async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None] | None, str | None]:
+        """(per-token log-probs of a token-id prompt, error) from a backend that scores prompts (HTTP
+        `/completions` with echo); prefill tokens are counted in `stats`."""
+        tokens = len(token_ids) + 1 if self.budget.tpm else 0
+        result, error, _, _ = await self._request(lambda b: b.prompt_logprobs(token_ids), tokens)
+        if result is None:
+            return None, error
+        logps, prompt_tokens = result
+        self.budget.settle(tokens, prompt_tokens + 1)
+        self.stats.prefill_tokens += prompt_tokens
+        return logps, None
+
+    async def aclose(self) -> None:
+        for e in self.endpoints:
+            await e.backend.aclose()

@@ -1,0 +1,158 @@
+"""Drive every pending unit through the `Generator`, record outcomes in the `Ledger`, show live progress.
+
+Pending units are grouped per prompt so a backend with native `n` gets one request for all of a prompt's
+missing samples; a server that returns fewer choices than asked is asked again for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from llm.generator import Generator
+from llm.ledger import Ledger, UnitResult
+from llm.reasoning import split_reasoning
+from workbench.rundir import RunDir
+
+
+@dataclass
+class Progress:
+    total: int
+    done_before: int = 0
+    done: int = 0
+    failed: int = 0
+    truncated: int = 0
+    price_in: float | None = None
+    price_out: float | None = None
+    # called as units finish, e.g. to keep the run's progress.json current (it throttles its own writes)
+    watch: Callable[[Progress, Generator], None] | None = None
+
+    def publish(self, gen: Generator) -> None:
+        if self.watch is not None:
+            self.watch(self, gen)
+
+    def cost(self, prefill: int, sampled: int) -> float | None:
+        if self.price_in is None and self.price_out is None:
+            return None
+        return (prefill * (self.price_in or 0.0) + sampled * (self.price_out or 0.0)) / 1e6
+
+    def line(self, gen: Generator, elapsed: float) -> str:
+        s = gen.stats
+        rate = s.responses / elapsed if elapsed > 0 else 0.0
+        tok = s.sampled_tokens / elapsed if elapsed > 0 else 0.0
+        parts = [f"done {self.done_before + self.done:,}/{self.total:,}", f"in flight {gen.inflight}",
+                 f"failed {self.failed:,}", f"truncated {self.truncated:,}", f"{rate:.1f} req/s", f"{tok:,.0f} tok/s",
+                 f"tokens {s.prefill_tokens:,} in / {s.sampled_tokens:,} out"]
+        cost = self.cost(s.prefill_tokens, s.sampled_tokens)
+        if cost is not None:
+            parts.append(f"${cost:,.4f}")
+        if s.rate_limited:
+            parts.append(f"429s {s.rate_limited}")
+        if s.retries:
+            parts.append(f"retries {s.retries}")
+        return " | ".join(parts)
+
+
+def pending_jobs(prompts: pa.Table, n: int, done: dict[tuple[str, int], str]) -> list[tuple[int, list[int]]]:
+    """(row in `prompts`, sample indexes still to do) for every prompt with work left."""
+    jobs = []
+    ids = prompts.column("prompt_id").to_pylist()
+    hashes = prompts.column("prompt_hash").to_pylist()
+    for row, (pid, h) in enumerate(zip(ids, hashes, strict=True)):
+        todo = [i for i in range(n) if done.get((pid, i)) != h]
+        if todo:
+            jobs.append((row, todo))
+    return jobs
+
+
+async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, progress: Progress,
+                    progress_seconds: float = 2.0, out=None) -> None:
+    """Generate every pending unit; returns when each has an ok/truncated/failed row in the ledger."""
+    out = out or sys.stderr
+    done = ledger.done()
+    jobs = pending_jobs(prompts, n, done)
+    progress.done_before = sum(1 for k, h in done.items() if k[1] < n)
+    queue: asyncio.Queue = asyncio.Queue()
+    per_request = n if gen.native_n else 1
+    for row, todo in jobs:
+        for start in range(0, len(todo), per_request):
+            queue.put_nowait((row, todo[start:start + per_request]))
+    messages = prompts.column("prompt").to_pylist()
+    ids = prompts.column("prompt_id").to_pylist()
+    hashes = prompts.column("prompt_hash").to_pylist()
+
+    async def work() -> None:
+        while True:
+            try:
+                row, samples = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            while samples:
+                outcome = await gen.complete(messages[row], len(samples))
+                if outcome.completion is None:
+                    for i in samples:
+                        progress.failed += 1
+                        ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None, outcome.error,
+                                                 0, 0, outcome.attempts, outcome.endpoint))
+                    ledger.maybe_flush()
+                    progress.publish(gen)
+                    break
+                comp = outcome.completion
+                ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
+                for i, choice in zip(samples, comp.choices, strict=False):
+                    reasoning, content = split_reasoning(choice.content, choice.reasoning)
+                    status = "truncated" if choice.finish_reason == "length" else "ok"
+                    progress.done += 1
+                    progress.truncated += status == "truncated"
+                    ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
+                                             choice.finish_reason, None, comp.prompt_tokens, choice.completion_tokens,
+                                             outcome.attempts, outcome.endpoint))
+                ledger.maybe_flush()
+                progress.publish(gen)
+                samples = samples[len(comp.choices):]
+
+    async def report() -> None:
+        tty = out.isatty() if hasattr(out, "isatty") else False
+        while True:
+            await asyncio.sleep(progress_seconds)
+            line = progress.line(gen, time.monotonic() - start)
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=out, flush=True)
+
+    start = time.monotonic()
+    reporter = asyncio.create_task(report()) if progress_seconds > 0 else None
+    workers = [asyncio.create_task(work()) for _ in range(min(max(1, gen.capacity), max(1, queue.qsize())))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        if reporter:
+            reporter.cancel()
+        ledger.flush()
+    if progress_seconds > 0:
+        print(("\n" if out.isatty() else "") + progress.line(gen, time.monotonic() - start), file=out, flush=True)
+
+
+def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, int, int]]]):
+    """Give every part a `Progress.watch` that keeps the run's progress.json current over all parts, each a
+    (progress, generator, usage committed before this process): one for distill, one per prefs model."""
+
+    def watch(_progress: Progress, _gen: Generator) -> None:
+        used = [(b[0] + g.stats.requests, b[1] + g.stats.prefill_tokens, b[2] + g.stats.sampled_tokens)
+                for _, g, b in parts]
+        prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
+        progress = [p for p, _, _ in parts]
+        run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
+                            total=sum(p.total for p in progress), unit="units", phase="generation",
+                            usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
+                                   "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled)},
+                            failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
+                            in_flight=sum(g.inflight for _, g, _ in parts))
+
+    for p, _, _ in parts:
+        p.watch = watch

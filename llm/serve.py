@@ -1,0 +1,308 @@
+"""An OpenAI-compatible server over a local transformers model (starlette + uvicorn).
+
+`/v1/models` and `/v1/chat/completions` (n, temperature, top_p, max_tokens, seed, stop, logprobs,
+`stream` as server-sent events); concurrent requests are batched by `Batcher` into shared `generate`
+calls. As vLLM does, an unknown `model` is a 404 and a malformed body a 400. Work for a client that went
+away is cancelled; past `max_pending` queued samples a request gets 429 with `Retry-After`; `close`
+(on SIGTERM) stops all generation so the process exits within seconds. `/v1/completions` serves
+scoring only, as on-policy distillation uses it: `echo: true`, `logprobs: 0`, `max_tokens` 0 or 1 and
+a prompt of token ids or text; it returns the prompt tokens' log-probs (and one greedy token). For CPUs, small GPUs and tests;
+for throughput run `vllm serve`, which the same client talks to. Run: `wb serve MODEL_PATH --port 8000`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+import uuid
+
+from llm.backends.base import SamplingParams
+from llm.batcher import Batcher, Closing, GenRequest, QueueFull
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _content(m: dict, i: int) -> str:
+    """A message's text: a string, null, or OpenAI's list of {type: text, text} parts."""
+    content = m.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                         and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    raise BadRequest(f"messages[{i}].content must be a string or a list of text parts")
+
+
+def _number(body: dict, key: str, default: float | None, integer: bool = False) -> float | int | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"`{key}` must be a number; got {json.dumps(value)}")
+    if not math.isfinite(value):
+        raise BadRequest(f"`{key}` must be a finite number; got {value}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise BadRequest(f"`{key}` must be an integer; got {value}")
+        return int(value)
+    return float(value)
+
+
+def parse_request(body: object) -> tuple[list[dict], int, SamplingParams]:
+    """Validate a chat-completions body; raise BadRequest with an OpenAI-style message."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("`messages` must be a non-empty list of {role, content} objects")
+    for i, m in enumerate(messages):
+        if m.get("role") not in ROLES:
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}; got {json.dumps(m.get('role'))}")
+    messages = [{"role": m["role"], "content": _content(m, i)} for i, m in enumerate(messages)]
+    n = _number(body, "n", 1, integer=True)
+    if not 1 <= n <= 128:
+        raise BadRequest("`n` must be an integer from 1 to 128")
+    stop = body.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+        raise BadRequest("`stop` must be a string or a list of strings")
+    max_tokens = _number(body, "max_tokens", None, integer=True)
+    if max_tokens is None:
+        max_tokens = _number(body, "max_completion_tokens", 256, integer=True)
+    params = SamplingParams(temperature=_number(body, "temperature", 1.0), top_p=_number(body, "top_p", 1.0),
+                            max_tokens=max_tokens, seed=_number(body, "seed", None, integer=True), stop=tuple(stop),
+                            logprobs=bool(body.get("logprobs")))
+    if params.temperature < 0 or not 0 < params.top_p <= 1 or params.max_tokens < 1:
+        raise BadRequest("need temperature >= 0, 0 < top_p <= 1 and max_tokens >= 1")
+    return messages, n, params
+
+
+def _json_body(raw: bytes) -> object:
+    """The request body; NaN and Infinity (which Python's json accepts) are refused."""
+    def refuse(token: str) -> float:
+        raise BadRequest(f"the body holds {token}, which is not a JSON number")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except ValueError as exc:
+        if isinstance(exc, BadRequest):
+            raise
+        raise BadRequest("the body is not valid JSON") from None
+
+
+def build_app(engine, model_name: str, max_batch: int = 16, extra_routes: list | None = None,
+              max_pending: int | None = 256):
+    """The starlette app over `engine` (a LocalEngine or anything with `generate_batch`); `extra_routes`
+    adds routes (`llm.weight_updates.weight_routes` for `--allow-weight-updates`). `app.state.batcher`
+    is its batcher (call its `close()` to stop all generation before shutting the server down)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    batcher = Batcher(engine.generate_batch, max_batch, max_pending=max_pending)
+
+    def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
+                            headers=headers)
+
+    def unknown_model(body: object) -> JSONResponse | None:
+        name = body.get("model") if isinstance(body, dict) else None
+        if name is not None and name != model_name:
+            return error(404, f"The model `{name}` does not exist (this server serves `{model_name}`).",
+                         "NotFoundError")
+        return None
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [
+            {"id": model_name, "object": "model", "created": 0, "owned_by": "workbench"}]})
+
+    async def generate(request: Request, gen: GenRequest):
+        """The completion, or None when the client disconnected first (its work is then cancelled)."""
+        task = asyncio.ensure_future(batcher.submit(gen))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                gen.cancel.set()
+                task.cancel()
+                return None
+
+    async def chat(request: Request) -> Response:
+        try:
+            body = _json_body(await request.body())
+            missing = unknown_model(body)
+            if missing is not None:
+                return missing
+            messages, n, params = parse_request(body)
+        except BadRequest as exc:
+            return error(400, str(exc), "invalid_request_error")
+        gen = GenRequest(messages, n, params)
+        stream = body.get("stream") is True
+        if stream:
+            try:  # refuse a full queue with a status code before the 200 of the stream is sent
+                batcher.admit(n)
+            except QueueFull as exc:
+                return error(429, str(exc), "rate_limit_error", {"Retry-After": str(exc.retry_after)})
+            except Closing as exc:
+                return error(503, str(exc), "server_error")
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(_sse(batcher, gen, model_name, include_usage), media_type="text/event-stream")
+        try:
+            completion = await generate(request, gen)
+        except QueueFull as exc:
+            return error(429, str(exc), "rate_limit_error", {"Retry-After": str(exc.retry_after)})
+        except Closing as exc:
+            return error(503, str(exc), "server_error")
+        except ValueError as exc:
+            return error(400, str(exc), "invalid_request_error")
+        if completion is None:
+            return Response(status_code=499)  # nobody is listening
+        return JSONResponse(_chat_body(completion, params, model_name))
+
+    async def completions(request: Request) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = _json_body(await request.body())
+        except BadRequest as exc:
+            return error(400, str(exc), "invalid_request_error")
+        missing = unknown_model(body)
+        if missing is not None:
+            return missing
+        try:
+            ids, max_tokens = parse_scoring_request(body, engine.tokenizer)
+            prompt_logps, nxt, nxt_logp = await run_in_threadpool(engine.score, ids)
+        except ValueError as exc:
+            return error(400, str(exc), "invalid_request_error")
+        tokens = ids + [nxt] * max_tokens
+        token_logprobs = [None, *prompt_logps] + [nxt_logp] * max_tokens
+        decode = engine.tokenizer.decode
+        return JSONResponse({
+            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": model_name,
+            "choices": [{"index": 0, "text": decode(tokens), "finish_reason": "length", "logprobs": {
+                "tokens": [decode([t]) for t in tokens], "token_logprobs": token_logprobs, "top_logprobs": None,
+                "text_offset": None}}],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": max_tokens,
+                      "total_tokens": len(ids) + max_tokens}})
+
+    app = Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
+                            Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/completions", completions, methods=["POST"]), *(extra_routes or [])])
+    app.state.batcher = batcher
+    return app
+
+
+def _chat_body(completion, params: SamplingParams, model_name: str) -> dict:
+    choices = []
+    for i, c in enumerate(completion.choices):
+        logprobs = None
+        if params.logprobs:
+            logprobs = {"content": [{**e, "bytes": None, "top_logprobs": []} for e in c.logprobs or []]}
+        choices.append({"index": i, "message": {"role": "assistant", "content": c.content},
+                        "finish_reason": c.finish_reason, "logprobs": logprobs})
+    version = {"weight_version": completion.extra["weight_version"]} if "weight_version" in completion.extra else {}
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": model_name, "choices": choices, "usage": _usage(completion), **version}
+
+
+def _usage(completion) -> dict:
+    return {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens}
+
+
+async def _sse(batcher: Batcher, gen: GenRequest, model_name: str, include_usage: bool):
+    """`chat.completion.chunk` events as OpenAI streams them: per choice a role chunk, the content, and a
+    finish chunk; then usage (if asked) and `[DONE]`. The text is sent once generated (the batcher runs
+    whole batches); starlette cancels this generator when the client disconnects, which cancels the work."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model_name}
+
+    def event(payload: dict) -> str:
+        return f"data: {json.dumps(payload)}\n\n"
+
+    try:
+        completion = await batcher.submit(gen)
+    except (QueueFull, Closing, ValueError) as exc:
+        yield event({"error": {"message": str(exc), "type": "server_error"}})
+        return
+    for i, c in enumerate(completion.choices):
+        yield event({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                          "logprobs": None, "finish_reason": None}]})
+        logprobs = None
+        if gen.params.logprobs:
+            logprobs = {"content": [{**e, "bytes": None, "top_logprobs": []} for e in c.logprobs or []]}
+        yield event({**head, "choices": [{"index": i, "delta": {"content": c.content}, "logprobs": logprobs,
+                                          "finish_reason": None}]})
+        yield event({**head, "choices": [{"index": i, "delta": {}, "logprobs": None,
+                                          "finish_reason": c.finish_reason}]})
+    if include_usage:
+        yield event({**head, "choices": [], "usage": _usage(completion)})
+    yield "data: [DONE]\n\n"
+
+
+def parse_scoring_request(body: object, tokenizer) -> tuple[list[int], int]:
+    """(prompt token ids, max_tokens) of a `/v1/completions` scoring body; BadRequest for anything this
+    server does not do (it scores prompts; generation goes through chat completions)."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    if body.get("echo") is not True or body.get("logprobs") is None:
+        raise BadRequest("this server's /v1/completions only scores prompts: send echo=true and logprobs=0")
+    max_tokens = body.get("max_tokens", 0)
+    if max_tokens not in (0, 1):
+        raise BadRequest("`max_tokens` must be 0 or 1 for scoring; use /v1/chat/completions to generate")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list | str):
+        prompt = prompt[0]  # a batch of one
+    if isinstance(prompt, str) and prompt:
+        return list(tokenizer(prompt, add_special_tokens=False)["input_ids"]), max_tokens
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return prompt, max_tokens
+    raise BadRequest("`prompt` must be a non-empty string or list of token ids")
+
+
+class ServerThread:
+    """Run an app with uvicorn on 127.0.0.1 in a background thread (tests, notebooks); `port=0` picks one."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                                    timeout_graceful_shutdown=GRACE_SECONDS))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}/v1"
+
+    def stop(self) -> None:
+        close_app(self.app)
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+GRACE_SECONDS = 3  # how long a shutdown waits for open connections after generation was stopped
+
+
+def close_app(app) -> None:
+    """Stop every queued and running generation of an app from `build_app` (before a shutdown)."""
+    batcher = getattr(getattr(app, "state", None), "batcher", None)
+    if batcher is not None:
+        batcher.close()

@@ -1,0 +1,113 @@
+"""Endpoint specs: what a job needs to say about one model to generate from it, and `open_generator`.
+
+An `EndpointSpec` names the model, where it runs (OpenAI-compatible URLs, in-process transformers or
+vLLM), the API-key environment variable, the timeout, the concurrency per endpoint (and its floor) and
+the job's requests/tokens-per-minute budget. Every job that
+generates (distill, prefs, judges, eval, on-policy distillation) opens its generator from a spec instead
+of passing a whole command config around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from llm.backends.base import SamplingParams
+from llm.budget import RateBudget
+from llm.generator import Endpoint, Generator, RetryPolicy
+from workbench.errors import InputError
+
+BACKENDS = ("openai", "hf", "vllm")
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One model to generate from. `base_urls` are used by the `openai` backend only."""
+
+    model: str
+    base_urls: tuple[str, ...] = ()
+    backend: str = "openai"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 1800.0
+    max_concurrency: int = 64
+    min_concurrency: int | None = None  # the floor of the adaptive limit (default max_concurrency // 8)
+    rpm: float | None = None  # requests per minute over all endpoints (a provider's published limit)
+    tpm: float | None = None  # tokens (prompt + completion) per minute over all endpoints
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend {self.backend!r}: must be one of {', '.join(BACKENDS)}")
+        if not self.model:
+            raise InputError("a model name (or local model path) is required")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InputError(f"--{name} must be a positive number, got {value}")
+        if self.min_concurrency is not None and not 1 <= self.min_concurrency <= self.max_concurrency:
+            raise InputError(f"--min-concurrency must be between 1 and --max-concurrency "
+                             f"({self.max_concurrency}), got {self.min_concurrency}")
+
+
+def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
+    """The endpoints of `spec` and a template id for run keys ("server-side" over HTTP, where the server
+    renders the chat template; the template's hash for in-process backends)."""
+    if spec.backend == "openai":
+        if not spec.base_urls:
+            raise InputError("--backend openai needs at least one --base-url (e.g. http://localhost:8000/v1)")
+        from llm.backends.openai_http import OpenAIBackend
+
+        key = os.environ.get(spec.api_key_env)
+        pool = max(100, spec.max_concurrency)
+        backends = [OpenAIBackend(u, spec.model, key, spec.timeout, pool) for u in spec.base_urls]
+        return [Endpoint(b, spec.max_concurrency, spec.min_concurrency) for b in backends], "server-side"
+    if spec.backend == "hf":
+        from llm.backends.hf_local import HFBackend
+
+        backend = HFBackend(spec.model, max_batch=spec.max_concurrency)
+    else:
+        from llm.backends.vllm_local import VLLMBackend
+
+        backend = VLLMBackend(spec.model, max_batch=spec.max_concurrency)
+    return [Endpoint(backend, spec.max_concurrency)], backend.template_id
+
+
+def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPolicy | None = None,
+                   seed: int = 0) -> tuple[Generator, str]:
+    """A `Generator` over `spec`'s endpoints with default `sampling` and the `retry` policy, and the
+    template id that belongs in a run key. Close it with `await generator.aclose()`."""
+    endpoints, template_id = open_endpoints(spec)
+    return Generator(endpoints, sampling, retry or RetryPolicy(), seed, RateBudget(spec.rpm, spec.tpm)), template_id
+
+
+def expand_base_urls(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`--base-url` values as URLs: each is a URL, or a file of them (one per line, `#` comments), in
+    order without repeats. A value that is neither raises `InputError`."""
+    urls: list[str] = []
+    for value in values:
+        if "://" in value:
+            urls.append(value)
+            continue
+        if not os.path.isfile(value):
+            raise InputError(f"--base-url {value!r}: not a URL (http://host:port/v1) nor a file of URLs")
+        with open(value, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                if "://" not in line:
+                    raise InputError(f"{value}:{lineno}: {line!r} is not a URL (http://host:port/v1)")
+                urls.append(line)
+        if not urls:
+            raise InputError(f"--base-url {value}: the file lists no endpoints")
+    return tuple(dict.fromkeys(urls))
+
+
+def run_key(spec: EndpointSpec, sampling: SamplingParams, template_id: str) -> str:
+    """The key of a run's units: model, backend kind, sampling and template. Endpoints, concurrency and
+    retry settings are left out on purpose, so changing them resumes the same units."""
+    parts = {"model": spec.model, "backend": "local" if spec.backend != "openai" else "http",
+             "sampling": sampling.key(), "template": template_id}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

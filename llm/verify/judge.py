@@ -1,0 +1,95 @@
+"""LLM-judge verification: a rubric prompt through the same generation layer (endpoints, retries, 429s).
+
+The judge sees the question, the reference answer when there is one, and the response (not the reasoning),
+and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`; no verdict line gives null. A request that
+failed at the judge's endpoint gives null with a `judge failed: ...` detail, and a re-run asks again.
+`judge_generator` is how every job (distill, prefs, eval) opens its judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from llm.backends.base import SamplingParams
+from llm.generator import Generator, RetryPolicy
+from llm.spec import EndpointSpec, open_generator
+
+RUBRIC = """You are grading a response to a question.
+Question:
+{question}
+
+Reference answer (may be empty):
+{reference}
+
+Response:
+{response}
+
+Judge whether the response's final answer is correct and its reasoning sound; with a reference answer,
+the final answer must agree with it. Give a one-paragraph justification, then a last line that is exactly
+`VERDICT: CORRECT` or `VERDICT: INCORRECT`."""
+_VERDICT = re.compile(r"VERDICT:\s*(CORRECT|INCORRECT)", re.IGNORECASE)
+JUDGE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2048)
+JUDGE_FAILED = "judge failed: "  # the detail of a verdict the judge's endpoint never gave (retried on re-run)
+
+
+def judge_generator(spec: EndpointSpec, policy: RetryPolicy) -> Generator:
+    """A generator over the judge's endpoints, sampling greedily with `JUDGE_PARAMS`. Close it with
+    `await judge.aclose()`."""
+    judge, _ = open_generator(spec, JUDGE_PARAMS, policy)
+    return judge
+
+
+def judge_failed(detail: str | None) -> bool:
+    """Whether a verdict's detail records a request that failed at the judge (not a judge's answer)."""
+    return bool(detail) and detail.startswith(JUDGE_FAILED)
+
+
+def judge_messages(prompt: list[dict], reference: str | None, response: str | None,
+                   rubric: str = RUBRIC) -> list[dict]:
+    """The judge's one user message: `rubric` filled with the question, reference and response."""
+    question = "\n".join(m["content"] for m in prompt if m["role"] == "user")
+    return [{"role": "user", "content": rubric.format(question=question, reference=reference or "",
+                                                       response=response or "")}]
+
+
+def parse_verdict(text: str | None) -> bool | None:
+    found = _VERDICT.findall(text or "")
+    return None if not found else found[-1].upper() == "CORRECT"
+
+
+async def judge_units(units: pa.Table, judge: Generator, rubric: str, parse: Callable[[str], object | None],
+                      what: str = "verdict") -> list[tuple[object | None, str]]:
+    """(parse(judge reply), detail) for each row of `units` (prompt, answer, content), in order; the
+    verifier's CORRECT/INCORRECT and prefs/' 1-10 rubric scores both go through here."""
+
+    async def one(prompt, reference, content) -> tuple[object | None, str]:
+        outcome = await judge.complete(judge_messages(prompt, reference, content, rubric), 1, JUDGE_PARAMS)
+        if outcome.completion is None:
+            return None, f"{JUDGE_FAILED}{outcome.error}"
+        text = outcome.completion.choices[0].content or ""
+        value = parse(text)
+        return value, (text if value is not None else f"judge gave no {what}: {text[-200:]}")[-1000:]
+
+    return list(await asyncio.gather(*(one(p, r, c) for p, r, c in zip(
+        units.column("prompt").to_pylist(), units.column("answer").to_pylist(),
+        units.column("content").to_pylist(), strict=True))))
+
+
+async def verify_judge(units: pa.Table, judge: Generator) -> list[tuple[bool | None, str]]:
+    """CORRECT/INCORRECT verdicts from `judge` for each row of `units` (prompt, answer, content)."""
+    return await judge_units(units, judge, RUBRIC, parse_verdict)
+
+
+def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
+    """The judge's generator: `gen` itself unless `--judge-model` / `--judge-base-url` name another model.
+    Its tokens are counted in the run's ledger by `verify_units`."""
+    from llm.options import endpoint_spec
+
+    if not (cfg.judge_model or cfg.judge_base_url):
+        return gen
+    spec = endpoint_spec(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url, backend)
+    return judge_generator(spec, gen.policy)

@@ -1,0 +1,107 @@
+"""Verifiers: math on GSM8K/MATH-style answers, the code sandbox's limits, the LLM judge plumbing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import polars as pl
+
+from distill_data.pipeline import distill
+from llm.verify.code import extract_code, run_tests, verify_code
+from llm.verify.judge import parse_verdict
+from llm.verify.math import _fallback, check_math, gold_answer, last_boxed, verify_math
+from tests.distill_data.distill_helpers import fast_config
+from workbench.workspace import bundled_data_dir
+
+
+def test_gold_answers_from_gsm8k_and_math500():
+    assert gold_answer("She makes 9 * 2 = $18.\n#### 18") == "18"
+    assert gold_answer("so\n#### 1,000") == "1000"
+    assert gold_answer(r"thus $\boxed{\frac{1}{2}}$. The answer is: \frac12") == r"\frac{1}{2}"
+    assert last_boxed(r"\boxed{\left( 3, \frac{\pi}{2} \right)}") == r"\left( 3, \frac{\pi}{2} \right)"
+
+
+def test_check_math_verdicts():
+    gsm = "Janet sells 9 eggs.\n#### 18"
+    assert check_math("She makes 9 * 2 = 18 dollars.\n#### 18", gsm)[0] is True
+    assert check_math(r"The answer is $\boxed{18}$.", gsm)[0] is True
+    assert check_math("#### 17", gsm)[0] is False
+    assert check_math("", gsm)[0] is False and check_math("18", None)[0] is None
+    assert check_math(r"\boxed{0.5}", r"so $\boxed{\frac{1}{2}}$")[0] is True
+    assert _fallback("so it is 1,000", "1000") and not _fallback(r"\boxed{7}", "8")
+
+
+def test_verify_math_in_process_pool():
+    verdicts = asyncio.run(verify_math(["#### 3", "#### 4"], ["x\n#### 3", "x\n#### 3"], workers=2))
+    assert [v for v, _ in verdicts] == [True, False]
+
+
+def test_math_verification_end_to_end_on_gsm8k(tmp_path, mock):
+    rows = [json.loads(line) for line in (bundled_data_dir() / "gsm8k" / "test.jsonl").open()][:4]
+    golds = [r["answer"].rsplit("####", 1)[1].strip() for r in rows]
+    replies = [f"Step by step... #### {golds[0]}", rf"So the total is $\boxed{{{golds[1]}}}$.",
+               "#### 999999", f"<think>hmm</think>The answer is {golds[3]}."]
+    src = tmp_path / "gsm.jsonl"
+    src.write_text("".join(json.dumps({"question": f"{r['question']} [reply:{rep}]", "answer": r["answer"]}) + "\n"
+                           for r, rep in zip(rows, replies, strict=True)))
+    manifest = distill(fast_config(str(src), tmp_path / "run", mock.url, prompt_field="question",
+                                   answer_field="answer", verify="math"))
+    df = pl.read_parquet(tmp_path / "run" / "data.parquet")
+    assert df["verified"].to_list() == [True, True, False, True]
+    assert manifest["verified_counts"] == {"true": 3, "false": 1, "null": 0}
+    only = distill(fast_config(str(src), tmp_path / "only", mock.url, prompt_field="question",
+                               answer_field="answer", verify="math", only_verified=True))
+    assert only["rows_out"] == 3 and only["dropped"]["not_verified"] == 1
+    assert pl.read_parquet(tmp_path / "only" / "sft.parquet").height == 3
+
+
+def test_code_sandbox_limits():
+    assert run_tests("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == (True, "tests passed")
+    passed, detail = run_tests("def add(a, b):\n    return a - b", "assert add(2, 3) == 5")
+    assert not passed and "AssertionError" in detail
+    passed, detail = run_tests("while True:\n    pass", "", timeout=1.5)
+    assert not passed and detail.startswith("time limit")
+    passed, detail = run_tests("hog = bytearray(4 * 1024 ** 3)", "", memory_mb=256)
+    assert not passed and detail.startswith("memory limit")
+    passed, detail = run_tests("import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9')", "")
+    assert not passed and "network access is disabled" in detail
+
+
+def test_verify_code_extracts_blocks():
+    reply = "Here:\n```python\ndef sq(x):\n    return x * x\n```\nDone."
+    assert extract_code(reply).strip().startswith("def sq")
+    verdicts = asyncio.run(verify_code([reply, "no code", None], ["assert sq(3) == 9"] * 2 + [None], 5.0, 512))
+    assert [v for v, _ in verdicts] == [True, False, None]
+
+
+def test_judge_verdicts_through_the_backend(tmp_path, mock):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"prompt": "jq1 [reply:fine. VERDICT: CORRECT]"}) + "\n"
+                   + json.dumps({"prompt": "jq2 [reply:wrong. VERDICT: INCORRECT]"}) + "\n")
+    distill(fast_config(str(src), tmp_path / "run", mock.url, verify="judge"))
+    df = pl.read_parquet(tmp_path / "run" / "data.parquet")
+    assert df["verified"].to_list() == [True, False] and "VERDICT" in df["verify_detail"][0]
+    assert parse_verdict("blah") is None and parse_verdict("x\nverdict: correct") is True
+
+
+def test_a_verified_cli_run_prints_no_worker_traceback(tmp_path, mock, capfd):
+    """The math pool's workers are terminated after the pass; they must not print KeyboardInterrupt
+    tracebacks (they used to inherit `wb`'s SIGTERM handler)."""
+    import signal
+
+    from workbench.cli import main
+
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"question": f"q{i} [reply:#### {i}]", "answer": f"x\n#### {i}"}) + "\n"
+                           for i in range(3)))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        rc = main(["distill", str(src), "--model", "mock", "--base-url", mock.url, "--prompt-field", "question",
+                   "--answer-field", "answer", "--verify", "math", "--progress-seconds", "0",
+                   "--output", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capfd.readouterr().err
+    assert rc == 0 and pl.read_parquet(tmp_path / "run" / "data.parquet")["verified"].to_list() == [True] * 3
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
