@@ -7,21 +7,19 @@ from pathlib import Path
 
 import polars as pl
 
+from workbench.records import message_text
+
 
 def side_text(value: object) -> str:
     """A side as text: a string as is, a message list as its assistant turns (else its last turn)."""
-    if isinstance(value, list):
-        turns = [m for m in value if isinstance(m, dict)]
-        answer = [m for m in turns if m.get("role") == "assistant"] or turns[-1:]
-        return "\n\n".join(str(m.get("content", "")) for m in answer)
-    return "" if value is None else str(value)
+    if isinstance(value, list) and not any(isinstance(m, dict) and m.get("role") == "assistant" for m in value):
+        return message_text(value[-1:])
+    return message_text(value, ("assistant",))
 
 
 def prompt_text(value: object) -> str:
     """A prompt as text: a string as is, a message list as its turns' contents."""
-    if isinstance(value, list):
-        return "\n\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
-    return "" if value is None else str(value)
+    return message_text(value)
 
 
 def _length_expr(name: str, schema: dict) -> pl.Expr:

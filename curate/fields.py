@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from workbench.errors import InputError
 from workbench.io import row_ids, source_name
+from workbench.records import is_messages
 
 MESSAGE_PARTS = {"messages": None, "messages.prompt": False, "messages.response": True}
 
@@ -63,12 +64,8 @@ def check_fields(schema: pa.Schema, fields: list[str], where: str) -> None:
             if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
                 raise InputError(f"{where}: field 'messages' holds {kind}, expected a list of {{role, content}}")
         elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
-                  or _is_messages(kind)):
+                  or is_messages(kind)):
             raise InputError(f"{where}: field {name!r} holds {kind}, expected text")
-
-
-def _is_messages(kind: pa.DataType) -> bool:
-    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type)
 
 
 def field_text(table: pa.Table, fields: list[str]) -> pa.Array:
@@ -82,7 +79,7 @@ def field_text(table: pa.Table, fields: list[str]) -> pa.Array:
 def _one_field(table: pa.Table, name: str) -> pa.Array:
     column = "messages" if name in MESSAGE_PARTS else name
     array = table[column].combine_chunks()
-    if _is_messages(array.type):
+    if is_messages(array.type):
         return render_messages(array, MESSAGE_PARTS.get(name))
     if pa.types.is_null(array.type):
         return pa.array([""] * len(array), pa.large_string())

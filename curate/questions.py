@@ -16,12 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm.prompts import QuestionHook
-
-
-def prompt_text(prompts: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """The user turns of each prompt (message lists), joined: what a question is compared on."""
-    rows = prompts.to_pylist()
-    return pa.array(["\n".join(m["content"] for m in row if m["role"] == "user") for row in rows], pa.large_string())
+from workbench.records import message_text
 
 
 def question_curation(decontam: list[str], dedup: bool, ngram: int = 13, threshold: float = 0.8) -> QuestionHook | None:
@@ -35,7 +30,8 @@ def question_curation(decontam: list[str], dedup: bool, ngram: int = 13, thresho
 
     def hook(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         work = pa.table({"id": table["prompt_id"], "source": pa.array(["prompts"] * table.num_rows, pa.string()),
-                         "text": prompt_text(table["prompt"])})
+                         "text": pa.array([message_text(p, ("user",), "\n") for p in table["prompt"].to_pylist()],
+                                           pa.large_string())})
         dropped: Counter[str] = Counter()
         if benchmarks:
             step = DecontamFilter(["text"], benchmarks, ngram)

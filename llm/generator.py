@@ -1,4 +1,4 @@
-"""The generation layer shared by distill_data/ and prefs/: endpoints, adaptive concurrency, retries.
+"""The generator every stage that samples from a model shares: endpoints, adaptive concurrency, retries.
 
 `Generator.complete(messages, n, params)` sends one request to the least-loaded healthy endpoint and retries
 by the fault policy: a 429 makes that request wait Retry-After (a burst of them also pauses the endpoint

@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from workbench.errors import InputError
+from workbench.errors import InputError, SchemaError
 from workbench.io import open_source
+from workbench.records import as_messages
 from workbench.schemas import prompt_alias
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -30,16 +31,15 @@ def messages_hash(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def _as_messages(value: object, system: str | None, where: str) -> list[dict]:
-    if isinstance(value, str):
-        messages = [{"role": "user", "content": value}]
-    elif isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value):
-        messages = [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in value]
-    else:
-        raise InputError(f"{where}: expected a string or a list of {{role, content}} messages, got {value!r:.60}")
-    if system and messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": system}, *messages]
-    return messages
+def prompt_messages(value: object, system: str | None, where: str) -> list[dict]:
+    """A prompt cell as {role, content} string messages (the MESSAGES schema), `system` first when given."""
+    try:
+        messages = as_messages(value, "user", where, system)
+    except SchemaError as exc:
+        raise InputError(str(exc)) from None
+    if not messages:
+        raise InputError(f"{where}: expected a string or a list of {{role, content}} messages, got []")
+    return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in messages]
 
 
 def load_prompts(spec: str, prompt_field: str | None = None, answer_field: str | None = None,
@@ -64,7 +64,7 @@ def load_prompts(spec: str, prompt_field: str | None = None, answer_field: str |
             row = first + j
             if value is None:
                 raise InputError(f"{path.name}: row {row + 1}: field {field!r} is empty")
-            messages = _as_messages(value, system, f"{path.name}: row {row + 1}: field {field!r}")
+            messages = prompt_messages(value, system, f"{path.name}: row {row + 1}: field {field!r}")
             ids.append(str(cols["id"][j]) if has_id and cols["id"][j] is not None else str(len(ids)))
             prompts.append(messages)
             hashes.append(messages_hash(messages))

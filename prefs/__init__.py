@@ -1,5 +1,5 @@
 """prefs: preference pairs (delta learning, best-vs-worst) and rejection-sampled SFT data, built on
-distill_data's generation layer, ledger and verifiers. Run: `wb prefs PROMPTS --output DIR ...`."""
+the `llm` generation layer, ledger and verifiers. Run: `wb prefs PROMPTS --output DIR ...`."""
 
 # Python API: `from prefs import make_pairs, PrefsConfig` (loaded on first use).
 from workbench.lazy import lazy_exports  # noqa: E402

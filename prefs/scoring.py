@@ -1,7 +1,7 @@
 """Scores that rank a prompt's samples: the verifier's verdict, an LLM judge's rubric score, or a reward model.
 
 - `verifier`: 1.0 when the verifier says correct, 0.0 when wrong, null without a verdict.
-- `judge`: a 1-10 rubric score (helpfulness, correctness, honesty) through distill_data's generation layer,
+- `judge`: a 1-10 rubric score (helpfulness, correctness, honesty) through the `llm` generation layer,
   ending in `SCORE: N`; no score line gives null.
 - `reward-model`: the logit of a transformers sequence-classification model with one label, on the chat
   template's rendering of prompt + reply (Llama 3's rejection sampling ranks by such a model).

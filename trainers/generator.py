@@ -75,7 +75,7 @@ class RemoteGenerator:
                       top_p: float, seed: int | None = None) -> list:
         """One Group per (prompt ids, row), its `n` completions sampled by the server concurrently (the
         server batches them); each Group's `version` is the weight version the server reports."""
-        from trainers.render import as_messages
+        from workbench.records import as_messages
 
         def ask(item):
             return self._one(as_messages(item[1]["prompt"], "user", "prompt"), n, max_new_tokens, temperature,

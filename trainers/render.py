@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.errors import SchemaError
+from workbench.records import as_messages
 
 _GENERATION = re.compile(r"{%-?\s*generation\s*-?%}")
 
@@ -27,15 +28,6 @@ class Example:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def as_messages(value: object, role: str, where: str) -> list[dict]:
-    """A string as one `role` message; a message list as itself; anything else is a SchemaError."""
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        return [{k: v for k, v in m.items() if v is not None} for m in value]
-    raise SchemaError(f"{where}: expected a string or a list of {{role, content}} messages; got {type(value).__name__}")
 
 
 def has_generation_markers(tokenizer) -> bool:

@@ -1,7 +1,7 @@
 """Reward functions for `wb train grpo|opd`, parsed from `--reward NAME[:WEIGHT]` and combined by weight.
 
 Built in:
-- `math`: 1 when the completion's final answer matches the row's `answer` (distill_data's math-verify
+- `math`: 1 when the completion's final answer matches the row's `answer` (`llm.verify`'s math-verify
   check: GSM8K `#### N` or `\\boxed{}`), else 0; rows without an answer give None.
 - `exact`: 1 when the final answer (after `####`, else the whole text) equals the row's `answer`'s as a
   string (`0011` is not `011`), else 0.
@@ -70,7 +70,7 @@ def _builtin(name: str, o) -> Callable[..., list]:
 
 
 def _verdict_reward(name: str) -> Callable[..., list]:
-    """A 0/1 reward from a distill_data verifier (`math` or `exact`) against the row's `answer`."""
+    """A 0/1 reward from an `llm.verify` verifier (`math` or `exact`) against the row's `answer`."""
     if name == "math":
         from llm.verify.math import check_math as check
     else:

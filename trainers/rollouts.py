@@ -36,7 +36,7 @@ class Group:
 
 def render_prompt(tokenizer, row: dict, where: str) -> list[int]:
     """Prompt token ids: the chat template with the generation prompt, or plain text without a template."""
-    from trainers.render import as_messages
+    from workbench.records import as_messages
 
     prompt = row.get("prompt")
     if prompt is None:

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from workbench.errors import SchemaError
 from workbench.io import Source
+from workbench.records import is_messages
 from workbench.schemas import KIND_LABELS, detect_kind, prompt_alias, validate_table
 
 SAMPLE_ROWS = 3
@@ -20,11 +21,6 @@ SAMPLE_ROWS = 3
 
 def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _is_messages(t: pa.DataType) -> bool:
-    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type) \
-        and t.value_type.get_field_index("content") >= 0
 
 
 def _lengths(column: pa.Array) -> np.ndarray:
@@ -56,11 +52,11 @@ def profile(source: Source) -> dict:
     """Everything `wb inspect` reports about `source`, as a JSON-ready dict."""
     schema = source.schema()
     kind = detect_kind(schema)
-    measured = [f.name for f in schema if _is_string(f.type) or _is_messages(f.type)]
+    measured = [f.name for f in schema if _is_string(f.type) or is_messages(f.type)]
     rows = 0
     nulls = dict.fromkeys(schema.names, 0)
     lengths: dict[str, list[np.ndarray]] = {name: [] for name in measured}
-    turns: dict[str, list[np.ndarray]] = {name: [] for name in measured if _is_messages(schema.field(name).type)}
+    turns: dict[str, list[np.ndarray]] = {name: [] for name in measured if is_messages(schema.field(name).type)}
     samples: list[dict] = []
     problem = None
     for path, first_row, table in source.iter_rows_with_file():

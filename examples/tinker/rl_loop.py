@@ -9,7 +9,7 @@ Each step saves sampler weights, samples --group-size completions per question (
 template's end-of-turn token), scores them, centres the rewards within each group (advantage = reward
 - group mean; groups with one reward everywhere carry no signal and are skipped), and trains with the
 `importance_sampling` loss on the sampled tokens against the sampler's log-probs. Rewards: `math` (1
-when the final answer after `####` or in \\boxed{} matches, via distill_data's verifier) or `overlap`
+when the final answer after `####` or in \\boxed{} matches, via `llm.verify`'s math verifier) or `overlap`
 (the share of completion tokens that occur in the question: a shaping reward, since answers reuse the
 question's numbers, that gives an untrained model some signal).
 """

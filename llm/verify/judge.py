@@ -17,6 +17,7 @@ import pyarrow as pa
 from llm.backends.base import SamplingParams
 from llm.generator import Generator, RetryPolicy
 from llm.spec import EndpointSpec, open_generator
+from workbench.records import message_text
 
 RUBRIC = """You are grading a response to a question.
 Question:
@@ -51,7 +52,7 @@ def judge_failed(detail: str | None) -> bool:
 def judge_messages(prompt: list[dict], reference: str | None, response: str | None,
                    rubric: str = RUBRIC) -> list[dict]:
     """The judge's one user message: `rubric` filled with the question, reference and response."""
-    question = "\n".join(m["content"] for m in prompt if m["role"] == "user")
+    question = message_text(prompt, ("user",), "\n")
     return [{"role": "user", "content": rubric.format(question=question, reference=reference or "",
                                                        response=response or "")}]
 
