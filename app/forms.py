@@ -334,7 +334,7 @@ def from_yaml(text: str, fields: list[Field], where: str = "the YAML file") -> d
 
 KEY_OPTIONS = ("model", "data", "prompts", "teacher", "backend", "base_url", "strong_model", "strong_backend",
                "weak_model", "weak_backend", "strategy", "prompt_field", "answer_field", "completion_field",
-               "verify", "reward", "target")
+               "verify", "reward", "target", "benchmark", "good", "bad")
 
 
 def key_options(fields: list[Field]) -> list[Field]:
@@ -343,7 +343,8 @@ def key_options(fields: list[Field]) -> list[Field]:
     return [f for f in fields if not f.positional and not f.yaml_only and f.name in KEY_OPTIONS]
 
 
-PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model")
+PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model",
+              "benchmark", "good", "bad")
 
 
 def resolve_inputs(fields: list[Field], values: dict, root: Path) -> dict:

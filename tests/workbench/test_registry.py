@@ -1,5 +1,5 @@
-"""The command registry is the one list of `wb` commands: every row runs, the parser holds exactly its rows,
-the app offers every command or says why not, and the README's command table is the generated one."""
+"""The command registry is the one list of `wb` commands: every row runs, the parser holds exactly its rows
+and the README's command table is the generated one (the app's side: tests/app/test_job_forms.py)."""
 
 from __future__ import annotations
 
@@ -104,46 +104,6 @@ def test_help_lists_every_command_under_its_group():
     heads = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert heads[-9:] == ["look at data", "curate", "mix", "generate", "evaluate", "train", "serve", "watch", "demo"]
     assert text.index("train:") < text.index("  train sft ") < text.index("  train opd ") < text.index("serve:")
-
-
-def test_every_command_is_offered_in_the_app_or_says_why_not():
-    from app import forms
-
-    for c in registry.runnable():
-        if c.cli_only is None:
-            assert c.name in forms.FORMS and forms.command_fields(c.name), c.name
-        else:
-            assert c.cli_only.strip(), f"wb {c.name}: neither offered in the app nor a reason why it is CLI-only"
-            assert c.name not in forms.FORMS
-    must = {"curate", "dedup", "decontam", "semdedup", "select", "select train-classifier", "distill", "eval",
-            "prefs", "train sft", "train dpo", "train grpo", "train opd", "mix plan", "mix run", "mix fit",
-            "mix search", "mix predict", "mix build", "mix confirm"}
-    assert set(forms.FORMS) == must
-    assert {c.name for c in registry.runnable() if not c.app} == {
-        "info", "inspect", "validate", "convert", "serve", "tinker serve", "tinker usage", "runs", "lineage", "ui",
-        "demo"}
-
-
-@pytest.mark.parametrize(("command", "values", "argv"), [
-    ("eval", {"model": "runs/sft/model", "benchmark": ["gsm8k"], "output": "runs/ev"},
-     ["eval", "--model", "runs/sft/model", "--benchmark", "gsm8k", "--output", "runs/ev"]),
-    ("mix predict", {"fit_dir": "runs/fit", "table": "new.parquet", "weight_tolerance": 0.05},
-     ["mix", "predict", "runs/fit", "new.parquet", "--weight-tolerance", "0.05"]),
-    ("mix confirm", {"mixture": "m.json", "output": "runs/conf", "seeds": 2},
-     ["mix", "confirm", "m.json", "--output", "runs/conf", "--seeds", "2"]),
-    ("select train-classifier", {"good": ["g.jsonl"], "bad": ["b.jsonl"], "output": "runs/clf"},
-     ["select", "train-classifier", "--output", "runs/clf", "--good", "g.jsonl", "--bad", "b.jsonl"]),
-])
-def test_forms_the_app_lacked_render_and_build_their_command(command, values, argv):
-    from app import forms
-
-    fields = forms.command_fields(command)
-    flags = {f.flag for f in fields}
-    known = {"eval": "--benchmark", "mix predict": "--weight-tolerance", "mix confirm": "--seeds",
-             "select train-classifier": "--good"}[command]
-    assert known in flags and "--config" not in flags
-    got, yaml_values = forms.build_command(command, fields, forms.default_values(fields) | values)
-    assert (sorted(got), got[:len(command.split())], yaml_values) == (sorted(argv), command.split(), {})
 
 
 def test_readme_command_table_is_the_generated_one():
