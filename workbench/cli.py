@@ -59,8 +59,8 @@ def command_list() -> str:
     lines = []
     for group, commands in registry.groups().items():
         lines.append(f"{group}:")
-        lines += [textwrap.fill(c.help, columns, initial_indent=f"  {c.name:<{width}}", subsequent_indent=" " * (width + 2))
-                  for c in commands]
+        lines += [textwrap.fill(c.help, columns, initial_indent=f"  {c.name:<{width}}",
+                                subsequent_indent=" " * (width + 2)) for c in commands]
     return "\n".join(lines)
 
 

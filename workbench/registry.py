@@ -29,8 +29,8 @@ class Command:
     # "module:Class" config dataclasses whose fields describe the flags (help, defaults, ranges) in the app's
     # form; the first one owns `--config`
     configs: tuple[str, ...] = ()
-    # why the app does not offer this command as a New job form; None: it does (every runnable command must say
-    # one or the other, `tests/workbench/test_registry.py` checks)
+    # why the app does not offer this command as a New job form; None: it does, and its form must build
+    # (tests/app/test_job_forms.py fails on a command that is neither)
     cli_only: str | None = None
 
     @property

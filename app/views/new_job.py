@@ -25,8 +25,7 @@ if attached:
 
 commands = list(forms.FORMS)
 wanted = st.query_params.get("cmd", "dedup")
-command = st.selectbox("Command", commands, index=commands.index(wanted) if wanted in commands else 0, key="cmd",
-                       format_func=lambda name: f"{name}  ({forms.FORMS[name].group})")
+command = st.selectbox("Command", commands, index=commands.index(wanted) if wanted in commands else 0, key="cmd")
 st.query_params["cmd"] = command
 st.caption(forms.FORMS[command].help)
 fields = forms.command_fields(command)
