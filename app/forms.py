@@ -1,4 +1,5 @@
-"""Job forms generated from the commands themselves: the `wb` parser gives the arguments (positionals,
+"""Job forms generated from the commands themselves: the registry (`workbench/registry.py`) says which
+commands the app offers and their config dataclasses, the `wb` parser gives the arguments (positionals,
 flags, choices), each command's config dataclass gives help text, defaults, ranges and the settings that
 only a YAML file can carry (dict options, nested dataclasses shown as an expander of their fields).
 
@@ -19,26 +20,10 @@ from pathlib import Path
 
 from workbench.config import _base_type
 from workbench.errors import InputError
+from workbench.registry import COMMANDS, Command
 
-# form name -> (argv prefix, "module:Class" configs whose fields describe the flags; the first owns --config)
-COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "dedup": (("dedup",), ("curate.dedup:DedupConfig",)),
-    "curate": (("curate",), ("curate.config:CurateConfig", "curate.dedup:DedupConfig")),
-    "decontam": (("decontam",), ("curate.decontam:DecontamConfig",)),
-    "semdedup": (("semdedup",), ("curate.semdedup:SemDedupConfig",)),
-    "select": (("select",), ("curate.select:SelectConfig", "curate.classifier:TrainClassifierConfig")),
-    "distill": (("distill",), ("distill_data.config:DistillConfig",)),
-    "prefs": (("prefs",), ("prefs.config:PrefsConfig",)),
-    "train sft": (("train", "sft"), ("trainers.sft:SFTConfig",)),
-    "train dpo": (("train", "dpo"), ("trainers.dpo:DPOConfig",)),
-    "train grpo": (("train", "grpo"), ("trainers.grpo:GRPOConfig",)),
-    "train opd": (("train", "opd"), ("trainers.opd:OPDConfig",)),
-    "mix plan": (("mix", "plan"), ("mixopt.plan:PlanConfig",)),
-    "mix run": (("mix", "run"), ("mixopt.proxy:ProxyConfig",)),
-    "mix fit": (("mix", "fit"), ("mixopt.fit:FitConfig",)),
-    "mix search": (("mix", "search"), ("mixopt.search:SearchConfig",)),
-    "mix build": (("mix", "build"), ("mixopt.build:BuildConfig",)),
-}
+# form name ("train sft") -> the registry's row: its path is the argv prefix, its configs describe the flags
+FORMS: dict[str, Command] = {c.name: c for c in COMMANDS if c.app}
 SKIP_DESTS = {"help", "debug", "config"}
 
 
@@ -72,7 +57,7 @@ def subparser(path: tuple[str, ...]) -> argparse.ArgumentParser:
     """The argparse parser of `wb PATH...` (e.g. ("train", "sft"))."""
     from workbench.cli import build_parser
 
-    parser = build_parser(path[0])
+    parser = build_parser(path)
     for name in path:
         action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parser = action.choices[name]
@@ -136,16 +121,15 @@ def _field_from_action(action: argparse.Action) -> Field:
 
 
 def command_fields(command: str) -> list[Field]:
-    """The form of `command` (a key of COMMANDS): positionals first, then flags, then YAML-only settings."""
-    if command not in COMMANDS:
-        raise InputError(f"{command}: not a command the app can launch; choose one of {sorted(COMMANDS)}")
-    path, specs = COMMANDS[command]
-    parser = subparser(path)
+    """The form of `command` (a key of FORMS): positionals first, then flags, then YAML-only settings."""
+    if command not in FORMS:
+        raise InputError(f"{command}: not a command the app can launch; choose one of {sorted(FORMS)}")
+    parser = subparser(FORMS[command].path)
     actions = [a for a in parser._actions if a.dest not in SKIP_DESTS and not isinstance(a, argparse._SubParsersAction)]
     flags = {a.dest: a for a in actions if a.option_strings}
     fields: list[Field] = [_field_from_action(a) for a in actions if not a.option_strings]
     seen = {f.name for f in fields}
-    for i, spec in enumerate(specs):
+    for i, spec in enumerate(FORMS[command].configs):
         for item in _dataclass_fields(_load(spec), flags, yaml_only=False):
             if item.name in seen or (item.yaml_only and i > 0):
                 continue  # the first config owns the YAML file; later ones only describe flags
@@ -162,7 +146,7 @@ def command_fields(command: str) -> list[Field]:
 
 
 def has_config_flag(command: str) -> bool:
-    return any("--config" in a.option_strings for a in subparser(COMMANDS[command][0])._actions)
+    return any("--config" in a.option_strings for a in subparser(FORMS[command].path)._actions)
 
 
 def default_values(fields: list[Field]) -> dict:
@@ -187,7 +171,7 @@ def _changed(value: object, default: object) -> bool:
 def build_command(command: str, fields: list[Field], values: dict) -> tuple[list[str], dict]:
     """(argv after `wb`, YAML settings) for the form values; raise `InputError` for a missing input or a value
     out of range, naming the field."""
-    argv = list(COMMANDS[command][0])
+    argv = list(FORMS[command].path)
     for f in fields:
         if not f.positional:
             continue
@@ -215,7 +199,7 @@ def build_command(command: str, fields: list[Field], values: dict) -> tuple[list
             argv += _flag_args(f, value)
     validate_values(command, fields, values)
     if yaml_values and not has_config_flag(command):
-        raise InputError(f"wb {' '.join(COMMANDS[command][0])} takes no --config; "
+        raise InputError(f"wb {command} takes no --config; "
                          f"leave {sorted(yaml_values)[0]} at its default")
     return argv, yaml_values
 
@@ -240,7 +224,7 @@ def validate_values(command: str, fields: list[Field], values: dict) -> None:
     from workbench.config import coerce_values, validate
 
     asked = {f.name for f in fields if not (f.positional and f.many)}
-    for spec in COMMANDS[command][1]:
+    for spec in FORMS[command].configs:
         cls = _load(spec)
         names = {f.name for f in dataclasses.fields(cls)} & asked
         given = {k: values[k] for k in names if values.get(k) not in (None, "")}
@@ -350,7 +334,7 @@ def from_yaml(text: str, fields: list[Field], where: str = "the YAML file") -> d
 
 KEY_OPTIONS = ("model", "data", "prompts", "teacher", "backend", "base_url", "strong_model", "strong_backend",
                "weak_model", "weak_backend", "strategy", "prompt_field", "answer_field", "completion_field",
-               "verify", "reward", "target")
+               "verify", "reward", "target", "benchmark", "good", "bad")
 
 
 def key_options(fields: list[Field]) -> list[Field]:
@@ -359,7 +343,8 @@ def key_options(fields: list[Field]) -> list[Field]:
     return [f for f in fields if not f.positional and not f.yaml_only and f.name in KEY_OPTIONS]
 
 
-PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model")
+PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model",
+              "benchmark", "good", "bad")
 
 
 def resolve_inputs(fields: list[Field], values: dict, root: Path) -> dict:

@@ -3,10 +3,11 @@ that `SFTConfig` and `DPOConfig` extend. Every field has a default and help text
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import option, validate
+from workbench.config import add_config_arguments, option, validate
 from workbench.errors import InputError
 
 # the preference losses `trainers.losses.dpo_loss` implements (named here so configs need no torch)
@@ -73,3 +74,9 @@ class TrainConfig:
             raise InputError(f"--epochs {self.epochs}: must be greater than 0 (or set --max-steps)")
         if Path(self.output).exists() and not Path(self.output).is_dir():
             raise InputError(f"{self.output}: exists and is not a directory; choose another --output")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """The arguments of every `wb train` command: `--config x.yaml` and one flag per field of its config `cls`."""
+    parser.add_argument("--config", help="YAML file of options; flags given here override it")
+    add_config_arguments(parser, cls)

@@ -10,6 +10,7 @@ in the run directory under a fingerprint of the model, the data and the options 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.config import DPO_LOSSES, TrainConfig
+from trainers.config import DPO_LOSSES, TrainConfig, add_train_arguments
 from workbench.config import option
 from workbench.errors import InputError
 from workbench.rundir import RunResult
@@ -211,7 +212,12 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
                           steps=total, final=last, model_dir=str(output / "model"))
 
 
-def run_command(args) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wb train dpo`: `--config` and one flag per DPOConfig field."""
+    add_train_arguments(parser, DPOConfig)
+
+
+def run(args: argparse.Namespace) -> int:
     from workbench.config import build_config
 
     manifest = train_dpo(build_config(DPOConfig, args, getattr(args, "config", None)))

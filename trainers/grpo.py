@@ -11,12 +11,14 @@ generation, log-prob recomputation and training. Re-running the same command res
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from trainers.config import add_train_arguments
 from trainers.rl import (
     NORMALISERS,
     OBJECTIVES,
@@ -215,7 +217,12 @@ def _drop_stale(groups: list, step: int, max_staleness: int) -> tuple[list, dict
                   "async/staleness_max": int(max(ages)) if ages else 0}
 
 
-def run_command(args) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wb train grpo`: `--config` and one flag per GRPOConfig field."""
+    add_train_arguments(parser, GRPOConfig)
+
+
+def run(args: argparse.Namespace) -> int:
     from trainers.loop import run_train_command
 
     return run_train_command(args, GRPOConfig, train_grpo, "reward")

@@ -13,11 +13,13 @@ logprobs: 0` and token-id prompts (vLLM does; so does `wb serve`).
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from trainers.config import add_train_arguments
 from trainers.rl import (
     RLConfig,
     item_counts,
@@ -174,7 +176,12 @@ def train_opd(cfg: OPDConfig, log=print) -> RunResult:
     return run_rl(run, "train-opd", step_fn, log)
 
 
-def run_command(args) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wb train opd`: `--config` and one flag per OPDConfig field."""
+    add_train_arguments(parser, OPDConfig)
+
+
+def run(args: argparse.Namespace) -> int:
     from trainers.loop import run_train_command
 
     return run_train_command(args, OPDConfig, train_opd, "reverse_kl")

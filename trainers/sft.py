@@ -11,12 +11,13 @@ Re-running the same command resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, add_train_arguments
 from workbench.config import option
 from workbench.rundir import RunResult
 
@@ -129,7 +130,12 @@ def train_sft(cfg: SFTConfig, log=print) -> RunResult:
                           steps=total, final=last, model_dir=str(output / "model"))
 
 
-def run_command(args) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wb train sft`: `--config` and one flag per SFTConfig field."""
+    add_train_arguments(parser, SFTConfig)
+
+
+def run(args: argparse.Namespace) -> int:
     from trainers.loop import run_train_command
 
     return run_train_command(args, SFTConfig, train_sft)

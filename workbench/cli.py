@@ -1,8 +1,8 @@
-"""The `wb` console script: one subcommand per stage.
+"""The `wb` console script: one subcommand per stage, built from the table in `workbench/registry.py`.
 
 Each command lives in the package that owns it as a module with `add_arguments(parser)` and
-`run(args) -> int`; only the module of the command being run is imported, so `wb info` stays fast and
-`wb inspect` never imports torch. User errors print one line and exit non-zero; `--debug` shows the
+`run(args) -> int` (the registry names it); only the module of the command being run is imported, so
+`wb info` stays fast and `wb inspect` never imports torch. User errors print one line and exit non-zero; `--debug` shows the
 traceback.
 """
 
@@ -10,52 +10,69 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 
+from workbench import registry
 from workbench.errors import WorkbenchError
 
-# name -> (module with add_arguments/run, one-line help). Later stages add their rows here.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("workbench.commands.info", "versions of the key libraries, CPU/GPU, the workspace directory"),
-    "inspect": ("workbench.commands.inspect", "detect a source's record kind and profile its columns"),
-    "validate": ("workbench.commands.validate", "check every row of a source against its record kind"),
-    "convert": ("workbench.commands.convert", "convert any supported source to parquet or jsonl"),
-    "curate": ("curate.commands.curate", "filters, PII, decontamination, exact and near dedup in one run"),
-    "dedup": ("curate.commands.dedup", "exact and MinHash near dedup with a keep policy (and --against a run)"),
-    "decontam": ("curate.commands.decontam", "drop rows sharing n-grams with benchmark questions or answers"),
-    "semdedup": ("curate.commands.semdedup", "semantic dedup: embed, k-means, drop near neighbours by cosine"),
-    "select": ("curate.commands.select", "keep the top rows by length, classifier, LLM-judged difficulty or at random"),
-    "mix": ("mixopt.cli", "RegMix mixture search: plan, run, fit, search, build, confirm"),
-    "distill": ("distill_data.commands.distill", "generate (and verify) teacher answers; re-run to resume"),
-    "serve": ("llm.commands.serve", "an OpenAI-compatible server over a local transformers model"),
-    "eval": ("evals.commands.eval", "score a model on benchmarks (pass@k, maj@k, intervals); --compare runs"),
-    "prefs": ("prefs.commands.prefs", "preference pairs (delta, best-vs-worst) or rejection-sampled SFT data"),
-    "train": ("trainers.cli", "train a model on workbench data: sft, dpo, grpo, opd"),
-    "runs": ("workbench.commands.runs", "every run below a workspace: state, rows, tokens, cost (--usage: totals)"),
-    "lineage": ("workbench.commands.lineage", "the chain of a row back to its source file and row, or why it was "
-                                              "dropped"),
-    "tinker": ("trainers.tinker_service.cli", "a local Tinker-compatible training service (serve) and its usage"),
-    "demo": ("demo.commands.demo", "run the stages that exist on the bundled data"),
-    "ui": ("workbench.commands.ui", "the Streamlit workbench app over a workspace (127.0.0.1:8501)"),
-}
 
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only `command`'s module is imported to add its arguments."""
+def build_parser(path: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The parser of every command in the registry; only the module of `path` (the command being run, e.g.
+    ("train", "sft")) is imported to add its arguments."""
     parser = argparse.ArgumentParser(
-        prog="wb", description="Post-training data workbench: curate, mix, distil, pair and train.")
+        prog="wb", description="Post-training data workbench: curate, mix, distil, pair and train.",
+        epilog=command_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="one of the commands below; `wb COMMAND --help` lists its options")
+    for command in registry.subcommands(()):
+        sp = sub.add_parser(command.name, description=command.help)  # no help=: command_list() lists them
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         sp.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                         help="replace what the output directory holds (files that are not a wb run)")
-        if name == command:
-            importlib.import_module(module).add_arguments(sp)
+        _add_command(sp, command, path)
     return parser
+
+
+def _add_command(parser: argparse.ArgumentParser, command: registry.Command, path: tuple[str, ...]) -> None:
+    """The command's own arguments when it is the one being run, else its subcommands (`select` has both:
+    its SOURCE... positional and a subcommand cannot share one parser, so only one of them is added)."""
+    if command.path == path and command.module is not None:
+        importlib.import_module(command.module).add_arguments(parser)
+        return
+    children = registry.subcommands(command.path)
+    if not children:
+        return
+    sub = parser.add_subparsers(metavar="SUBCOMMAND", required=command.module is None)
+    for child in children:
+        _add_command(sub.add_parser(child.path[-1], help=child.help, description=child.help), child, path)
+
+
+def command_list() -> str:
+    """Every runnable command under its help group, for `wb --help`."""
+    width = max(len(c.name) for c in registry.runnable()) + 2
+    columns = shutil.get_terminal_size().columns - 2  # as argparse wraps its own help
+    lines = []
+    for group, commands in registry.groups().items():
+        lines.append(f"{group}:")
+        lines += [textwrap.fill(c.help, columns, initial_indent=f"  {c.name:<{width}}",
+                                subsequent_indent=" " * (width + 2)) for c in commands]
+    return "\n".join(lines)
+
+
+def command_path(argv: list[str]) -> tuple[str, ...]:
+    """The longest command path in the registry that argv's words (its arguments that are not flags) start
+    with: ("train", "sft") for `train sft --model M`, () when argv names no command."""
+    path: tuple[str, ...] = ()
+    for word in (a for a in argv if not a.startswith("-")):
+        if path + (word,) not in registry.BY_PATH:
+            break
+        path += (word,)
+    return path
 
 
 def _terminate(signum, frame) -> None:
@@ -75,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
     overwrite = "--overwrite" in argv  # likewise; it applies to every run directory the command writes
     argv = [a for a in argv if a not in ("--debug", "--overwrite")]
-    command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
+    path = command_path(argv)
+    parser = build_parser(path)
     args = parser.parse_args(argv)
     args.debug = debug
     if args.command is None:
@@ -88,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     OVERWRITE["default"] = overwrite
     try:
-        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+        return int(importlib.import_module(registry.BY_PATH[path].module).run(args) or 0)
     except WorkbenchError as exc:
         if args.debug:
             raise

@@ -23,10 +23,11 @@ if attached:
             st.rerun()
     st.divider()
 
-commands = list(forms.COMMANDS)
+commands = list(forms.FORMS)
 wanted = st.query_params.get("cmd", "dedup")
 command = st.selectbox("Command", commands, index=commands.index(wanted) if wanted in commands else 0, key="cmd")
 st.query_params["cmd"] = command
+st.caption(forms.FORMS[command].help)
 fields = forms.command_fields(command)
 prefix = f"f_{command.replace(' ', '_')}_"
 

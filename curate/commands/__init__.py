@@ -1,4 +1,5 @@
-"""The `wb curate`, `wb dedup` and `wb decontam` command modules and the arguments they share."""
+"""The curation command modules (`wb curate`, `dedup`, `decontam`, `semdedup`, `select`, `select train-classifier`)
+and the arguments they share."""
 
 from __future__ import annotations
 

@@ -151,9 +151,9 @@ def test_new_job_bad_yaml_key_is_one_line(workspace, monkeypatch):
 
 
 def test_new_job_form_for_every_command_opens(workspace, monkeypatch):
-    from app.forms import COMMANDS
+    from app.forms import FORMS
 
-    for command in COMMANDS:
+    for command in FORMS:
         at = open_page("new_job", workspace, monkeypatch, cmd=command)
         no_exception(at)
 

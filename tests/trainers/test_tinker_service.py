@@ -348,7 +348,7 @@ def test_two_clients_train_separate_adapters(service, server, tokenizer):
 
 
 def test_usage_counts_the_tokens_sent(server, tokenizer):
-    from trainers.tinker_service.cli import fetch_usage, format_usage
+    from trainers.tinker_service.usage import fetch_usage, format_usage
 
     sc = tinker.ServiceClient(base_url=server[0], api_key="tml-dummy")
     try:

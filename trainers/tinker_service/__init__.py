@@ -7,5 +7,5 @@
     sampling.py  SamplingParams on transformers' generate: seeds, stop tokens/strings, raw log-probs
     metering.py  requests and prefill/sampled/trained tokens per session and model; prices; budget
     server.py    the Starlette routes and `serve` (`wb tinker serve`)
-    cli.py       `wb tinker serve|usage`
+    usage.py     `wb tinker usage`: a running service's usage as a table
 """

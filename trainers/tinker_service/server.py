@@ -12,8 +12,10 @@ never 5xx/429 (it would retry for minutes).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import socket
@@ -372,6 +374,22 @@ def serve(config: ServeConfig) -> dict:
         report = meter.report()
         return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
                           token_budget=config.token_budget)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wb tinker serve`: `--config` and one flag per ServeConfig field."""
+    from workbench.config import add_config_arguments
+
+    parser.add_argument("--config", help="YAML file of options; flags given here override it")
+    add_config_arguments(parser, ServeConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from workbench.config import build_config
+
+    manifest = serve(build_config(ServeConfig, args, args.config))
+    print(f"stopped; usage: {json.dumps(manifest['usage'])}")
+    return 0
 
 
 # the Python API's names (`from trainers import serve_tinker, TinkerServeConfig`)

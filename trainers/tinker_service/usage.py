@@ -1,7 +1,5 @@
-"""`wb tinker serve|usage`: run the local Tinker-compatible service, or read a running one's usage.
-
-    wb tinker serve --base-model PATH [--port 8000] [--prices prices.yaml] [--token-budget N]
-    wb tinker usage --url http://127.0.0.1:8000 [--prices prices.yaml] [--json]
+"""`wb tinker usage --url URL [--prices prices.yaml] [--json]`: tokens and cost per session and model of a
+running `wb tinker serve`, optionally re-priced.
 """
 
 from __future__ import annotations
@@ -11,30 +9,14 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainers.tinker_service.server import ServeConfig
-    from workbench.config import add_config_arguments
-
-    sub = parser.add_subparsers(dest="tinker_command", metavar="SUBCOMMAND", required=True)
-    sp = sub.add_parser("serve", help="serve Tinker's API over a local model (LoRA training, sampling, metering)",
-                        description="serve Tinker's API over a local model (LoRA training, sampling, metering)")
-    sp.add_argument("--config", help="YAML file of options; flags given here override it")
-    add_config_arguments(sp, ServeConfig)
-    up = sub.add_parser("usage", help="tokens and cost per session and model of a running service",
-                        description="tokens and cost per session and model of a running service")
-    up.add_argument("--url", required=True, help="the service's base URL, e.g. http://127.0.0.1:8000")
-    up.add_argument("--prices", help="YAML with prefill, sample, train: USD per million tokens (re-prices the counts)")
-    up.add_argument("--api-key", help="X-API-Key, when the service requires one")
-    up.add_argument("--json", action="store_true", help="print the raw JSON report")
+    parser.add_argument("--url", required=True, help="the service's base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--prices", help="YAML with prefill, sample, train: USD per million tokens (re-prices the "
+                                         "counts)")
+    parser.add_argument("--api-key", help="X-API-Key, when the service requires one")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON report")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tinker_command == "serve":
-        from trainers.tinker_service.server import ServeConfig, serve
-        from workbench.config import build_config
-
-        manifest = serve(build_config(ServeConfig, args, args.config))
-        print(f"stopped; usage: {json.dumps(manifest['usage'])}")
-        return 0
     report = fetch_usage(args.url, args.api_key)
     if args.prices:
         report = reprice(report, args.prices)
