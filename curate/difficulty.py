@@ -1,5 +1,6 @@
 """The `difficulty` score of `wb select`: an LLM judge rates each distinct question 1-10 (OpenThoughts3's
-question filter for code), through distill_data's generation layer: endpoints, retries, 429 back-off.
+question filter for code), through the `llm` generation layer (endpoints, retries, 429 back-off) with
+`wb select`'s endpoint options; `curate.select.rater_spec` builds the judge's endpoint.
 
 Ratings go into the run directory's ledger (`scores` table) one chunk at a time with the tokens used, so a
 killed or partly failed run is resumed by re-running the same command: only unrated questions are asked.
@@ -11,22 +12,20 @@ import asyncio
 import hashlib
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from workbench.rundir import Usage
 
+if TYPE_CHECKING:
+    from llm import EndpointSpec, RetryPolicy
 
-class SelectLike(Protocol):
-    """The judge settings of `curate.select.SelectConfig` that rating reads."""
 
-    judge_model: str | None
-    base_url: list[str]
-    api_key_env: str
-    timeout: float
-    max_concurrency: int
+class RatingOptions(Protocol):
+    """What rating reads of `curate.select.SelectConfig` besides the judge's endpoint."""
+
     judge_max_tokens: int
-    max_attempts: int
     chunk: int
+
 
 DIFFICULTY_RUBRIC = """Rate how difficult the following question is to answer correctly, from 1 (trivial: one \
 step, common knowledge) to 10 (extremely hard: long multi-step reasoning or expert knowledge, where strong \
@@ -50,27 +49,18 @@ def parse_difficulty(text: str | None) -> float | None:
     return value if value is not None and 1 <= value <= 10 else None
 
 
-def rate_difficulty(questions: list[str], config: SelectLike, run: Path, usage: Usage, notes: dict,
+def rate_difficulty(questions: list[str], spec: EndpointSpec, retry: RetryPolicy, config: RatingOptions,
+                    run: Path, usage: Usage, notes: dict,
                     progress: object | None = None) -> dict[str, tuple[float | None, str | None]]:
-    """question id -> (1-10 rating or None, detail), asking the judge only for questions the ledger lacks."""
-    from llm import (
-        LEDGER,
-        EndpointSpec,
-        Ledger,
-        RetryPolicy,
-        SamplingParams,
-        open_generator,
-        run_key,
-    )
+    """question id -> (1-10 rating or None, detail), asking the judge at `spec` only for questions the ledger
+    lacks; the tokens of every rating so far are added to `usage`."""
+    from llm import LEDGER, Ledger, SamplingParams, open_generator, run_key
 
-    spec = EndpointSpec(config.judge_model, tuple(config.base_url), "openai", config.api_key_env, config.timeout,
-                        config.max_concurrency)
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=config.judge_max_tokens)
-    retry = RetryPolicy(max_attempts=config.max_attempts)
     unique = {question_id(q): q for q in questions}
     generator, template = open_generator(spec, params, retry)
     ledger = Ledger(run / LEDGER, run_key(spec, params, template))
-    scorer = f"difficulty:{config.judge_model}"
+    scorer = f"difficulty:{spec.model}"
     failed: dict[str, str] = {}
     try:
         done = ledger.scores(scorer)

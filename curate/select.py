@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,14 +28,30 @@ import pyarrow.compute as pc
 from curate.fields import field_text, split_fields
 from curate.inputs import Inputs
 from curate.removed import Outputs, with_reasons
+from llm.options import (
+    ENDPOINT_OPTIONS,
+    EndpointOptions,
+    backend_option,
+    base_url_option,
+    endpoint_spec,
+    retry_policy,
+    token_cost,
+)
 from workbench.config import option, validate
 from workbench.errors import InputError
 from workbench.rundir import RunDir, RunResult, Usage
 
+if TYPE_CHECKING:
+    from llm import EndpointSpec
+
 STRATEGIES = ("length", "random", "classifier", "difficulty")
 SCORE = "select_score"
+
+
 @dataclass
-class SelectConfig:
+class SelectConfig(EndpointOptions):
+    """Every option of `wb select`; the difficulty judge is reached with the shared endpoint options."""
+
     strategy: str = option("length", "what ranks rows", choices=list(STRATEGIES))
     keep: str = option("", "rows (or groups) to keep, no default: a count such as 1000, or a fraction such as 0.25")
     field: list[str] = option([], "fields to score (default by record kind; length reads the response side, "
@@ -43,15 +60,23 @@ class SelectConfig:
                                         "row (default: prompt_id when present; `none` for single rows)")
     seed: int = option(0, "seed of the random strategy")
     classifier: str | None = option(None, "a `wb select train-classifier` run directory or model file")
-    judge_model: str | None = option(None, "judge model for --strategy difficulty")
-    base_url: list[str] = option([], "OpenAI-compatible endpoint(s) of the judge")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the judge's API key")
-    max_concurrency: int = option(16, "judge requests in flight per endpoint", min=1)
+    judge_model: str | None = option(None, "judge model for --strategy difficulty: its name on the endpoint "
+                                           "(with --judge-base-url) or a local model directory")
+    judge_base_url: list[str] = base_url_option("the difficulty judge")
+    judge_backend: str = backend_option("the difficulty judge")
     judge_max_tokens: int = option(512, "completion budget of one rating", min=1)
-    timeout: float = option(600.0, "seconds per judge request", min=0.0)
-    max_attempts: int = option(6, "attempts per judge request (429, 5xx, timeouts)", min=1)
     chunk: int = option(256, "questions rated between ledger commits (a killed run loses at most one chunk)",
                         min=1)
+
+
+def rater_spec(config: SelectConfig) -> EndpointSpec:
+    """The difficulty judge's endpoint: `--judge-model` on `--judge-base-url` (or in-process), with
+    `wb select`'s endpoint options (concurrency, rate budget, timeout). Raises `InputError` for missing or bad
+    options."""
+    if not config.judge_model:
+        raise InputError("--strategy difficulty needs --judge-model (on --judge-base-url, an OpenAI-compatible "
+                         "endpoint such as `wb serve` or vLLM, or a local model directory)")
+    return endpoint_spec(config, config.judge_model, config.judge_base_url, config.judge_backend, "judge")
 
 
 def parse_keep(keep: str, total: int) -> int:
@@ -103,9 +128,6 @@ class Scorer:
             if not config.classifier:
                 raise InputError("--strategy classifier needs --classifier RUN_DIR (from `wb select train-classifier`)")
             self.model = load(config.classifier)
-        if config.strategy == "difficulty" and not (config.judge_model and config.base_url):
-            raise InputError("--strategy difficulty needs --judge-model and --base-url (an OpenAI-compatible "
-                             "endpoint, e.g. `wb serve` or vLLM)")
         self.rng = np.random.default_rng(config.seed)
         self.questions: list[str] = []
 
@@ -129,7 +151,11 @@ class Scorer:
             return scores, [None] * len(scores)
         from curate.difficulty import question_id, rate_difficulty
 
-        rated = rate_difficulty(self.questions, self.config, self.run, self.usage, self.notes, self.progress)
+        config = self.config
+        rated = rate_difficulty(self.questions, rater_spec(config), retry_policy(config), config, self.run,
+                                self.usage, self.notes, self.progress)
+        self.usage.cost_usd = token_cost(self.usage.prefill_tokens, self.usage.sampled_tokens, config.price_in,
+                                         config.price_out)
         values = [rated[question_id(q)] for q in self.questions]
         return np.array([np.nan if v[0] is None else v[0] for v in values]), [v[1] for v in values]
 
@@ -144,6 +170,8 @@ def select_rows(config: SelectConfig, sources: Sequence[str | os.PathLike], outp
     validate(config)
     if not config.keep:
         raise InputError("--keep is required: a row count such as 1000 or a fraction such as 0.25")
+    if config.strategy == "difficulty":
+        rater_spec(config)  # bad judge options fail before any row is read
     inputs = Inputs([str(s) for s in sources])
     fields = side_fields(inputs.fields(config.field), config.strategy)
     group_by = config.group_by
@@ -155,8 +183,8 @@ def select_rows(config: SelectConfig, sources: Sequence[str | os.PathLike], outp
         raise InputError(f"--group-by {group_by!r}: no such column; columns are {inputs.schema.names}")
     resumable = config.strategy == "difficulty"
     with RunDir(output, "select", config, inputs=inputs.sources, resumable=resumable,
-                resume_guard=("keep", "group_by", "seed", "max_concurrency", "timeout", "max_attempts", "chunk",
-                              "base_url") if resumable else None) as run:
+                resume_guard=("keep", "group_by", "seed", "chunk", "judge_base_url", *ENDPOINT_OPTIONS)
+                if resumable else None) as run:
         scorer = Scorer(config, run.path, run.progress)
         parts, keys = [], []
         for table in inputs.batches():

@@ -16,6 +16,7 @@ from curate import question_curation
 from distill_data.config import DistillConfig
 from llm import (
     LEDGER,
+    EndpointSpec,
     Generator,
     Ledger,
     Progress,
@@ -28,7 +29,7 @@ from llm.options import endpoint_spec, retry_policy
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
 from llm.runner import watch_units
-from llm.verify.judge import open_judge
+from llm.verify.judge import judge_spec, open_judge
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -61,6 +62,9 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         from llm.verify.code import check_sandbox
 
         check_sandbox(cfg.sandbox)
+    spec = endpoint_spec(cfg, cfg.model, cfg.base_url, cfg.backend)
+    if cfg.verify == "judge":
+        judge_spec(cfg, spec)  # a bad judge option fails before any generation
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
     prompts, dropped, source = load_prompts(cfg.prompts, cfg.prompt_field, cfg.answer_field, cfg.tests_field,
                                             cfg.system, cfg.limit, question_hook)
@@ -69,24 +73,23 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
 
         prompts = select_shard(prompts, cfg.shard)
     with RunDir(cfg.output, "distill", cfg, inputs=[source], resumable=True) as run:
-        spec = endpoint_spec(cfg, cfg.model, cfg.base_url)
         gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg))
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
-            asyncio.run(_generate_and_verify(cfg, prompts, ledger, gen, progress))
+            asyncio.run(_generate_and_verify(cfg, spec, prompts, ledger, gen, progress))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
                                 ledger.verdicts(cfg.verify) if cfg.verify != "none" else {})
             requests, prefill, sampled = ledger.usage()
         finally:
             ledger.close()
         return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, requests, prefill, sampled,
-                       progress, key, gen)
+                       progress, key, gen, spec)
 
 
-async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen: Generator,
+async def _generate_and_verify(cfg: DistillConfig, spec: EndpointSpec, prompts, ledger: Ledger, gen: Generator,
                                progress: Progress) -> None:
     try:
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
@@ -94,7 +97,7 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
             from llm.verify import VerifyOptions, verify_units
 
             data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
-            judge = open_judge(cfg, gen) if cfg.verify == "judge" else None
+            judge = open_judge(cfg, spec, gen) if cfg.verify == "judge" else None
             try:
                 await verify_units(VerifyOptions.of(cfg), data, ledger, judge)
             finally:
@@ -105,7 +108,8 @@ async def _generate_and_verify(cfg: DistillConfig, prompts, ledger: Ledger, gen:
 
 
 def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,
-            prefill: int, sampled: int, progress: Progress, key: str, gen: Generator) -> RunResult:
+            prefill: int, sampled: int, progress: Progress, key: str, gen: Generator,
+            spec: EndpointSpec) -> RunResult:
     counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
     verified = data.column("verified")
     verdicts = {"true": int(pc.sum(pc.equal(verified, True)).as_py() or 0),
@@ -125,7 +129,7 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
 
         index, count = parse_shard(cfg.shard)
         shard = {"index": index, "count": count, "prompts": units // cfg.n}
-    return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key, shard=shard,
+    return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key, backend=spec.backend, shard=shard,
                       units=units, status_counts=counts, verified_counts=verdicts, sft_rows=sft.num_rows,
                       faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
                               "errors": gen.stats.errors, "endpoints": [e.state() for e in gen.endpoints],

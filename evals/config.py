@@ -1,21 +1,24 @@
-"""`EvalConfig`: every option of `wb eval`, with help text; it is written into the run's manifest."""
+"""`EvalConfig`: every option of `wb eval`, with help text; it is written into the run's manifest.
+
+The endpoint options (shared by the model under evaluation and its judge) are `llm.options.EndpointOptions`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm.options import EndpointOptions, backend_option, base_url_option
 from workbench.config import option
 
 
 @dataclass
-class EvalConfig:
-    model: str = option("", "model name (HTTP) or local model directory (hf, vllm)")
+class EvalConfig(EndpointOptions):
+    model: str = option("", "the model: its name on the endpoint (with --base-url) or a local model directory")
     benchmark: list[str] = option([], "benchmarks: bundled gsm8k, math500, or prompt/answer files (jsonl, parquet, "
                                       "a run directory)")
     output: str = option("", "run directory to write (re-running the same command resumes it)")
-    backend: str = option("hf", "where generation runs", choices=["hf", "openai", "vllm"])
-    base_url: list[str] = option([], "OpenAI-compatible endpoint(s) for --backend openai")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key (may be unset)")
+    base_url: list[str] = base_url_option("the model")
+    backend: str = backend_option("the model")
     prompt_field: str | None = option(None, "column holding the prompt in benchmark files (default: prompt; "
                                             "bundled benchmarks use question)")
     answer_field: str | None = option(None, "column holding the reference answer in benchmark files "
@@ -24,9 +27,8 @@ class EvalConfig:
                                  "(an LLM grades each response against the reference: --judge-model), or a user "
                                  "package.module:function (bundled benchmarks always use math)")
     judge_model: str | None = option(None, "the model that grades responses for --verify judge (required with it)")
-    judge_base_url: list[str] = option([], "the judge's OpenAI-compatible endpoint(s), repeated or a file of URLs "
-                                           "(default: --base-url)")
-    judge_backend: str = option("openai", "where the judge runs", choices=["openai", "hf", "vllm"])
+    judge_base_url: list[str] = base_url_option("the judge (default: --base-url, with --backend)")
+    judge_backend: str = backend_option("the judge")
     system: str | None = option(None, "system prompt prepended to every prompt")
     limit: int | None = option(None, "use only the first N items of each benchmark", min=1)
     n: int = option(1, "samples per item (pass@k and maj@k use k = n)", min=1)
@@ -35,13 +37,6 @@ class EvalConfig:
     max_tokens: int = option(1024, "completion budget per sample (a cut answer counts as truncated and wrong)",
                              min=1)
     seed: int | None = option(0, "sampling seed sent to the backend")
-    max_concurrency: int = option(64, "requests in flight per endpoint (lowered adaptively on 429)", min=1)
-    timeout: float = option(600.0, "seconds per request")
-    max_attempts: int = option(8, "attempts per request for 429/5xx/timeouts/dropped connections", min=1)
-    retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)")
-    retry_max: float = option(60.0, "largest backoff delay in seconds")
     verify_workers: int = option(2, "processes for math verification", min=1)
-    price_in: float | None = option(None, "USD per million prompt tokens, for the cost line")
-    price_out: float | None = option(None, "USD per million completion tokens, for the cost line")
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)")
     bootstrap_seed: int = option(0, "seed of the bootstrap intervals")

@@ -26,15 +26,15 @@ from llm import (
     EndpointSpec,
     Ledger,
     Progress,
-    RetryPolicy,
     SamplingParams,
-    expand_base_urls,
     open_generator,
     run_key,
     run_units,
 )
+from llm.options import endpoint_spec, retry_policy
 from llm.prompts import load_prompts
 from llm.records import add_verdicts, unit_table
+from llm.verify.judge import judge_spec
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -59,24 +59,6 @@ def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Ta
     return pa.concat_tables(tables), sources, names
 
 
-def endpoint(cfg: EvalConfig, model: str, base_urls: list[str], backend: str) -> EndpointSpec:
-    """The `EndpointSpec` of the model under evaluation or of its judge: the run's key, timeout, concurrency."""
-    return EndpointSpec(model, expand_base_urls(base_urls), backend, cfg.api_key_env, cfg.timeout,
-                        cfg.max_concurrency)
-
-
-def judge_spec(cfg: EvalConfig) -> EndpointSpec:
-    """The judge's endpoint for `--verify judge`; InputError without `--judge-model` or an endpoint."""
-    if not cfg.judge_model:
-        raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
-                         "evaluation does not grade itself)")
-    spec = endpoint(cfg, cfg.judge_model, cfg.judge_base_url or cfg.base_url, cfg.judge_backend)
-    if cfg.judge_backend == "openai" and not spec.base_urls:
-        raise InputError("--verify judge: the judge needs --judge-base-url (or --base-url) with --judge-backend "
-                         "openai, e.g. http://localhost:8000/v1")
-    return spec
-
-
 def verifier_names(cfg: EvalConfig, benchmarks: list[Benchmark]) -> dict[str, str]:
     """Each verifier kind in use -> its name in the ledger (the judge's carries its model, so another judge
     grades afresh instead of reusing these verdicts)."""
@@ -98,13 +80,15 @@ def evaluate(cfg: EvalConfig) -> RunResult:
     if cfg.verify == "judge" and not judged:
         raise InputError("--verify judge grades benchmark files; the bundled benchmarks are always checked with "
                          "the math verifier")
-    judge = judge_spec(cfg) if judged else None
+    if judged and not cfg.judge_model:
+        raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
+                         "evaluation does not grade itself)")
+    spec = endpoint_spec(cfg, cfg.model, cfg.base_url, cfg.backend)
+    judge = judge_spec(cfg, spec) if judged else None  # its endpoints and backend default to the model's
     prompts, sources, names = load_benchmarks(cfg, benchmarks)
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
-    spec = endpoint(cfg, cfg.model, cfg.base_url, cfg.backend)
     with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
-        gen, template_id = open_generator(spec, sampling, RetryPolicy(cfg.max_attempts, cfg.retry_base,
-                                                                      cfg.retry_max), seed=cfg.seed or 0)
+        gen, template_id = open_generator(spec, sampling, retry_policy(cfg), seed=cfg.seed or 0)
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
@@ -126,6 +110,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
                       cost_usd=progress.cost(prefill, sampled))
         return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
                           metrics=metrics, status_counts=counts, model=cfg.model,
+                          backend=spec.backend,
                           benchmarks={b.name: {"source": b.source, "verifier": b.verifier,
                                                **({"judge": cfg.judge_model} if b.verifier == "judge" else {})}
                                       for b in benchmarks},

@@ -29,9 +29,11 @@ __all__ = ["Endpoint", "Generator", "Outcome", "RateBudget", "RetryPolicy", "Sta
 
 @dataclass
 class RetryPolicy:
-    max_attempts: int = 8
-    base_delay: float = 1.0
-    max_delay: float = 60.0
+    """Attempts per request and the backoff between them (commands build it with `llm.options.retry_policy`)."""
+
+    max_attempts: int
+    base_delay: float  # seconds before the second attempt; doubles per attempt
+    max_delay: float
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with equal jitter: half fixed, half random, capped."""
@@ -61,11 +63,11 @@ class Stats:
 class Generator:
     """Spread requests over endpoints; see the module docstring for the fault policy."""
 
-    def __init__(self, endpoints: list[Endpoint], params: SamplingParams, policy: RetryPolicy | None = None,
+    def __init__(self, endpoints: list[Endpoint], params: SamplingParams, policy: RetryPolicy,
                  seed: int = 0, budget: RateBudget | None = None):
         self.endpoints = endpoints
         self.params = params
-        self.policy = policy or RetryPolicy()
+        self.policy = policy
         self.budget = budget or RateBudget()
         self.stats = Stats()
         self._rng = random.Random(seed)

@@ -1,38 +1,124 @@
-"""Options every job that generates through `llm` shares, and how they become an endpoint and a retry policy.
+"""The endpoint options every command that calls a model takes, the one builder of its endpoint, and the
+options every generation job (distill, prefs) shares.
 
-`JobOptions` (prompt columns, endpoint faults, verification, cost, progress) is the base of `wb distill`'s and
-`wb prefs`' configs; `endpoint_spec(cfg, model, base_urls)` builds one model's `EndpointSpec` from it.
+`EndpointOptions` (API key, concurrency, rate budget, timeout, retries, prices) is composed into every
+command that calls a model: distill, prefs, eval, select's difficulty rater, the on-policy distillation
+teacher. Each model a command calls is named by a model field and, through `base_url_option` and
+`backend_option`, its endpoints and backend; `endpoint_spec` and `retry_policy` turn them into the
+`EndpointSpec` and `RetryPolicy` the generation layer opens. `JobOptions` adds prompts, verification and
+progress for `wb distill` and `wb prefs`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from llm.generator import RetryPolicy
-from llm.spec import EndpointSpec, expand_base_urls
+from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
 from workbench.config import option
+from workbench.errors import InputError
+
+AUTO = "auto"  # the backend a model's endpoints imply: openai with a base URL, hf without
+
+
+def base_url_option(whose: str) -> Any:
+    """The field of a model's OpenAI-compatible endpoints (`whose`: "the model", "the judge", ...)."""
+    return option([], f"OpenAI-compatible endpoint(s) of {whose}, repeated or a file of URLs; requests go to the "
+                      "least-loaded healthy one")
+
+
+def backend_option(whose: str) -> Any:
+    """The field of where a model runs; `auto` decides from its base URL (see `endpoint_spec`)."""
+    return option(AUTO, f"where {whose} runs: openai (HTTP), hf or vllm (in-process); auto: openai with a base "
+                        "URL, else hf on a local model directory", choices=[AUTO, *BACKENDS])
 
 
 @dataclass
-class JobOptions:
+class EndpointOptions:
+    """How a command reaches every model it calls; one set of defaults for all of them (and their judges)."""
+
+    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key (may be unset)")
+    max_concurrency: int = option(64, "requests in flight per endpoint (lowered adaptively on 429 bursts); a "
+                                      "vLLM server batches this many well", min=1)
+    min_concurrency: int | None = option(None, "floor of the adaptive limit per endpoint (default: max // 8)",
+                                         min=1)
+    rpm: float | None = option(None, "requests per minute over all endpoints (your provider's limit)", min=0.01)
+    tpm: float | None = option(None, "tokens (prompt + completion) per minute over all endpoints", min=0.01)
+    timeout: float = option(1800.0, "seconds per request; a reasoning trace of 16-32k tokens can take many "
+                                    "minutes", min=0.001)
+    max_attempts: int = option(8, "attempts per request for 429/5xx/timeouts/dropped connections; 8 with the "
+                                  "1-60 s backoff ride out about 2 minutes of outage (a server restart)", min=1)
+    retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)", min=0.0)
+    retry_max: float = option(60.0, "largest backoff delay in seconds", min=0.0)
+    price_in: float | None = option(None, "USD per million prompt tokens the endpoints read, for the cost",
+                                    min=0.0)
+    price_out: float | None = option(None, "USD per million completion tokens, for the cost", min=0.0)
+
+
+ENDPOINT_OPTIONS = tuple(f.name for f in dataclasses.fields(EndpointOptions))  # may change when a run resumes
+
+
+def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tuple[str, ...],
+                  backend: str = AUTO, role: str = "", like: EndpointSpec | None = None) -> EndpointSpec:
+    """The `EndpointSpec` of one model a command calls: `model` on `base_url` through `backend`, reached
+    with the command's shared `options`. `role` is the prefix of the model's own flags (`judge` for
+    `--judge-model`, `--judge-base-url`, `--judge-backend`), for error messages. With `like` (the command's
+    main model), what the role leaves unset comes from it: the model name, and the endpoints with their
+    backend unless the role names endpoints of its own.
+
+    Backend `auto` is openai (HTTP) with a base URL and hf without one. Raises `InputError` for an in-process
+    backend given a base URL, openai without one, or hf on a model that is not a local directory."""
+    flag = f"--{role}-" if role else "--"
+    urls = expand_base_urls(base_url, f"{flag}base-url")
+    if like is not None:
+        model = model or like.model
+        if not urls:
+            backend = like.backend if backend == AUTO else backend
+            urls = like.base_urls if backend == "openai" else ()
+    if not model:
+        raise InputError(f"{flag}model is required (a served model name, or a local model directory)")
+    if backend == AUTO:
+        backend = "openai" if urls else "hf"
+    elif backend != "openai" and urls:
+        raise InputError(f"{flag}backend {backend} runs the model in-process and takes no {flag}base-url: drop "
+                         f"{flag}backend to call the endpoint over HTTP, or drop {flag}base-url")
+    elif backend == "openai" and not urls:
+        raise InputError(f"{flag}backend openai needs at least one {flag}base-url (e.g. http://localhost:8000/v1)")
+    if backend == "hf" and not os.path.exists(model):  # vllm may also take a hub name
+        raise InputError(f"{flag}model {model!r}: not a local model directory; to call a served model give "
+                         f"{flag}base-url (e.g. http://localhost:8000/v1)")
+    return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
+                        options.min_concurrency, options.rpm, options.tpm)
+
+
+def token_cost(prefill: int, sampled: int, price_in: float | None, price_out: float | None) -> float | None:
+    """USD for `prefill` prompt and `sampled` completion tokens at `--price-in` / `--price-out` (USD per
+    million tokens); None when neither price is given."""
+    if price_in is None and price_out is None:
+        return None
+    return (prefill * (price_in or 0.0) + sampled * (price_out or 0.0)) / 1e6
+
+
+def retry_policy(options: EndpointOptions) -> RetryPolicy:
+    """The retry policy of every request a command sends (`--max-attempts`, `--retry-base`, `--retry-max`)."""
+    return RetryPolicy(options.max_attempts, options.retry_base, options.retry_max)
+
+
+@dataclass
+class JobOptions(EndpointOptions):
+    """The options of a generation job (distill, prefs) beyond its models: prompts, verification, progress."""
+
     prompts: str = option("", "prompt source: a file, a directory, or a run directory", cli=False)
     output: str = option("", "run directory to write (re-running the same command resumes it)")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key (may be unset)")
     stop: list[str] = option([], "stop strings")
     system: str | None = option(None, "system prompt prepended to every prompt")
     prompt_field: str | None = option(None, "column holding the prompt (default: `prompt`); e.g. question")
     answer_field: str | None = option(None, "column holding the reference answer (math verification, judge)")
     tests_field: str | None = option(None, "column holding Python test code (code verification)")
     limit: int | None = option(None, "use only the first N prompts", min=1)
-    max_concurrency: int = option(64, "requests in flight per endpoint (lowered adaptively on 429 bursts)", min=1)
-    min_concurrency: int | None = option(None, "floor of the adaptive limit per endpoint (default: max // 8)",
-                                         min=1)
-    rpm: float | None = option(None, "requests per minute over all endpoints (your provider's limit)", min=0.01)
-    tpm: float | None = option(None, "tokens (prompt + completion) per minute over all endpoints", min=0.01)
-    timeout: float = option(1800.0, "seconds per request; reasoning traces can take many minutes", min=0.001)
-    max_attempts: int = option(8, "attempts per request for 429/5xx/timeouts/dropped connections", min=1)
-    retry_base: float = option(1.0, "first backoff delay in seconds (doubles per attempt, with jitter)", min=0.0)
-    retry_max: float = option(60.0, "largest backoff delay in seconds", min=0.0)
     verify: str = option("none", "answer verifier: none, math, exact (the final answer as a string), code, judge",
                          choices=["none", "math", "exact", "code", "judge"])
     code_timeout: float = option(10.0, "seconds per code-verification run", min=0.001)
@@ -41,22 +127,8 @@ class JobOptions:
     sandbox: str = option("bwrap", "how --verify code confines submitted programs: bwrap (bubblewrap; needs the "
                                    "`bubblewrap` package) or none (unconfined, for trusted code only)",
                           choices=["bwrap", "none"])
-    price_in: float | None = option(None, "USD per million prompt tokens, for the cost line", min=0.0)
-    price_out: float | None = option(None, "USD per million completion tokens, for the cost line", min=0.0)
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)", min=0.0)
     decontam: list[str] = option([], "drop prompts sharing an n-gram with these benchmarks before generating "
                                      "(bundled gsm8k, math500, or question/answer files)")
     decontam_ngram: int = option(13, "words per n-gram for --decontam", min=1)
     dedup_prompts: bool = option(False, "drop exact and near-duplicate prompts (MinHash, Jaccard >= 0.8) first")
-
-
-
-def endpoint_spec(cfg, model: str, base_urls: list[str], backend: str | None = None) -> EndpointSpec:
-    """The `EndpointSpec` of one model of a job built on `JobOptions` (distill, prefs)."""
-    return EndpointSpec(model=model, base_urls=expand_base_urls(base_urls), backend=backend or cfg.backend,
-                        api_key_env=cfg.api_key_env, timeout=cfg.timeout, max_concurrency=cfg.max_concurrency,
-                        min_concurrency=cfg.min_concurrency, rpm=cfg.rpm, tpm=cfg.tpm)
-
-
-def retry_policy(cfg) -> RetryPolicy:
-    return RetryPolicy(cfg.max_attempts, cfg.retry_base, cfg.retry_max)

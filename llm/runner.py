@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from llm.generator import Generator
 from llm.ledger import Ledger, UnitResult
+from llm.options import token_cost
 from llm.reasoning import split_reasoning
 from workbench.rundir import RunDir
 
@@ -37,9 +38,7 @@ class Progress:
             self.watch(self, gen)
 
     def cost(self, prefill: int, sampled: int) -> float | None:
-        if self.price_in is None and self.price_out is None:
-            return None
-        return (prefill * (self.price_in or 0.0) + sampled * (self.price_out or 0.0)) / 1e6
+        return token_cost(prefill, sampled, self.price_in, self.price_out)
 
     def line(self, gen: Generator, elapsed: float) -> str:
         s = gen.stats

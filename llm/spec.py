@@ -2,9 +2,9 @@
 
 An `EndpointSpec` names the model, where it runs (OpenAI-compatible URLs, in-process transformers or
 vLLM), the API-key environment variable, the timeout, the concurrency per endpoint (and its floor) and
-the job's requests/tokens-per-minute budget. Every job that
-generates (distill, prefs, judges, eval, on-policy distillation) opens its generator from a spec instead
-of passing a whole command config around.
+the job's requests/tokens-per-minute budget. Every job that generates (distill, prefs, judges, eval,
+select's rater, on-policy distillation) builds its specs with `llm.options.endpoint_spec` and opens its
+generator from a spec instead of passing a whole command config around.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llm.backends.base import SamplingParams
 from llm.budget import RateBudget
@@ -24,24 +24,26 @@ BACKENDS = ("openai", "hf", "vllm")
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    """One model to generate from. `base_urls` are used by the `openai` backend only."""
+    """One model to generate from. `base_urls` are used by the `openai` backend only. Commands build it with
+    `llm.options.endpoint_spec`, which holds the defaults of every field."""
 
     model: str
-    base_urls: tuple[str, ...] = ()
-    backend: str = "openai"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 1800.0
-    max_concurrency: int = 64
-    min_concurrency: int | None = None  # the floor of the adaptive limit (default max_concurrency // 8)
-    rpm: float | None = None  # requests per minute over all endpoints (a provider's published limit)
-    tpm: float | None = None  # tokens (prompt + completion) per minute over all endpoints
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    base_urls: tuple[str, ...]
+    backend: str
+    api_key_env: str
+    timeout: float
+    max_concurrency: int
+    min_concurrency: int | None  # the floor of the adaptive limit (None: max_concurrency // 8)
+    rpm: float | None  # requests per minute over all endpoints (a provider's published limit)
+    tpm: float | None  # tokens (prompt + completion) per minute over all endpoints
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InputError(f"backend {self.backend!r}: must be one of {', '.join(BACKENDS)}")
         if not self.model:
             raise InputError("a model name (or local model path) is required")
+        if self.backend == "openai" and not self.base_urls:
+            raise InputError("the openai backend needs at least one base URL (e.g. http://localhost:8000/v1)")
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -55,8 +57,6 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
     """The endpoints of `spec` and a template id for run keys ("server-side" over HTTP, where the server
     renders the chat template; the template's hash for in-process backends)."""
     if spec.backend == "openai":
-        if not spec.base_urls:
-            raise InputError("--backend openai needs at least one --base-url (e.g. http://localhost:8000/v1)")
         from llm.backends.openai_http import OpenAIBackend
 
         key = os.environ.get(spec.api_key_env)
@@ -74,24 +74,24 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
     return [Endpoint(backend, spec.max_concurrency)], backend.template_id
 
 
-def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPolicy | None = None,
+def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPolicy,
                    seed: int = 0) -> tuple[Generator, str]:
     """A `Generator` over `spec`'s endpoints with default `sampling` and the `retry` policy, and the
     template id that belongs in a run key. Close it with `await generator.aclose()`."""
     endpoints, template_id = open_endpoints(spec)
-    return Generator(endpoints, sampling, retry or RetryPolicy(), seed, RateBudget(spec.rpm, spec.tpm)), template_id
+    return Generator(endpoints, sampling, retry, seed, RateBudget(spec.rpm, spec.tpm)), template_id
 
 
-def expand_base_urls(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """`--base-url` values as URLs: each is a URL, or a file of them (one per line, `#` comments), in
-    order without repeats. A value that is neither raises `InputError`."""
+def expand_base_urls(values: list[str] | tuple[str, ...], flag: str = "--base-url") -> tuple[str, ...]:
+    """`--base-url` values (`flag` names the option in errors) as URLs: each is a URL, or a file of them
+    (one per line, `#` comments), in order without repeats. A value that is neither raises `InputError`."""
     urls: list[str] = []
     for value in values:
         if "://" in value:
             urls.append(value)
             continue
         if not os.path.isfile(value):
-            raise InputError(f"--base-url {value!r}: not a URL (http://host:port/v1) nor a file of URLs")
+            raise InputError(f"{flag} {value!r}: not a URL (http://host:port/v1) nor a file of URLs")
         with open(value, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 line = line.split("#", 1)[0].strip()
@@ -101,7 +101,7 @@ def expand_base_urls(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
                     raise InputError(f"{value}:{lineno}: {line!r} is not a URL (http://host:port/v1)")
                 urls.append(line)
         if not urls:
-            raise InputError(f"--base-url {value}: the file lists no endpoints")
+            raise InputError(f"{flag} {value}: the file lists no endpoints")
     return tuple(dict.fromkeys(urls))
 
 

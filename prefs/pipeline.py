@@ -20,7 +20,7 @@ from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
 from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
 from prefs.scoring import RewardModel, add_scores, record_missing_scores, scorer_id
-from prefs.sides import Side, close_generators, generate_sides, open_sides, side_units
+from prefs.sides import Side, close_generators, generate_sides, open_sides, side_specs, side_units
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
@@ -61,6 +61,11 @@ def check_config(cfg: PrefsConfig) -> None:
         from llm.verify.code import check_sandbox
 
         check_sandbox(cfg.sandbox)
+    strong = side_specs(cfg)[0][1]  # bad endpoint options fail before any prompt is read
+    if "judge" in (cfg.verify, cfg.score):
+        from llm.verify.judge import judge_spec
+
+        judge_spec(cfg, strong)
 
 
 def make_pairs(cfg: PrefsConfig) -> RunResult:
@@ -95,12 +100,10 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
             if kind in ("judge", "reward-model") \
             else None
         if kind == "judge":
-            from llm.options import endpoint_spec
-            from llm.verify.judge import judge_generator
+            from llm.verify.judge import judge_generator, judge_spec
 
-            spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
-                                 cfg.strong_backend)
-            judge = judge_generator(spec, sides[0].gen.policy)
+            # a generator of its own even for the strong model: its stats are added to the run's usage whole
+            judge = judge_generator(judge_spec(cfg, sides[0].spec), sides[0].gen.policy)
         tables = []
         for side in sides:
             units = side_units(cfg, prompts, side)
@@ -146,8 +149,9 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     stats = pair_stats(kept, removed, preference)
     requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
     cost = sides[0].progress.cost(prefill, sampled)
-    per_model = {s.spec.model: {"key": s.key, "requests": u[0], "prefill_tokens": u[1], "sampled_tokens": u[2],
-                               "status_counts": _status_counts(samples, s.spec.model)} for s, u in zip(sides, usage, strict=True)}
+    per_model = {s.spec.model: {"key": s.key, "backend": s.spec.backend, "requests": u[0], "prefill_tokens": u[1],
+                                "sampled_tokens": u[2], "status_counts": _status_counts(samples, s.spec.model)}
+                 for s, u in zip(sides, usage, strict=True)}
     return run.finish(rows_in=prompts.num_rows + sum(dropped_prompts.values()), rows_out=kept.num_rows,
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),

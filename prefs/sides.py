@@ -43,9 +43,9 @@ class Side:
 
 def side_specs(cfg: PrefsConfig) -> list[tuple[str, EndpointSpec]]:
     """(side name, endpoint spec) for the strong model and, when given, the weak one."""
-    sides = [("strong", endpoint_spec(cfg, cfg.strong_model, cfg.strong_base_url, cfg.strong_backend))]
+    sides = [("strong", endpoint_spec(cfg, cfg.strong_model, cfg.strong_base_url, cfg.strong_backend, "strong"))]
     if cfg.weak_model:
-        sides.append(("weak", endpoint_spec(cfg, cfg.weak_model, cfg.weak_base_url, cfg.weak_backend)))
+        sides.append(("weak", endpoint_spec(cfg, cfg.weak_model, cfg.weak_base_url, cfg.weak_backend, "weak")))
     return sides
 
 
@@ -69,17 +69,6 @@ def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]
             for name, spec, gen, key in opened]
 
 
-def open_judge(cfg: PrefsConfig, sides: list[Side]) -> Generator:
-    """The judge: `--judge-model` on `--judge-base-url` (defaults: the strong model and its endpoints)."""
-    from llm.verify.judge import judge_generator
-
-    if not (cfg.judge_model or cfg.judge_base_url):
-        return sides[0].gen
-    spec = endpoint_spec(cfg, cfg.judge_model or cfg.strong_model, cfg.judge_base_url or cfg.strong_base_url,
-                         cfg.strong_backend)
-    return judge_generator(spec, sides[0].gen.policy)
-
-
 async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side]) -> None:
     """Generate every side's pending units (sides in parallel), then verify what is unverified."""
     await asyncio.gather(*(run_units(prompts, cfg.n, s.ledger, s.gen, s.progress, cfg.progress_seconds)
@@ -87,8 +76,9 @@ async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side])
     if cfg.verify == "none":
         return
     from llm.verify import VerifyOptions, verify_many
+    from llm.verify.judge import open_judge
 
-    judge = open_judge(cfg, sides) if cfg.verify == "judge" else None
+    judge = open_judge(cfg, sides[0].spec, sides[0].gen) if cfg.verify == "judge" else None
     try:
         await verify_many(VerifyOptions.of(cfg), [(side_units(cfg, prompts, s), s.ledger) for s in sides], judge)
     finally:

@@ -66,9 +66,12 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list, own: tuple[s
 
     if rank == 0:
         # these may change between a run and its resumption; anything else would splice two runs together
+        from llm.options import ENDPOINT_OPTIONS
+
         may_change = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
                       "max_eval_rows", "output", "eval_benchmark", "eval_benchmark_every", "eval_limit",
-                      "eval_max_tokens", "eval_verify", "eval_prompt_field", "eval_answer_field")
+                      "eval_max_tokens", "eval_verify", "eval_prompt_field", "eval_answer_field",
+                      *ENDPOINT_OPTIONS)  # how a remote teacher is reached, not what it answers
         return RunDir(output, stage, cfg, inputs=inputs, resumable=True, resume_guard=may_change, own=own)
 
     from workbench.rundir import NullProgress
@@ -135,13 +138,17 @@ def read_metrics(output: str | Path) -> list[dict]:
 
 
 def train_usage(cfg, trained_tokens: int, sampled_tokens: int = 0, prefill_tokens: int = 0):
-    """The `Usage` of a training run, priced with `--price-trained` / `--price-sampled` when given
-    (`prefill_tokens`, what a remote teacher read, is counted but not priced here)."""
+    """The `Usage` of a training run, priced with `--price-trained` / `--price-sampled` when given, and
+    `prefill_tokens` (what a remote teacher read) with `--price-in` where the command calls an endpoint."""
+    from llm.options import EndpointOptions, token_cost
     from workbench.rundir import Usage
 
     cost = None
     if cfg.price_trained is not None or cfg.price_sampled is not None:
         cost = (trained_tokens * (cfg.price_trained or 0.0) + sampled_tokens * (cfg.price_sampled or 0.0)) / 1e6
+    teacher = token_cost(prefill_tokens, 0, cfg.price_in, None) if isinstance(cfg, EndpointOptions) else None
+    if teacher is not None:
+        cost = (cost or 0.0) + teacher
     return Usage(prefill_tokens=int(prefill_tokens), sampled_tokens=int(sampled_tokens),
                  trained_tokens=int(trained_tokens), cost_usd=cost)
 

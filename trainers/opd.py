@@ -8,7 +8,8 @@ clipped surrogate as GRPO (`--loss-type dapo` by default: a token mean over the 
 
 The teacher is a local model directory sharing the student's tokenizer, or the base URL of an
 OpenAI-compatible server that returns prompt log-probs from `/completions` with `echo: true,
-logprobs: 0` and token-id prompts (vLLM does; so does `wb serve`).
+logprobs: 0` and token-id prompts (vLLM does; so does `wb serve`), reached with the endpoint options every
+command that calls a model takes (`--max-concurrency`, `--rpm`, `--timeout`, `--max-attempts`, ...).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from llm.options import EndpointOptions
 from trainers.config import add_train_arguments
 from trainers.rl import (
     RLConfig,
@@ -33,10 +36,14 @@ from workbench.config import option
 from workbench.errors import InputError
 from workbench.rundir import RunResult
 
+if TYPE_CHECKING:
+    from llm import EndpointSpec, RetryPolicy
+
 
 @dataclass
-class OPDConfig(RLConfig):
-    teacher: str | None = option(None, "teacher: a model directory (same tokenizer) or an OpenAI-compatible base URL")
+class OPDConfig(EndpointOptions, RLConfig):
+    teacher: str | None = option(None, "teacher: a model directory (same tokenizer) or an OpenAI-compatible base URL "
+                                       "(reached with the endpoint options)")
     teacher_model: str = option("teacher", "model name sent to a teacher endpoint")
     kl_coef: float = option(1.0, "weight of the per-token teacher - student log-prob advantage")
     num_generations: int = option(4, "completions sampled per prompt", min=1)
@@ -46,6 +53,7 @@ class OPDConfig(RLConfig):
         super().check()
         if not self.teacher:
             raise InputError("--teacher is required (a model directory or an http(s) URL)")
+        teacher_endpoint(self)  # bad endpoint options fail before the student loads
 
 
 class LocalTeacher:
@@ -79,11 +87,9 @@ class EndpointTeacher:
     through the generation layer: concurrent requests, retries and 429 handling as distill has them, and
     the prefill tokens counted (`usage`)."""
 
-    def __init__(self, url: str, model: str, max_concurrency: int = 16):
-        from llm import EndpointSpec
-
-        self.url = url.rstrip("/")
-        self.spec = EndpointSpec(model=model, base_urls=(self.url,), max_concurrency=max_concurrency, timeout=600.0)
+    def __init__(self, spec: EndpointSpec, retry: RetryPolicy):
+        self.spec = spec
+        self.retry = retry
         self.prefill_tokens = 0
 
     def score(self, items) -> list[np.ndarray]:
@@ -95,10 +101,9 @@ class EndpointTeacher:
     async def _score(self, items) -> list[np.ndarray]:
         import asyncio
 
-        from llm import RetryPolicy, SamplingParams, open_generator
+        from llm import SamplingParams, open_generator
 
-        gen, _ = open_generator(self.spec, SamplingParams(), RetryPolicy(max_attempts=4, base_delay=0.5,
-                                                                          max_delay=10.0))
+        gen, _ = open_generator(self.spec, SamplingParams(), self.retry)
         try:
             results = await asyncio.gather(*(gen.prompt_logprobs([int(t) for t in it.example.ids]) for it in items))
         finally:
@@ -107,17 +112,31 @@ class EndpointTeacher:
         out = []
         for it, (logps, error) in zip(items, results, strict=True):
             if logps is None:
-                raise InputError(f"teacher {self.url}: cannot score tokens via /completions with echo and "
-                                 f"logprobs ({error})")
+                raise InputError(f"teacher {self.spec.base_urls[0]}: cannot score tokens via /completions with echo "
+                                 f"and logprobs ({error})")
             n = len(it.adv)
             out.append(np.asarray(logps[len(it.example.ids) - n :], dtype=np.float64))
         return out
 
 
-def load_teacher(cfg: OPDConfig, tokenizer):
-    if cfg.teacher.startswith(("http://", "https://")):
-        return EndpointTeacher(cfg.teacher, cfg.teacher_model)
-    return LocalTeacher(cfg.teacher, tokenizer)
+def teacher_endpoint(cfg: OPDConfig) -> EndpointSpec | None:
+    """The teacher's endpoint when `--teacher` is a URL (`--teacher-model` served there, reached with the
+    command's endpoint options); None for a local model directory."""
+    if not cfg.teacher.startswith(("http://", "https://")):
+        return None
+    from llm.options import endpoint_spec
+
+    return endpoint_spec(cfg, cfg.teacher_model, [cfg.teacher.rstrip("/")], role="teacher")
+
+
+def load_teacher(cfg: OPDConfig, tokenizer) -> LocalTeacher | EndpointTeacher:
+    """The teacher `--teacher` names: an endpoint or a local model sharing the student's tokenizer."""
+    spec = teacher_endpoint(cfg)
+    if spec is None:
+        return LocalTeacher(cfg.teacher, tokenizer)
+    from llm.options import retry_policy
+
+    return EndpointTeacher(spec, retry_policy(cfg))
 
 
 def distill_items(groups, teacher_logps: list[np.ndarray], kl_coef: float, task_adv: list[np.ndarray] | None):

@@ -1,7 +1,7 @@
 """`wb eval --model M --benchmark gsm8k math500 FILE... --output DIR`: score a model; `--compare RUN RUN...`.
 
-Example: `wb eval --model runs/sft/model --benchmark gsm8k --limit 200 --output runs/eval-sft`, or
-against a server: `--backend openai --base-url http://127.0.0.1:8000/v1 --model NAME`. User benchmarks:
+Example: `wb eval --model runs/sft/model --benchmark gsm8k --limit 200 --output runs/eval-sft`, or against
+a server: `--base-url http://127.0.0.1:8000/v1 --model NAME` (a base URL means HTTP). User benchmarks:
 `--benchmark my.jsonl --prompt-field question --answer-field answer --verify exact` (or
 `--verify package.module:function`, or `--verify judge --judge-model J --judge-base-url URL` for answers
 no string or math check can grade). Re-running the same command resumes. `wb eval --compare A B C`

@@ -3,7 +3,8 @@
 The judge sees the question, the reference answer when there is one, and the response (not the reasoning),
 and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`; no verdict line gives null. A request that
 failed at the judge's endpoint gives null with a `judge failed: ...` detail, and a re-run asks again.
-`judge_generator` is how every job (distill, prefs, eval) opens its judge.
+`judge_spec` is how every job (distill, prefs, eval) builds its judge's endpoint from its `--judge-*` flags
+and the shared endpoint options, and `judge_generator` how it opens it.
 """
 
 from __future__ import annotations
@@ -85,12 +86,17 @@ async def verify_judge(units: pa.Table, judge: Generator) -> list[tuple[bool | N
     return await judge_units(units, judge, RUBRIC, parse_verdict)
 
 
-def open_judge(cfg, gen: Generator, backend: str | None = None) -> Generator:
-    """The judge's generator: `gen` itself unless `--judge-model` / `--judge-base-url` name another model.
-    Its tokens are counted in the run's ledger by `verify_units`."""
+def judge_spec(cfg, main: EndpointSpec) -> EndpointSpec:
+    """The judge's `EndpointSpec` for a command with `judge_model`, `judge_base_url` and `judge_backend` fields
+    on its endpoint options (distill, prefs, eval): what they leave unset comes from `main`, the command's
+    model, and everything else (concurrency, timeout, rate budget) is the command's."""
     from llm.options import endpoint_spec
 
-    if not (cfg.judge_model or cfg.judge_base_url):
-        return gen
-    spec = endpoint_spec(cfg, cfg.judge_model or cfg.model, cfg.judge_base_url or cfg.base_url, backend)
-    return judge_generator(spec, gen.policy)
+    return endpoint_spec(cfg, cfg.judge_model or "", cfg.judge_base_url, cfg.judge_backend, "judge", like=main)
+
+
+def open_judge(cfg, main: EndpointSpec, gen: Generator) -> Generator:
+    """The judge's generator: `gen` itself (over `main`) when the judge is the same model on the same
+    endpoints. Its tokens are counted in the run's ledger by `verify_units`."""
+    spec = judge_spec(cfg, main)
+    return gen if spec == main else judge_generator(spec, gen.policy)

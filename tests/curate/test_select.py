@@ -146,8 +146,9 @@ def test_difficulty_by_an_llm_judge_resumes_from_the_ledger(jsonl, tmp_path, cap
     failing = {"d8"}
     server = MockServer(script=difficulty_script(failing)).start()
     try:
-        args = ["select", str(src), "--strategy", "difficulty", "--judge-model", "judge", "--base-url", server.url,
-                "--keep", "2", "--chunk", "2", "--max-attempts", "1", "--output", str(tmp_path / "d")]
+        args = ["select", str(src), "--strategy", "difficulty", "--judge-model", "judge", "--judge-base-url",
+                server.url, "--keep", "2", "--chunk", "2", "--max-attempts", "1", "--price-in", "1", "--price-out", "2",
+                "--output", str(tmp_path / "d")]
         assert main(args) == 0
         manifest, kept, removed = read_run(tmp_path / "d")
         assert kept["prompt_id"].to_pylist() == ["p1", "p2", "p1"]  # 9 and 5; d8 failed and ranks last
@@ -162,7 +163,9 @@ def test_difficulty_by_an_llm_judge_resumes_from_the_ledger(jsonl, tmp_path, cap
         manifest, kept, _ = read_run(tmp_path / "d")
         assert sum(server.counts.values()) == asked + 1  # only the failed question is asked again
         assert kept["prompt_id"].to_pylist() == ["p1", "p3", "p1"]  # 9 and 8
-        assert manifest["usage"]["requests"] == 6 and manifest["usage"]["prefill_tokens"] > 0
+        usage = manifest["usage"]
+        assert usage["requests"] == 6 and usage["prefill_tokens"] > 0
+        assert usage["cost_usd"] == pytest.approx((usage["prefill_tokens"] + 2 * usage["sampled_tokens"]) / 1e6)
         assert manifest["select"]["unrated"] == 0
     finally:
         server.stop()

@@ -28,7 +28,7 @@ def _bench(tmp_path, tag: str):
 
 
 def _eval(mock, bench, out, *flags):
-    return main(["eval", "--backend", "openai", "--base-url", mock.url, "--model", "m", "--benchmark", str(bench),
+    return main(["eval", "--base-url", mock.url, "--model", "m", "--benchmark", str(bench),
                  "--prompt-field", "question", "--answer-field", "gold", "--n", "3", "--temperature", "1",
                  "--progress-seconds", "0", "--output", str(out), *map(str, flags)])
 
@@ -56,6 +56,17 @@ def test_metrics_have_their_known_values_and_rows_are_per_sample(tmp_path, mock,
     table = capsys.readouterr().out
     line = next(x for x in table.splitlines() if x.startswith("toy-known"))
     assert "+25.0" in line and line.split()[2] == "4"
+
+
+def test_a_base_url_means_http_without_backend(tmp_path, serve_url):
+    """`wb eval --model M --base-url URL` calls the server, as distill does (it once looked for a directory M)."""
+    out = tmp_path / "served"
+    assert main(["eval", "--model", "tiny", "--base-url", serve_url, "--benchmark", "gsm8k", "--limit", "3",
+                 "--max-tokens", "4", "--progress-seconds", "0", "--output", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["backend"] == "openai" and manifest["config"]["backend"] == "auto"
+    assert manifest["metrics"]["gsm8k"]["items"] == 3 and manifest["status_counts"]["failed"] == 0
+    assert manifest["usage"]["requests"] == 3 and 0 < manifest["usage"]["sampled_tokens"] <= 12
 
 
 def test_rerun_resumes_without_new_requests(tmp_path, mock):
@@ -93,7 +104,7 @@ def test_bad_input_is_one_line(tmp_path, mock, capsys):
     assert "not a bundled benchmark" in capsys.readouterr().err
     assert _eval(mock, bench, tmp_path / "y", "--verify", "fuzzy") == 2
     assert "--verify fuzzy" in capsys.readouterr().err
-    assert main(["eval", "--backend", "openai", "--base-url", mock.url, "--model", "m", "--benchmark", str(bench),
+    assert main(["eval", "--base-url", mock.url, "--model", "m", "--benchmark", str(bench),
                  "--prompt-field", "question", "--output", str(tmp_path / "z")]) == 2
     assert "'answer' is not a column" in capsys.readouterr().err
     assert main(["eval", "--compare", str(tmp_path)]) == 2
@@ -105,6 +116,7 @@ def test_hf_backend_on_a_bundled_benchmark(tmp_path, tiny_model_dir):
     assert main(["eval", "--model", str(tiny_model_dir), "--benchmark", "gsm8k", "--limit", "3", "--max-tokens", "6",
                  "--progress-seconds", "0", "--output", str(out)]) == 0
     manifest = read_manifest(out)
+    assert manifest["backend"] == "hf" and manifest["config"]["backend"] == "auto"  # no --base-url: in-process
     m = manifest["metrics"]["gsm8k"]
     assert m["items"] == 3 and 0.0 <= m["accuracy"] <= 1.0 and m["mean_response_tokens"] <= 7
     assert manifest["benchmarks"]["gsm8k"]["verifier"] == "math" and manifest["usage"]["prefill_tokens"] > 0

@@ -66,7 +66,7 @@ def _bench(tmp_path, tag: str):
 
 
 def _eval(server, bench, out, *flags):
-    return main(["eval", "--backend", "openai", "--base-url", server.url, "--model", "m", "--benchmark", str(bench),
+    return main(["eval", "--base-url", server.url, "--model", "m", "--benchmark", str(bench),
                  "--prompt-field", "question", "--answer-field", "gold", "--n", "3", "--temperature", "1",
                  "--max-attempts", "2", "--retry-base", "0.01", "--retry-max", "0.02", "--progress-seconds", "0",
                  "--output", str(out), *map(str, flags)])
@@ -115,7 +115,7 @@ def test_judge_verdicts_give_known_metrics_usage_and_rows(tmp_path, judged, caps
 
 def test_a_failed_judge_marks_rows_and_a_rerun_asks_it_again(tmp_path, judged, capsys):
     bench = _bench(tmp_path, "down")
-    cfg = EvalConfig(model="m", backend="openai", base_url=[judged.url], benchmark=[str(bench)],
+    cfg = EvalConfig(model="m", base_url=[judged.url], benchmark=[str(bench)],
                      prompt_field="question", answer_field="gold", n=3, temperature=1.0, verify="judge",
                      judge_model="judge", max_attempts=2, retry_base=0.01, retry_max=0.02, progress_seconds=0,
                      output=str(tmp_path / "run"))
@@ -164,13 +164,16 @@ def test_judge_options_are_checked_in_one_line(tmp_path, judged, capsys):
     assert _eval(judged, bench, tmp_path / "x", "--verify", "judge") == 2
     err = capsys.readouterr().err
     assert "--verify judge needs --judge-model" in err and len(err.strip().splitlines()) == 1
-    assert main(["eval", "--model", "local-dir", "--benchmark", str(bench), "--prompt-field", "question",
-                 "--answer-field", "gold", "--verify", "judge", "--judge-model", "judge",
-                 "--output", str(tmp_path / "y")]) == 2
-    assert "needs --judge-base-url (or --base-url)" in capsys.readouterr().err
+    local = ["eval", "--model", str(tmp_path), "--benchmark", str(bench), "--prompt-field", "question",
+             "--answer-field", "gold", "--verify", "judge", "--judge-model", "judge", "--output", str(tmp_path / "y")]
+    assert main([*local, "--judge-backend", "openai"]) == 2
+    assert "--judge-backend openai needs at least one --judge-base-url" in capsys.readouterr().err
+    assert main(local) == 2  # the judge runs where the model does (in-process), so it must be a directory
+    assert "--judge-model 'judge': not a local model directory; to call a served model give --judge-base-url" in \
+        capsys.readouterr().err
     assert _eval(judged, bench, tmp_path / "z", "--verify", "judge", "--judge-model", "judge",
                  "--judge-base-url", "not-a-url") == 2
-    assert "--base-url 'not-a-url'" in capsys.readouterr().err
+    assert "--judge-base-url 'not-a-url'" in capsys.readouterr().err
     assert main(["eval", "--model", "m", "--benchmark", "gsm8k", "--verify", "judge", "--judge-model", "judge",
                  "--output", str(tmp_path / "w")]) == 2
     assert "the bundled benchmarks are always checked with the math verifier" in capsys.readouterr().err

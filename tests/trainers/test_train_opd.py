@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainers.loop import read_metrics
-from trainers.opd import EndpointTeacher, LocalTeacher, OPDConfig, train_opd
+from trainers.opd import EndpointTeacher, LocalTeacher, OPDConfig, load_teacher, train_opd
 from trainers.rl import make_item
 from workbench.errors import InputError
 
@@ -81,11 +81,12 @@ def test_endpoint_teacher_scores_like_the_local_teacher(peaked_teacher, tiny_tok
     server = ServerThread(build_app(LocalEngine(peaked_teacher), "teacher"))
     url = server.start()
     try:
-        teacher = EndpointTeacher(url, "teacher")
+        teacher = load_teacher(OPDConfig(teacher=url), tiny_tokenizer)
+        assert isinstance(teacher, EndpointTeacher)
         remote = teacher.score(items)
         assert teacher.prefill_tokens == sum(len(it.example.ids) for it in items)  # metered, like every request
         with pytest.raises(InputError, match="cannot score tokens"):
-            EndpointTeacher(url.replace("/v1", "/nope"), "teacher").score(items[:1])
+            load_teacher(OPDConfig(teacher=url.replace("/v1", "/nope")), tiny_tokenizer).score(items[:1])
     finally:
         server.stop()
     for a, b, it in zip(local.score(items), remote, items, strict=True):
