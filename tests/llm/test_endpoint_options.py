@@ -17,7 +17,7 @@ from llm.verify.judge import judge_spec
 from prefs.config import PrefsConfig
 from prefs.sides import side_specs
 from trainers.opd import OPDConfig, teacher_endpoint
-from workbench.cli import build_parser, main
+from workbench.cli import build_parser, command_path, main
 from workbench.config import build_config
 from workbench.errors import InputError
 
@@ -105,8 +105,7 @@ def test_an_in_process_backend_with_a_base_url_is_one_line(argv, flags, tmp_path
 
 
 def _parsed(cls, *argv: str):
-    command = argv[0]
-    return build_config(cls, build_parser(command).parse_args(list(argv)))
+    return build_config(cls, build_parser(command_path(list(argv))).parse_args(list(argv)))
 
 
 KNOBS = ["--rpm", "120", "--tpm", "90000", "--min-concurrency", "2", "--max-concurrency", "8", "--timeout", "30",
