@@ -27,14 +27,14 @@ import pyarrow.compute as pc
 from curate.fields import field_text, split_fields
 from curate.inputs import Inputs
 from curate.removed import Outputs, with_reasons
-from workbench.config import option, validate
+from workbench.config import RunOptions, option, validate
 from workbench.errors import InputError
 from workbench.rundir import RunDir, RunResult, Usage
 
 STRATEGIES = ("length", "random", "classifier", "difficulty")
 SCORE = "select_score"
 @dataclass
-class SelectConfig:
+class SelectConfig(RunOptions):
     strategy: str = option("length", "what ranks rows", choices=list(STRATEGIES))
     keep: str = option("", "rows (or groups) to keep, no default: a count such as 1000, or a fraction such as 0.25")
     field: list[str] = option([], "fields to score (default by record kind; length reads the response side, "

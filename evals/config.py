@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.config import option
+from workbench.config import RunOptions, option
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(RunOptions):
     model: str = option("", "model name (HTTP) or local model directory (hf, vllm)")
     benchmark: list[str] = option([], "benchmarks: bundled gsm8k, math500, or prompt/answer files (jsonl, parquet, "
                                       "a run directory)")

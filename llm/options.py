@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from llm.generator import RetryPolicy
 from llm.spec import EndpointSpec, expand_base_urls
-from workbench.config import option
+from workbench.config import RunOptions, option
 
 
 @dataclass
-class JobOptions:
+class JobOptions(RunOptions):
     prompts: str = option("", "prompt source: a file, a directory, or a run directory", cli=False)
     output: str = option("", "run directory to write (re-running the same command resumes it)")
     api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key (may be unset)")

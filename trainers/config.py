@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import option, validate
+from workbench.config import RunOptions, option, validate
 from workbench.errors import InputError
 
 # the preference losses `trainers.losses.dpo_loss` implements (named here so configs need no torch)
@@ -14,7 +14,7 @@ DPO_LOSSES = ("sigmoid", "ipo", "hinge", "sigmoid_norm", "simpo")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
     model: str | None = option(None, "model directory (save_pretrained) or hub id to start from")
     data: str | None = option(None, "training data: a file, a directory of shards, or a run directory")
     output: str | None = option(None, "run directory to write (checkpoints, metrics.jsonl, model/)")
