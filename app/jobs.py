@@ -2,8 +2,8 @@
 
 A job runs in its own session (`start_new_session=True`) with stdout and stderr going to `wb.log` in its
 run directory, and a launch record `.wb-job.json` (pid, argv, command, exit code) beside it. The app
-reads everything else from the run directory (`workbench.runfiles.run_state`), so a reload, a closed tab or a restarted
-app re-attaches to the same job. Stop sends SIGTERM to the job's process group (the CLI unwinds and
+reads everything else from the run directory (`workbench.runfiles.run_state`), so a reload, a closed tab
+or a restarted app re-attaches to the same job. Stop sends SIGTERM to the job's process group (the CLI unwinds and
 removes its temporary files) and SIGKILL after a grace period.
 """
 

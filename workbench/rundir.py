@@ -226,7 +226,7 @@ class RunDir:
             if not name.startswith(".") or name in (INCOMPLETE, *LAUNCH_FILES):
                 continue
             pid = temp_owner(name)
-            stale = (pid is not None and not pid_alive(pid)) or name.endswith(".tmp") \
+            stale = (pid is not None and not pid_alive(pid)) \
                 or (not self.resumable and name != PREVIOUS) \
                 or (name == PREVIOUS and (self.path / INCOMPLETE).exists())
             if stale:
