@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench.rundir import PRODUCT
+from workbench.runfiles import PRODUCT
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, object]:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench.rundir import PRODUCT
+from workbench.runfiles import PRODUCT, REMOVED
 
-REMOVED = "removed.parquet"
 DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "semantic_duplicate")  # semantic: wb semdedup
 _MATCH = re.compile(r'^(?P<count>\d+) shared (?P<n>\d+)-grams with (?P<bench>\S+) item (?P<item>\S+): "(?P<span>.*)"$', re.S)
 

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.config import _base_type
+from workbench.config import _base_type, option_fields
 from workbench.errors import InputError
 from workbench.registry import COMMANDS, Command
 
@@ -86,7 +86,7 @@ def _field_from_dataclass(f: dataclasses.Field, hint: object, flag: str | None, 
 def _dataclass_fields(cls: type, flags: dict[str, argparse.Action], yaml_only: bool) -> list[Field]:
     hints = typing.get_type_hints(cls)
     out = []
-    for f in dataclasses.fields(cls):
+    for f in option_fields(cls):  # the run options (--overwrite, argv) are the CLI's, not the config's fields
         action = flags.get(f.name)
         if action is None and not yaml_only and not dataclasses.is_dataclass(hints[f.name]) \
                 and f.metadata.get("cli") is not False:
@@ -226,7 +226,7 @@ def validate_values(command: str, fields: list[Field], values: dict) -> None:
     asked = {f.name for f in fields if not (f.positional and f.many)}
     for spec in FORMS[command].configs:
         cls = _load(spec)
-        names = {f.name for f in dataclasses.fields(cls)} & asked
+        names = {f.name for f in option_fields(cls)} & asked
         given = {k: values[k] for k in names if values.get(k) not in (None, "")}
         try:
             config = cls(**coerce_values(cls, given, "the form"))

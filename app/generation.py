@@ -9,8 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from app.runstate import RunState
-from workbench.rundir import PRODUCT
+from workbench.runfiles import PRODUCT, RunState
 
 LEDGER = "ledger.sqlite"
 

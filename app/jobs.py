@@ -2,8 +2,8 @@
 
 A job runs in its own session (`start_new_session=True`) with stdout and stderr going to `wb.log` in its
 run directory, and a launch record `.wb-job.json` (pid, argv, command, exit code) beside it. The app
-reads everything else from the run directory (`app.runstate`), so a reload, a closed tab or a restarted
-app re-attaches to the same job. Stop sends SIGTERM to the job's process group (the CLI unwinds and
+reads everything else from the run directory (`workbench.runfiles.run_state`), so a reload, a closed tab
+or a restarted app re-attaches to the same job. Stop sends SIGTERM to the job's process group (the CLI unwinds and
 removes its temporary files) and SIGKILL after a grace period.
 """
 
@@ -19,12 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.runstate import pid_alive
-from app.workspace import JOB, read_json
 from workbench.errors import InputError
-from workbench.rundir import MANIFEST, write_json_atomic
-
-LOG = "wb.log"
+from workbench.runfiles import JOB, LOG, MANIFEST, pid_alive, read_json, run_state, write_atomic
 
 
 def command_line(argv: list[str]) -> str:
@@ -50,7 +46,7 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> int:
                                 stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
     record = {"pid": proc.pid, "argv": argv, "command": command_line(argv), "stage": argv[0], "log": LOG,
               "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "returncode": None}
-    write_json_atomic(run_dir / JOB, record)
+    write_atomic(run_dir / JOB, record)
     # reap the child (else it lingers as a zombie of the app) and keep its exit code in the record
     threading.Thread(target=_reap, args=(proc, run_dir / JOB, record), daemon=True).start()
     return proc.pid
@@ -59,16 +55,14 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> int:
 def _reap(proc: subprocess.Popen, path: Path, record: dict) -> None:
     record = {**record, "returncode": proc.wait()}
     try:
-        write_json_atomic(path, record)
+        write_atomic(path, record)
     except OSError:
         pass  # the run directory was removed meanwhile
 
 
 def stop(run_dir: Path, grace_seconds: float = 5.0) -> str:
     """SIGTERM the job's process group, SIGKILL it after `grace_seconds`; return what happened."""
-    from app.runstate import read_state
-
-    pid = read_state(Path(run_dir)).pid
+    pid = run_state(run_dir).pid
     if not pid_alive(pid):
         return "not running"
     # a job the app launched leads its own process group; one started from a shell is signalled alone

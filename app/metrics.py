@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-METRICS = "metrics.jsonl"
+from workbench.runfiles import METRICS
 
 
 def read_metrics(run_dir: Path) -> pl.DataFrame:

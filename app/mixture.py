@@ -3,19 +3,16 @@ uniform weights, Pareto front) and the argv of a new `wb mix search` with change
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 
 from workbench.errors import InputError
+from workbench.runfiles import FIT, MIXTURE, PARETO, PRODUCT, RESULTS, read_json
 
 
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from None
+def _table(path: Path) -> pl.DataFrame | None:
+    return pl.read_parquet(path) if path.exists() else None
 
 
 def lab(search_dir: Path, root: Path) -> dict:
@@ -24,18 +21,16 @@ def lab(search_dir: Path, root: Path) -> dict:
     from app.workspace import safe_path
 
     search_dir = Path(search_dir)
-    mixture = _json(search_dir / "mixture.json")
+    mixture = read_json(search_dir / MIXTURE) or {}
     if not mixture.get("fit_dir") or not mixture.get("plan_dir"):
-        raise InputError(f"{search_dir / 'mixture.json'}: names no fit_dir and plan_dir (not a `wb mix search` run)")
+        raise InputError(f"{search_dir / MIXTURE}: missing, or names no fit_dir and plan_dir (not a `wb mix search` "
+                         "run)")
     fit_dir = safe_path(root, mixture["fit_dir"])
     plan_dir = safe_path(root, mixture["plan_dir"])
-    fit = _json(fit_dir / "fit.json") if (fit_dir / "fit.json").exists() else {}
-    out = {"mixture": mixture, "fit": fit, "fit_dir": fit_dir, "plan_dir": plan_dir,
-           "weights": weights_table(mixture), "cv": cv_table(fit)}
-    out["results"] = pl.read_parquet(plan_dir / "results.parquet") if (plan_dir / "results.parquet").exists() else None
-    out["predictions"] = pl.read_parquet(fit_dir / "data.parquet") if (fit_dir / "data.parquet").exists() else None
-    out["pareto"] = pl.read_parquet(search_dir / "pareto.parquet") if (search_dir / "pareto.parquet").exists() else None
-    return out
+    fit = read_json(fit_dir / FIT) or {}
+    return {"mixture": mixture, "fit": fit, "fit_dir": fit_dir, "plan_dir": plan_dir,
+            "weights": weights_table(mixture), "cv": cv_table(fit), "results": _table(plan_dir / RESULTS),
+            "predictions": _table(fit_dir / PRODUCT), "pareto": _table(search_dir / PARETO)}
 
 
 def weights_table(mixture: dict) -> pl.DataFrame:

@@ -1,27 +1,23 @@
 """The workspace's runs as rows (name, stage, state, rows, tokens, cost, wall time) for the Runs page:
-`workbench.runs.run_info` for each run, with the state the app's own launch records refine."""
+`workbench.runs.run_info` for each run, named by its path in the workspace."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from app.runstate import read_state
-from app.workspace import find_run_dirs, run_name
+from app.workspace import run_name
+from workbench.runfiles import PRODUCT
+from workbench.runs import find_run_dirs, run_info
 
 COLUMNS = ("name", "stage", "state", "phase", "done", "total", "rows_in", "rows_out", "prefill_tokens",
            "sampled_tokens", "trained_tokens", "cost_usd", "wall_seconds", "started_at")
 
 
 def list_runs(root: Path) -> list[dict]:
-    """One row per run directory under the workspace, newest first; unreadable runs show state 'unknown'."""
-    from workbench.runs import run_info
-
+    """One row per run directory under the workspace, newest first."""
     rows = []
     for path in find_run_dirs(root):
-        row = run_info(path, root)
-        state = read_state(path)
-        row.update({"name": run_name(root, path), "state": state.state, "stage": row["stage"] or state.stage,
-                    "started_at": row["started_at"] or state.started_at})
+        row = {**run_info(path, root), "name": run_name(root, path)}
         rows.append({k: row.get(k) for k in COLUMNS})
     return sorted(rows, key=lambda r: (r["started_at"] or "", r["name"]), reverse=True)
 
@@ -37,7 +33,7 @@ def runs_with_columns(root: Path, columns: set[str]) -> list[str]:
 
     names = []
     for row in list_runs(root):
-        path = Path(root) / row["name"] / "data.parquet"
+        path = Path(root) / row["name"] / PRODUCT
         if row["state"] != "complete" or not path.exists():
             continue
         try:

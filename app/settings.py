@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from workbench.errors import InputError
+from workbench.runfiles import write_atomic
 
 SETTINGS = ".wb-ui.yaml"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,10 +45,7 @@ def check_endpoint(endpoint: dict) -> dict:
 
 
 def save(root: Path, settings: dict) -> None:
-    path = Path(root) / SETTINGS
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(Path(root) / SETTINGS, yaml.safe_dump(settings, sort_keys=False))
 
 
 def key_status(env: str | None) -> str:

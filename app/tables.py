@@ -15,9 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import InputError
+from workbench.runfiles import MIXTURES, PARETO, PRODUCT, PRODUCT_JSONL, REMOVED, RESULTS, SFT, temp_path
 
-BROWSABLE = ("data.parquet", "removed.parquet", "sft.parquet", "results.parquet", "mixtures.parquet",
-             "pareto.parquet", "data.jsonl")
+BROWSABLE = (PRODUCT, REMOVED, SFT, RESULTS, MIXTURES, PARETO, PRODUCT_JSONL)
 SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
 OPS = ("==", "!=", "contains", ">=", "<=", "is null", "is not null")
 CELL_CHARS = 200  # characters of a text cell shown in the grid; the row panel shows everything
@@ -217,7 +217,7 @@ def save_filtered(path: Path, out_dir: Path, filters: tuple[Filter, ...] = (), r
     config = {"source": str(path), "filters": [asdict(f) for f in filters], "reasons": list(reasons)}
     argv = ["wb", "app-select", str(path)]
     with RunDir(out_dir, "select", config, inputs=[str(path)], argv=argv) as run:
-        tmp = out_dir / ".data.parquet.tmp"
+        tmp = temp_path(run.product)
         filtered(path, filters, reasons).sink_parquet(tmp)
         tmp.replace(run.product)
         rows_out = count_rows(run.product)

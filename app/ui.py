@@ -13,9 +13,9 @@ import streamlit as st
 
 from app import jobs, tables
 from app.runs import list_runs
-from app.runstate import read_state
 from app.workspace import safe_path, workspace_root
 from workbench.errors import WorkbenchError
+from workbench.runfiles import run_state
 
 
 def page_setup(title: str) -> Path:
@@ -128,12 +128,12 @@ def _eta(seconds: float | None) -> str:
 def job_panel(run_dir: Path, key: str = "job") -> None:
     """State, progress, usage, log tail and a Stop button of one run; refreshes every second while the run
     is unfinished and stops polling once it is finished."""
-    first = read_state(run_dir)
+    first = run_state(run_dir)
     every = None if first.finished or first.state == "unknown" else 1.0
 
     @st.fragment(run_every=every)
     def panel() -> None:
-        state = read_state(run_dir)
+        state = run_state(run_dir)
         icon = {"running": ":material/autorenew:", "complete": ":material/check_circle:", "failed": ":material/error:",
                 "interrupted": ":material/pause_circle:"}.get(state.state, ":material/help:")
         phase = state.phase if state.state == "running" else None  # a finished run's last phase is stale

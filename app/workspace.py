@@ -8,15 +8,12 @@ parameter.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from workbench.errors import InputError
 
 ENV = "WB_UI_WORKSPACE"
-JOB = ".wb-job.json"  # written by app.jobs when the app launched the run
-MAX_DEPTH = 4  # launch records are looked for this many levels below the workspace
 
 
 def workspace_root() -> Path:
@@ -38,22 +35,3 @@ def run_name(root: Path, path: Path) -> str:
     """The run's name in the app and in the URL: its path relative to the workspace."""
     return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories under `root` (`workbench.runs.find_run_dirs`) plus the directories of jobs the app
-    launched that failed before they wrote anything else (their log says why)."""
-    from workbench.runs import find_run_dirs as runs_below
-
-    found = set(runs_below(root))
-    for depth in range(1, MAX_DEPTH + 1):
-        found.update(p.parent for p in Path(root).glob("/".join(["*"] * depth) + "/" + JOB))
-    return sorted(found)
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object from `path`, or None when it is missing, half-written or not an object."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -104,15 +104,18 @@ def build_corpus(n_docs: int, path: Path, seed: int = 0, long: bool = False) -> 
 
 def run_ours(corpus: Path, out: Path) -> list[str]:
     from workbench.cli import main
+    from workbench.runfiles import REMOVED
 
     code = main(["dedup", str(corpus), "--output", str(out), "--threshold", str(THRESHOLD),
                  "--num-perm", str(NUM_PERM), "--ngram", str(NGRAM)])
     assert code == 0
-    return pq.read_table(out / "removed.parquet", columns=["id"])["id"].to_pylist()
+    return pq.read_table(out / REMOVED, columns=["id"])["id"].to_pylist()
 
 
 def run_datasketch(corpus: Path, out: Path) -> list[str]:
     from datasketch import MinHash, MinHashLSH
+
+    from workbench.runfiles import PRODUCT
 
     table = pq.read_table(corpus)
     ids, texts = table["id"].to_pylist(), table["text"].to_pylist()
@@ -126,7 +129,7 @@ def run_datasketch(corpus: Path, out: Path) -> list[str]:
             lsh.insert(ids[i], m)
             keep.append(i)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.take(pa.array(keep)), out / "data.parquet")
+    pq.write_table(table.take(pa.array(keep)), out / PRODUCT)
     return removed
 
 

@@ -155,6 +155,7 @@ def run_fault_mix(urls: list[str], prompt_file: str, prompts: list[str], concurr
 
     from distill_data.config import DistillConfig
     from distill_data.pipeline import distill
+    from workbench.runfiles import PRODUCT
 
     rows = []
     wall, cpu = time.perf_counter(), _cpu()
@@ -166,7 +167,7 @@ def run_fault_mix(urls: list[str], prompt_file: str, prompts: list[str], concurr
     wall, cpu = time.perf_counter(), _cpu()
     manifest = distill(cfg)
     elapsed, used = time.perf_counter() - wall, _cpu() - cpu
-    data = pq.read_table(out / "data.parquet", columns=["prompt_id", "sample_index"]).to_pylist()
+    data = pq.read_table(out / PRODUCT, columns=["prompt_id", "sample_index"]).to_pylist()
     keys = {(r["prompt_id"], r["sample_index"]) for r in data}
     counts = {"rows": len(data), "duplicates": len(data) - len(keys), **manifest["status_counts"]}
     limits = ", ".join(f"limit {e['limit']:g} cuts {e['cuts']}" for e in manifest["faults"]["endpoints"])

@@ -20,6 +20,7 @@ from mixopt.plan import PlanConfig, make_plan
 from mixopt.proxy import ProxyConfig
 from mixopt.search import SearchConfig, run_search
 from mixopt.sweep import run_sweep
+from workbench.runfiles import MANIFEST, MIXTURE, RESULTS
 
 DOMAINS = Path(__file__).resolve().parent.parent / "examples" / "mixopt" / "domains.yaml"
 
@@ -35,14 +36,14 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output)
     proxy = ProxyConfig(tokens_per_run=args.tokens_per_run)
-    if not (out / "plan" / "manifest.json").exists():
+    if not (out / "plan" / MANIFEST).exists():
         make_plan(DOMAINS, out / "plan", PlanConfig(runs=args.runs, tokens_per_run=args.tokens_per_run))
     started = time.time()
     rows = run_sweep(out / "plan", proxy, workers=args.workers)
     sweep_s = time.time() - started
-    fit = run_fit(out / "plan" / "results.parquet", out / "fit", FitConfig())
+    fit = run_fit(out / "plan" / RESULTS, out / "fit", FitConfig())
     run_search(out / "fit", out / "search", SearchConfig(samples=args.samples, top_k=100))
-    confirm = run_confirm(out / "search" / "mixture.json", out / "confirm", proxy, seeds=args.seeds,
+    confirm = run_confirm(out / "search" / MIXTURE, out / "confirm", proxy, seeds=args.seeds,
                           workers=args.workers)
     target = next(iter(fit["targets"]))
     print(f"\nsweep: {len(rows)} proxies ({proxy.model_size}, {proxy.tokens_per_run:,} tokens each), "

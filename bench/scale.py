@@ -52,7 +52,9 @@ def run_engine(engine: str, corpus: Path, out: Path, steps_only: bool) -> tuple[
 def identical(a: Path, b: Path) -> bool:
     import pyarrow.parquet as pq
 
-    return all(pq.read_table(a / name).equals(pq.read_table(b / name)) for name in ("data.parquet", "removed.parquet"))
+    from workbench.runfiles import PRODUCT, REMOVED
+
+    return all(pq.read_table(a / name).equals(pq.read_table(b / name)) for name in (PRODUCT, REMOVED))
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike, en
     if dedup_cfg is not None:
         check_dedup_config(dedup_cfg)
     manifest = run_pipeline([str(s) for s in sources], output, "curate", {"curate": config, "dedup": dedup_cfg},
-                            config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg,
+                            config, config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg,
                             engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)
 
@@ -66,7 +66,7 @@ def deduplicate(config: DedupConfig, sources: Sources, output: str | os.PathLike
 
     validate(config)
     check_dedup_config(config)
-    manifest = run_pipeline([str(s) for s in sources], output, "dedup", config, config.field, lambda fields: [],
+    manifest = run_pipeline([str(s) for s in sources], output, "dedup", config, config, config.field, lambda fields: [],
                             dedup=config, engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)
 
@@ -79,7 +79,7 @@ def decontaminate(config: DecontamConfig, sources: Sources, output: str | os.Pat
 
     validate(config)
     benchmarks = benchmarks_from(config)
-    manifest = run_pipeline([str(s) for s in sources], output, "decontam", config, config.field,
+    manifest = run_pipeline([str(s) for s in sources], output, "decontam", config, config, config.field,
                             lambda fields: [DecontamFilter(fields, benchmarks, config.ngram)], dedup=None,
                             engine=engine, ray_address=ray_address)
     return RunResult.of(output, manifest)

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from workbench.config import option, validate
+from workbench.config import RunOptions, option, validate
 from workbench.errors import InputError, require
 from workbench.rundir import RunResult
+from workbench.runfiles import temp_path
 
 MODEL_FILE = "classifier.bin"
 GOOD, BAD = "__label__good", "__label__bad"
@@ -28,7 +29,7 @@ _SPACE = re.compile(r"\s+")
 
 
 @dataclass
-class TrainClassifierConfig:
+class TrainClassifierConfig(RunOptions):
     good: list[str] = option([], "sources of rows labelled good (files, directories, run directories)")
     bad: list[str] = option([], "sources of rows labelled bad")
     field: list[str] = option([], "fields to classify (default: the prompt side of the record kind)")
@@ -87,7 +88,7 @@ def train(good: list[str], bad: list[str], path: Path, config: TrainClassifierCo
                                           minCount=1)
     finally:
         train_file.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     model.save_model(str(tmp))
     os.replace(tmp, path)
     good_p = probabilities(model, good)

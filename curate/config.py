@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from curate.dedup import DedupConfig
 from curate.filters import FILTERS, FilterSettings
-from workbench.config import option
+from workbench.config import RunOptions, option
 
 
 @dataclass
-class CurateConfig:
+class CurateConfig(RunOptions):
     field: list[str] = option([], "fields to check: columns, `messages`, `messages.prompt`, `messages.response` "
                                   "(default: by record kind)")
     filters: list[str] = option(["length"], "filters in order: " + ", ".join(FILTERS))

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from curate.normalize import Tokens, ngram_hashes, tokenize
 from curate.step import Decision, Filter
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 
 BUNDLED = {"gsm8k": ("gsm8k/test.jsonl", "gsm8k_test"), "math500": ("math500/test.jsonl", "math500")}
@@ -26,7 +26,7 @@ ANSWER_FIELDS = ("answer", "solution", "completion", "output")
 
 
 @dataclass
-class DecontamConfig:
+class DecontamConfig(RunOptions):
     benchmark: list[str] = option(["gsm8k", "math500"], "benchmarks: bundled names (gsm8k, math500) or "
                                                         "jsonl/parquet files with question/answer fields")
     ngram: int = option(13, "words per n-gram; a row sharing one n-gram with a benchmark item is dropped")

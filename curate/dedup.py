@@ -30,18 +30,17 @@ from curate.fields import field_text
 from curate.keep import keep_rank, score_column
 from curate.normalize import text_ngrams, tokenize
 from curate.removed import with_reasons
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
+from workbench.runfiles import DEDUP_INDEX, PRODUCT, SIGNATURES, temp_path
 
 Batches = Callable[[], Iterator[pa.Table]]
-SIGNATURES = "signatures.npy"
 SHINGLE_SPILL = ".shingles.u64"
-DEDUP_INDEX = "dedup_index.parquet"
 HASHING = "fnv1a-fmix64 words, multiply-add-shift on 32-bit keys"  # bump when keys or signatures change
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(RunOptions):
     field: list[str] = option([], "fields to compare: columns, `messages`, `messages.prompt`, `messages.response` "
                                   "(default: by record kind)")
     exact: bool = option(True, "remove rows whose normalised text is identical")
@@ -427,7 +426,7 @@ def _verify(pairs: np.ndarray, m: int, alive: np.ndarray, sig: SignatureFile, re
                                shingle_file)
     left_sets = sets
     if against.any():
-        ref_batches = parquet_batches(ref.path / "data.parquet")
+        ref_batches = parquet_batches(ref.path / PRODUCT)
         names = set(next(iter(ref_batches()), pa.table({})).column_names)
         if not all(("messages" if f.startswith("messages") else f) in names for f in fields):
             return _estimate(pairs, m, alive, sig, ref)
@@ -658,7 +657,7 @@ def save_index(plan: DedupPlan, config: DedupConfig, run_path: Path) -> dict:
                 run_path / DEDUP_INDEX)
     spill = run_path / ".signatures.u32"
     if sig is not None:
-        tmp = run_path / f".{SIGNATURES}.tmp"
+        tmp = temp_path(run_path / SIGNATURES)
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)),
                                                     "fortran_order": False, "shape": (len(kept), config.num_perm)})

@@ -18,6 +18,7 @@ from curate.dedup import DedupConfig, apply_plan, parquet_batches, plan_dedup, s
 from curate.inputs import Inputs
 from curate.removed import Outputs
 from curate.step import Step, run_steps
+from workbench.config import RunOptions
 from workbench.errors import InputError
 from workbench.io import write_tables
 from workbench.rundir import RunDir
@@ -25,29 +26,30 @@ from workbench.rundir import RunDir
 STAGED = ".staged.parquet"
 
 
-def run_pipeline(specs: list[str], output: str | Path, stage: str, config: object, fields: list[str],
-                 make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str = "local",
-                 ray_address: str | None = None) -> dict:
-    """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest. With
-    `engine="ray"` the steps and dedup's heavy parts run on Ray (`curate.ray_engine`), same output."""
+def run_pipeline(specs: list[str], output: str | Path, stage: str, config: object, options: RunOptions,
+                 fields: list[str], make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None,
+                 engine: str = "local", ray_address: str | None = None) -> dict:
+    """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest. `config` is
+    what the manifest records, `options` how the run directory is written. With `engine="ray"` the steps
+    and dedup's heavy parts run on Ray (`curate.ray_engine`), same output."""
     from curate.ray_engine import check_engine, ray_session
 
     check_engine(engine, ray_address)
     if engine == "ray" and dedup is not None and dedup.against:
         raise InputError("--against runs on the local engine only (drop --engine ray for this run)")
     if engine == "local":
-        return _run(specs, output, stage, config, fields, make_steps, dedup, None)
+        return _run(specs, output, stage, config, options, fields, make_steps, dedup, None)
     with ray_session(ray_address):
-        return _run(specs, output, stage, config, fields, make_steps, dedup, engine)
+        return _run(specs, output, stage, config, options, fields, make_steps, dedup, engine)
 
 
-def _run(specs: list[str], output: str | Path, stage: str, config: object, fields: list[str],
+def _run(specs: list[str], output: str | Path, stage: str, config: object, options: RunOptions, fields: list[str],
          make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str | None) -> dict:
     inputs = Inputs(specs)
     fields = inputs.fields(fields)
     steps = make_steps(fields)
     rows_in = 0
-    with RunDir(output, stage, config, inputs=inputs.sources) as run:
+    with RunDir(output, stage, config, inputs=inputs.sources, overwrite=options.overwrite, argv=options.argv) as run:
         outputs = Outputs(run.product, inputs.schema)
         for step in steps:
             step.on_removed = lambda removed: outputs.write(None, removed)

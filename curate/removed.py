@@ -14,13 +14,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.io import conform, temp_path_for
+from workbench.io import conform
+from workbench.runfiles import REMOVED, temp_path
 
 REMOVED_FIELDS = pa.schema([
     ("reason", pa.string()), ("detail", pa.string()), ("duplicate_of", pa.string()),
     ("cluster_id", pa.string()), ("similarity", pa.float64()),
 ])
-REMOVED_FILE = "removed.parquet"
 
 
 def removed_schema(schema: pa.Schema) -> pa.Schema:
@@ -44,9 +44,9 @@ class Outputs:
     """Streams kept rows to `product` and removed rows to `removed.parquet`, counting reasons."""
 
     def __init__(self, product: Path, schema: pa.Schema):
-        self.paths = {"kept": product, "removed": product.parent / REMOVED_FILE}
+        self.paths = {"kept": product, "removed": product.parent / REMOVED}
         self.schemas = {"kept": schema, "removed": removed_schema(schema)}
-        self.writers = {k: pq.ParquetWriter(temp_path_for(p), self.schemas[k], compression="zstd")
+        self.writers = {k: pq.ParquetWriter(temp_path(p), self.schemas[k], compression="zstd")
                         for k, p in self.paths.items()}
         self.reasons: Counter[str] = Counter()
         self.kept = 0
@@ -56,15 +56,15 @@ class Outputs:
             self.writers["kept"].write_table(conform(kept, self.schemas["kept"], str(self.paths["kept"])))
             self.kept += kept.num_rows
         if removed is not None and removed.num_rows:
-            self.writers["removed"].write_table(conform(removed, self.schemas["removed"], REMOVED_FILE))
+            self.writers["removed"].write_table(conform(removed, self.schemas["removed"], REMOVED))
             self.reasons.update(removed["reason"].to_pylist())
 
     def close(self) -> None:
         for key, writer in self.writers.items():
             writer.close()
-            os.replace(temp_path_for(self.paths[key]), self.paths[key])
+            os.replace(temp_path(self.paths[key]), self.paths[key])
 
     def abort(self) -> None:
         for key, writer in self.writers.items():
             writer.close()
-            temp_path_for(self.paths[key]).unlink(missing_ok=True)
+            temp_path(self.paths[key]).unlink(missing_ok=True)

@@ -37,7 +37,7 @@ from llm.options import (
     retry_policy,
     token_cost,
 )
-from workbench.config import option, validate
+from workbench.config import RunOptions, option, validate
 from workbench.errors import InputError
 from workbench.rundir import RunDir, RunResult, Usage
 
@@ -49,7 +49,7 @@ SCORE = "select_score"
 
 
 @dataclass
-class SelectConfig(EndpointOptions):
+class SelectConfig(EndpointOptions, RunOptions):
     """Every option of `wb select`; the difficulty judge is reached with the shared endpoint options."""
 
     strategy: str = option("length", "what ranks rows", choices=list(STRATEGIES))

@@ -32,18 +32,20 @@ import pyarrow.compute as pc
 from curate.fields import field_text
 from curate.inputs import Inputs
 from curate.removed import Outputs, with_reasons
-from workbench.config import option, validate
+from workbench.config import RunOptions, option, validate
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, RunResult
+from workbench.runfiles import temp_path
 
 KEEP = ("hard", "easy", "random", "first", "longest", "score:COL")
 CHUNK_ROWS = 4096
 EMBEDDINGS = "embeddings"
+CLUSTERS = "clusters.parquet"  # every row's cluster, distance and fate
 
 
 @dataclass
-class SemDedupConfig:
+class SemDedupConfig(RunOptions):
     field: list[str] = option([], "fields to embed: columns, `messages`, `messages.prompt`, `messages.response` "
                                   "(default: by record kind)")
     encoder: str = option("", "encoder model: a hub id or a local path (transformers AutoModel), mean-pooled")
@@ -124,8 +126,9 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
                 encoder = Encoder(config.encoder, config.max_length, config.batch_size, config.device)
             cached = encoder.embed(texts)
             folder.mkdir(exist_ok=True)  # only now: a run that fails to load its encoder leaves nothing
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-            np.save(tmp, cached)
+            tmp = temp_path(path)
+            with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+                np.save(f, cached)
             os.replace(tmp, path)
         parts.append(cached)
         used.add(path)
@@ -283,7 +286,7 @@ def semantic_dedup(config: SemDedupConfig, sources: Sequence[str | os.PathLike],
             "centroid_similarity": pa.array(plan.centroid_sim, pa.float32()),
             "nearest_earlier": pa.array([ids[i] if i >= 0 else None for i in plan.nearest], pa.string()),
             "nearest_similarity": pa.array(plan.nearest_sim, pa.float32(), from_pandas=True),
-        }), run.path / "clusters.parquet")
+        }), run.path / CLUSTERS)
         outputs = Outputs(run.product, inputs.schema)
         offset = 0
         try:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from workbench.runfiles import temp_path
 from workbench.workspace import bundled_data_dir, workspace_dir
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -124,7 +125,7 @@ def save_tiny_encoder(path: str | os.PathLike, tokenizer=None, seed: int = 0, hi
 
 def save_model_dir(path: Path, model, tokenizer) -> Path:
     """Save model and tokenizer under a temporary name and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if path.exists():

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.runfiles import write_atomic
+
 TASK = "sort_desc"
 DOMAINS: dict[str, tuple[str, Callable[[str], str]]] = {
     "sort_desc": ("sort", lambda d: "".join(sorted(d, reverse=True))),
@@ -54,9 +56,7 @@ def make_rows(domain: str, count: int, rng: np.random.Generator, start: int = 0,
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 

@@ -34,6 +34,7 @@ from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, RunResult, Usage
+from workbench.runfiles import SFT
 
 
 def sampling_params(cfg: DistillConfig) -> SamplingParams:
@@ -120,7 +121,7 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
         dropped = {**dropped, "not_verified": units - data.num_rows}
     write_table(data, run.product)
     sft = sft_table(data, cfg.think_format)
-    write_table(sft, Path(run.path) / "sft.parquet")
+    write_table(sft, Path(run.path) / SFT)
     usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
                   cost_usd=progress.cost(prefill, sampled))
     shard = None

@@ -17,9 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from workbench.config import RunOptions
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, RunResult, Usage, read_manifest
+from workbench.runfiles import PRODUCT, SFT
 
 _STATUSES = ("ok", "truncated", "failed")
 
@@ -48,10 +50,12 @@ def select_shard(prompts: pa.Table, shard: str) -> pa.Table:
     return prompts.filter(pa.array(shard_of(prompts.column("prompt_id").to_pylist(), n) == i))
 
 
-def merge_shards(runs: list[str], output: str, think_format: str | None = None) -> RunResult:
-    """Combine the finished shard runs of one distillation into the run directory `output`: one row per
-    unit (no unit is in two shards; if one is, the ok or truncated row wins over a failed one). Raise
-    `InputError` when a run is unfinished, not a shard, from another job, repeated, or a shard is missing."""
+def merge_shards(runs: list[str], output: str, think_format: str | None = None,
+                 options: RunOptions | None = None) -> RunResult:
+    """Combine the finished shard runs of one distillation into the run directory `output` (written as
+    `options` say): one row per unit (no unit is in two shards; if one is, the ok or truncated row wins over
+    a failed one). Raise `InputError` when a run is unfinished, not a shard, from another job, repeated, or
+    a shard is missing."""
     if not runs:
         raise InputError("--merge needs the shard run directories")
     manifests = [_shard_manifest(r) for r in runs]
@@ -72,19 +76,21 @@ def merge_shards(runs: list[str], output: str, think_format: str | None = None) 
     if missing:
         raise InputError(f"shard(s) {', '.join(missing)} missing: run `wb distill ... --shard {missing[0]}` on "
                          "the same prompts and pass its run directory too")
-    data = _one_row_per_unit(pa.concat_tables([pq.read_table(Path(r) / "data.parquet") for r in runs],
+    data = _one_row_per_unit(pa.concat_tables([pq.read_table(Path(r) / PRODUCT) for r in runs],
                                               promote_options="default"))
     fmt = think_format or first["config"].get("think_format", "think-tags")
     from llm.records import sft_table
 
     # the shards' options (verify, model...) stay readable downstream, e.g. by `wb train sft --data RUN`
     config = {**first["config"], "shard": None, "output": str(output), "merge": list(runs), "think_format": fmt}
+    options = options or RunOptions()
     with RunDir(output, "distill", config,
                 inputs=[{"run": str(r), "shard": f"{m['shard']['index']}/{count}"}
-                        for r, m in zip(runs, manifests, strict=True)]) as run:
+                        for r, m in zip(runs, manifests, strict=True)],
+                overwrite=options.overwrite, argv=options.argv) as run:
         write_table(data, run.product)
         sft = sft_table(data, fmt)
-        write_table(sft, Path(run.path) / "sft.parquet")
+        write_table(sft, Path(run.path) / SFT)
         usage = Usage()
         for m in manifests:
             usage.add(Usage(**{k: v for k, v in m["usage"].items() if k in Usage.__dataclass_fields__}))

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from evals.metrics import PairedDiff, paired_bootstrap
 from workbench.errors import InputError
 from workbench.rundir import read_manifest
+from workbench.runfiles import PRODUCT
 
 
 def item_scores(run: str | Path) -> dict[str, dict[str, float]]:
@@ -23,7 +24,7 @@ def item_scores(run: str | Path) -> dict[str, dict[str, float]]:
     manifest = read_manifest(run)
     if manifest.get("stage") != "eval":
         raise InputError(f"{run}: not a `wb eval` run (it is `{manifest.get('stage')}`)")
-    table = pq.read_table(Path(run) / "data.parquet", columns=["benchmark", "item_id", "correct"])
+    table = pq.read_table(Path(run) / PRODUCT, columns=["benchmark", "item_id", "correct"])
     grouped = table.group_by(["benchmark", "item_id"]).aggregate([("correct", "mean")])
     out: dict[str, dict[str, float]] = {}
     for b, i, s in zip(*(grouped.column(c).to_pylist() for c in ("benchmark", "item_id", "correct_mean")),

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm.options import EndpointOptions, backend_option, base_url_option
-from workbench.config import option
+from workbench.config import RunOptions, option
 
 
 @dataclass
-class EvalConfig(EndpointOptions):
+class EvalConfig(EndpointOptions, RunOptions):
     model: str = option("", "the model: its name on the endpoint (with --base-url) or a local model directory")
     benchmark: list[str] = option([], "benchmarks: bundled gsm8k, math500, or prompt/answer files (jsonl, parquet, "
                                       "a run directory)")

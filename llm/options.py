@@ -18,7 +18,7 @@ from typing import Any
 
 from llm.generator import RetryPolicy
 from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 
 AUTO = "auto"  # the backend a model's endpoints imply: openai with a base URL, hf without
@@ -108,7 +108,7 @@ def retry_policy(options: EndpointOptions) -> RetryPolicy:
 
 
 @dataclass
-class JobOptions(EndpointOptions):
+class JobOptions(EndpointOptions, RunOptions):
     """The options of a generation job (distill, prefs) beyond its models: prompts, verification, progress."""
 
     prompts: str = option("", "prompt source: a file, a directory, or a run directory", cli=False)

@@ -20,6 +20,7 @@ from mixopt.search import SearchConfig
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.rundir import RunResult
+from workbench.runfiles import RESULTS
 
 PathLike = str | os.PathLike
 
@@ -60,7 +61,7 @@ def train_proxies(plan_dir: PathLike, config: ProxyConfig | None = None, workers
     rows = run_sweep(plan_dir, config, workers=workers, limit=limit, log=log)
     # the sweep lives in the plan directory: its result is the plan's, plus results.parquet and counts
     manifest = dict(RunResult.of(plan_dir).manifest)
-    manifest.update(stage="mix-run", outputs=sorted({*manifest.get("outputs", []), "results.parquet"}),
+    manifest.update(stage="mix-run", outputs=sorted({*manifest.get("outputs", []), RESULTS}),
                     proxies=len(rows), failed=sum(r["status"] != "ok" for r in rows))
     return RunResult(Path(plan_dir), manifest)
 

@@ -19,7 +19,6 @@ domain has that column, else `<domain>/<index>`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +27,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixopt.domains import DomainSpec, is_heldout, read_rows, source_columns
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir
+from workbench.runfiles import MIXTURE, PLAN, read_json
 
 DEFAULT_TOKENS = 1_000_000
 LINEAGE = ("id", "domain", "source_id", "epoch", "truncated")  # columns the build writes itself, with text
 
 
 @dataclass
-class BuildConfig:
+class BuildConfig(RunOptions):
     tokens: int | None = option(None, f"corpus size in tokens (UTF-8 bytes of the text field; default "
                                       f"{DEFAULT_TOKENS:,} unless --rows is given)", min=1)
     rows: int | None = option(None, "corpus size in rows instead of tokens: round(weight x N) whole rows per domain "
@@ -135,13 +135,10 @@ def cut_text(text: str, max_bytes: int) -> str:
 def read_mixture(mixture_path: str | Path) -> dict:
     """A mixture.json (from `wb mix search`, or written by hand): checked weights and the plan it names."""
     mixture_path = Path(mixture_path)
-    if not mixture_path.is_file():
-        raise InputError(f"{mixture_path}: no such file (expected mixture.json from `wb mix search`)")
-    try:
-        mixture = json.loads(mixture_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{mixture_path}: not valid JSON ({exc.msg})") from None
-    weights = mixture.get("weights") if isinstance(mixture, dict) else None
+    mixture = read_json(mixture_path) if not mixture_path.is_dir() else None
+    if mixture is None:
+        raise InputError(f"{mixture_path}: no such file (expected {MIXTURE} from `wb mix search`)")
+    weights = mixture.get("weights")
     if not isinstance(weights, dict) or not weights or not all(
             isinstance(v, int | float) and v >= 0 for v in weights.values()):
         raise InputError(f"{mixture_path}: expected {{\"weights\": {{domain: weight >= 0}}, \"plan_dir\": ...}} "
@@ -159,9 +156,9 @@ def run_build(mixture_path: str | Path, output: str | Path, config: BuildConfig,
     mixture = read_mixture(mixture_path)
     weights = mixture["weights"]
     plan_dir = mixture.get("plan_dir")
-    if not plan_dir or not (Path(plan_dir) / "plan.json").exists():
-        raise InputError(f"{mixture_path}: names no plan directory with plan.json (needed for the domains' sources)")
-    plan = json.loads((Path(plan_dir) / "plan.json").read_text())
+    plan = read_json(Path(plan_dir) / PLAN) if plan_dir else None
+    if plan is None:
+        raise InputError(f"{mixture_path}: names no plan directory with {PLAN} (needed for the domains' sources)")
     specs = {d["name"]: DomainSpec(**d) for d in plan["domains"]}
     unknown = sorted(set(weights) - set(specs))
     if unknown:

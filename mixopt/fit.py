@@ -12,7 +12,6 @@ so that it can split at all on small sweeps.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +20,18 @@ import pyarrow as pa
 
 from mixopt.loglinear import fit_loglinear, predict_loglinear
 from mixopt.plan import domain_names, plan_in
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 from workbench.io import open_source, write_table
-from workbench.rundir import RunDir, write_json_atomic
+from workbench.rundir import RunDir
+from workbench.runfiles import FIT, read_json, write_atomic
 
 WEIGHT_PREFIX = "w."
-FIT = "fit.json"
 REGRESSORS = ("lightgbm", "linear", "loglinear")
 
 
 @dataclass
-class FitConfig:
+class FitConfig(RunOptions):
     """Targets and regressor settings for `wb mix fit`."""
 
     target: list[str] = option([], "METRIC[:WEIGHT] to minimise; several combine as a weighted sum of z-scores")
@@ -282,7 +281,7 @@ def run_fit(results: str | Path, output: str | Path, config: FitConfig, log=prin
             "plan_dir": str(plan_dir.resolve()) if plan_dir else None,
             "better": best_regressor(report),
         }
-        write_json_atomic(output / FIT, fit)
+        write_atomic(output / FIT, fit)
         dropped = {"failed_run": data.excluded, "reused_run_without_metric": data.excluded_reused}
         run.finish(rows_in=len(data.X) + data.excluded + data.excluded_reused, rows_out=len(data.X),
                    dropped={k: v for k, v in dropped.items() if v}, cv=report)
@@ -303,6 +302,7 @@ def load_fit(fit_dir: str | Path) -> tuple[dict, object]:
 
     fit_dir = Path(fit_dir)
     read_manifest(fit_dir)
-    if not (fit_dir / FIT).exists():
+    fit = read_json(fit_dir / FIT)
+    if fit is None:
         raise InputError(f"{fit_dir}: not a mixture fit (no {FIT}); create one with `wb mix fit`")
-    return json.loads((fit_dir / FIT).read_text()), lightgbm.Booster(model_file=str(fit_dir / "model.objective.txt"))
+    return fit, lightgbm.Booster(model_file=str(fit_dir / "model.objective.txt"))

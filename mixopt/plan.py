@@ -8,7 +8,6 @@ prior, constraints), `tokens/*.u8` (byte arrays for training and evaluation) and
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,16 +17,15 @@ import pyarrow as pa
 from mixopt.domains import is_heldout, load_domains_file, read_texts, to_bytes
 from mixopt.results import weight_column, write_results
 from mixopt.sampler import Constraints, natural_prior, rounded_weights, sample_mixtures
-from workbench.config import option
+from workbench.config import RunOptions, as_plain, option
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, read_manifest, write_json_atomic
-
-PLAN = "plan.json"
+from workbench.rundir import RunDir, read_manifest
+from workbench.runfiles import MIXTURES, PLAN, RESULTS, SWEEP, read_json, write_atomic
 
 
 @dataclass
-class PlanConfig:
+class PlanConfig(RunOptions):
     """How mixtures are sampled for the proxy sweep."""
 
     runs: int = option(0, "number of proxy mixtures to sample; 0 = max(48, 10 x domains) (Olmix: the runs "
@@ -86,7 +84,7 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
         runs = config.runs or default_runs(len(names))
         reuse = (load_reuse(config.reuse, names, tokens, [asdict(v) for v in spec.validation], constraints,
                             config.tokens_per_run) if config.reuse else None)
-        for stale in ("results.parquet", "sweep.json"):  # proxies of an earlier plan do not belong to this one
+        for stale in (RESULTS, SWEEP):  # proxies of an earlier plan do not belong to this one
             (output / stale).unlink(missing_ok=True)
         fresh = runs
         if reuse:  # new and changed domains still need runs of their own
@@ -103,9 +101,9 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
             if reuse.rows:
                 write_results(output, reuse.rows, names)
             if reuse.sweep is not None:
-                write_json_atomic(output / "sweep.json", reuse.sweep)
+                write_atomic(output / SWEEP, reuse.sweep)
         write_table(pa.table({"run_id": ids, **{k: pa.array(v, pa.float64()) for k, v in weights.items()}}),
-                    output / "mixtures.parquet")
+                    output / MIXTURES)
         plan = {
             "domains": [asdict(d) for d in spec.domains],
             "validation": [asdict(v) for v in spec.validation],
@@ -114,13 +112,13 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
             "prior": rounded_weights(names, prior),
             "constraints": {"min_weight": spec.min_weight, "max_weight": spec.max_weight,
                             "max_epochs": spec.max_epochs, "tokens_per_run": config.tokens_per_run},
-            "config": {**asdict(config), "runs": len(ids)},
+            "config": {**as_plain(config), "runs": len(ids)},
         }
         if reuse:
             plan["reused"] = {"from": str(Path(config.reuse).resolve()), "runs": len(reuse.rows),
                               "fresh_runs": int(len(mixtures)), "skipped": reuse.skipped,
                               "changed_domains": reuse.changed, "notes": reuse.notes}
-        write_json_atomic(output / PLAN, plan)
+        write_atomic(output / PLAN, plan)
         run.finish(rows_out=len(ids), domains=names, tokens=tokens, **({"reused": plan["reused"]} if reuse else {}))
     return plan
 
@@ -129,15 +127,15 @@ def load_plan(plan_dir: str | Path) -> dict:
     """plan.json of a finished plan directory; raises `InputError` if it is missing or unfinished."""
     plan_dir = Path(plan_dir)
     read_manifest(plan_dir)
-    if not (plan_dir / PLAN).exists():
+    plan = read_json(plan_dir / PLAN)
+    if plan is None:
         raise InputError(f"{plan_dir}: not a mixture plan (no {PLAN}); create one with `wb mix plan`")
-    return json.loads((plan_dir / PLAN).read_text())
+    return plan
 
 
 def plan_in(directory: str | Path | None) -> dict | None:
     """plan.json of `directory` if it holds one (a results table's folder, or a fit's plan_dir), else None."""
-    path = Path(directory) / PLAN if directory else None
-    return json.loads(path.read_text()) if path is not None and path.exists() else None
+    return read_json(Path(directory) / PLAN) if directory else None
 
 
 def domain_names(plan: dict) -> list[str]:

@@ -20,14 +20,14 @@ import pyarrow as pa
 
 from mixopt.fit import load_fit, read_weights, spearman
 from mixopt.loglinear import predict_loglinear
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 from workbench.io import open_source, write_table
 from workbench.rundir import RunDir
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(RunOptions):
     """How `wb mix predict` reads the table of mixtures."""
 
     weight_tolerance: float = option(0.01, "rows whose weights sum within this of 1 are renormalised", min=0.0)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from workbench.config import option
+from workbench.config import RunOptions, option
 
 VOCAB = 256  # byte tokens
 MODEL_SIZES = {
@@ -30,7 +30,7 @@ MODEL_SIZES = {
 
 
 @dataclass
-class ProxyConfig:
+class ProxyConfig(RunOptions):
     """How one proxy is trained and evaluated; recorded with the sweep so every run is comparable."""
 
     model_size: str = option("tiny", "proxy size", choices=sorted(MODEL_SIZES))

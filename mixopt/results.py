@@ -9,9 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.io import write_table
-
-RESULTS = "results.parquet"
-SWEEP = "sweep.json"  # the proxy settings every run of the table was trained with
+from workbench.runfiles import RESULTS
 
 
 def weight_column(domain: str) -> str:

@@ -11,16 +11,16 @@ and `wb mix fit` leaves the reused run out of fits on that metric. The earlier s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mixopt.results import SWEEP, weight_column
+from mixopt.results import weight_column
 from mixopt.sampler import Constraints
 from workbench.errors import InputError
 from workbench.io import open_source
+from workbench.runfiles import PLAN, SWEEP, read_json
 
 
 @dataclass
@@ -43,19 +43,17 @@ def load_reuse(results: str | Path, names: list[str], tokens: dict[str, dict], v
     old_domains = [c.removeprefix("w.") for c in columns if c.startswith("w.")]
     if len(old_domains) < 2 or "run_id" not in columns:
         raise InputError(f"--reuse {results}: not a sweep's results table (needs run_id and w.<domain> columns)")
-    old_plan_path = results.parent / "plan.json"
-    old_plan = json.loads(old_plan_path.read_text()) if old_plan_path.exists() else None
+    old_plan = read_json(results.parent / PLAN)
     notes = []
     if old_plan is None:
-        notes.append(f"no plan.json beside {results}: domains are matched by name, their data is not compared")
+        notes.append(f"no {PLAN} beside {results}: domains are matched by name, their data is not compared")
     changed = sorted(d for d in set(old_domains) & set(names)
                      if old_plan and old_plan["tokens"].get(d, {}).get("train") != tokens[d]["train"])
     same_validation = {v["name"] for v in validation
                        if old_plan is None or v in old_plan.get("validation", [])}
     metrics = [c for c in columns if c.startswith("bpb.")
                and (c[4:] in names and c[4:] not in changed or c[4:] in same_validation)]
-    sweep_path = results.parent / SWEEP
-    sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else None
+    sweep = read_json(results.parent / SWEEP)
     if sweep is None:
         notes.append(f"no {SWEEP} beside {results}: `wb mix run` cannot check that new runs match the reused ones")
     elif tokens_per_run and sweep.get("tokens_per_run") not in (None, tokens_per_run):

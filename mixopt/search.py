@@ -24,16 +24,17 @@ from mixopt.fit import load_fit
 from mixopt.loglinear import predict_loglinear
 from mixopt.plan import plan_constraints, plan_in
 from mixopt.sampler import Constraints, rounded_weights, sample_candidates
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, write_json_atomic
+from workbench.rundir import RunDir
+from workbench.runfiles import MIXTURE, PARETO, PRODUCT, write_atomic
 
 PARETO_POOL = 100_000  # candidates checked for the Pareto front
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(RunOptions):
     """How many mixtures to simulate and which constraints they must meet."""
 
     samples: int = option(1_000_000, "candidate mixtures to simulate", min=1)
@@ -63,7 +64,7 @@ def training_mixtures(fit_dir: str | Path, fit: dict) -> tuple[np.ndarray, list[
     """(weights, run ids) of the mixtures a fit was trained on, or None for a fit written before they were kept."""
     import pyarrow.parquet as pq
 
-    path = Path(fit_dir) / "data.parquet"
+    path = Path(fit_dir) / PRODUCT
     if not path.exists():
         return None
     table = pq.read_table(path)
@@ -210,7 +211,7 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
         }
         if kept:
             mixture["distance_to_training"] = distance_to_training(chosen, *kept)
-        write_json_atomic(output / "mixture.json", mixture)
+        write_atomic(output / MIXTURE, mixture)
         plot_mixture(domains, chosen, natural, output / "mixture.png")
         write_table(pa.table({**{f"w.{d}": candidates[top, j] for j, d in enumerate(domains)},
                               "predicted": predicted[top]}), run.product)
@@ -222,7 +223,7 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
             front = pareto_front(preds)
             write_table(pa.table({**{f"w.{d}": pool[front, j] for j, d in enumerate(domains)},
                                   **{name: preds[front, i] for i, name in enumerate(fit["per_metric_models"])}}),
-                        output / "pareto.parquet")
+                        output / PARETO)
             mixture["pareto_size"] = int(len(front))
         run.finish(rows_in=len(candidates), rows_out=config.top_k, mixture=mixture["weights"])
     log(f"{'domain':<16} {'natural':>8} {'chosen':>8}   (natural: {natural_source})")

@@ -10,11 +10,10 @@ machine (one torch thread each).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from concurrent.futures import as_completed
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ import pyarrow.parquet as pq
 
 from mixopt.plan import domain_names, load_arrays, load_plan
 from mixopt.proxy import ProxyConfig, train_proxy
-from mixopt.results import SWEEP, read_results, weight_column, write_results
+from mixopt.results import read_results, weight_column, write_results
+from workbench.config import as_plain
 from workbench.errors import InputError
 from workbench.progress import ProgressFile
-from workbench.rundir import write_json_atomic
+from workbench.runfiles import MIXTURES, SWEEP, read_json, write_atomic
 from workbench.workers import process_pool
 
 _worker_state: dict = {}
@@ -48,15 +48,15 @@ def _run_one(run_id: str, weights: dict[str, float], config: ProxyConfig) -> dic
 def check_sweep_config(plan_dir: Path, config: ProxyConfig) -> None:
     """Refuse to mix proxies trained differently in one results table."""
     path = plan_dir / SWEEP
-    wanted = {k: v for k, v in asdict(config).items() if k not in ("threads", "device")}  # same runs anywhere
-    if path.exists():
-        recorded = json.loads(path.read_text())
+    wanted = {k: v for k, v in as_plain(config).items() if k not in ("threads", "device")}  # same runs anywhere
+    recorded = read_json(path)
+    if recorded is not None:
         diff = sorted(k for k in wanted if recorded.get(k) != wanted[k])
         if diff:
             raise InputError(f"{plan_dir}: its results were trained with {diff[0]}={recorded.get(diff[0])!r}, "
                              f"not {wanted[diff[0]]!r}; use the same settings or a new plan directory")
     else:
-        write_json_atomic(path, wanted)
+        write_atomic(path, wanted)
 
 
 def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit: int | None = None,
@@ -66,7 +66,7 @@ def run_sweep(plan_dir: str | Path, config: ProxyConfig, workers: int = 1, limit
     plan = load_plan(plan_dir)
     names = domain_names(plan)
     check_sweep_config(plan_dir, config)
-    mixtures = pq.read_table(plan_dir / "mixtures.parquet").to_pylist()
+    mixtures = pq.read_table(plan_dir / MIXTURES).to_pylist()
     done = read_results(plan_dir)
     finished = {r["run_id"] for r in done}
     todo = [m for m in mixtures if m["run_id"] not in finished][:limit]

@@ -25,6 +25,7 @@ from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, RunResult, Usage
+from workbench.runfiles import REMOVED
 
 
 def resolve_scorer(cfg: PrefsConfig) -> str:
@@ -145,7 +146,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     if not preference:
         kept = sft_rows(kept)
     write_table(kept, run.product)
-    write_table(removed, Path(run.path) / "removed.parquet")
+    write_table(removed, Path(run.path) / REMOVED)
     stats = pair_stats(kept, removed, preference)
     requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
     cost = sides[0].progress.cost(prefill, sampled)

@@ -26,6 +26,7 @@ import torch
 
 from trainers.losses import token_logprobs
 from workbench.errors import InputError
+from workbench.runfiles import temp_path
 
 LossFn = Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]
 SCHEDULES = ("cosine", "linear", "constant")
@@ -281,7 +282,7 @@ class TrainingClient:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "extra": extra,
         }
-        tmp = path / f".state.pt.tmp-{os.getpid()}"
+        tmp = temp_path(path / "state.pt")
         torch.save(state, tmp)
         os.replace(tmp, path / "state.pt")
 

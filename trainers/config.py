@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import add_config_arguments, option, validate
+from workbench.config import RunOptions, add_config_arguments, option, validate
 from workbench.errors import InputError
 
 # the preference losses `trainers.losses.dpo_loss` implements (named here so configs need no torch)
@@ -15,7 +15,7 @@ DPO_LOSSES = ("sigmoid", "ipo", "hinge", "sigmoid_norm", "simpo")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
     model: str | None = option(None, "model directory (save_pretrained) or hub id to start from")
     data: str | None = option(None, "training data: a file, a directory of shards, or a run directory")
     output: str | None = option(None, "run directory to write (checkpoints, metrics.jsonl, model/)")

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from workbench.errors import InputError
+from workbench.runfiles import temp_path
 
 
 class RemoteGenerator:
@@ -133,7 +134,7 @@ class WeightFiles:
         import torch
 
         path = self.dir / f"v{version:06d}.pt"
-        tmp = self.dir / f".v{version:06d}.pt.tmp-{os.getpid()}"
+        tmp = temp_path(path)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         os.replace(tmp, path)
         for old in sorted(self.dir.glob("v*.pt"))[: -self.keep]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.runfiles import METRICS
 
 CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
 
 
 @dataclass

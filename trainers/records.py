@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from workbench.errors import SchemaError
 from workbench.io import Source, open_source
+from workbench.runfiles import SFT
 from workbench.schemas import KIND_LABELS, detect_kind, prompt_alias, validate_table
 
 
@@ -26,7 +27,7 @@ class Rendered:
 
 
 # the product of a run that a trainer of a record kind reads instead of `data.parquet`, when the run has it
-KIND_PRODUCTS = {"sft": "sft.parquet"}
+KIND_PRODUCTS = {"sft": SFT}
 
 
 def kind_product(spec: str, kind: str) -> tuple[str, bool]:

@@ -81,29 +81,22 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is not None:  # called in-process (`wb demo`, tests, scripts): runs record this command, not the caller's
-        saved = sys.argv
-        sys.argv = [saved[0] if saved else "wb", *argv]
-        try:
-            return main()
-        finally:
-            sys.argv = saved
-    argv = list(sys.argv[1:])
-    debug = "--debug" in argv  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
-    overwrite = "--overwrite" in argv  # likewise; it applies to every run directory the command writes
-    argv = [a for a in argv if a not in ("--debug", "--overwrite")]
-    path = command_path(argv)
+    """Run `wb ARGV` (default: sys.argv[1:]); return the exit code. Called in-process (`wb demo`, tests,
+    scripts), each run records ARGV as its command; nothing process-wide changes but the SIGTERM handler."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in given  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
+    overwrite = "--overwrite" in given  # likewise; it applies to every run directory the command writes
+    parsed = [a for a in given if a not in ("--debug", "--overwrite")]
+    path = command_path(parsed)
     parser = build_parser(path)
-    args = parser.parse_args(argv)
-    args.debug = debug
+    args = parser.parse_args(parsed)
+    # the run options every command's config carries (`workbench.config.RunOptions`); `build_config` takes them
+    args.debug, args.overwrite, args.argv = debug, overwrite, ["wb", *given]
     if args.command is None:
         parser.print_help()
         return 0
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-    from workbench.rundir import OVERWRITE
-
-    OVERWRITE["default"] = overwrite
     try:
         return int(importlib.import_module(registry.BY_PATH[path].module).run(args) or 0)
     except WorkbenchError as exc:
@@ -123,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wb {args.command}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return 1
-    finally:
-        OVERWRITE["default"] = False
 
 
 if __name__ == "__main__":

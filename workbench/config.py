@@ -4,7 +4,8 @@ Each field carries a default and `metadata={"help": ...}` (plus `min`, `max`, `c
 Precedence: field default < YAML file < flags given on the command line. Nested settings are dataclasses
 too (a YAML mapping under their name). `validate` is the one place options are checked, for YAML, flags
 and Python alike: types, ranges, choices, and NaN or infinity refused for every float option. The CLI,
-the Python API and the Streamlit app build the same config object.
+the Python API and the Streamlit app build the same config object. Every command's config extends
+`RunOptions` (overwrite, the command line), which the CLI fills and the manifest records beside the config.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import math
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import InputError
@@ -25,6 +27,28 @@ def option(default: object = None, help: str = "", **metadata: object):
     if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, **metadata})
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def run_option(default: object, help: str):
+    """A field of `RunOptions`: set by the CLI (or a Python caller), never a flag or YAML option of its own."""
+    return option(default, help, cli=False, run=True)
+
+
+@dataclass
+class RunOptions:
+    """What every command's config carries besides its options: how its run directory is written, not what
+    the run computes. The CLI fills it through `build_config` (`--overwrite` anywhere on the command line,
+    and the argv it parsed); Python callers set `overwrite=True` where they mean it. The manifest records
+    both beside the config (`overwrite`, `argv`, `command`), and a resumed run does not compare them."""
+
+    overwrite: bool = run_option(False, "replace what the output directory holds (files that are not a wb run)")
+    argv: list[str] | None = run_option(None, "the command line that started the run, as the manifest records "
+                                              "it (default: the process's sys.argv)")
+
+
+def option_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of config class (or instance) `cls` that are options of the run, `RunOptions` left out."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("run")]
 
 
 def _base_type(hint: object) -> tuple[type, bool]:
@@ -86,7 +110,7 @@ def load_yaml(path: str | Path) -> dict:
 def build_config(cls: type, args: argparse.Namespace | None = None, config_file: str | Path | None = None,
                  **overrides: object):
     """Build `cls` from defaults, then the YAML file, then flags present in `args`, then `overrides`."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in option_fields(cls)}
     values: dict = {}
     if config_file:
         from_file = load_yaml(config_file)
@@ -94,8 +118,9 @@ def build_config(cls: type, args: argparse.Namespace | None = None, config_file:
         if unknown:
             raise InputError(f"{config_file}: unknown option {unknown[0]!r}; known options are {sorted(names)}")
         values.update(coerce_values(cls, from_file, str(config_file)))
-    if args is not None:
-        values.update({k: v for k, v in vars(args).items() if k in names})
+    if args is not None:  # flags, and the `RunOptions` the CLI set on `args`
+        every = {f.name for f in dataclasses.fields(cls)}
+        values.update({k: v for k, v in vars(args).items() if k in every})
     values.update(overrides)
     config = cls(**values)
     validate(config)
@@ -110,7 +135,7 @@ def _coerce(value: object, kind: type, is_list: bool, where: str) -> object:
             return value
         if not isinstance(value, dict):
             raise InputError(f"{where}: expected a mapping of settings; got {value!r:.60}")
-        names = {f.name for f in dataclasses.fields(kind)}
+        names = {f.name for f in option_fields(kind)}
         given = {str(k).replace("-", "_"): v for k, v in value.items()}
         unknown = sorted(set(given) - names)
         if unknown:
@@ -202,5 +227,15 @@ def validate(config: object, prefix: str = "--") -> None:
         _check_value(f, value, flag)
 
 
-def config_to_dict(config: object) -> dict:
-    return dataclasses.asdict(config)  # type: ignore[call-overload]
+def as_plain(config: object) -> object:
+    """A config as plain JSON values: dataclasses as dicts of their options (`RunOptions` left out, at any
+    depth), paths as strings; anything else as it is."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: as_plain(getattr(config, f.name)) for f in option_fields(config)}
+    if isinstance(config, dict):
+        return {str(k): as_plain(v) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return [as_plain(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    return config

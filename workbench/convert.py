@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from workbench.config import RunOptions
 from workbench.errors import InputError
 from workbench.io import open_source, write_tables
 from workbench.rundir import RunDir
+from workbench.runfiles import PRODUCT, PRODUCT_JSONL
 
 WRITABLE = (".parquet", ".jsonl")
 
 
 def convert(source: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None, split: str | None = None,
-            hub: bool = False) -> int:
+            hub: bool = False, options: RunOptions | None = None) -> int:
     """Write `source` to OUTPUT.parquet / OUTPUT.jsonl, or to a run directory holding `data.<fmt>` and a
-    manifest; return the rows written. Bad input raises `InputError` before anything is written."""
+    manifest (written as `options` say: overwrite, the command recorded); return the rows written. Bad
+    input raises `InputError` before anything is written."""
     src = open_source(source, split=split, hub=hub)
     schema = src.schema()  # reads enough to fail on bad input before anything is written
     output = Path(output)
@@ -27,7 +30,9 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, fmt: str | Non
     if suffix in WRITABLE:
         return write_tables(src.iter_tables(), output, schema=schema)
     fmt = fmt or "parquet"
-    with RunDir(output, "convert", {"format": fmt, "split": split}, inputs=[src]) as run:
-        rows = write_tables(src.iter_tables(), output / f"data.{fmt}", schema=schema)
+    options = options or RunOptions()
+    with RunDir(output, "convert", {"format": fmt, "split": split}, inputs=[src], overwrite=options.overwrite,
+                argv=options.argv) as run:
+        rows = write_tables(src.iter_tables(), output / (PRODUCT_JSONL if fmt == "jsonl" else PRODUCT), schema=schema)
         run.finish(rows_in=rows, rows_out=rows)
     return rows

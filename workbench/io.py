@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.errors import InputError
+from workbench.runfiles import INCOMPLETE, MANIFEST, read_json, temp_path
 
 CHUNK_BYTES = 16 << 20  # text formats are parsed this many bytes at a time
 BATCH_ROWS = 8192
@@ -163,16 +164,17 @@ def open_source(spec: str | os.PathLike, split: str | None = None, hub: bool = F
 def _open_directory(spec: str, path: Path, split: str | None) -> Source:
     from workbench.rundir import run_data_files
 
-    if (path / "manifest.json").exists() or (path / ".run-incomplete").exists():
+    if (path / MANIFEST).exists() or (path / INCOMPLETE).exists():
         return Source(spec, "run", run_data_files(path))
-    if (path / "dataset_dict.json").exists():
-        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+    datasets_dict = read_json(path / "dataset_dict.json")  # a `datasets` save_to_disk directory
+    if datasets_dict is not None:
+        splits = datasets_dict["splits"]
         chosen = split or ("train" if "train" in splits else splits[0])
         if chosen not in splits:
             raise InputError(f"{spec}: no split {chosen!r}; splits are {splits}")
         path = path / chosen
     if (path / "state.json").exists() and (path / "dataset_info.json").exists():
-        state = json.loads((path / "state.json").read_text())
+        state = read_json(path / "state.json") or {}
         files = [path / f["filename"] for f in state.get("_data_files", [])]
         return Source(spec, "hf_disk", files or sorted(path.glob("*.arrow")), split=split)
     files = sorted(
@@ -432,10 +434,6 @@ def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
 # when complete, so a crash never leaves a file that looks finished.
 
 
-def temp_path_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_tables(tables: Iterable[pa.Table], path: str | os.PathLike, fmt: str | None = None,
                  schema: pa.Schema | None = None) -> int:
     """Write tables to `path` as parquet (default) or jsonl, atomically; return the number of rows.
@@ -456,7 +454,7 @@ def write_tables(tables: Iterable[pa.Table], path: str | os.PathLike, fmt: str |
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{path.parent}: cannot create the directory ({exc.strerror})") from None
-    tmp = temp_path_for(path)
+    tmp = temp_path(path)
     try:
         rows = _write_parquet(tables, tmp, schema) if fmt == "parquet" else _write_jsonl(tables, tmp)
         os.replace(tmp, path)

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.errors import InputError
-from workbench.rundir import MANIFEST, read_manifest
+from workbench.rundir import read_manifest
+from workbench.runfiles import PRODUCT, REMOVED, SFT, SHARDS, run_state
 
 PARENT_COLUMNS = ("prompt_id", "source_id")
-PRODUCTS = ("data.parquet", "sft.parquet", "pairs.parquet")
+PRODUCTS = (PRODUCT, SFT)
 MAX_HOPS = 32
 
 
@@ -73,14 +74,14 @@ def _in_run(run: Path, row_id: str) -> Hop | None:
     manifest = read_manifest(run)
     stage = manifest.get("stage")
     products = [run / p for p in PRODUCTS if (run / p).exists()]
-    products += sorted((run / "data").glob("*.parquet")) if (run / "data").is_dir() else []
+    products += sorted((run / SHARDS).glob("*.parquet")) if (run / SHARDS).is_dir() else []
     for path in products:
         found = _find(path, row_id)
         if found:
             row, values = found
             parent = next((str(values[c]) for c in PARENT_COLUMNS if values.get(c) is not None), row_id)
             return Hop("kept", str(path), stage, row_id, row, parent_id=parent, fields=_summary(values))
-    removed = run / "removed.parquet"
+    removed = run / REMOVED
     if removed.exists():
         found = _find(removed, row_id)
         if found:
@@ -90,6 +91,11 @@ def _in_run(run: Path, row_id: str) -> Hop | None:
                        detail=None if values.get("detail") is None else str(values.get("detail")),
                        parent_id=parent, fields=_summary(values))
     return None
+
+
+def _finished_run(path: Path) -> bool:
+    """Whether an input is a finished run, to be searched as one (else it is read as a plain source)."""
+    return path.is_dir() and run_state(path).state == "complete"
 
 
 def _source_row(spec: str, row_id: str) -> Hop | None:
@@ -140,7 +146,7 @@ def trace(run: str | os.PathLike, row_id: str) -> list[Hop]:
         nxt: Path | None = None
         for spec in _inputs(current):
             path = Path(spec)
-            if path.is_dir() and (path / MANIFEST).exists():
+            if _finished_run(path):
                 # the hop found while probing is the next run's hop: each run's files are read once
                 hop = _in_run(path, wanted)
                 if hop is not None or _upstream_has(path, wanted):
@@ -165,8 +171,7 @@ def _upstream_has(run: Path, row_id: str, depth: int = 0) -> bool:
         return False
     for spec in _inputs(run):
         path = Path(spec)
-        if path.is_dir() and (path / MANIFEST).exists() and (_in_run(path, row_id) or _upstream_has(path, row_id,
-                                                                                                     depth + 1)):
+        if _finished_run(path) and (_in_run(path, row_id) or _upstream_has(path, row_id, depth + 1)):
             return True
     return False
 

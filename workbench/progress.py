@@ -3,31 +3,25 @@
 A long command rewrites the file atomically at most about once a second while it works: state (running,
 complete, failed, interrupted), pid, start and update times, the current phase, done / total units, the
 rate and ETA, tokens and cost so far, and the last error. The app, `wb runs` and users' scripts read it
-with `read_progress`, which reports a run whose process is gone while its file still says "running" as
-interrupted (a SIGKILL leaves no chance to write anything). Training metrics stay in `metrics.jsonl`.
+with `workbench.runfiles.read_progress` (a run whose process is gone while its file still says "running"
+reads as interrupted) and `run_state`. Training metrics stay in `metrics.jsonl`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-PROGRESS = "progress.json"
+from workbench.runfiles import PROGRESS, write_atomic
+
 STATES = ("running", "complete", "failed", "interrupted")
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def _write_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 class ProgressFile:
@@ -95,41 +89,6 @@ class ProgressFile:
         self.state["elapsed_seconds"] = round(now - self.started, 3)
         self._last_write = now
         try:
-            _write_atomic(self.path, self.state)
+            write_atomic(self.path, self.state, durable=False)
         except OSError:
             pass  # watching a run must never break it (a full disk, a directory removed under it)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    except (OverflowError, ValueError):
-        return False
-    # a zombie (our own child that exited and was not reaped yet) is not running
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def read_progress(run_dir: str | os.PathLike) -> dict | None:
-    """The run's progress, or None when it has no (readable) `progress.json`. A run whose file says
-    running but whose process is gone reads as interrupted."""
-    path = Path(run_dir) / PROGRESS
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(state, dict):
-        return None
-    if state.get("state") == "running" and not pid_alive(state.get("pid")):
-        state["state"] = "interrupted"
-        state["error"] = state.get("error") or f"process {state.get('pid')} is gone"
-    return state

@@ -7,10 +7,12 @@ a directory that readers refuse as unfinished, never one that looks complete. Lo
 `resumable=True`, keep their checkpoints inside the directory and finish it by being run again; other
 runs that fail in a directory they created remove it, so bad input leaves nothing behind.
 
-A directory holding anything that is not a `wb` run is refused unless `overwrite` (`--overwrite`). When
-a finished run is redone, its product is moved aside into `.previous/` first (so a reader never finds an
+A directory holding anything that is not a `wb` run is refused unless the run's config says `overwrite`
+(`--overwrite`; `workbench.config.RunOptions` also carries the command line the manifest records). When a
+finished run is redone, its product is moved aside into `.previous/` first (so a reader never finds an
 old `data.parquet` beside `.run-incomplete`), deleted when the new run finishes, and put back if the new
-run fails. Temporary files a killed run left behind are removed when the directory is reused.
+run fails. Temporary files a killed run left behind are removed when the directory is reused. The names
+of a run's files, and how they are read and written, are `workbench.runfiles`'.
 """
 
 from __future__ import annotations
@@ -20,25 +22,35 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from workbench.config import RunOptions, as_plain
 from workbench.errors import InputError
-from workbench.progress import PROGRESS, ProgressFile, pid_alive, read_progress
+from workbench.progress import ProgressFile
+from workbench.runfiles import (
+    INCOMPLETE,
+    LAUNCH_FILES,
+    MANIFEST,
+    PREVIOUS,
+    PRODUCT,
+    PRODUCT_JSONL,
+    PROGRESS,
+    REMOVED,
+    SFT,
+    SHARDS,
+    pid_alive,
+    read_json,
+    read_progress,
+    temp_owner,
+    write_atomic,
+)
 
-MANIFEST = "manifest.json"
-INCOMPLETE = ".run-incomplete"
-PRODUCT = "data.parquet"
-PREVIOUS = ".previous"
 # What a resumable run rebuilds when it finishes; the rest of its directory (ledger, checkpoints,
 # caches) is state that the re-run continues from, so only these are moved aside.
-REBUILT_PRODUCTS = (PRODUCT, "data", "sft.parquet", "removed.parquet")
-# What a launcher (the app's `app.jobs.launch`) writes into the directory before `wb` starts: its log, the
-# launch record and the job's config. They belong to the run, so they are neither foreign nor moved aside.
-LAUNCH_FILES = ("wb.log", ".wb-job.json", "job-config.yaml")  # app.jobs.LOG, app.workspace.JOB
-OVERWRITE = {"default": False}  # `--overwrite` on the command line sets it for the command's run dirs
+REBUILT_PRODUCTS = (PRODUCT, SHARDS, SFT, REMOVED)
 KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "openai", "lightgbm", "torch",
                  "transformers", "tokenizers", "streamlit", "vllm")
 
@@ -71,16 +83,6 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunResult(dict):
@@ -146,11 +148,14 @@ class RunDir:
                  argv: list[str] | None = None, resumable: bool = False,
                  resume_guard: tuple[str, ...] | None = None, overwrite: bool | None = None,
                  own: tuple[str, ...] = ()):
+        """`overwrite` and `argv` default to the config's own (a `RunOptions`), else to False and sys.argv."""
         self.path = Path(path)
         self.stage = stage
         self.config = config
         self.inputs = inputs or []
-        self.argv = list(sys.argv if argv is None else argv)
+        options = config if isinstance(config, RunOptions) else RunOptions()
+        self.overwrite = options.overwrite if overwrite is None else overwrite
+        self.argv = list(next(a for a in (argv, options.argv, sys.argv) if a is not None))
         self.started = time.time()
         self.created = False
         self.finished = False
@@ -158,7 +163,6 @@ class RunDir:
         # with resume_guard, an unfinished run resumes only under the same config, but for the fields named
         self.resume_guard = resume_guard
         self.progress: ProgressFile | NullProgress = NullProgress()
-        self.overwrite = OVERWRITE["default"] if overwrite is None else overwrite
         self.own = own  # files the command writes here before the run starts (e.g. a cache): not foreign
 
     @property
@@ -183,8 +187,8 @@ class RunDir:
         self._remove_stale_temporaries()
         # A finished run being redone is unfinished again until this run completes; its product goes aside.
         self._move_aside(foreign or self._old_products())
-        (self.path / INCOMPLETE).write_text(json.dumps({"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
-                                                        "config": _plain(self.config)}, default=str))
+        write_atomic(self.path / INCOMPLETE, {"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
+                                              "config": as_plain(self.config)})
         self.progress = ProgressFile(self.path, self.stage).start()
         return self
 
@@ -221,8 +225,8 @@ class RunDir:
             name = entry.name
             if not name.startswith(".") or name in (INCOMPLETE, *LAUNCH_FILES):
                 continue
-            pid = name.rsplit(".tmp-", 1)[1] if ".tmp-" in name else None
-            stale = (pid is not None and pid.isdigit() and not pid_alive(int(pid))) or name.endswith(".tmp") \
+            pid = temp_owner(name)
+            stale = (pid is not None and not pid_alive(pid)) \
                 or (not self.resumable and name != PREVIOUS) \
                 or (name == PREVIOUS and (self.path / INCOMPLETE).exists())
             if stale:
@@ -245,9 +249,9 @@ class RunDir:
         """Refuse to write over (or resume) a run of another command: its product would be mixed up."""
         for name in (INCOMPLETE, MANIFEST):
             try:
-                recorded = json.loads((self.path / name).read_text()).get("stage")
-            except (OSError, json.JSONDecodeError, AttributeError):
-                continue
+                recorded = (read_json(self.path / name) or {}).get("stage")
+            except InputError:
+                continue  # a corrupt record says nothing about the stage; the run replaces it
             if recorded and recorded != self.stage:
                 state = "an unfinished" if name == INCOMPLETE else "a finished"
                 raise InputError(f"{self.path}: holds {state} `{recorded}` run; this is `{self.stage}`, "
@@ -255,10 +259,10 @@ class RunDir:
 
     def _check_resumable_config(self) -> None:
         try:
-            recorded = json.loads((self.path / INCOMPLETE).read_text()).get("config")
-        except (OSError, json.JSONDecodeError, AttributeError):
+            recorded = (read_json(self.path / INCOMPLETE) or {}).get("config")
+        except InputError:
             return
-        current = _plain(self.config)
+        current = as_plain(self.config)
         if not isinstance(recorded, dict) or not isinstance(current, dict):
             return
         changed = sorted(k for k in current if k not in self.resume_guard and k in recorded
@@ -278,8 +282,9 @@ class RunDir:
             "status": "complete",
             "command": " ".join(["wb", *self.argv[1:]]) if self.argv else None,
             "argv": self.argv,
-            "config": _plain(self.config),
-            "inputs": [_plain(i.describe() if hasattr(i, "describe") else i) for i in self.inputs],
+            "overwrite": self.overwrite,
+            "config": as_plain(self.config),
+            "inputs": [as_plain(i.describe() if hasattr(i, "describe") else i) for i in self.inputs],
             "rows_in": rows_in,
             "rows_out": rows_out,
             "dropped": dict(sorted((dropped or {}).items(), key=lambda kv: -kv[1])),
@@ -289,10 +294,10 @@ class RunDir:
             "started_at": _iso(self.started),
             "finished_at": _iso(finished),
             "wall_seconds": round(finished - self.started, 3),
-            **{k: _plain(v) for k, v in extra.items()},
+            **{k: as_plain(v) for k, v in extra.items()},
         }
         shutil.rmtree(self.path / PREVIOUS, ignore_errors=True)
-        write_json_atomic(self.path / MANIFEST, manifest)
+        write_atomic(self.path / MANIFEST, manifest)
         (self.path / INCOMPLETE).unlink(missing_ok=True)
         self.progress.update(usage=manifest["usage"])
         self.progress.finish("complete")
@@ -346,45 +351,34 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _plain(value: object) -> object:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of a finished run; raise `InputError` if the run is unfinished or not a run."""
     path = Path(path)
     if (path / INCOMPLETE).exists():
-        info = json.loads((path / INCOMPLETE).read_text() or "{}")
+        try:
+            info = read_json(path / INCOMPLETE) or {}
+        except InputError:
+            info = {}
         command = " ".join(["wb", *info.get("argv", [])[1:]])
         progress = read_progress(path) or {}
         if progress.get("state") == "failed":
             raise InputError(f"{path}: this run failed ({progress.get('error')}); it has no finished product "
                              f"(re-run `{command}` to retry it)")
         raise InputError(f"{path}: this run is unfinished (re-run `{command}` to complete it)")
-    if not (path / MANIFEST).exists():
+    manifest = read_json(path / MANIFEST)
+    if manifest is None:
         raise InputError(f"{path}: not a run directory (no {MANIFEST})")
-    try:
-        return json.loads((path / MANIFEST).read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path / MANIFEST}: not valid JSON ({exc.msg})") from None
+    return manifest
 
 
 def run_data_files(path: str | os.PathLike) -> list[Path]:
     """The product files of a finished run: `data.parquet`, or the shards under `data/`."""
     path = Path(path)
     read_manifest(path)
-    for name in (PRODUCT, "data.jsonl"):
+    for name in (PRODUCT, PRODUCT_JSONL):
         if (path / name).exists():
             return [path / name]
-    shards = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
+    shards = sorted((path / SHARDS).glob("*.parquet")) if (path / SHARDS).is_dir() else []
     if not shards:
-        raise InputError(f"{path}: the run holds no {PRODUCT} and no data/*.parquet shards")
+        raise InputError(f"{path}: the run holds no {PRODUCT} and no {SHARDS}/*.parquet shards")
     return shards

@@ -1,28 +1,26 @@
 """Every run below a workspace, read from files only: `list_runs` for `wb runs`, the app and scripts.
 
-A run directory is one that holds `manifest.json`, `.run-incomplete` or `progress.json`. Its state comes
-from `progress.json` when there is one (a dead pid reads as interrupted), else from the manifest
-(complete) or the unfinished marker (running while its pid lives, interrupted after). Directories inside
-a run (checkpoints, models) are not runs of their own.
+A run directory is one that holds `manifest.json`, `.run-incomplete`, `progress.json` or a launcher's
+record `.wb-job.json` (a job that failed before it wrote anything else); its state is
+`workbench.runfiles.run_state` (the one reading of a run's files). Directories inside a run (checkpoints,
+models) are not runs of their own.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
 
 from workbench.errors import InputError
-from workbench.progress import PROGRESS, pid_alive, read_progress
-from workbench.rundir import INCOMPLETE, MANIFEST
+from workbench.runfiles import INCOMPLETE, JOB, MANIFEST, PROGRESS, run_state
 
 TOKEN_KINDS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens")
 MAX_DEPTH = 6  # workspaces nest runs a few levels deep (runs/demo/sft); checkpoints are never walked
 
 
 def is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in (MANIFEST, INCOMPLETE, PROGRESS))
+    return any((path / name).exists() for name in (MANIFEST, INCOMPLETE, PROGRESS, JOB))
 
 
 def find_run_dirs(workspace: str | os.PathLike) -> list[Path]:
@@ -49,44 +47,19 @@ def find_run_dirs(workspace: str | os.PathLike) -> list[Path]:
     return found
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def run_info(path: str | os.PathLike, workspace: str | os.PathLike | None = None) -> dict:
-    """One run's row: name, path, stage, state, rows in/out, tokens, cost, wall seconds, start, error."""
+    """One run's row: name, path, stage, state, phase (while running), done/total, rows in/out, tokens, cost,
+    wall seconds, start, error; the state is `workbench.runfiles.run_state`'s."""
     path = Path(path)
-    manifest = _read_json(path / MANIFEST) if not (path / INCOMPLETE).exists() else None
-    marker = _read_json(path / INCOMPLETE)
-    progress = read_progress(path)
-    usage = dict.fromkeys(TOKEN_KINDS, 0) | {"cost_usd": None}
-    source = (manifest or {}).get("usage") or (progress or {}).get("usage") or {}
-    usage.update({k: v for k, v in source.items() if k in usage and v is not None})
-    if progress is not None:
-        state = progress["state"]
-    elif manifest is not None:
-        state = "complete"
-    elif marker is not None:
-        state = "running" if pid_alive(marker.get("pid")) else "interrupted"
-    elif (path / MANIFEST).exists():
-        state = "unreadable"
-    else:
-        state = "unknown"
-    stage = (manifest or progress or marker or {}).get("stage")
+    st = run_state(path)
     name = str(path.relative_to(workspace)) if workspace is not None and path != Path(workspace) else path.name
+    usage = {k: st.usage.get(k) for k in (*TOKEN_KINDS, "cost_usd")}
     return {
-        "name": name or ".", "path": str(path), "stage": stage, "state": state,
-        "phase": (progress or {}).get("phase") if state == "running" else None,
-        "done": (progress or {}).get("done"), "total": (progress or {}).get("total"),
-        "rows_in": (manifest or {}).get("rows_in"), "rows_out": (manifest or {}).get("rows_out"),
-        **{k: int(usage[k] or 0) for k in TOKEN_KINDS}, "cost_usd": usage["cost_usd"],
-        "wall_seconds": (manifest or {}).get("wall_seconds", (progress or {}).get("elapsed_seconds")),
-        "started_at": (manifest or progress or {}).get("started_at"),
-        "error": (progress or {}).get("error") if state in ("failed", "interrupted") else None,
+        "name": name or ".", "path": str(path), "stage": st.stage, "state": st.state,
+        "phase": st.phase if st.state == "running" else None, "done": st.done, "total": st.total,
+        "rows_in": st.rows_in, "rows_out": st.rows_out, **{k: int(usage[k] or 0) for k in TOKEN_KINDS},
+        "cost_usd": usage["cost_usd"], "wall_seconds": st.wall_seconds, "started_at": st.started_at,
+        "error": st.error,
     }
 
 

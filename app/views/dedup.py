@@ -8,7 +8,7 @@ import streamlit as st
 from app import explorer
 from app.runs import runs_of_stage
 from app.ui import page_setup, pick_run, shown_errors
-from app.workspace import read_json
+from workbench.runfiles import MANIFEST, read_json
 
 root = page_setup("Dedup & decontamination")
 BOX = "<div style='white-space: pre-wrap; border: 1px solid #ddd; border-radius: 6px; padding: 8px'>{}</div>"
@@ -16,7 +16,7 @@ BOX = "<div style='white-space: pre-wrap; border: 1px solid #ddd; border-radius:
 with shown_errors():
     run = pick_run(root, runs_of_stage(root, "curate", "dedup", "decontam"), "Curation run")
     if run is not None:
-        manifest = read_json(Path(run) / "manifest.json") or {}
+        manifest = read_json(Path(run) / MANIFEST) or {}
         fields = manifest.get("fields") or []
         ngram = int((manifest.get("minhash") or {}).get("ngram", 5))
         clusters = explorer.clusters(run)

@@ -5,8 +5,8 @@ import streamlit as st
 
 from app import generation, pairs
 from app.runs import runs_of_stage
-from app.runstate import read_state
 from app.ui import job_panel, page_setup, pick_run, shown_errors
+from workbench.runfiles import run_state
 
 root = page_setup("Generation monitor")
 
@@ -18,11 +18,11 @@ def fmt(value, spec: str = ",") -> str:
 with shown_errors():
     run = pick_run(root, runs_of_stage(root, "distill", "prefs", "eval"), "Generation run")
     if run is not None:
-        state = read_state(run)
+        state = run_state(run)
 
         @st.fragment(run_every=2.0 if state.state == "running" else None)
         def numbers() -> None:
-            s = generation.stats(run, read_state(run))
+            s = generation.stats(run, run_state(run))
             c = st.columns(5)
             c[0].metric("done / total", f"{fmt(s.get('done'))} / {fmt(s.get('total'))}")
             c[1].metric("in flight", fmt(s.get("in_flight")))

@@ -9,6 +9,7 @@ from app import forms, jobs, settings
 from app.ui import job_panel, page_setup, shown_errors
 from app.workspace import run_name, safe_path
 from workbench.errors import InputError
+from workbench.runfiles import JOB_CONFIG
 
 root = page_setup("New job")
 
@@ -159,12 +160,12 @@ with shown_errors():
     if run_dir is None:  # commands that write into their input directory (`mix run PLAN_DIR`)
         run_dir = safe_path(root, next(v for f in inputs for v in ([values[f.name]] if not isinstance(values[f.name], list)
                                                                       else values[f.name])))
-    config_path = run_dir / "job-config.yaml" if yaml_values else None
+    config_path = run_dir / JOB_CONFIG if yaml_values else None
     full = argv + (["--config", str(config_path)] if config_path else [])
     st.markdown("**Command**")
     st.code(jobs.command_line(full), language="bash")
     if st.button("Launch", type="primary", key="launch"):
-        if has_output and run_dir.exists() and any(p for p in run_dir.iterdir() if p.name != "job-config.yaml"):
+        if has_output and run_dir.exists() and any(p for p in run_dir.iterdir() if p.name != JOB_CONFIG):
             raise InputError(f"{run_name(root, run_dir)}: exists and is not empty; choose a new --output")
         if config_path:
             import yaml

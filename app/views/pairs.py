@@ -8,15 +8,16 @@ import streamlit as st
 from app import pairs, tables
 from app.runs import runs_with_columns
 from app.ui import page_setup, pick_run, shown_errors
+from workbench.runfiles import PRODUCT, REMOVED
 
 root = page_setup("Pairs")
 
 with shown_errors():
     run = pick_run(root, runs_with_columns(root, {"chosen", "rejected"}), "Preference run")
     if run is not None:
-        path = Path(run) / "data.parquet"
+        path = Path(run) / PRODUCT
         if not path.exists():
-            st.warning(f"{run.name}: no data.parquet yet (unfinished run).")
+            st.warning(f"{run.name}: no {PRODUCT} yet (unfinished run).")
             st.stop()
         s = pairs.pair_stats(path)
         c = st.columns(4)
@@ -33,7 +34,7 @@ with shown_errors():
                 x=alt.X("bin_start:Q", bin=alt.Bin(binned=True), title="characters"), x2="bin_end:Q",
                 y=alt.Y("pairs:Q", stack=None, axis=alt.Axis(tickMinStep=1)), color="side:N",
                 tooltip=["side", "bin_start", "bin_end", "pairs"]), width="stretch")
-        removed = Path(run) / "removed.parquet"
+        removed = Path(run) / REMOVED
         if removed.exists():
             st.caption("dropped pairs: " + ", ".join(f"{r} {n:,}" for r, n in tables.reason_counts(removed)))
         st.subheader("Pairs")

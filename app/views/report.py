@@ -10,16 +10,16 @@ import streamlit as st
 from app import report, tables
 from app.runs import runs_of_stage
 from app.ui import page_setup, pick_run, shown_errors
-from app.workspace import read_json
+from workbench.runfiles import MANIFEST, REMOVED, read_json
 
 root = page_setup("Curation report")
 
 with shown_errors():
     run = pick_run(root, runs_of_stage(root, "curate", "dedup", "decontam"), "Curation run")
     if run is not None:
-        manifest = read_json(Path(run) / "manifest.json")
+        manifest = read_json(Path(run) / MANIFEST)
         if manifest is None:
-            st.warning(f"{run.name}: unfinished or unreadable (no manifest.json yet); the report appears when it completes.")
+            st.warning(f"{run.name}: unfinished (no {MANIFEST} yet); the report appears when it completes.")
             st.stop()
         rows = report.funnel(manifest)
         kept = rows[-1]["rows_after"]
@@ -38,7 +38,7 @@ with shown_errors():
             x=alt.X("removed:Q", title="rows removed by the step"), y=alt.Y("step:N", sort=order, title=None),
             tooltip=["step", "rows_before", "removed", "rows_after", "reasons"])
         st.altair_chart(bars.mark_bar() + bars.mark_text(align="left", dx=4).encode(text="removed:Q"), width="stretch")
-        removed = Path(run) / "removed.parquet"
+        removed = Path(run) / REMOVED
         st.subheader("Examples per drop reason")
         if not removed.exists():
             st.caption("this run removed nothing (no removed.parquet)")
@@ -50,7 +50,7 @@ with shown_errors():
                 with st.expander(f"{reason} — {n:,} rows"):
                     st.dataframe(tables.for_grid(tables.read_page(removed, 0, 5, reasons=(reason,))).to_pandas(),
                                  hide_index=True)
-                    link = urlencode({"run": st.query_params.get("run", ""), "file": "removed.parquet", "reason": reason})
+                    link = urlencode({"run": st.query_params.get("run", ""), "file": REMOVED, "reason": reason})
                     st.markdown(f"[open all {n:,} in the data browser](browse?{link})")
         curve = report.lsh_curve(manifest)
         if curve:

@@ -6,7 +6,8 @@ import streamlit as st
 from app import compare, metrics
 from app.runs import list_runs, table_rows
 from app.ui import curve_chart, job_panel, page_setup, pick_run, shown_errors
-from app.workspace import read_json, safe_path
+from app.workspace import safe_path
+from workbench.runfiles import MANIFEST, read_json
 
 root = page_setup("Runs")
 rows = list_runs(root)
@@ -42,9 +43,9 @@ if names:
     b = right.selectbox("Run B", others or names, index=(others or names).index(same[0]) if same else 0, key="cmp_b")
     with shown_errors():
         pa, pb = safe_path(root, a), safe_path(root, b)
-        ma, mb = read_json(pa / "manifest.json"), read_json(pb / "manifest.json")
+        ma, mb = read_json(pa / MANIFEST), read_json(pb / MANIFEST)
         if ma is None or mb is None:
-            st.warning(f"{a if ma is None else b}: unfinished or not a run (no readable manifest.json); nothing to compare yet.")
+            st.warning(f"{a if ma is None else b}: unfinished or not a run (no {MANIFEST}); nothing to compare yet.")
         else:
             st.markdown("**Config differences**")
             diff = compare.config_diff(ma, mb)

@@ -5,15 +5,15 @@ import streamlit as st
 
 from app import metrics
 from app.runs import runs_of_stage
-from app.runstate import read_state
 from app.ui import curve_chart, job_panel, page_setup, shown_errors
 from app.workspace import safe_path
+from workbench.runfiles import METRICS, run_state
 
 root = page_setup("Training")
 
 with shown_errors():
     names = [n for n in runs_of_stage(root, "train", "sft", "dpo", "grpo", "opd")
-             if (safe_path(root, n) / metrics.METRICS).exists() or read_state(safe_path(root, n)).state == "running"]
+             if (safe_path(root, n) / METRICS).exists() or run_state(safe_path(root, n)).state == "running"]
     if not names:
         st.info("No training runs in the workspace yet (runs with a metrics.jsonl).")
         st.stop()
@@ -23,7 +23,7 @@ with shown_errors():
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                           help="debiased exponential moving average, as in TensorBoard")
     max_points = st.select_slider("Points per curve", [100, 250, 500, 1000, 2000], value=500, key="max_points")
-    any_running = any(read_state(safe_path(root, n)).state == "running" for n in chosen)
+    any_running = any(run_state(safe_path(root, n)).state == "running" for n in chosen)
 
     @st.fragment(run_every=2.0 if any_running else None)
     def charts() -> None:
@@ -43,5 +43,5 @@ with shown_errors():
 
     charts()
     for name in chosen:
-        with st.expander(f"{name}: progress", expanded=read_state(safe_path(root, name)).state == "running"):
+        with st.expander(f"{name}: progress", expanded=run_state(safe_path(root, name)).state == "running"):
             job_panel(safe_path(root, name), key=f"train_{name}")

@@ -15,7 +15,7 @@ import dataclasses
 from curate.commands import add_run_arguments
 from curate.config import CurateConfig
 from curate.dedup import DedupConfig
-from workbench.config import add_config_arguments, build_config
+from workbench.config import add_config_arguments, build_config, option_fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> CurateConfig:
     """Defaults < YAML (including its `dedup_settings`) < flags, dedup flags included."""
     config = build_config(CurateConfig, args, args.config)
-    names = {f.name for f in dataclasses.fields(DedupConfig)} - {"field"}
+    names = {f.name for f in option_fields(DedupConfig)} - {"field"}
     flags = {k: v for k, v in vars(args).items() if k in names}
     if flags:
         config = dataclasses.replace(config, dedup_settings=dataclasses.replace(config.dedup_settings, **flags))

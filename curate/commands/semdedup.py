@@ -21,12 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curate.semdedup import semantic_dedup
+    from curate.semdedup import CLUSTERS, semantic_dedup
+    from workbench.runfiles import PRODUCT
 
     config = build_config(SemDedupConfig, args, args.config)
     manifest = semantic_dedup(config, args.sources, args.output)
     stats = manifest["semdedup"]
-    print(f"{manifest['rows_in']:,} rows in, {manifest['rows_out']:,} kept -> {args.output}/data.parquet")
+    print(f"{manifest['rows_in']:,} rows in, {manifest['rows_out']:,} kept -> {args.output}/{PRODUCT}")
     print(f"  removed {stats['removed']:,} semantic_duplicate (cosine > {config.threshold}, {stats['clusters']} "
-          f"clusters, keep {config.keep}); clusters: {args.output}/clusters.parquet")
+          f"clusters, keep {config.keep}); clusters: {args.output}/{CLUSTERS}")
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.rundir import read_manifest
+from workbench.runfiles import MANIFEST, MIXTURE, PRODUCT, RESULTS, read_json
 from workbench.runs import is_run_dir
 
 # example prices, USD per million tokens: an API teacher's prompt / completion tokens, and trained tokens
@@ -196,7 +197,7 @@ class Demo:
 
         print("\n== mixture search: RegMix proxies over the four curated domains; target: benchmark bits per byte")
         self.mix_row = self.row("3 mixture (chosen)")
-        domain_files = split_by_domain(out / "curated" / "data.parquet", out / "curated-domains")
+        domain_files = split_by_domain(out / "curated" / PRODUCT, out / "curated-domains")
         domains = out / "domains.yaml"
         domains.write_text(json.dumps({
             "domains": {d: {"sources": [str(p)], "field": "text"} for d, p in domain_files.items()},
@@ -206,18 +207,18 @@ class Demo:
                  "--tokens-per-run", s.proxy_tokens)
         self.run(self.mix_row, "mix", "run", out / "mix-plan", "--tokens-per-run", s.proxy_tokens, "--workers", 2,
                  "--eval-tokens", 4096)
-        self.run(self.mix_row, "mix", "fit", out / "mix-plan" / "results.parquet", "--output", out / "mix-fit",
+        self.run(self.mix_row, "mix", "fit", out / "mix-plan" / RESULTS, "--output", out / "mix-fit",
                  "--target", "bpb.heldout", "--folds", 4)
         self.run(self.mix_row, "mix", "search", out / "mix-fit", "--output", out / "mix-search", "--samples", 20_000,
                  "--top-k", 50)
-        weights = json.loads((out / "mix-search" / "mixture.json").read_text())["weights"]
+        weights = read_json(out / "mix-search" / MIXTURE)["weights"]
         cv = read_manifest(out / "mix-fit").get("cv", {})
         ranks = ", ".join(f"{k} {v['spearman']:+.2f}" for k, v in cv.items() if "spearman" in v)
         self.notes.append(f"mixture: {s.proxies} proxies, cross-validated Spearman of the fit: {ranks}; chosen weights "
                           + ", ".join(f"{d} {w:.2f}" for d, w in weights.items())
                           + "; stage 2 trains on the four curated domains in equal parts, so 3 vs 2 is the chosen "
                             "mixture against uniform at the same compute")
-        self.run(self.mix_row, "mix", "build", out / "mix-search" / "mixture.json", "--rows", s.mix_rows,
+        self.run(self.mix_row, "mix", "build", out / "mix-search" / MIXTURE, "--rows", s.mix_rows,
                  "--columns", "question", "answer", "--output", out / "mix-build")
         self.mix_data = out / "mix-build"
 
@@ -289,7 +290,7 @@ class Demo:
 
         if self.seeds > 1:  # the control: stage 4's SFT continued for the tokens stages 5 and 6 trained
             trained = sum(read_manifest(r)["usage"]["trained_tokens"]
-                          for r in (dpo, grpo) if (r / "manifest.json").exists())
+                          for r in (dpo, grpo) if (r / MANIFEST).exists())
             per_step = read_manifest(sft)["usage"]["trained_tokens"] / s.distill_steps
             steps = max(1, round(trained / max(per_step, 1.0)))
             control = self.row("control: SFT, tokens of 5+6", baseline="6 GRPO")
@@ -323,7 +324,7 @@ def item_results(run: Path) -> list[tuple[str, bool]]:
     """(question, correct) per held-out item of a `wb eval` run (one greedy sample each)."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(run / "data.parquet", columns=["prompt", "correct"]).to_pylist()
+    rows = pq.read_table(run / PRODUCT, columns=["prompt", "correct"]).to_pylist()
     return [(r["prompt"][-1]["content"], bool(r["correct"])) for r in rows]
 
 
@@ -398,7 +399,7 @@ def leak_note(demo: Demo) -> str:
         return "no held-out item leaked into the raw data"
     overall = 100 * sum(ok for _, ok in results) / len(results)
     clean = 100 * sum(rest) / len(rest)
-    curated = pq.read_table(demo.out / "curated" / "data.parquet", columns=["question"]).column("question")
+    curated = pq.read_table(demo.out / "curated" / PRODUCT, columns=["question"]).column("question")
     left = len(leaked & set(curated.to_pylist()))
     return (f"contamination: trained on the target domain's filtered rows with the benchmark copies left in (no "
             f"decontamination or dedup; {demo.s.leak_steps} steps, seed 0), a model scores "

@@ -10,8 +10,9 @@ then combines the shard runs into one.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from workbench.config import add_config_arguments, build_config
+from workbench.config import RunOptions, add_config_arguments, build_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
         import pyarrow.parquet as pq
 
-        errors = [e for e in pq.read_table(f"{cfg.output}/data.parquet", columns=["error"])["error"].to_pylist() if e]
+        from workbench.runfiles import PRODUCT
+
+        errors = [e for e in pq.read_table(Path(cfg.output) / PRODUCT, columns=["error"])["error"].to_pylist() if e]
         print(f"wb distill: error: every unit failed (first error: {errors[0] if errors else 'unknown'}); "
               "the run keeps them as failed: fix the cause and re-run the same command to retry", file=sys.stderr)
         return 1
@@ -61,7 +64,7 @@ def _merge(args: argparse.Namespace) -> int:
     output = getattr(args, "output", "")
     if not output:
         raise InputError("--merge needs --output (the run directory to write)")
-    manifest = merge_shards(args.merge, output, getattr(args, "think_format", None))
+    manifest = merge_shards(args.merge, output, getattr(args, "think_format", None), build_config(RunOptions, args))
     c = manifest["status_counts"]
     print(f"merged {len(args.merge)} shards: {manifest['units']:,} units ({c['ok']:,} ok, {c['truncated']:,} truncated, "
           f"{c['failed']:,} failed) into {output}/data.parquet and {manifest['sft_rows']:,} rows into sft.parquet")

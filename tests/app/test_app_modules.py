@@ -13,11 +13,12 @@ import polars as pl
 import pytest
 
 from app import compare, explorer, forms, jobs, metrics, pairs, report, settings, tables
-from app.runstate import read_state
-from app.workspace import find_run_dirs, safe_path
+from app.workspace import safe_path
 from tests.net import free_port
 from workbench.config import option
 from workbench.errors import InputError
+from workbench.runfiles import run_state
+from workbench.runs import find_run_dirs
 
 
 def test_forms_build_the_cli_argv_from_changed_values():
@@ -215,18 +216,18 @@ def test_run_state_from_files(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
     (run / ".run-incomplete").write_text(json.dumps({"stage": "dedup", "pid": 2 ** 22 + 12345}))
-    assert read_state(run).state == "interrupted"  # no such pid
+    assert run_state(run).state == "interrupted"  # no such pid
     (run / "progress.json").write_text(json.dumps({"state": "running", "stage": "dedup", "pid": os.getpid(),
                                                    "done": 5, "total": 10, "unit": "rows", "usage": {"requests": 3}}))
-    state = read_state(run)
+    state = run_state(run)
     assert (state.state, state.done, state.total, state.usage["requests"]) == ("running", 5, 10, 3)
     (run / "progress.json").write_text("{half")
-    assert read_state(run).state == "interrupted"
+    assert run_state(run).state == "interrupted"
     (run / ".run-incomplete").unlink()
     (run / "manifest.json").write_text(json.dumps({"stage": "dedup", "status": "complete", "rows_in": 3}))
-    assert read_state(run).state == "complete"
+    assert run_state(run).state == "complete"
     (run / "manifest.json").write_text("[1, 2")
-    assert read_state(run).state == "unreadable"  # never raises
+    assert run_state(run).state == "unreadable"  # never raises
 
 
 def test_settings_refuse_keys_and_bad_urls(tmp_path):
@@ -251,7 +252,7 @@ def test_jobs_launch_own_session_and_stop_the_group(tmp_path, tiny_model_dir):
         while "Uvicorn" not in jobs.read_log(run) and "127.0.0.1" not in jobs.read_log(run):
             assert time.monotonic() < deadline, jobs.read_log(run)
             time.sleep(0.2)
-        assert read_state(run).state == "running"
+        assert run_state(run).state == "running"
         with pytest.raises(InputError, match="already running"):
             jobs.launch(["serve", str(tiny_model_dir)], run)
         assert jobs.stop(run, grace_seconds=10) in ("stopped", "killed")
@@ -264,7 +265,7 @@ def test_jobs_launch_own_session_and_stop_the_group(tmp_path, tiny_model_dir):
     while json.loads((run / ".wb-job.json").read_text())["returncode"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert read_state(run).state in ("failed", "interrupted")
+    assert run_state(run).state in ("failed", "interrupted")
     assert jobs.stop(run) == "not running"
 
 
@@ -288,7 +289,7 @@ def test_generation_stats_while_running_project_the_cost(tmp_path):
     progress = ProgressFile(run, "distill", unit="units", total=10).start()
     progress.update(done=4, phase="generation", force=True, in_flight=2, failed=1, truncated=1,
                     usage={"requests": 5, "prefill_tokens": 400, "sampled_tokens": 900, "cost_usd": 0.02})
-    state = read_state(run)
+    state = run_state(run)
     assert state.state == "running" and state.extra["in_flight"] == 2
     s = generation.stats(run, state)
     assert (s["done"], s["total"], s["in_flight"], s["failed"], s["truncated"]) == (4, 10, 2, 1, 1)
@@ -333,3 +334,36 @@ def test_wb_ui_binds_localhost_and_runs_the_app():
     argv = streamlit_argv("127.0.0.1", 8600)
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[4].endswith("app/main.py") and os.path.exists(argv[4])
+
+
+def test_every_launchable_config_carries_the_run_options_and_the_form_shows_only_the_flag():
+    """`--overwrite` reaches a run through its config, so every command's config is a `RunOptions`; the app's
+    form offers it only as the CLI's flag, and never the recorded argv."""
+    from evals.config import EvalConfig
+    from trainers.tinker_service.server import ServeConfig
+    from workbench.config import RunOptions
+
+    for command, (_, specs) in forms.COMMANDS.items():
+        assert all(issubclass(forms._load(spec), RunOptions) for spec in specs), command
+        fields = forms.command_fields(command)
+        assert "argv" not in [f.name for f in fields], command
+        assert all(f.flag == "--overwrite" and not f.yaml_only for f in fields if f.name == "overwrite"), command
+    assert "overwrite" in [f.name for f in forms.command_fields("dedup")]
+    assert issubclass(EvalConfig, RunOptions) and issubclass(ServeConfig, RunOptions)
+
+
+def test_the_app_lists_the_state_wb_runs_reads(tmp_path):
+    """One reader: a finished run with a live step in it, and a progress file that says complete beside no
+    manifest, read the same in the app's Runs page and in `wb runs` (they used to disagree)."""
+    from app.runs import list_runs
+    from workbench.runs import run_info
+
+    for name, files in {"plan": {"manifest.json": {"stage": "mix-plan"},
+                                 "progress.json": {"state": "running", "pid": os.getpid(), "stage": "mix-run"}},
+                        "gone": {"progress.json": {"state": "complete", "pid": os.getpid(), "stage": "dedup"}}}.items():
+        (tmp_path / name).mkdir()
+        for file, content in files.items():
+            (tmp_path / name / file).write_text(json.dumps(content))
+    rows = {r["name"]: r["state"] for r in list_runs(tmp_path)}
+    assert rows == {"plan": "running", "gone": "interrupted"}
+    assert {n: run_info(tmp_path / n)["state"] for n in rows} == rows

@@ -114,7 +114,9 @@ def test_report_of_an_unfinished_run_is_one_line(workspace, tmp_path, monkeypatc
     (root / "dd" / "manifest.json").write_text("{not json")
     at = open_page("report", root, monkeypatch, run="dd")
     no_exception(at)
-    assert len(at.warning) + len(at.info) == 1  # a corrupt manifest: one message, not a trace
+    assert len(at.warning) + len(at.info) + len(at.error) == 1  # a corrupt manifest: one message, not a trace
+    assert [e.value for e in at.error] == [f"{(root / 'dd' / 'manifest.json').resolve()}: not valid JSON (Expecting "
+                                           "property name enclosed in double quotes)"]
     at = open_page("runs", root, monkeypatch)
     no_exception(at)
     assert list(at.dataframe[0].value["state"]) == ["unreadable"]

@@ -201,3 +201,26 @@ def test_verification_sets_from_memory_spill_file_or_re_read_give_the_same_outpu
     assert outputs["memory"] == outputs["spilled"] == outputs["re-read"]
     removed, stats = outputs["memory"]
     assert {r["id"] for r in removed} >= {"short2"} and stats["verified_pairs"] >= 10
+
+
+def test_overwrite_is_a_config_option_of_the_python_api_and_a_flag_anywhere(tmp_path, jsonl, capsys):
+    """No process-wide switch: one call may replace a foreign directory (`DedupConfig(overwrite=True)`, or
+    `--overwrite` after any argument) while the next, without it, is refused."""
+    from curate import DedupConfig, deduplicate
+    from workbench.errors import InputError
+
+    src = jsonl("c.jsonl", [{"id": f"r{i}", "text": f"row {i % 3} of the set"} for i in range(6)])
+    outs = [tmp_path / name for name in ("api", "api-no", "cli", "cli-no")]
+    for out in outs:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert deduplicate(DedupConfig(overwrite=True), [src], outs[0])["rows_out"] == 3
+    with pytest.raises(InputError, match="not a wb run"):
+        deduplicate(DedupConfig(), [src], outs[1])
+    assert main(["dedup", str(src), "--output", str(outs[2]), "--overwrite", "--threshold", "0.7"]) == 0
+    assert main(["dedup", str(src), "--output", str(outs[3])]) == 2
+    assert "not a wb run (notes.txt)" in capsys.readouterr().err
+    assert [(out / "notes.txt").exists() for out in outs] == [False, True, False, True]
+    manifest = json.loads((outs[2] / "manifest.json").read_text())
+    assert manifest["overwrite"] is True and manifest["config"]["threshold"] == 0.7
+    assert "overwrite" not in manifest["config"] and "argv" not in manifest["config"]

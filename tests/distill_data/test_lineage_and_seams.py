@@ -9,7 +9,7 @@ from distill_data import distill
 from tests.distill_data.distill_helpers import fast_config
 from workbench.cli import main
 from workbench.lineage import trace
-from workbench.progress import read_progress
+from workbench.runfiles import read_progress
 
 
 def _math_prompts(path):

@@ -14,7 +14,7 @@ import polars as pl
 
 from distill_data.pipeline import distill
 from tests.distill_data.distill_helpers import fast_config, write_prompts
-from workbench.rundir import INCOMPLETE, MANIFEST
+from workbench.runfiles import INCOMPLETE, MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -502,3 +502,18 @@ def test_rounded_weights_sum_to_exactly_one():
         assert all(v >= 0 for v in written.values())
         np.testing.assert_allclose(list(written.values()), w / w.sum(), atol=len(w) * 1e-6)
     assert rounded_weights(["a", "b", "c"], np.ones(3)) == {"a": 0.333334, "b": 0.333333, "c": 0.333333}
+
+
+def test_mix_plan_overwrite_reaches_the_run_and_stays_out_of_the_plan(tmp_path, domains_yaml, capsys):
+    from workbench.cli import main
+
+    out = tmp_path / "plan"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["mix", "plan", str(domains_yaml), "--output", str(out), "--runs", "6", "--tokens-per-run", "4096"]
+    assert main(argv) == 2 and "not a wb run (notes.txt)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and not (out / "notes.txt").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    plan = json.loads((out / "plan.json").read_text())
+    assert manifest["overwrite"] is True and manifest["argv"] == ["wb", *argv, "--overwrite"]
+    assert plan["config"]["runs"] == 6 and "overwrite" not in plan["config"] and "argv" not in plan["config"]

@@ -173,7 +173,7 @@ def test_sft_on_a_distill_run_trains_on_its_sft_parquet(tiny_model_dir, tmp_path
 def test_a_diverging_loss_stops_training_and_fails_the_run(tiny_model_dir, gsm8k_sft, tmp_path, capsys):
     """An absurd learning rate makes the loss non-finite within a few steps: the run must stop with a
     clear error and stay unfinished (failed), never be marked complete with a NaN model."""
-    from workbench.rundir import INCOMPLETE
+    from workbench.runfiles import INCOMPLETE
 
     out = tmp_path / "nan"
     argv = ["train", "sft", "--model", str(tiny_model_dir), "--data", str(gsm8k_sft / "messages.jsonl"),

@@ -174,3 +174,23 @@ def test_a_command_run_in_process_records_its_own_command(tmp_path):
     assert manifest["command"] == f"wb dedup {data} --output {tmp_path / 'dd'}"
     assert manifest["rows_in"] == 6 and manifest["rows_out"] == 3
     assert sys.argv == before
+
+
+def test_overwrite_and_the_command_line_travel_with_each_call_not_in_globals(tmp_path, capsys):
+    """`--overwrite` (anywhere on the line) and the argv reach the run through its options: two calls in one
+    process, one with and one without, behave differently, record their own argv, and leave sys.argv alone."""
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"text": "a"}\n{"text": "b"}\n')
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    before = list(sys.argv)
+    argv = ["convert", "--overwrite", str(src), str(first)]
+    assert main(argv) == 0
+    assert main(["convert", str(src), str(second)]) == 2  # the first call's --overwrite did not stay behind
+    assert "not a wb run (notes.txt)" in capsys.readouterr().err
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["argv"] == ["wb", *argv] and manifest["command"] == "wb " + " ".join(argv)
+    assert manifest["overwrite"] is True and not (first / "notes.txt").exists()
+    assert (second / "notes.txt").read_text() == "mine" and sys.argv == before

@@ -16,7 +16,8 @@ import pytest
 
 from workbench.cli import main
 from workbench.errors import InputError
-from workbench.progress import ProgressFile, read_progress
+from workbench.progress import ProgressFile
+from workbench.runfiles import read_progress
 from workbench.runs import list_runs, usage_totals
 
 ROOT = Path(__file__).resolve().parents[2]

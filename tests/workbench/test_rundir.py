@@ -11,7 +11,8 @@ import pytest
 
 from workbench.errors import InputError
 from workbench.io import open_source, write_table
-from workbench.rundir import INCOMPLETE, RunDir, Usage, read_manifest
+from workbench.rundir import RunDir, Usage, read_manifest
+from workbench.runfiles import INCOMPLETE
 
 
 @dataclass
@@ -228,3 +229,48 @@ def test_files_a_launcher_wrote_first_are_not_foreign_and_survive(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".wb-job.json", "data.parquet", "job-config.yaml",
                                                      "manifest.json", "progress.json", "wb.log"]
     assert (out / ".wb-job.json").read_text() == "launcher"
+
+
+def test_overwrite_and_argv_come_from_the_config_and_stay_out_of_its_record(tmp_path):
+    """A command's config is a `RunOptions`: its `overwrite` lets the run replace foreign files, its `argv`
+    is the manifest's command; neither is part of the recorded config or of a resume's comparison."""
+    from workbench.config import RunOptions, option
+
+    @dataclass
+    class Options(RunOptions):
+        threshold: float = option(0.8, "a setting")
+
+    for name, config in (("yes", Options(overwrite=True, argv=["wb", "x", "--overwrite"])), ("no", Options())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("mine")
+        run = RunDir(tmp_path / name, "x", config, resumable=True, resume_guard=())
+        if not config.overwrite:
+            with pytest.raises(InputError, match="not a wb run"):
+                run.start()
+            continue
+        with run:
+            run.finish(rows_out=0)
+    manifest = read_manifest(tmp_path / "yes")
+    assert manifest["config"] == {"threshold": 0.8} and manifest["overwrite"] is True
+    assert manifest["command"] == "wb x --overwrite"
+    assert (tmp_path / "no" / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_resumes_with_other_run_options(tmp_path):
+    """`overwrite` and `argv` say how a run was started, not what it computes: a resume may differ in them
+    (and not in an option it records)."""
+    from workbench.config import RunOptions, option
+
+    @dataclass
+    class Options(RunOptions):
+        threshold: float = option(0.8, "a setting")
+
+    with pytest.raises(RuntimeError):
+        with RunDir(tmp_path / "r", "x", Options(argv=["wb", "x"]), resumable=True, resume_guard=("output",)) as run:
+            (run.path / "ledger.txt").write_text("half the work")
+            raise RuntimeError("killed")
+    with pytest.raises(InputError, match="threshold=0.8 is here; resuming it with threshold=0.5"):
+        RunDir(tmp_path / "r", "x", Options(threshold=0.5), resumable=True, resume_guard=("output",)).start()
+    with RunDir(tmp_path / "r", "x", Options(overwrite=True, argv=["wb", "x", "--overwrite"]), resumable=True,
+                resume_guard=("output",)) as run:
+        assert run.finish(rows_out=0)["command"] == "wb x --overwrite"

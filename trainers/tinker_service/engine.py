@@ -31,6 +31,7 @@ from trainers.tinker_service.protocol import (
     parse_tinker_path,
 )
 from trainers.tinker_service.sampling import generate
+from workbench.runfiles import temp_path
 
 LORA_ALPHA = 32  # fixed, as in "LoRA without regret": the learning rate then transfers across ranks
 SAMPLER_ADAPTER = "sampler"
@@ -371,7 +372,7 @@ class Engine:
                  "adapter": self._adapter_state(slot), "steps": slot.steps,
                  "optimizer": slot.client.optimizer.state_dict() if kind == "weights" else None}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".state.pt.tmp-{os.getpid()}")
+        tmp = temp_path(path)
         torch.save(state, tmp)
         os.replace(tmp, path)
         self.meter.record(slot.session_id, slot.model_id)

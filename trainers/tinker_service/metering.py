@@ -9,7 +9,6 @@ change, in the `workbench.rundir.Usage` shape, so the run's manifest and `wb run
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from trainers.tinker_service.protocol import RequestError
 from workbench.errors import InputError
-from workbench.rundir import Usage, write_json_atomic
+from workbench.rundir import Usage
+from workbench.runfiles import read_json, write_atomic
 
 USAGE_FILE = "usage.json"
 PRICE_KEYS = ("prefill", "sample", "train")
@@ -85,8 +85,8 @@ class Meter:
         self._flush_lock = threading.Lock()
         self._flushed = 0.0
         self._dirty = False
-        if path is not None and path.exists():  # a restarted server keeps counting where it stopped
-            saved = json.loads(path.read_text())
+        saved = read_json(path) if path is not None else None
+        if saved is not None:  # a restarted server keeps counting where it stopped
             for sid, s in saved.get("sessions", {}).items():
                 self.sessions[sid] = SessionUsage(_usage(s.get("usage")),
                                                   {m: _usage(u) for m, u in s.get("models", {}).items()})
@@ -145,7 +145,7 @@ class Meter:
             self._flushed = time.monotonic()
             self._dirty = False
             report = self.report()
-            write_json_atomic(self.path, report)
+            write_atomic(self.path, report)
             if self.progress is not None:
                 self.progress.update(usage=report["usage"], phase="serving", force=True)
 

@@ -31,14 +31,14 @@ from trainers.tinker_service.protocol import (
     decode_forward_backward,
     prompt_tokens,
 )
-from workbench.config import option
+from workbench.config import RunOptions, option
 from workbench.errors import InputError
 
 log = logging.getLogger("wb.tinker")
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(RunOptions):
     base_model: str = option(None, "model to serve: a local transformers directory (or a hub id when online)")
     host: str = option("127.0.0.1", "address to bind")
     port: int = option(8000, "port to listen on", min=1, max=65535)

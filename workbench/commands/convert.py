@@ -20,12 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.config import RunOptions, build_config
     from workbench.convert import WRITABLE, convert
+    from workbench.runfiles import MANIFEST, PRODUCT, PRODUCT_JSONL
 
-    rows = convert(args.source, args.output, args.format, args.split, args.hub)
+    rows = convert(args.source, args.output, args.format, args.split, args.hub, build_config(RunOptions, args))
     if Path(args.output).suffix.lower() in WRITABLE:
         print(f"wrote {rows:,} rows to {args.output}")
     else:
-        fmt = args.format or "parquet"
-        print(f"wrote {rows:,} rows to {args.output}/data.{fmt} (manifest: {args.output}/manifest.json)")
+        product = PRODUCT_JSONL if args.format == "jsonl" else PRODUCT
+        print(f"wrote {rows:,} rows to {args.output}/{product} (manifest: {args.output}/{MANIFEST})")
     return 0

@@ -1,7 +1,8 @@
 """`wb runs [WORKSPACE] [--usage] [--json]`: every run below a workspace, its state, rows, tokens and cost.
 
 `--usage` totals prefill, sampled and trained tokens and cost per stage and overall: one ledger across
-generation, judges, evaluation and training. States come from each run's `progress.json` and manifest.
+generation, judges, evaluation and training. Each state is `workbench.runfiles.run_state`'s reading of the
+run's marker, manifest, progress and launch record.
 """
 
 from __future__ import annotations

@@ -1,0 +1,269 @@
+"""The run-directory contract in one place: the name of every file a run holds, the one JSON reader and the
+one atomic writer for those files, and `run_state`, the one reading of a run's state from them that `wb runs`,
+`wb lineage`, the app and scripts share.
+
+A run's state comes from its marker `.run-incomplete`, `manifest.json`, `progress.json` and the launcher's
+record `.wb-job.json`. The first rule that applies decides:
+
+1. A manifest and no marker: **complete**. A stale progress file (failed, interrupted, or running under a
+   dead pid) does not change that; a progress file running under a live pid does, to **running** (a step
+   at work in a finished run's directory, such as `wb mix run` in its plan).
+2. A manifest that is not a JSON object, and no marker: **unreadable**; the error names the file.
+3. Otherwise the run is unfinished (only a manifest says complete), and:
+   a. progress says failed: **failed**, with its error; says interrupted: **interrupted**;
+   b. a live process (progress running, the marker's pid, or the launch record's while it has no exit
+      code): **running**;
+   c. the launcher recorded a non-zero exit code: **failed**, with the last line of `wb.log` (bad input
+      fails before any progress is written);
+   d. any of the four files: **interrupted** (the process is gone; a progress file that says complete
+      beside no manifest is a redo killed as it began).
+4. None of them: **unknown**.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from workbench.errors import InputError
+
+# What every run directory holds (`workbench.rundir.RunDir` writes them).
+MANIFEST = "manifest.json"
+INCOMPLETE = ".run-incomplete"  # present from the start of a run until its manifest is written
+PROGRESS = "progress.json"
+PRODUCT = "data.parquet"
+PRODUCT_JSONL = "data.jsonl"  # `wb convert --format jsonl`
+SHARDS = "data"  # a product written as data/*.parquet
+PREVIOUS = ".previous"  # a redone run's old product, kept until the new run finishes
+# Products that stages share with the readers downstream (lineage, the app, trainers).
+REMOVED = "removed.parquet"  # dropped rows with `reason` (curate, dedup, decontam, prefs)
+SFT = "sft.parquet"  # distill's messages rows
+METRICS = "metrics.jsonl"  # training curves
+SIGNATURES = "signatures.npy"  # MinHash signatures of a dedup run, for a later `--against`
+DEDUP_INDEX = "dedup_index.parquet"
+PLAN = "plan.json"  # mixture search (mixopt): the plan, its proxies' results and settings, the fit, the choice
+MIXTURES = "mixtures.parquet"
+RESULTS = "results.parquet"
+SWEEP = "sweep.json"
+FIT = "fit.json"
+MIXTURE = "mixture.json"
+PARETO = "pareto.parquet"
+# What a launcher (the app's `app.jobs.launch`) writes before `wb` starts: its log, its record of the job
+# (pid, argv, exit code) and the job's YAML config. They belong to the run, so a run neither refuses them
+# as foreign nor moves them aside.
+LOG = "wb.log"
+JOB = ".wb-job.json"
+JOB_CONFIG = "job-config.yaml"
+LAUNCH_FILES = (LOG, JOB, JOB_CONFIG)
+
+TEMP_MARK = ".tmp-"
+STATES = ("running", "complete", "failed", "interrupted", "unreadable", "unknown")
+FINISHED = ("complete", "failed", "interrupted", "unreadable")
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden name `path` is written under before it is renamed into place: `.NAME.tmp-PID`, so a
+    reused run directory can tell a dead writer's leftovers (`temp_owner`) from a live one's."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid writing the temporary file `name` (see `temp_path`); None for any other name."""
+    if not name.startswith(".") or TEMP_MARK not in name:
+        return None
+    pid = name.rsplit(TEMP_MARK, 1)[1]
+    return int(pid) if pid.isdigit() else None
+
+
+def write_atomic(path: str | os.PathLike, content: bytes | str | dict | list, durable: bool = True) -> None:
+    """Write `content` to `path` through `temp_path` and a rename, so no reader ever sees half a file: bytes
+    as they are, text as UTF-8, a dict or list as indented JSON. `durable` syncs the data to disk before the
+    rename (a progress file skips that: losing its latest version costs nothing)."""
+    path = Path(path)
+    if isinstance(content, bytes):
+        data = content
+    elif isinstance(content, str):
+        data = content.encode()
+    else:
+        data = (json.dumps(content, indent=2, default=str) + "\n").encode()
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in `path`, or None when there is no such file. Raise `InputError` (one line naming
+    the file) when it cannot be read or is not a JSON object."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise InputError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object; found {type(value).__name__}")
+    return value
+
+
+def _read_quietly(path: Path) -> dict | None:
+    """`read_json` for a file a watcher may find corrupt: then it is as good as missing."""
+    try:
+        return read_json(path)
+    except InputError:
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not reaped, does not)."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except (OverflowError, ValueError, TypeError):
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_progress(run_dir: str | os.PathLike) -> dict | None:
+    """The run's `progress.json`, or None when it has none (or a corrupt one). A file that says running
+    while its process is gone reads as interrupted (a SIGKILL leaves no chance to write anything)."""
+    progress = _read_quietly(Path(run_dir) / PROGRESS)
+    if progress is not None and progress.get("state") == "running" and not pid_alive(progress.get("pid")):
+        progress["state"] = "interrupted"
+        progress["error"] = progress.get("error") or f"process {progress.get('pid')} is gone"
+    return progress
+
+
+def last_log_line(run_dir: str | os.PathLike) -> str | None:
+    """The last non-empty line of the launcher's `wb.log` (a failed job's one-line error)."""
+    try:
+        with open(Path(run_dir) / LOG, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd")
+_PROGRESS_KEYS = {"state", "stage", "phase", "pid", "started_at", "updated_at", "elapsed_seconds", "done", "total",
+                  "unit", "rate", "eta_seconds", "usage", "error"}
+
+
+@dataclass
+class RunState:
+    """A run as its files describe it (see the module docstring for how `state` is decided)."""
+
+    path: str
+    stage: str | None = None
+    state: str = "unknown"  # one of STATES
+    phase: str | None = None
+    done: int | None = None
+    total: int | None = None
+    unit: str | None = None
+    rate: float | None = None
+    eta_seconds: float | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    usage: dict = field(default_factory=dict)
+    wall_seconds: float | None = None
+    started_at: str | None = None
+    command: str | None = None
+    pid: int | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)  # stage-specific progress fields (in_flight, failed, truncated...)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def as_row(self) -> dict:
+        """The state as one flat row: usage fields side by side, no `extra`."""
+        row = asdict(self)
+        usage = row.pop("usage")
+        row.pop("extra")
+        row.update({k: usage.get(k) for k in USAGE_KEYS})
+        return row
+
+
+def run_state(path: str | os.PathLike) -> RunState:
+    """The state of the run in `path`, from its files alone; never raises (a corrupt manifest is
+    `unreadable`, with the one-line error naming it)."""
+    path = Path(path)
+    st = RunState(path=str(path))
+    unfinished = (path / INCOMPLETE).exists()
+    marker = (_read_quietly(path / INCOMPLETE) or {}) if unfinished else None
+    progress = read_progress(path) or {}
+    job = _read_quietly(path / JOB) or {}
+    manifest, manifest_error = None, None
+    if not unfinished:
+        try:
+            manifest = read_json(path / MANIFEST)
+        except InputError as exc:
+            manifest_error = str(exc)
+    _fill(st, manifest or {}, progress, marker or {}, job)
+    st.state, error = _decide(path, manifest is not None, manifest_error, marker, progress, job, st)
+    st.error = error if st.state in ("failed", "interrupted", "unreadable") else None
+    return st
+
+
+def _fill(st: RunState, manifest: dict, progress: dict, marker: dict, job: dict) -> None:
+    """Everything but the state: the manifest's numbers over the live progress, the launcher's record last."""
+    for key in ("phase", "done", "total", "unit", "rate", "eta_seconds"):
+        setattr(st, key, progress.get(key))
+    st.extra = {k: v for k, v in progress.items() if k not in _PROGRESS_KEYS}
+    st.usage = {**(progress.get("usage") or {}), **(manifest.get("usage") or {})}
+    st.stage = manifest.get("stage") or progress.get("stage") or marker.get("stage") or job.get("stage")
+    st.rows_in, st.rows_out = manifest.get("rows_in"), manifest.get("rows_out")
+    st.wall_seconds = manifest.get("wall_seconds", progress.get("elapsed_seconds"))
+    st.started_at = manifest.get("started_at") or progress.get("started_at") or job.get("started_at")
+    argv = marker.get("argv")
+    st.command = manifest.get("command") or job.get("command") or (" ".join(["wb", *argv[1:]]) if argv else None)
+    st.pid = progress.get("pid") or job.get("pid") or marker.get("pid")
+
+
+def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict | None, progress: dict,
+            job: dict, st: RunState) -> tuple[str, str | None]:
+    """(state, error) by the rules of the module docstring; sets `st.pid` to the live process if any."""
+    said = progress.get("state")
+    live = [pid for pid in (progress.get("pid") if said == "running" else None, (marker or {}).get("pid"),
+                            job.get("pid") if job.get("returncode") is None else None) if pid_alive(pid)]
+    if live:
+        st.pid = live[0]
+    if finished:
+        return ("running", None) if said == "running" else ("complete", None)
+    if manifest_error:
+        return "unreadable", manifest_error
+    if said in ("failed", "interrupted"):
+        return said, progress.get("error")
+    if live:
+        return "running", None
+    if job.get("returncode") not in (None, 0):
+        return "failed", last_log_line(path) or f"exit code {job['returncode']}"
+    if said == "complete":
+        return "interrupted", f"{path / PROGRESS} says complete, but the run has no {MANIFEST}"
+    if progress or marker is not None or job:
+        gone = f"process {st.pid} is gone" if st.pid else None
+        return "interrupted", progress.get("error") or (last_log_line(path) if job else None) or gone
+    return "unknown", None
