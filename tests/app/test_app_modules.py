@@ -343,8 +343,8 @@ def test_every_launchable_config_carries_the_run_options_and_the_form_shows_only
     from trainers.tinker_service.server import ServeConfig
     from workbench.config import RunOptions
 
-    for command, (_, specs) in forms.COMMANDS.items():
-        assert all(issubclass(forms._load(spec), RunOptions) for spec in specs), command
+    for command, row in forms.FORMS.items():
+        assert all(issubclass(forms._load(spec), RunOptions) for spec in row.configs), command
         fields = forms.command_fields(command)
         assert "argv" not in [f.name for f in fields], command
         assert all(f.flag == "--overwrite" and not f.yaml_only for f in fields if f.name == "overwrite"), command
