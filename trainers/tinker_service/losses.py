@@ -35,6 +35,9 @@ def check_loss(loss_fn: str, config: dict, inputs_list: list[dict]) -> None:
         for name in needed:
             if name not in inputs:
                 raise RequestError(f"datum {i}: loss {loss_fn} needs loss_fn_inputs[{name!r}]")
+    for key in ("clip_low_threshold", "clip_high_threshold", "beta"):
+        if key in config and not isinstance(config[key], float):
+            raise RequestError(f"loss_fn_config[{key!r}] must be a number")
     if loss_fn == "dro" and not isinstance(config.get("beta"), float):
         raise RequestError("loss dro needs loss_fn_config['beta'] (the weight of the quadratic penalty)")
 
