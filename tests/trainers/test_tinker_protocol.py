@@ -311,3 +311,32 @@ def test_decoding_is_bounded_by_the_model_before_anything_is_allocated():
         decode_forward_backward(msg.SerializeToString(), None, small)
     with pytest.raises(RequestError, match="body has 50 bytes; at most 40 accepted"):
         decode_forward_backward(b"\x00" * 50, None, Limits(max_bytes=40))
+
+
+def test_keys_map_to_tenants_and_a_key_is_generated_when_none_is_given(tmp_path):
+    from trainers.tinker_service.server import Caller, ServeConfig, Service, load_keys
+
+    keys, generated = load_keys(ServeConfig())
+    (key, tenant), = keys.items()
+    assert generated and tenant == "default" and key.startswith("tml-") and len(key) > 30
+    assert load_keys(ServeConfig())[0] != keys  # a fresh secret each start
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text("tml-alice-key: alice\ntml-bob-key: bob\n")
+    config = ServeConfig(api_key=["tml-first-key"], keys_file=str(keys_file), admin_key="tml-admin-key")
+    assert load_keys(config) == ({"tml-first-key": "key1", "tml-alice-key": "alice", "tml-bob-key": "bob"}, False)
+    service = Service(config, _Engine(), Meter())
+    assert service.caller("tml-bob-key") == Caller("bob")
+    assert service.caller("tml-admin-key") == Caller("admin", admin=True)
+    assert service.caller("tml-bob-ke") is None and service.caller(None) is None and service.caller("") is None
+    assert Caller("bob").may("bob") and not Caller("bob").may("alice") and Caller("admin", True).may("alice")
+    service.close()
+    for text, message in [("tml-alice-key: admin\n", "not 'admin'"), ("tml-alice-key: ../x\n", "tenant must be"),
+                          ("short: alice\n", "entry 1: an API key must be"), ("- a\n", "mapping of API key"),
+                          ("a: [\n", "not valid YAML")]:
+        keys_file.write_text(text)
+        with pytest.raises(InputError, match=message):
+            load_keys(ServeConfig(keys_file=str(keys_file)))
+    with pytest.raises(InputError, match="admin key must differ"):
+        load_keys(ServeConfig(api_key=["tml-same-key"], admin_key="tml-same-key"))
+    with pytest.raises(InputError, match="cannot read the keys file"):
+        load_keys(ServeConfig(keys_file=str(tmp_path / "missing.yaml")))
