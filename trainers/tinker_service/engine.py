@@ -149,7 +149,7 @@ class Engine:
 
     def check_base(self, base_model: str | None) -> None:
         if base_model is not None and base_model not in self.names:
-            raise RequestError(f"base_model {base_model!r} is not served here; this server serves {self.name!r}")
+            raise RequestError(f"base_model {show(base_model)} is not served here; this server serves {self.name!r}")
 
     def tokenizer_id(self) -> str:
         p = Path(self.base_path)
@@ -164,7 +164,7 @@ class Engine:
     def slot(self, model_id: str) -> Slot:
         slot = self.slots.get(model_id)
         if slot is None:
-            raise RequestError(f"unknown model_id {model_id!r}; create it with create_lora_training_client first")
+            raise RequestError(f"unknown model_id {show(model_id)}; create it with create_lora_training_client first")
         return slot
 
     def create_sampler(self, session_id: str, seq: int, base_model: str | None, model_path: str | None,
@@ -183,7 +183,7 @@ class Engine:
     def sampler(self, sampler_id: str) -> SamplerSource:
         src = self.samplers.get(sampler_id)
         if src is None:
-            raise RequestError(f"unknown sampling_session_id {sampler_id!r}")
+            raise RequestError(f"unknown sampling_session_id {show(sampler_id)}")
         return src
 
     # ---- adapters -----------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class Engine:
                 two_d_ok = req.loss_fn == "cross_entropy" and k in ("target_tokens", "weights")
                 if v.ndim == 0 or v.shape[0] != d.tokens.size or v.ndim > (2 if two_d_ok else 1):
                     want = f"[{d.tokens.size}] or [{d.tokens.size}, K]" if two_d_ok else f"[{d.tokens.size}]"
-                    raise RequestError(f"datum {i}: loss_fn_inputs[{k!r}] has shape {list(v.shape)}; expected {want}")
+                    raise RequestError(f"datum {i}: loss_fn_inputs[{show(k, 40)}] has shape {list(v.shape)}; expected {want}")
                 named[k] = torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
             if "weights" in named and named["weights"].shape != named["target_tokens"].shape:
                 raise RequestError(f"datum {i}: weights has shape {list(named['weights'].shape)}, target_tokens "
@@ -353,14 +353,14 @@ class Engine:
         kind = params.pop("type", "adam")
         unknown = sorted(set(params) - set(p))
         if kind not in ("adam", "adamw") or unknown:
-            raise RequestError(f"only AdamParams are supported (got type {kind!r}{', fields ' + ', '.join(unknown) if unknown else ''})")
+            raise RequestError(f"only AdamParams are supported (got type {show(kind)}{', fields ' + show(', '.join(unknown)) if unknown else ''})")
         p.update(params)
         for k in ("learning_rate", "eps", "weight_decay", "grad_clip_norm"):
             if not isinstance(p[k], int | float) or not 0 <= p[k] < float("inf"):
-                raise RequestError(f"adam_params.{k} must be a finite number >= 0, got {p[k]!r}")
+                raise RequestError(f"adam_params.{k} must be a finite number >= 0, got {show(p[k])}")
         for k in ("beta1", "beta2"):
             if not isinstance(p[k], int | float) or not 0 <= p[k] < 1:
-                raise RequestError(f"adam_params.{k} must be in [0, 1), got {p[k]!r}")
+                raise RequestError(f"adam_params.{k} must be in [0, 1), got {show(p[k])}")
         client = slot.client
         for i, group in enumerate(client.optimizer.param_groups):
             group.update(lr=p["learning_rate"], betas=(p["beta1"], p["beta2"]), eps=p["eps"])
@@ -496,7 +496,7 @@ class Engine:
         self._check_length(ids, "prompt")
         self._check_ids(ids, "prompt")
         if not isinstance(num_samples, int) or not 1 <= num_samples <= 1024:
-            raise RequestError(f"num_samples must be an integer in [1, 1024], got {num_samples!r}")
+            raise RequestError(f"num_samples must be an integer in [1, 1024], got {show(num_samples)}")
         with torch.no_grad(), self._use_sampler(src):
             model = self.peft if self.peft is not None else self.base
             sequences = generate(model, self.tokenizer, prompt, num_samples, params or {}, self.max_context, self.device)
@@ -508,7 +508,7 @@ class Engine:
                 plp = np.array([np.nan, *scored], dtype=np.float32)
                 if last_n is not None:
                     if not isinstance(last_n, int) or not 1 <= last_n <= len(prompt) - 1:
-                        raise RequestError(f"prompt_logprobs_last_n must be in [1, {len(prompt) - 1}], got {last_n!r}")
+                        raise RequestError(f"prompt_logprobs_last_n must be in [1, {len(prompt) - 1}], got {show(last_n)}")
                     plp[:len(prompt) - last_n] = np.nan
         self.meter.record(src.session_id, sampler_id, prefill=len(prompt), sampled=sum(len(s.tokens) for s in sequences))
         return encode_sample_response(sequences, plp)
