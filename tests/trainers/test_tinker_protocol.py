@@ -340,3 +340,31 @@ def test_keys_map_to_tenants_and_a_key_is_generated_when_none_is_given(tmp_path)
         load_keys(ServeConfig(api_key=["tml-same-key"], admin_key="tml-same-key"))
     with pytest.raises(InputError, match="cannot read the keys file"):
         load_keys(ServeConfig(keys_file=str(tmp_path / "missing.yaml")))
+
+
+def test_forward_backward_bodies_are_decoded_off_the_event_loop(monkeypatch):
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from trainers.tinker_service import server
+
+    seen = []
+
+    def decode(*args):
+        try:
+            asyncio.get_running_loop()
+            seen.append("on the event loop")
+        except RuntimeError:  # no loop in this thread: a worker thread
+            seen.append("in a worker thread")
+        return decode_forward_backward(*args)
+
+    monkeypatch.setattr(server, "decode_forward_backward", decode)
+    service = server.Service(server.ServeConfig(base_model="tiny", api_key=["tml-secret"]), _Engine(), Meter())
+    with TestClient(server.build_app(service)) as client:
+        handle = client.post("/api/v1/forward_backward", content=_raw_request(), headers={
+            "X-API-Key": "tml-secret", "Content-Type": "application/x-protobuf"}).json()
+        result = client.post("/api/v1/retrieve_future", json=handle, headers={"X-API-Key": "tml-secret"}).json()
+    service.close()
+    assert seen == ["in a worker thread"]
+    assert result["category"] == "user" and "unknown model_id 's:train:0'" in result["error"]
