@@ -76,7 +76,7 @@ def service_steps(model: str, seqs: list[list[int]], steps: int, threads: int, w
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "TINKER_TELEMETRY": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "tinker", "serve", "--base-model", model,
-                             "--port", str(port), "--output", str(work / "run")], env=env,
+                             "--port", str(port), "--output", str(work / "run"), "--api-key", "tml-bench"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):

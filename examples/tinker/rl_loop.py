@@ -2,7 +2,8 @@
 
 Runs unchanged against Tinker or `wb tinker serve`; GSM8K questions from the bundled data:
 
-    wb tinker serve --base-model MODEL_DIR --port 8000 &
+    wb tinker serve --base-model MODEL_DIR --port 8000 --api-key tml-mykey &
+    export TINKER_API_KEY=tml-mykey
     python examples/tinker/rl_loop.py --base-url http://127.0.0.1:8000 --model-name MODEL_DIR
 
 Each step saves sampler weights, samples --group-size completions per question (stopping at the chat

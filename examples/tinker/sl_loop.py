@@ -2,7 +2,8 @@
 
 Runs unchanged against Tinker or `wb tinker serve`; here on bundled GSM8K question/answer pairs:
 
-    wb tinker serve --base-model MODEL_DIR --port 8000 &
+    wb tinker serve --base-model MODEL_DIR --port 8000 --api-key tml-mykey &
+    export TINKER_API_KEY=tml-mykey
     python examples/tinker/sl_loop.py --base-url http://127.0.0.1:8000 --model-name MODEL_DIR
 
 Each step renders a batch of conversations, trains on the assistant tokens (`cross_entropy`, weights 0

@@ -126,7 +126,9 @@ def test_scheduler_skips_a_seq_id_that_never_comes_and_fails_a_crashing_job():
     sched.submit(boom)
     sched.submit(user)
     _drain(sched, table, [boom, user])
-    assert boom.future.category == "server" and "ZeroDivisionError" in boom.future.error
+    # a bug is a server failure whose message names the request, not the exception (that stays in the log)
+    assert boom.future.category == "server" and "internal error in req-" in boom.future.error
+    assert "ZeroDivision" not in boom.future.error
     assert (user.future.category, user.future.error) == ("user", "bad datum")
     sched.stop()
 
@@ -182,7 +184,7 @@ def test_prices_file_and_meter(tmp_path):
 
 
 class _Engine:
-    name, max_context, slots, samplers = "tiny", 64, {}, {}
+    name, max_context, vocab, slots, samplers = "tiny", 64, 100, {}, {}
 
     def __init__(self):
         self.released = []
@@ -197,7 +199,7 @@ def test_routes_handshake_auth_and_errors():
     from trainers.tinker_service.server import ServeConfig, Service, build_app
 
     engine = _Engine()
-    service = Service(ServeConfig(base_model="tiny", api_key="tml-secret", chunk_len=3, poll_seconds=0.1,
+    service = Service(ServeConfig(base_model="tiny", api_key=["tml-secret"], chunk_len=3, poll_seconds=0.1,
                                   session_timeout=1.0), engine, Meter())
     with TestClient(build_app(service)) as client:
         assert client.get("/api/v1/healthz").status_code == 401
@@ -210,12 +212,13 @@ def test_routes_handshake_auth_and_errors():
         sid = client.post("/api/v1/create_session", json={"tags": [], "sdk_version": "x"}, headers=h).json()["session_id"]
         assert client.post("/api/v1/session_heartbeat", json={"session_id": sid}, headers=h).status_code == 200
         assert client.post("/api/v1/session_heartbeat", json={"session_id": "nope"}, headers=h).status_code == 410
-        handle = client.post("/api/v1/forward_backward", content=b"\xff\xff", headers=h).json()
+        proto = {**h, "Content-Type": "application/x-protobuf"}
+        handle = client.post("/api/v1/forward_backward", content=b"\xff\xff", headers=proto).json()
         result = client.post("/api/v1/retrieve_future", json={"request_id": handle["request_id"]}, headers=h).json()
         assert result["category"] == "user" and "ForwardBackwardRequest" in result["error"]
         assert client.post("/api/v1/retrieve_future", json={"request_id": "req-x"}, headers=h).status_code == 404
         gate = threading.Event()
-        slow = service.submit(None, "lane", None, lambda: (gate.wait(5), {"answer": 42})[1])
+        slow = service.submit(service.caller("tml-secret"), None, "lane", None, lambda: (gate.wait(5), {"answer": 42})[1])
         poll = client.post("/api/v1/retrieve_future", json=slow, headers=h).json()
         assert poll["type"] == "try_again"  # pending after poll_seconds: the SDK polls again
         gate.set()
@@ -244,3 +247,124 @@ def test_python_api_checks_options_before_loading_anything(tmp_path):
     with pytest.raises(InputError, match="--dtype 'fp8': must be one of"):
         serve_tinker(TinkerServeConfig(base_model=str(tmp_path), dtype="fp8"))
     assert not (tmp_path / "runs").exists()
+
+
+def _raw_request(**tensor) -> bytes:
+    """A ForwardBackwardRequest protobuf with one datum whose `weights` tensor has the given fields."""
+    from tinker.proto import tinker_public_pb2 as pb
+
+    msg = pb.ForwardBackwardRequest(model_id="s:train:0", seq_id=1, loss_fn="cross_entropy")
+    datum = msg.data.add()
+    datum.model_input.add().encoded_text.tokens = tensor.pop("tokens", np.arange(3, dtype=np.int32).tobytes())
+    t = datum.loss_fn_inputs["weights"]
+    t.dtype = tensor.pop("dtype", pb.DTYPE_FLOAT32)
+    t.shape.extend(tensor.pop("shape", [3]))
+    if "crow" in tensor:
+        t.sparse_csr.crow_indices = np.asarray(tensor.pop("crow"), np.int64).tobytes()
+        t.sparse_csr.col_indices = np.asarray(tensor.pop("col"), np.int64).tobytes()
+        t.sparse_csr.values = np.asarray(tensor.pop("values"), np.float32).tobytes()
+    else:
+        t.dense = tensor.pop("dense", np.ones(3, np.float32).tobytes())
+    return msg.SerializeToString()
+
+
+def test_decoding_is_bounded_by_the_model_before_anything_is_allocated():
+    import zstandard
+
+    from trainers.tinker_service.protocol import Limits
+
+    limits = Limits(max_bytes=1 << 20, max_rows=64, max_cols=100)  # a 64-token, 100-word model
+    assert decode_forward_backward(_raw_request(), None, limits).data[0].inputs["weights"].tolist() == [1, 1, 1]
+    # a zstd bomb: 32 MiB of zeros in a few KB; refused once the output passes 1 MiB
+    comp = zstandard.ZstdCompressor().compressobj()
+    bomb = b"".join(comp.compress(bytes(1 << 20)) for _ in range(32)) + comp.flush()
+    assert len(bomb) < 64 << 10
+    with pytest.raises(RequestError, match="expands past 1048576 bytes"):
+        decode_forward_backward(bomb, "zstd", limits)
+    with pytest.raises(RequestError, match="not valid zstd"):
+        decode_forward_backward(b"\x28\xb5\x2f\xfd garbage", "zstd", limits)
+    with pytest.raises(RequestError, match="Content-Encoding 'gzip' is not supported"):
+        decode_forward_backward(_raw_request(), "gzip", limits)
+    cases = [  # (tensor fields, the message naming what is wrong)
+        ({"shape": [1, 2**40], "crow": [0, 0], "col": [], "values": []}, "declares 1099511627776 columns"),
+        ({"shape": [3_000_000, 4], "crow": [0, 0], "col": [], "values": []}, "declares 3000000 rows"),
+        ({"shape": [3, 4], "crow": [0, 1, 1], "col": [0], "values": [1.0]}, "crow_indices do not describe 3 rows"),
+        ({"shape": [2, 4], "crow": [0, 1, 2], "col": [0, 9], "values": [1.0, 1.0]}, "col_indices must be 2 indices in \\[0, 4\\)"),
+        ({"shape": [3], "crow": [0, 1], "col": [0], "values": [1.0]}, "sparse \\(CSR\\) but its shape \\[3\\] is not \\[T, K\\]"),
+        ({"shape": [4]}, "has 3 values; its shape \\[4\\] needs 4"),
+        ({"shape": [3, -1]}, "non-negative sizes"),
+        ({"dense": b"\x00" * 5}, "has 5 bytes, not a multiple of 4"),
+        ({"tokens": b"\x01\x02\x03"}, "model_input tokens has 3 bytes, not a multiple of 4"),
+        ({"dtype": 9}, "unsupported dtype 9"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(RequestError, match=message):
+            decode_forward_backward(_raw_request(**fields), None, limits)
+    # sparse tensors may not expand past the byte budget in total: two 64 x 100 fp32 tensors need 51200 bytes
+    small = Limits(max_bytes=40_000, max_rows=64, max_cols=100)
+    with pytest.raises(RequestError, match="expands to 25600 bytes; the request may expand to 14400 more"):
+        from tinker.proto import tinker_public_pb2 as pb
+
+        msg = pb.ForwardBackwardRequest()
+        msg.ParseFromString(_raw_request(shape=[64, 100], crow=[0] * 65, col=[], values=[]))
+        msg.data[0].loss_fn_inputs["target_tokens"].CopyFrom(msg.data[0].loss_fn_inputs["weights"])
+        decode_forward_backward(msg.SerializeToString(), None, small)
+    with pytest.raises(RequestError, match="body has 50 bytes; at most 40 accepted"):
+        decode_forward_backward(b"\x00" * 50, None, Limits(max_bytes=40))
+
+
+def test_keys_map_to_tenants_and_a_key_is_generated_when_none_is_given(tmp_path):
+    from trainers.tinker_service.server import Caller, ServeConfig, Service, load_keys
+
+    keys, generated = load_keys(ServeConfig())
+    (key, tenant), = keys.items()
+    assert generated and tenant == "default" and key.startswith("tml-") and len(key) > 30
+    assert load_keys(ServeConfig())[0] != keys  # a fresh secret each start
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text("tml-alice-key: alice\ntml-bob-key: bob\n")
+    config = ServeConfig(api_key=["tml-first-key"], keys_file=str(keys_file), admin_key="tml-admin-key")
+    assert load_keys(config) == ({"tml-first-key": "key1", "tml-alice-key": "alice", "tml-bob-key": "bob"}, False)
+    service = Service(config, _Engine(), Meter())
+    assert service.caller("tml-bob-key") == Caller("bob")
+    assert service.caller("tml-admin-key") == Caller("admin", admin=True)
+    assert service.caller("tml-bob-ke") is None and service.caller(None) is None and service.caller("") is None
+    assert Caller("bob").may("bob") and not Caller("bob").may("alice") and Caller("admin", True).may("alice")
+    service.close()
+    for text, message in [("tml-alice-key: admin\n", "not 'admin'"), ("tml-alice-key: ../x\n", "tenant must be"),
+                          ("short: alice\n", "entry 1: an API key must be"), ("- a\n", "mapping of API key"),
+                          ("a: [\n", "not valid YAML")]:
+        keys_file.write_text(text)
+        with pytest.raises(InputError, match=message):
+            load_keys(ServeConfig(keys_file=str(keys_file)))
+    with pytest.raises(InputError, match="admin key must differ"):
+        load_keys(ServeConfig(api_key=["tml-same-key"], admin_key="tml-same-key"))
+    with pytest.raises(InputError, match="cannot read the keys file"):
+        load_keys(ServeConfig(keys_file=str(tmp_path / "missing.yaml")))
+
+
+def test_forward_backward_bodies_are_decoded_off_the_event_loop(monkeypatch):
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from trainers.tinker_service import server
+
+    seen = []
+
+    def decode(*args):
+        try:
+            asyncio.get_running_loop()
+            seen.append("on the event loop")
+        except RuntimeError:  # no loop in this thread: a worker thread
+            seen.append("in a worker thread")
+        return decode_forward_backward(*args)
+
+    monkeypatch.setattr(server, "decode_forward_backward", decode)
+    service = server.Service(server.ServeConfig(base_model="tiny", api_key=["tml-secret"]), _Engine(), Meter())
+    with TestClient(server.build_app(service)) as client:
+        handle = client.post("/api/v1/forward_backward", content=_raw_request(), headers={
+            "X-API-Key": "tml-secret", "Content-Type": "application/x-protobuf"}).json()
+        result = client.post("/api/v1/retrieve_future", json=handle, headers={"X-API-Key": "tml-secret"}).json()
+    service.close()
+    assert seen == ["in a worker thread"]
+    assert result["category"] == "user" and "unknown model_id 's:train:0'" in result["error"]

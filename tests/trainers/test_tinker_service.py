@@ -29,6 +29,7 @@ TEXTS = ["To be, or not to be, that is the question.", "The cat sat on the mat b
          "All the world's a stage, and all the men and women merely players.", "Hello world, hello again."]
 PRICES = {"prefill": 0.5, "sample": 2.0, "train": 3.0}
 BUDGET = 12000
+KEY, OTHER, ADMIN_KEY = "tml-dummy", "tml-other-tenant", "tml-admin-key"  # tenants key1, key2; the admin
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +43,7 @@ def server(tiny_model_dir, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "workbench.cli", "tinker", "serve", "--base-model", str(tiny_model_dir),
            "--port", str(port), "--output", str(run), "--chunk-len", "2", "--prices", str(tmp / "prices.yaml"),
-           "--token-budget", str(BUDGET), "--poll-seconds", "5"]
+           "--token-budget", str(BUDGET), "--poll-seconds", "5", "--api-key", KEY, OTHER, "--admin-key", ADMIN_KEY]
     proc = subprocess.Popen(cmd, env=env, stdout=open(tmp / "server.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -57,7 +58,7 @@ def server(tiny_model_dir, tmp_path_factory):
         os.kill(proc.pid, signal.SIGKILL)
         raise RuntimeError("the server did not start within 120 s")
     with pytest.MonkeyPatch.context() as mp:  # what a user exports before running a Tinker script
-        mp.setenv("TINKER_API_KEY", "tml-dummy")
+        mp.setenv("TINKER_API_KEY", KEY)
         mp.setenv("TINKER_TELEMETRY", "0")
         yield url, run, str(tiny_model_dir)
     os.kill(proc.pid, signal.SIGTERM)
@@ -73,7 +74,7 @@ def server(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(server):
-    client = tinker.ServiceClient(base_url=server[0], api_key="tml-dummy")
+    client = tinker.ServiceClient(base_url=server[0], api_key=KEY)
     yield client
     client.close("success").result()
 
@@ -85,10 +86,11 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def _stats(server) -> dict:
+def _stats(server, key: str = KEY) -> dict:
     import urllib.request
 
-    with urllib.request.urlopen(server[0] + "/api/v1/server_stats") as resp:
+    req = urllib.request.Request(server[0] + "/api/v1/server_stats", headers={"X-API-Key": key})
+    with urllib.request.urlopen(req) as resp:
         return json.loads(resp.read())
 
 
@@ -126,7 +128,8 @@ def test_supervised_loop_loss_falls_with_out_of_order_chunks(service, server, to
         nll = -sum(float(np.sum(o["logprobs"].to_numpy())) for o in result.loss_fn_outputs)
         assert result.metrics["loss:sum"] == pytest.approx(nll, rel=1e-5)
         losses.append(result.metrics["loss:sum"])
-    assert losses[-1] < 0.7 * losses[0] and all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    # LoRA on attention and MLP only (the tiny model's lm_head is tied): a slower fall than with lm_head
+    assert losses[-1] < 0.93 * losses[0] and all(b < a for a, b in zip(losses, losses[1:], strict=False))
     assert _stats(server)["out_of_order_accepted"] >= 8  # chunk 2 of every call arrived before chunk 1, and was run after it
 
 
@@ -290,7 +293,8 @@ def test_save_state_then_resume_gives_the_same_next_step(service, server, tokeni
         a.optim_step(types.AdamParams(learning_rate=1e-2)).result()
     path = a.save_state("step2").result().path
     assert path == f"tinker://{a.model_id}/weights/step2"
-    assert (server[1] / "checkpoints" / a.model_id.replace(":", "_") / "weights" / "step2" / "state.pt").is_file()
+    # under the tenant of key 1: another key's tenant never reads or writes this directory
+    assert (server[1] / "checkpoints" / "key1" / a.model_id.replace(":", "_") / "weights" / "step2" / "state.pt").is_file()
     at_save = a.forward(data, "cross_entropy").result().metrics["loss:sum"]
     weights_only = service.create_training_client_from_state(path).result()  # fresh Adam state
     assert weights_only.forward(data, "cross_entropy").result().metrics["loss:sum"] == pytest.approx(at_save, abs=1e-5)
@@ -344,13 +348,13 @@ def test_two_clients_train_separate_adapters(service, server, tokenizer):
     results = [f.result() for f in futures]
     b_losses = [r.metrics["loss:sum"] for r in results[2::3]]
     assert b_losses == pytest.approx([start_b.result().metrics["loss:sum"]] * 3, abs=1e-6)
-    assert a.forward(data, "cross_entropy").result().metrics["loss:sum"] < 0.9 * b_losses[0]
+    assert a.forward(data, "cross_entropy").result().metrics["loss:sum"] < 0.97 * b_losses[0]
 
 
 def test_usage_counts_the_tokens_sent(server, tokenizer):
     from trainers.tinker_service.usage import fetch_usage, format_usage
 
-    sc = tinker.ServiceClient(base_url=server[0], api_key="tml-dummy")
+    sc = tinker.ServiceClient(base_url=server[0], api_key=KEY)
     try:
         tc = new_client(sc, server[2], seed=6)
         data = sl_data(tokenizer)
@@ -362,7 +366,7 @@ def test_usage_counts_the_tokens_sent(server, tokenizer):
         res = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=3,
                              sampling_params=types.SamplingParams(max_tokens=4, seed=1)).result()
         session = tc.model_id.split(":")[0]
-        report = fetch_usage(server[0])
+        report = fetch_usage(server[0], KEY)
         s = report["sessions"][session]
         model = s["models"][tc.model_id]
         # create + 2 forward_backward chunks + 1 forward + optim_step
@@ -399,11 +403,11 @@ def test_usage_counts_the_tokens_sent(server, tokenizer):
     while _stats(server)["training_clients"] != clients - 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _stats(server)["training_clients"] == clients - 1
-    assert fetch_usage(server[0])["sessions"][session]["usage"] == total
+    assert fetch_usage(server[0], KEY)["sessions"][session]["usage"] == total
 
 
 def test_bad_requests_fail_their_future_and_the_budget_ends_a_session(server, tokenizer):
-    sc = tinker.ServiceClient(base_url=server[0], api_key="tml-dummy")
+    sc = tinker.ServiceClient(base_url=server[0], api_key=KEY)
     try:
         tc = new_client(sc, server[2], seed=7)
         data = sl_data(tokenizer)
@@ -438,11 +442,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys, server):
     assert "already in use" in capsys.readouterr().err
     assert main(["tinker", "usage", "--url", f"http://127.0.0.1:{free_port()}"]) == 2
     assert "cannot reach the service" in capsys.readouterr().err
-    assert main(["tinker", "usage", "--url", server[0], "--json"]) == 0
+    assert main(["tinker", "usage", "--url", server[0], "--json", "--api-key", "tml-not-a-key"]) == 2
+    assert "HTTP 401" in capsys.readouterr().err
+    assert main(["tinker", "usage", "--url", server[0], "--json", "--api-key", ADMIN_KEY]) == 0
     served = json.loads(capsys.readouterr().out)
     free = tmp_path / "free.yaml"
     free.write_text("train: 0\nprefill: 0\nsample: 0\n")
-    assert main(["tinker", "usage", "--url", server[0], "--json", "--prices", str(free)]) == 0
+    assert main(["tinker", "usage", "--url", server[0], "--json", "--prices", str(free), "--api-key", ADMIN_KEY]) == 0
     repriced = json.loads(capsys.readouterr().out)
     assert served["usage"]["cost_usd"] > 0 and repriced["usage"]["cost_usd"] == 0.0
     assert repriced["usage"]["trained_tokens"] == served["usage"]["trained_tokens"]
@@ -478,3 +484,108 @@ def test_example_rl_loop_trains_on_sampled_groups(server, tmp_path):
     assert [r["step"] for r in logged] == [0, 1]
     assert all(r["datums"] + 3 * r["skipped_groups"] == 6 for r in logged) and sum(r["datums"] for r in logged) > 0
     assert rl_loop.get_reward("math", "so it is 72.\n#### 72", "... #### 72") == 1.0
+
+
+def _call(server, path: str, body: dict | bytes | None = None, key: str | None = KEY, method: str = "POST",
+          content_type: str = "application/json", headers: dict | None = None) -> tuple[int, dict]:
+    """One raw HTTP request to the service: (status, JSON answer)."""
+    import urllib.error
+    import urllib.request
+
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    h = {"Content-Type": content_type, **({"X-API-Key": key} if key else {}), **(headers or {})}
+    req = urllib.request.Request(server[0] + "/api/v1/" + path, data=data if method == "POST" else None,
+                                 headers=h, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_tenants_see_and_touch_only_their_own_sessions(server, tokenizer):
+    """Key 2 tries everything key 1's session was exposed to before: usage, create_model in it, saving
+    over and loading its checkpoint, its futures, samplers and model info, ending it. The admin sees all."""
+    alice = tinker.ServiceClient(base_url=server[0], api_key=KEY)
+    bob = tinker.ServiceClient(base_url=server[0], api_key=OTHER)
+    try:
+        a = new_client(alice, server[2], seed=11)
+        a_session = a.model_id.split(":")[0]
+        path = a.save_state("mine").result().path
+        ckpt = server[1] / "checkpoints" / "key1" / a.model_id.replace(":", "_") / "weights" / "mine" / "state.pt"
+        before = ckpt.read_bytes()
+        b = new_client(bob, server[2], seed=12)
+        b_session = b.model_id.split(":")[0]
+        # usage: each tenant sees only its own sessions; the admin sees both
+        assert a_session not in fetch_usage_as(server, OTHER)["sessions"]
+        assert b_session in fetch_usage_as(server, OTHER)["sessions"]
+        assert {a_session, b_session} <= set(fetch_usage_as(server, ADMIN_KEY)["sessions"])
+        # bob cannot create a model in alice's session, save over her model, read its info or load her state
+        status, answer = _call(server, "create_model", {"session_id": a_session, "model_seq_id": 99,
+                                                        "base_model": server[2]}, key=OTHER)
+        assert (status, answer["category"]) == (400, "user") and "unknown session_id" in answer["error"]
+        status, answer = _call(server, "save_weights", {"model_id": a.model_id, "path": "mine"}, key=OTHER)
+        assert status == 400 and "unknown model_id" in answer["error"]
+        assert _call(server, "get_info", {"model_id": a.model_id}, key=OTHER)[0] == 400
+        with pytest.raises(tinker.RequestFailedError, match="no checkpoint at"):
+            bob.create_training_client_from_state(path).result()
+        assert ckpt.read_bytes() == before
+        # alice's futures and samplers do not exist for bob
+        status, handle = _call(server, "optim_step", {"model_id": a.model_id, "adam_params": {"learning_rate": 0.0}})
+        assert status == 200
+        assert _call(server, "retrieve_future", handle, key=OTHER)[0] == 404
+        assert "metrics" in _call(server, "retrieve_future", handle)[1]
+        status, created = _call(server, "create_sampling_session", {"session_id": a_session, "sampling_session_seq_id": 7,
+                                                                    "base_model": server[2]})
+        sid = created["sampling_session_id"]
+        assert _call(server, f"samplers/{sid}", method="GET")[0] == 200
+        assert _call(server, f"samplers/{sid}", key=OTHER, method="GET")[0] == 404
+        status, answer = _call(server, "asample", {"sampling_session_id": sid, "num_samples": 1,
+                                                   "prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]},
+                                                   "sampling_params": {"max_tokens": 2}}, key=OTHER)
+        assert status == 400 and "unknown sampling_session_id" in answer["error"]
+        # nor can bob end alice's session: it stays alive and her model keeps working
+        _call(server, f"sessions/{a_session}/finish", {}, key=OTHER)
+        assert _call(server, "session_heartbeat", {"session_id": a_session}, key=KEY)[0] == 200
+        assert _call(server, "session_heartbeat", {"session_id": a_session}, key=OTHER)[0] == 410
+        assert a.forward(sl_data(tokenizer), "cross_entropy").result().metrics["loss:sum"] > 0
+        assert _stats(server, OTHER)["training_clients"] == 1
+        # the admin may look at alice's model; a wrong key gets nothing
+        assert _call(server, "get_info", {"model_id": a.model_id}, key=ADMIN_KEY)[0] == 200
+        assert _call(server, "get_info", {"model_id": a.model_id}, key="tml-not-a-key")[0] == 401
+        assert _call(server, "healthz", key=None, method="GET")[0] == 401
+    finally:
+        alice.close("success").result()
+        bob.close("success").result()
+
+
+def fetch_usage_as(server, key: str) -> dict:
+    from trainers.tinker_service.usage import fetch_usage
+
+    return fetch_usage(server[0], key)
+
+
+def test_non_json_and_cross_origin_requests_are_refused(server):
+    session = {"tags": [], "sdk_version": "0.38.0"}
+    # what a page on another site can send without a preflight: a text/plain POST
+    status, answer = _call(server, "create_session", json.dumps(session).encode(), content_type="text/plain")
+    assert status == 415 and "application/json" in answer["error"]
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert _call(server, "create_session", session, headers=headers)[0] == 403
+        assert _call(server, "healthz", key=None, method="GET", headers=headers)[0] == 403
+    assert _call(server, "forward_backward", b"\x00", content_type="application/json")[0] == 415
+    status, answer = _call(server, "create_session", b"{not json")
+    assert status == 400 and answer["error"] == "the request body is not JSON"
+    # the same origin (a page this server served, were there one) and the SDK (no Origin) are let through
+    host = server[0].split("//", 1)[1]
+    assert _call(server, "create_session", session, headers={"Origin": f"http://{host}"})[0] == 200
+
+
+def test_lora_leaves_a_tied_lm_head_alone(service, server, tokenizer):
+    tc = new_client(service, server[2], seed=13)  # the SDK asks for train_unembed=True by default
+    path = tc.save_weights_for_sampler("tied").result().path
+    saved = server[1] / "checkpoints" / "key1" / tc.model_id.replace(":", "_") / "sampler_weights" / "tied" / "state.pt"
+    keys = list(torch.load(saved, weights_only=True)["adapter"])
+    assert path.endswith("/tied") and keys and not any("lm_head" in k for k in keys)
+    assert any("q_proj" in k for k in keys) and any("down_proj" in k for k in keys)
+    assert "tie_word_embeddings" not in (server[1].parent / "server.log").read_text()  # no peft warning

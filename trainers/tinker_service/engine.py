@@ -28,7 +28,9 @@ from trainers.tinker_service.protocol import (
     check_name,
     encode_forward_backward_output,
     encode_sample_response,
+    get_field,
     parse_tinker_path,
+    show,
 )
 from trainers.tinker_service.sampling import generate
 from workbench.runfiles import temp_path
@@ -48,12 +50,14 @@ class LoraSpec:
 
     @classmethod
     def parse(cls, raw: dict | None) -> LoraSpec:
-        raw = raw or {}
-        rank = raw.get("rank", 32)
-        if not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= 1024:
-            raise RequestError(f"lora_config.rank must be an integer in [1, 1024], got {rank!r}")
-        spec = cls(rank, bool(raw.get("train_mlp", True)), bool(raw.get("train_attn", True)),
-                   bool(raw.get("train_unembed", True)), raw.get("seed"))
+        if raw is not None and not isinstance(raw, dict):
+            raise RequestError("lora_config must be an object")
+        raw = {f"lora_config.{k}": v for k, v in (raw or {}).items()}
+        spec = cls(get_field(raw, "lora_config.rank", int, 32, lo=1, hi=1024),
+                   get_field(raw, "lora_config.train_mlp", bool, True),
+                   get_field(raw, "lora_config.train_attn", bool, True),
+                   get_field(raw, "lora_config.train_unembed", bool, True),
+                   get_field(raw, "lora_config.seed", int, None, lo=0, hi=2**63 - 1))
         if not (spec.train_mlp or spec.train_attn or spec.train_unembed):
             raise RequestError("lora_config: at least one of train_mlp, train_attn, train_unembed must be true")
         return spec
@@ -94,20 +98,24 @@ def _target_logprobs(logits_T_V: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 def check_optimizer(config: dict | None) -> None:
     """Only AdamW is served (Tinker's default); refuse another optimizer by name."""
+    if config is not None and not isinstance(config, dict):
+        raise RequestError("optimizer_config must be an object")
     kind = (config or {}).get("type", "adamw")
     if kind != "adamw":
-        raise RequestError(f"optimizer {kind!r} is not supported here; use the default Adam (AdamOptimizerConfig)")
+        raise RequestError(f"optimizer {show(kind)} is not supported here; use the default Adam (AdamOptimizerConfig)")
 
 
 def safe_dir(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    """`name` as one path component: dots go too, so no name climbs out of its directory."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "_"
 
 
 class Engine:
     """The served model and everything trained or sampled on it (see the module docstring)."""
 
     def __init__(self, base_model: str, served_name: str, checkpoint_dir: Path, meter: Meter,
-                 device: str | None = None, dtype: str = "auto", micro_batch_tokens: int = 8192):
+                 device: str | None = None, dtype: str = "auto", micro_batch_tokens: int = 8192,
+                 adapt_tied_unembed: bool = False):
         from transformers import AutoModelForCausalLM
 
         from workbench.errors import InputError
@@ -126,6 +134,9 @@ class Engine:
             raise InputError(f"{base_model}: cannot load the model ({exc})") from None
         self.base = model.to(self.device).eval().requires_grad_(False)
         self.vocab = int(self.base.get_output_embeddings().weight.shape[0])
+        # a tied lm_head is the input embedding: LoRA on it would adapt a layer peft cannot keep tied
+        self.tied_unembed = self.base.get_output_embeddings().weight is self.base.get_input_embeddings().weight
+        self.adapt_tied_unembed = adapt_tied_unembed
         self.max_context = int(getattr(self.base.config, "max_position_embeddings", 4096))
         # listed before peft wraps them: afterwards the names point at LoRA layers
         self._linear_names = [n for n, m in self.base.named_modules() if isinstance(m, torch.nn.Linear)]
@@ -139,7 +150,7 @@ class Engine:
 
     def check_base(self, base_model: str | None) -> None:
         if base_model is not None and base_model not in self.names:
-            raise RequestError(f"base_model {base_model!r} is not served here; this server serves {self.name!r}")
+            raise RequestError(f"base_model {show(base_model)} is not served here; this server serves {self.name!r}")
 
     def tokenizer_id(self) -> str:
         p = Path(self.base_path)
@@ -154,14 +165,15 @@ class Engine:
     def slot(self, model_id: str) -> Slot:
         slot = self.slots.get(model_id)
         if slot is None:
-            raise RequestError(f"unknown model_id {model_id!r}; create it with create_lora_training_client first")
+            raise RequestError(f"unknown model_id {show(model_id)}; create it with create_lora_training_client first")
         return slot
 
-    def create_sampler(self, session_id: str, seq: int, base_model: str | None, model_path: str | None) -> str:
-        """Register a sampling session over the base model or a saved checkpoint; return its id."""
+    def create_sampler(self, session_id: str, seq: int, base_model: str | None, model_path: str | None,
+                       tenant: str) -> str:
+        """Register a sampling session over the base model or a checkpoint of `tenant`; return its id."""
         sampler_id = f"{session_id}:sample:{seq}"
         if model_path:
-            state = self.read_checkpoint(model_path)
+            state = self.read_checkpoint(model_path, tenant)
             self.samplers[sampler_id] = SamplerSource(sampler_id, session_id, LoraSpec(**state["lora"]),
                                                       state["adapter"], model_path)
         else:
@@ -172,7 +184,7 @@ class Engine:
     def sampler(self, sampler_id: str) -> SamplerSource:
         src = self.samplers.get(sampler_id)
         if src is None:
-            raise RequestError(f"unknown sampling_session_id {sampler_id!r}")
+            raise RequestError(f"unknown sampling_session_id {show(sampler_id)}")
         return src
 
     # ---- adapters -----------------------------------------------------------------------------------
@@ -184,13 +196,16 @@ class Engine:
         targets = []
         for name in self._linear_names:
             if name.endswith("lm_head"):
-                keep = spec.train_unembed
+                keep = spec.train_unembed and (self.adapt_tied_unembed or not self.tied_unembed)
             elif "attn" in name or "attention" in name:
                 keep = spec.train_attn
             else:
                 keep = spec.train_mlp
             if keep:
                 targets.append(name)
+        if not targets:
+            raise RequestError("lora_config: this model's lm_head is tied to its embeddings and is not adapted; "
+                               "set train_mlp or train_attn")
         return peft.LoraConfig(r=spec.rank, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=targets,
                                task_type="CAUSAL_LM")
 
@@ -300,11 +315,13 @@ class Engine:
                 two_d_ok = req.loss_fn == "cross_entropy" and k in ("target_tokens", "weights")
                 if v.ndim == 0 or v.shape[0] != d.tokens.size or v.ndim > (2 if two_d_ok else 1):
                     want = f"[{d.tokens.size}] or [{d.tokens.size}, K]" if two_d_ok else f"[{d.tokens.size}]"
-                    raise RequestError(f"datum {i}: loss_fn_inputs[{k!r}] has shape {list(v.shape)}; expected {want}")
+                    raise RequestError(f"datum {i}: loss_fn_inputs[{show(k, 40)}] has shape {list(v.shape)}; expected {want}")
                 named[k] = torch.from_numpy(np.ascontiguousarray(v)).to(self.device)
             if "weights" in named and named["weights"].shape != named["target_tokens"].shape:
                 raise RequestError(f"datum {i}: weights has shape {list(named['weights'].shape)}, target_tokens "
                                    f"{list(named['target_tokens'].shape)}")
+            if named["target_tokens"].is_floating_point():
+                raise RequestError(f"datum {i}: loss_fn_inputs['target_tokens'] must hold integers (int64)")
             self._check_ids(named["target_tokens"].cpu().numpy(), f"datum {i} target_tokens")
             tokens.append(torch.from_numpy(d.tokens))
             inputs.append(named)
@@ -337,14 +354,14 @@ class Engine:
         kind = params.pop("type", "adam")
         unknown = sorted(set(params) - set(p))
         if kind not in ("adam", "adamw") or unknown:
-            raise RequestError(f"only AdamParams are supported (got type {kind!r}{', fields ' + ', '.join(unknown) if unknown else ''})")
+            raise RequestError(f"only AdamParams are supported (got type {show(kind)}{', fields ' + show(', '.join(unknown)) if unknown else ''})")
         p.update(params)
         for k in ("learning_rate", "eps", "weight_decay", "grad_clip_norm"):
             if not isinstance(p[k], int | float) or not 0 <= p[k] < float("inf"):
-                raise RequestError(f"adam_params.{k} must be a finite number >= 0, got {p[k]!r}")
+                raise RequestError(f"adam_params.{k} must be a finite number >= 0, got {show(p[k])}")
         for k in ("beta1", "beta2"):
             if not isinstance(p[k], int | float) or not 0 <= p[k] < 1:
-                raise RequestError(f"adam_params.{k} must be in [0, 1), got {p[k]!r}")
+                raise RequestError(f"adam_params.{k} must be in [0, 1), got {show(p[k])}")
         client = slot.client
         for i, group in enumerate(client.optimizer.param_groups):
             group.update(lr=p["learning_rate"], betas=(p["beta1"], p["beta2"]), eps=p["eps"])
@@ -358,14 +375,15 @@ class Engine:
 
     # ---- checkpoints --------------------------------------------------------------------------------
 
-    def _checkpoint_file(self, run: str, kind: str, name: str) -> Path:
-        return self.checkpoint_dir / safe_dir(run) / kind / name / "state.pt"
+    def _checkpoint_file(self, tenant: str, run: str, kind: str, name: str) -> Path:
+        """Checkpoints live under their tenant's directory: a path names a checkpoint of its caller's tenant."""
+        return self.checkpoint_dir / safe_dir(tenant) / safe_dir(run) / kind / name / "state.pt"
 
-    def save(self, model_id: str, name: str, kind: str, overwrite: bool = True) -> dict:
-        """Write the adapter (and for `weights`, the optimiser) to a `tinker://` path; return it."""
+    def save(self, model_id: str, name: str, kind: str, overwrite: bool = True, tenant: str = "default") -> dict:
+        """Write the adapter (and for `weights`, the optimiser) to a `tinker://` path of `tenant`; return it."""
         slot = self.slot(model_id)
         check_name(name, "checkpoint name")
-        path = self._checkpoint_file(model_id, kind, name)
+        path = self._checkpoint_file(tenant, model_id, kind, name)
         if path.exists() and not overwrite:
             raise RequestError(f"checkpoint {name!r} exists for {model_id}; pass overwrite=True to replace it")
         state = {"format": CHECKPOINT_FORMAT, "base_model": self.name, "lora": asdict(slot.spec),
@@ -386,22 +404,28 @@ class Engine:
         self.meter.record(slot.session_id, slot.model_id)
         return {"type": "save_weights_for_sampler", "sampling_session_id": sampler_id}
 
-    def read_checkpoint(self, tinker_path: str) -> dict:
+    def read_checkpoint(self, tinker_path: str, tenant: str) -> dict:
+        """The checkpoint `tinker_path` of `tenant`; RequestError (naming only the tinker:// path) if none."""
         run, kind, name = parse_tinker_path(tinker_path)
-        path = self._checkpoint_file(run, kind, name)
+        path = self._checkpoint_file(tenant, run, kind, name)
         if not path.is_file():
             raise RequestError(f"no checkpoint at {tinker_path} on this server")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a damaged file: say which checkpoint, not where it lives
+            raise RequestError(f"{tinker_path}: the checkpoint cannot be read") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RequestError(f"{tinker_path}: not a checkpoint written by this server")
         if state["base_model"] != self.name:
             raise RequestError(f"{tinker_path} was trained on {state['base_model']!r}; this server serves {self.name!r}")
         return state
 
     def load(self, path: str, optimizer: bool, model_id: str | None = None, session_id: str | None = None,
-             model_seq_id: int | None = None, base_model: str | None = None, optimizer_config: dict | None = None) -> dict:
-        """Load a checkpoint into an existing client (`model_id`) or a new one (`session_id`, `model_seq_id`)."""
-        state = self.read_checkpoint(path)
+             model_seq_id: int | None = None, base_model: str | None = None, optimizer_config: dict | None = None,
+             tenant: str = "default") -> dict:
+        """Load a checkpoint of `tenant` into an existing client (`model_id`) or a new one (`session_id`,
+        `model_seq_id`)."""
+        state = self.read_checkpoint(path, tenant)
         if optimizer and state["optimizer"] is None:
             raise RequestError(f"{path} holds sampler weights without optimizer state; save it with save_state")
         spec = LoraSpec(**state["lora"])
@@ -473,7 +497,7 @@ class Engine:
         self._check_length(ids, "prompt")
         self._check_ids(ids, "prompt")
         if not isinstance(num_samples, int) or not 1 <= num_samples <= 1024:
-            raise RequestError(f"num_samples must be an integer in [1, 1024], got {num_samples!r}")
+            raise RequestError(f"num_samples must be an integer in [1, 1024], got {show(num_samples)}")
         with torch.no_grad(), self._use_sampler(src):
             model = self.peft if self.peft is not None else self.base
             sequences = generate(model, self.tokenizer, prompt, num_samples, params or {}, self.max_context, self.device)
@@ -485,7 +509,7 @@ class Engine:
                 plp = np.array([np.nan, *scored], dtype=np.float32)
                 if last_n is not None:
                     if not isinstance(last_n, int) or not 1 <= last_n <= len(prompt) - 1:
-                        raise RequestError(f"prompt_logprobs_last_n must be in [1, {len(prompt) - 1}], got {last_n!r}")
+                        raise RequestError(f"prompt_logprobs_last_n must be in [1, {len(prompt) - 1}], got {show(last_n)}")
                     plp[:len(prompt) - last_n] = np.nan
         self.meter.record(src.session_id, sampler_id, prefill=len(prompt), sampled=sum(len(s.tokens) for s in sequences))
         return encode_sample_response(sequences, plp)

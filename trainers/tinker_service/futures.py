@@ -28,6 +28,7 @@ RETAIN_SECONDS = 600.0  # a retrieved result stays this long, for an SDK retry o
 class Future:
     request_id: str
     session_id: str | None
+    tenant: str | None = None  # whose request: only that tenant (or the admin) may retrieve it
     done: bool = False
     payload: bytes | dict | None = None
     proto: bool = False
@@ -46,8 +47,8 @@ class FutureTable:
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def create(self, session_id: str | None) -> Future:
-        fut = Future(f"req-{next(self._ids)}", session_id, event=asyncio.Event())
+    def create(self, session_id: str | None, tenant: str | None = None) -> Future:
+        fut = Future(f"req-{next(self._ids)}", session_id, tenant, event=asyncio.Event())
         with self._lock:
             self._purge()
             self._futures[fut.request_id] = fut
@@ -195,6 +196,7 @@ class Scheduler:
                 self.futures.resolve(job.future, payload, proto)
             except RequestError as exc:
                 self.futures.fail(job.future, str(exc), "user")
-            except Exception as exc:  # noqa: BLE001 - a bug fails its request, never the server
+            except Exception:  # noqa: BLE001 - a bug fails its request, never the server; details stay in the log
                 log.error("request %s failed:\n%s", job.future.request_id, traceback.format_exc())
-                self.futures.fail(job.future, f"internal error: {type(exc).__name__}: {exc}", "server")
+                self.futures.fail(job.future, f"internal error in {job.future.request_id}; the server log has the "
+                                              "details", "server")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from trainers.tinker_service.protocol import RequestError
+from trainers.tinker_service.protocol import RequestError, show
 
 LOSSES = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
 _CLIP_DEFAULTS = {"ppo": (0.8, 1.2), "cispo": (0.0, 4.0)}
@@ -29,12 +29,15 @@ def check_loss(loss_fn: str, config: dict, inputs_list: list[dict]) -> None:
     """Raise RequestError for an unknown loss, a missing input or config value, or mismatched lengths."""
     if loss_fn not in LOSSES:
         hint = " (it needs server-side state; use importance_sampling or ppo)" if loss_fn == "stable_reinforce" else ""
-        raise RequestError(f"loss_fn {loss_fn!r} is not supported{hint}; supported: {', '.join(LOSSES)}")
+        raise RequestError(f"loss_fn {show(loss_fn)} is not supported{hint}; supported: {', '.join(LOSSES)}")
     needed = ("target_tokens",) if loss_fn == "cross_entropy" else _RL_INPUTS
     for i, inputs in enumerate(inputs_list):
         for name in needed:
             if name not in inputs:
                 raise RequestError(f"datum {i}: loss {loss_fn} needs loss_fn_inputs[{name!r}]")
+    for key in ("clip_low_threshold", "clip_high_threshold", "beta"):
+        if key in config and not isinstance(config[key], float):
+            raise RequestError(f"loss_fn_config[{key!r}] must be a number")
     if loss_fn == "dro" and not isinstance(config.get("beta"), float):
         raise RequestError("loss dro needs loss_fn_config['beta'] (the weight of the quadratic penalty)")
 

@@ -68,6 +68,7 @@ def _usage(d: dict | None = None) -> Usage:
 class SessionUsage:
     total: Usage = field(default_factory=Usage)
     models: dict[str, Usage] = field(default_factory=dict)
+    tenant: str | None = None  # whose session: a tenant's usage report lists only its own
 
 
 class Meter:
@@ -89,7 +90,8 @@ class Meter:
         if saved is not None:  # a restarted server keeps counting where it stopped
             for sid, s in saved.get("sessions", {}).items():
                 self.sessions[sid] = SessionUsage(_usage(s.get("usage")),
-                                                  {m: _usage(u) for m, u in s.get("models", {}).items()})
+                                                  {m: _usage(u) for m, u in s.get("models", {}).items()},
+                                                  s.get("tenant"))
 
     def check_budget(self, session_id: str | None) -> None:
         """Raise RequestError when the session has spent its token budget."""
@@ -101,6 +103,11 @@ class Meter:
         if used >= self.token_budget:
             raise RequestError(f"session {session_id} has spent its token budget ({used} of {self.token_budget} "
                                "tokens); start a new session or raise --token-budget")
+
+    def open_session(self, session_id: str, tenant: str) -> None:
+        """Register a new session as `tenant`'s, so its usage is reported to that tenant only."""
+        with self._lock:
+            self.sessions.setdefault(session_id, SessionUsage()).tenant = tenant
 
     def record(self, session_id: str | None, model: str, prefill: int = 0, sampled: int = 0, trained: int = 0) -> None:
         one = Usage(requests=1, prefill_tokens=prefill, sampled_tokens=sampled, trained_tokens=trained)
@@ -117,11 +124,13 @@ class Meter:
         if self._dirty:
             self.flush()
 
-    def totals(self) -> Usage:
+    def totals(self, tenant: str | None = None) -> Usage:
+        """Usage summed over every session, or over `tenant`'s."""
         total = Usage()
         with self._lock:
             for s in self.sessions.values():
-                total.add(s.total)
+                if tenant is None or s.tenant == tenant:
+                    total.add(s.total)
         return self._priced(total)
 
     def _priced(self, u: Usage) -> Usage:
@@ -129,13 +138,15 @@ class Meter:
         u.cost_usd = round(self.prices.cost(u), 6) if self.prices else None
         return u
 
-    def report(self) -> dict:
-        """`{"usage": totals, "sessions": {id: {"usage", "models": {id: usage}}}, "prices"}` (JSON-ready)."""
+    def report(self, tenant: str | None = None) -> dict:
+        """`{"usage": totals, "sessions": {id: {"usage", "models": {id: usage}, "tenant"}}, "prices"}`
+        (JSON-ready), over every session or only `tenant`'s."""
         with self._lock:
             sessions = {sid: {"usage": asdict(self._priced(s.total)),
-                              "models": {m: asdict(self._priced(u)) for m, u in s.models.items()}}
-                        for sid, s in self.sessions.items()}
-        return {"usage": asdict(self.totals()), "sessions": sessions,
+                              "models": {m: asdict(self._priced(u)) for m, u in s.models.items()},
+                              "tenant": s.tenant}
+                        for sid, s in self.sessions.items() if tenant is None or s.tenant == tenant}
+        return {"usage": asdict(self.totals(tenant)), "sessions": sessions,
                 "prices": asdict(self.prices) if self.prices else None, "token_budget": self.token_budget}
 
     def flush(self) -> None:

@@ -54,45 +54,105 @@ class ForwardBackwardRequest:
 _NUMPY = {1: np.float32, 2: np.int64, 3: np.int32}
 
 
-def _tensor(msg) -> np.ndarray:
-    """A proto `Tensor` (dense or CSR) as a dense numpy array of its declared shape."""
+@dataclass(frozen=True)
+class Limits:
+    """What a forward_backward body may declare, so a small body cannot make the server allocate a lot:
+    `max_bytes` bounds the body after decompression and the dense bytes its sparse tensors expand to;
+    `max_rows` (the model's context) and `max_cols` (its vocabulary) bound each tensor's dimensions."""
+
+    max_bytes: int = 256 << 20
+    max_rows: int = 1 << 20
+    max_cols: int = 1 << 20
+
+
+def _frombuffer(buf: bytes, dtype, what: str) -> np.ndarray:
+    size = np.dtype(dtype).itemsize
+    if len(buf) % size:
+        raise RequestError(f"{what} has {len(buf)} bytes, not a multiple of {size} ({np.dtype(dtype).name})")
+    return np.frombuffer(buf, dtype=dtype)
+
+
+def _tensor(msg, what: str, limits: Limits, budget: list[int]) -> np.ndarray:
+    """A proto `Tensor` (dense or CSR) as a dense numpy array of its declared shape. `budget[0]` is the
+    dense bytes the request may still allocate for sparse tensors; it shrinks as they are expanded."""
     dtype = _NUMPY.get(msg.dtype)
     if dtype is None:
-        raise RequestError(f"unsupported tensor dtype {msg.dtype} in loss_fn_inputs (float32 or int64 expected)")
-    shape = list(msg.shape)
+        raise RequestError(f"{what} has unsupported dtype {msg.dtype} (float32 or int64 expected)")
+    shape = [int(n) for n in msg.shape]
+    if len(shape) > 2 or any(n < 0 for n in shape):
+        raise RequestError(f"{what} has shape {shape}; [T] or [T, K] with non-negative sizes expected")
+    if shape and shape[0] > limits.max_rows:
+        raise RequestError(f"{what} declares {shape[0]} rows; the model takes at most {limits.max_rows} positions")
+    if len(shape) == 2 and shape[1] > limits.max_cols:
+        raise RequestError(f"{what} declares {shape[1]} columns; at most {limits.max_cols} (the vocabulary) allowed")
     if msg.WhichOneof("encoding") == "sparse_csr":
-        csr = msg.sparse_csr
-        values = np.frombuffer(csr.values, dtype=dtype)
-        crow = np.frombuffer(csr.crow_indices, dtype=np.int64)
-        col = np.frombuffer(csr.col_indices, dtype=np.int64)
-        rows = len(crow) - 1
-        cols = shape[1] if len(shape) == 2 else (int(col.max()) + 1 if col.size else 0)
-        dense = np.zeros((rows, cols), dtype=dtype)
-        for r in range(rows):
-            dense[r, col[crow[r]:crow[r + 1]]] = values[crow[r]:crow[r + 1]]
-        return dense.reshape(shape) if shape else dense.reshape(-1)
-    arr = np.frombuffer(msg.dense, dtype=dtype).copy()
+        return _csr(msg.sparse_csr, dtype, shape, what, budget)
+    arr = _frombuffer(msg.dense, dtype, what).copy()
+    if shape and int(np.prod(shape)) != arr.size:
+        raise RequestError(f"{what} has {arr.size} values; its shape {shape} needs {int(np.prod(shape))}")
     return arr.reshape(shape) if shape else arr
 
 
-def decode_forward_backward(body: bytes, content_encoding: str | None = None) -> ForwardBackwardRequest:
-    """Parse a (possibly zstd-compressed) protobuf forward_backward body; raise RequestError if malformed."""
-    if content_encoding == "zstd":
-        import zstandard
+def _csr(csr, dtype, shape: list[int], what: str, budget: list[int]) -> np.ndarray:
+    """Expand a CSR tensor, checking its indices against its declared 2-D shape before allocating."""
+    if len(shape) != 2:
+        raise RequestError(f"{what} is sparse (CSR) but its shape {shape} is not [T, K]")
+    rows, cols = shape
+    values = _frombuffer(csr.values, dtype, f"{what} values")
+    crow = _frombuffer(csr.crow_indices, np.int64, f"{what} crow_indices")
+    col = _frombuffer(csr.col_indices, np.int64, f"{what} col_indices")
+    if crow.size != rows + 1 or crow[0] != 0 or np.any(np.diff(crow) < 0) or crow[-1] != values.size:
+        raise RequestError(f"{what} crow_indices do not describe {rows} rows over {values.size} values")
+    if col.size != values.size or (col.size and (col.min() < 0 or col.max() >= cols)):
+        raise RequestError(f"{what} col_indices must be {values.size} indices in [0, {cols})")
+    nbytes = rows * cols * np.dtype(dtype).itemsize
+    if nbytes > budget[0]:
+        raise RequestError(f"{what} expands to {nbytes} bytes; the request may expand to {budget[0]} more")
+    budget[0] -= nbytes
+    dense = np.zeros((rows, cols), dtype=dtype)
+    dense[np.repeat(np.arange(rows), np.diff(crow)), col] = values
+    return dense
 
-        try:
-            body = zstandard.ZstdDecompressor().decompress(body, max_output_size=1 << 31)
-        except zstandard.ZstdError as exc:
-            raise RequestError(f"forward_backward body is not valid zstd ({exc})") from None
+
+def decompress(body: bytes, max_bytes: int) -> bytes:
+    """zstd-decompress in a stream, refusing (RequestError) output past `max_bytes` before producing it."""
+    import zstandard
+
+    out, total = [], 0
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(body)
+        while chunk := reader.read(1 << 20):
+            total += len(chunk)
+            if total > max_bytes:
+                raise RequestError(f"forward_backward body expands past {max_bytes} bytes; send smaller chunks")
+            out.append(chunk)
+    except zstandard.ZstdError:
+        raise RequestError("forward_backward body is not valid zstd") from None
+    return b"".join(out)
+
+
+def decode_forward_backward(body: bytes, content_encoding: str | None = None,
+                            limits: Limits | None = None) -> ForwardBackwardRequest:
+    """Parse a (possibly zstd-compressed) protobuf forward_backward body within `limits`; raise
+    RequestError, naming the datum and field, if it is malformed or declares more than the limits allow.
+    CPU-bound: the server runs it off its event loop."""
+    limits = limits or Limits()
+    if content_encoding not in (None, "", "identity", "zstd"):
+        raise RequestError(f"Content-Encoding {content_encoding[:40]!r} is not supported (zstd or none)")
+    if len(body) > limits.max_bytes:
+        raise RequestError(f"forward_backward body has {len(body)} bytes; at most {limits.max_bytes} accepted")
+    if content_encoding == "zstd":
+        body = decompress(body, limits.max_bytes)
     pb = _pb()
     msg = pb.ForwardBackwardRequest()
     try:
         msg.ParseFromString(body)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError type
-        raise RequestError(f"forward_backward body is not a ForwardBackwardRequest protobuf ({exc})") from None
+    except Exception:  # noqa: BLE001 - protobuf raises its own DecodeError type
+        raise RequestError("forward_backward body is not a ForwardBackwardRequest protobuf") from None
     config: dict[str, float | str] = {k: float(v) for k, v in msg.loss_fn_config.items()}
     for k, v in msg.loss_fn_config_v2.items():
         config[k] = v.text if v.WhichOneof("value") == "text" else float(v.number)
+    budget = [limits.max_bytes]
     data = []
     for i, d in enumerate(msg.data):
         parts = []
@@ -100,9 +160,10 @@ def decode_forward_backward(body: bytes, content_encoding: str | None = None) ->
             kind = chunk.WhichOneof("chunk")
             if kind != "encoded_text":
                 raise RequestError(f"datum {i}: only encoded_text chunks are supported (got {kind})")
-            parts.append(np.frombuffer(chunk.encoded_text.tokens, dtype=np.int32))
+            parts.append(_frombuffer(chunk.encoded_text.tokens, np.int32, f"datum {i} model_input tokens"))
         tokens = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-        inputs = {name: _tensor(t) for name, t in d.loss_fn_inputs.items()}
+        inputs = {name: _tensor(t, f"datum {i}: loss_fn_inputs[{name[:40]!r}]", limits, budget)
+                  for name, t in d.loss_fn_inputs.items()}
         data.append(Datum(tokens, inputs))
     return ForwardBackwardRequest(msg.model_id, int(msg.seq_id), msg.loss_fn, config, bool(msg.forward_only), data)
 
@@ -157,28 +218,64 @@ def encode_sample_response(sequences: list[Sequence], prompt_logprobs: np.ndarra
     return msg.SerializeToString()
 
 
-def prompt_tokens(model_input: dict) -> list[int]:
-    """The token ids of a JSON ModelInput (`{"chunks": [{"type": "encoded_text", "tokens": [...]}]}`)."""
+def show(value: object, width: int = 60) -> str:
+    """`repr(value)` cut to `width` characters, for echoing a client's value in an error."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an object", list: "a list",
+               float: "a number"}
+
+
+def get_field(data: dict, name: str, kind: type, default: object = None, required: bool = False,
+              lo: int | None = None, hi: int | None = None):
+    """`data[name]` if it is a `kind` (a bool is not an integer; an integer is a number), else `default`
+    when absent or null; raise RequestError naming the field when it is required, of another type, or an
+    integer outside [lo, hi]."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise RequestError(f"{name} is required")
+        return default
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise RequestError(f"{name} must be {_KIND_NAMES.get(kind, kind.__name__)}, got {type(value).__name__}")
+    if kind is int and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise RequestError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def prompt_tokens(model_input: object) -> list[int]:
+    """The token ids of a JSON ModelInput (`{"chunks": [{"type": "encoded_text", "tokens": [...]}]}`);
+    raise RequestError naming the chunk when it is not one."""
     if not isinstance(model_input, dict) or not isinstance(model_input.get("chunks"), list):
         raise RequestError("prompt must be a ModelInput with a `chunks` list")
     tokens: list[int] = []
-    for chunk in model_input["chunks"]:
+    for i, chunk in enumerate(model_input["chunks"]):
+        if not isinstance(chunk, dict):
+            raise RequestError(f"prompt.chunks[{i}] must be an object")
         if chunk.get("type", "encoded_text") != "encoded_text":
-            raise RequestError(f"only encoded_text prompt chunks are supported (got {chunk.get('type')})")
-        tokens.extend(int(t) for t in chunk.get("tokens", []))
+            raise RequestError(f"prompt.chunks[{i}]: only encoded_text chunks are supported (got {show(chunk.get('type'))})")
+        ids = chunk.get("tokens", [])
+        if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise RequestError(f"prompt.chunks[{i}].tokens must be a list of integers")
+        tokens.extend(ids)
     return tokens
 
 
 def check_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise RequestError(f"{what} {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        raise RequestError(f"{what} {show(name)} must be 1-128 letters, digits, '.', '_' or '-'")
     return name
 
 
 def parse_tinker_path(path: str) -> tuple[str, str, str]:
     """`tinker://RUN/weights/NAME` or `tinker://RUN/sampler_weights/NAME` -> (run, kind, name)."""
-    m = re.match(r"^tinker://([^/]+)/(weights|sampler_weights)/([^/]+)$", path or "")
+    m = re.match(r"^tinker://([^/]+)/(weights|sampler_weights)/([^/]+)$", path) if isinstance(path, str) else None
     if not m:
-        raise RequestError(f"{path!r} is not a checkpoint path (tinker://RUN/weights/NAME or "
+        raise RequestError(f"{show(path)} is not a checkpoint path (tinker://RUN/weights/NAME or "
                            "tinker://RUN/sampler_weights/NAME expected)")
     return m.group(1), m.group(2), check_name(m.group(3), "checkpoint name")

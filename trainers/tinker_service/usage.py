@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the service's base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--prices", help="YAML with prefill, sample, train: USD per million tokens (re-prices the "
                                          "counts)")
-    parser.add_argument("--api-key", help="X-API-Key, when the service requires one")
+    parser.add_argument("--api-key", help="X-API-Key (default: $TINKER_API_KEY); a tenant's key shows its own "
+                                          "sessions, the admin key all")
     parser.add_argument("--json", action="store_true", help="print the raw JSON report")
 
 
@@ -25,13 +26,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_usage(url: str, api_key: str | None = None, timeout: float = 10.0) -> dict:
-    """GET {url}/api/v1/usage; raise InputError when the service cannot be reached or answers badly."""
+    """GET {url}/api/v1/usage as the tenant of `api_key` (default: $TINKER_API_KEY); raise InputError when
+    the service cannot be reached or answers badly."""
+    import os
     import urllib.error
     import urllib.request
 
     from workbench.errors import InputError
 
-    req = urllib.request.Request(url.rstrip("/") + "/api/v1/usage", headers={"X-API-Key": api_key or "tml-local"})
+    req = urllib.request.Request(url.rstrip("/") + "/api/v1/usage", headers={"X-API-Key": api_key or os.environ.get("TINKER_API_KEY", "")})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
