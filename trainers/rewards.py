@@ -1,8 +1,9 @@
 """Reward functions for `wb train grpo|opd`, parsed from `--reward NAME[:WEIGHT]` and combined by weight.
 
 Built in:
-- `math`: 1 when the completion's final answer matches the row's `answer` (`llm.verify`'s math-verify
-  check: GSM8K `#### N` or `\\boxed{}`), else 0; rows without an answer give None.
+- `math`: 1 when the completion's final answer matches the row's `answer` (`llm.verify.math.check_math`:
+  the last `####`/`\\boxed{}`/"the answer is", else the last stated number; a restated question, a hedge
+  or a retraction is 0), else 0; rows without an answer give None.
 - `exact`: 1 when the final answer (after `####`, else the whole text) equals the row's `answer`'s as a
   string (`0011` is not `011`), else 0.
 - `format`: 1 when the completion matches `format_pattern` (a regex, searched), else 0.

@@ -6,11 +6,12 @@ import asyncio
 import json
 
 import polars as pl
+import pytest
 
 from distill_data.pipeline import distill
 from llm.verify.code import extract_code, run_tests, verify_code
 from llm.verify.judge import parse_verdict
-from llm.verify.math import _fallback, check_math, gold_answer, last_boxed, verify_math
+from llm.verify.math import as_number, check_math, final_answer, gold_answer, last_boxed, verify_math
 from tests.distill_data.distill_helpers import fast_config
 from workbench.workspace import bundled_data_dir
 
@@ -29,7 +30,72 @@ def test_check_math_verdicts():
     assert check_math("#### 17", gsm)[0] is False
     assert check_math("", gsm)[0] is False and check_math("18", None)[0] is None
     assert check_math(r"\boxed{0.5}", r"so $\boxed{\frac{1}{2}}$")[0] is True
-    assert _fallback("so it is 1,000", "1000") and not _fallback(r"\boxed{7}", "8")
+    assert check_math("so it is 1,000", "#### 1000")[0] is True and check_math(r"\boxed{7}", "#### 8")[0] is False
+
+
+GSM24 = "She has 4 and buys 20.\n#### 24"
+# (response, reference, verdict): every way found to be paid for a wrong or unstated answer is False
+FOOLING_MATH = {
+    "restates the question": ("4 + 20 = ?", GSM24, False),
+    "restates with a wrong result": ("10 + 5 = +25", "#### 15", False),
+    "restates the expression": ("4 + 20", GSM24, False),
+    "restates the question, gold is its last number": ("What is 0 + 7?", "#### 7", False),
+    "the expression as the marked answer": ("#### 4 + 20", GSM24, False),
+    "retraction to the gold": ("24, no wait, 23", "#### 23", False),
+    "retraction away from the gold": ("24, no wait, 23", GSM24, False),
+    "hedge": ("19 or 21", "#### 19", False),
+    "hedge in a box": (r"\boxed{19 \text{ or } 21}", "#### 19", False),
+    "boxes then corrects": (r"\boxed{24} Hmm, actually \boxed{23}", "#### 23", False),
+    "retracted after the answer": ("The answer is 24. Wait, no, it's 23.", GSM24, False),
+    "the last of two #### lines counts": ("#### 24\n#### 19", GSM24, False),
+    "gold inside a larger number": ("#### 240", GSM24, False),
+    "gold as a digit of a decimal": ("#### 24.5", GSM24, False),
+    "empty": ("", GSM24, False),
+    "only reasoning": ("<think>It is 24.</think>", GSM24, False),
+    "a rounded third": ("#### 0.333", r"\boxed{\frac{1}{3}}", False),
+}
+RIGHT_MATH = {
+    "####": ("She pays 9 * 2 = 18.\n#### 18", "#### 18", True),
+    "the last of two #### lines": ("#### 19\n#### 24", GSM24, True),
+    "the answer is": ("The answer is 24.", GSM24, True),
+    "final answer:": ("Final answer: 24", GSM24, True),
+    "last boxed": (r"First \boxed{3}, so overall $\boxed{24}$.", GSM24, True),
+    "result of the last equation": ("4 + 20 = 24", GSM24, True),
+    "last number of the last sentence": ("She has 4 and gets 20 more, so 24 in total.", GSM24, True),
+    "thousands separator": ("#### 1,200", "#### 1200", True),
+    "dollar sign": ("The answer is $18.", "#### 18", True),
+    "negative": ("The answer is −3.", "#### -3", True),
+    "percentage": ("#### 25%", "#### 25", True),
+    "decimal vs fraction": (r"\boxed{0.5}", r"\boxed{\frac{1}{2}}", True),
+    "dfrac": (r"\boxed{\dfrac{1}{2}}", "#### 0.5", True),
+    "frac without braces": (r"\boxed{\frac12}", "#### 0.5", True),
+    "unit in text": (r"\boxed{18 \text{ dollars}}", "#### 18", True),
+    "unit in words": ("The answer is 24 dollars", GSM24, True),
+    "trailing sentences": ("The answer is 24. Hope this helps! Ask me 3 more.", GSM24, True),
+    "a check after the answer": (r"\boxed{24}. Actually, let me check: 4 + 20 = 24.", GSM24, True),
+    "a reason after the answer": ("The answer is 24 apples, since 4 + 20 = 24.", GSM24, True),
+    "hesitation inside <think>": ("<think>maybe 23</think>The answer is 24.", GSM24, True),
+    "trailing zero": ("#### 24.0", GSM24, True),
+    "an expression (math-verify)": (r"$\boxed{\frac{\sqrt{3}}{2}}$", r"\boxed{\frac{\sqrt{3}}{2}}", True),
+    "a tuple (math-verify)": (r"The answer is $\boxed{(3, 4)}$.", r"\boxed{(3,4)}", True),
+}
+
+
+@pytest.mark.parametrize("name", list(FOOLING_MATH) + list(RIGHT_MATH))
+def test_math_grades_only_the_final_answer(name):
+    response, reference, want = {**FOOLING_MATH, **RIGHT_MATH}[name]
+    verdict, detail = check_math(response, reference)
+    assert verdict is want, f"{name}: {detail}"
+
+
+def test_final_answer_says_why_there_is_none():
+    assert final_answer("19 or 21").problem == "hedged: 19 and 21 with 'or' between"
+    assert final_answer("The answer is 24. Wait, no, it's 23.").problem.startswith("retracted: 24")
+    assert final_answer("4 + 20").problem.endswith("is an operand, not a result")
+    assert final_answer("").problem == "empty response"
+    assert final_answer("#### 19\n#### 24").vote == "24" and final_answer(r"\boxed{\frac{2}{4}}").vote == "1/2"
+    assert final_answer("19 or 21").vote is None
+    assert as_number("$1,200") is not None and as_number("4 + 20") is None and as_number("(3, 4)") is None
 
 
 def test_verify_math_in_process_pool():
