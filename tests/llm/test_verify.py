@@ -13,6 +13,7 @@ from llm.verify.code import extract_code, run_tests, verify_code
 from llm.verify.judge import parse_verdict
 from llm.verify.math import as_number, check_math, final_answer, gold_answer, last_boxed, verify_math
 from tests.distill_data.distill_helpers import fast_config
+from tests.llm.fooling_answers import FOOLING_CODE, FOOLING_MATH, RIGHT_CODE, RIGHT_MATH
 from workbench.workspace import bundled_data_dir
 
 
@@ -31,54 +32,6 @@ def test_check_math_verdicts():
     assert check_math("", gsm)[0] is False and check_math("18", None)[0] is None
     assert check_math(r"\boxed{0.5}", r"so $\boxed{\frac{1}{2}}$")[0] is True
     assert check_math("so it is 1,000", "#### 1000")[0] is True and check_math(r"\boxed{7}", "#### 8")[0] is False
-
-
-GSM24 = "She has 4 and buys 20.\n#### 24"
-# (response, reference, verdict): every way found to be paid for a wrong or unstated answer is False
-FOOLING_MATH = {
-    "restates the question": ("4 + 20 = ?", GSM24, False),
-    "restates with a wrong result": ("10 + 5 = +25", "#### 15", False),
-    "restates the expression": ("4 + 20", GSM24, False),
-    "restates the question, gold is its last number": ("What is 0 + 7?", "#### 7", False),
-    "the expression as the marked answer": ("#### 4 + 20", GSM24, False),
-    "retraction to the gold": ("24, no wait, 23", "#### 23", False),
-    "retraction away from the gold": ("24, no wait, 23", GSM24, False),
-    "hedge": ("19 or 21", "#### 19", False),
-    "hedge in a box": (r"\boxed{19 \text{ or } 21}", "#### 19", False),
-    "boxes then corrects": (r"\boxed{24} Hmm, actually \boxed{23}", "#### 23", False),
-    "retracted after the answer": ("The answer is 24. Wait, no, it's 23.", GSM24, False),
-    "the last of two #### lines counts": ("#### 24\n#### 19", GSM24, False),
-    "gold inside a larger number": ("#### 240", GSM24, False),
-    "gold as a digit of a decimal": ("#### 24.5", GSM24, False),
-    "empty": ("", GSM24, False),
-    "only reasoning": ("<think>It is 24.</think>", GSM24, False),
-    "a rounded third": ("#### 0.333", r"\boxed{\frac{1}{3}}", False),
-}
-RIGHT_MATH = {
-    "####": ("She pays 9 * 2 = 18.\n#### 18", "#### 18", True),
-    "the last of two #### lines": ("#### 19\n#### 24", GSM24, True),
-    "the answer is": ("The answer is 24.", GSM24, True),
-    "final answer:": ("Final answer: 24", GSM24, True),
-    "last boxed": (r"First \boxed{3}, so overall $\boxed{24}$.", GSM24, True),
-    "result of the last equation": ("4 + 20 = 24", GSM24, True),
-    "last number of the last sentence": ("She has 4 and gets 20 more, so 24 in total.", GSM24, True),
-    "thousands separator": ("#### 1,200", "#### 1200", True),
-    "dollar sign": ("The answer is $18.", "#### 18", True),
-    "negative": ("The answer is −3.", "#### -3", True),
-    "percentage": ("#### 25%", "#### 25", True),
-    "decimal vs fraction": (r"\boxed{0.5}", r"\boxed{\frac{1}{2}}", True),
-    "dfrac": (r"\boxed{\dfrac{1}{2}}", "#### 0.5", True),
-    "frac without braces": (r"\boxed{\frac12}", "#### 0.5", True),
-    "unit in text": (r"\boxed{18 \text{ dollars}}", "#### 18", True),
-    "unit in words": ("The answer is 24 dollars", GSM24, True),
-    "trailing sentences": ("The answer is 24. Hope this helps! Ask me 3 more.", GSM24, True),
-    "a check after the answer": (r"\boxed{24}. Actually, let me check: 4 + 20 = 24.", GSM24, True),
-    "a reason after the answer": ("The answer is 24 apples, since 4 + 20 = 24.", GSM24, True),
-    "hesitation inside <think>": ("<think>maybe 23</think>The answer is 24.", GSM24, True),
-    "trailing zero": ("#### 24.0", GSM24, True),
-    "an expression (math-verify)": (r"$\boxed{\frac{\sqrt{3}}{2}}$", r"\boxed{\frac{\sqrt{3}}{2}}", True),
-    "a tuple (math-verify)": (r"The answer is $\boxed{(3, 4)}$.", r"\boxed{(3,4)}", True),
-}
 
 
 @pytest.mark.parametrize("name", list(FOOLING_MATH) + list(RIGHT_MATH))
@@ -171,3 +124,41 @@ def test_a_verified_cli_run_prints_no_worker_traceback(tmp_path, mock, capfd):
     err = capfd.readouterr().err
     assert rc == 0 and pl.read_parquet(tmp_path / "run" / "data.parquet")["verified"].to_list() == [True] * 3
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+@pytest.mark.parametrize("name", list(FOOLING_CODE))
+def test_code_answers_that_fool_nothing(name):
+    answer, tests = FOOLING_CODE[name]
+    passed, detail = run_tests(answer, tests, timeout=5)
+    assert not passed, f"{name}: {detail}"
+
+
+@pytest.mark.parametrize("name", list(RIGHT_CODE))
+def test_right_code_answers_still_pass(name):
+    answer, tests = RIGHT_CODE[name]
+    assert run_tests(answer, tests, timeout=10) == (True, "tests passed"), name
+
+
+def test_code_verdicts_name_what_happened():
+    answer, tests = FOOLING_CODE["os._exit(0) before the tests"]
+    assert run_tests(answer, tests) == (False, "the tests did not finish: the program exited with status 0")
+    answer, tests = FOOLING_CODE["sys.exit(0) inside the tested function"]
+    assert run_tests(answer, tests) == (False, "tests.py line 1: SystemExit: 0")
+    answer, tests = FOOLING_CODE["writes a pass to every fd (old: not fooled)"]
+    assert run_tests(answer, tests) == (False, "the answer wrote to the test harness's result channel")
+    assert run_tests("def add(a, b):\n    return a + b", "assert add(1, 1) == 2\nassert add(1, 1) == 3") == (
+        False, "tests.py line 2: AssertionError")
+    assert run_tests("def add(a, b) return", "assert True")[1].startswith("the answer is not valid Python")
+
+
+@pytest.mark.parametrize("name", ["steals the secret through sys._getframe (old: no secret)",
+                                  "steals the secret through gc (old: no secret)",
+                                  "steals the secret in a signal handler (old: no secret)"])
+def test_the_secret_thefts_are_real_controls(name, monkeypatch):
+    """Without the harness's lock-down the same thefts forge a pass: the tests above test the lock-down."""
+    from llm.verify import code
+
+    assert "    _lock_down(os, sys)\n" in code._HARNESS
+    monkeypatch.setattr(code, "_HARNESS", code._HARNESS.replace("    _lock_down(os, sys)\n", ""))
+    answer, tests = FOOLING_CODE[name]
+    assert run_tests(answer, tests, timeout=5) == (True, "tests passed")
