@@ -1,5 +1,5 @@
-"""Answer verifiers: `math` (math-verify in a process pool), `exact` (the final answer as a string),
-`code` (tests in a sandboxed subprocess), `judge` (an LLM rubric through the generation layer), or a user
+"""Answer verifiers: `math` (the response's final answer only, `llm.verify.math`), `exact` (the final
+answer as a string), `code` (only the tests' own completion counts, in a sandbox), `judge` (an LLM rubric through the generation layer), or a user
 `package.module:function`. Verdicts are columns; nothing is dropped here.
 
 `verify_units` checks every `ok` unit that has no verdict in the ledger yet and records verdicts there,

@@ -67,8 +67,8 @@ def _forge(objects):
     os._exit(0)
 {steal}
 """
-# (answer, tests): every answer here is wrong, and each must come back False. Each fooled the old
-# verifier unless its comment says otherwise.
+# (answer, tests): every answer here is wrong, and each must come back False (the bench shows which of
+# them fooled the verifier before the harness).
 FOOLING_CODE = {
     "os._exit(0) before the tests": (WRONG_ADD + "import os\nos._exit(0)\n", ADD_TESTS),
     "raise SystemExit(0) before the tests": (WRONG_ADD + "raise SystemExit(0)\n", ADD_TESTS),
@@ -82,15 +82,15 @@ FOOLING_CODE = {
     "sys.excepthook swallows AssertionError and exits 0": (
         WRONG_ADD + "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n", ADD_TESTS),
     "prints 'tests passed'": (WRONG_ADD + "print('tests passed')\n", ADD_TESTS),
-    "writes a pass to every fd (old: not fooled)": (
+    "writes a pass to every fd": (
         WRONG_ADD + "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'pass tests passed\\n')\n"
         "    except OSError:\n        pass\n", ADD_TESTS),
-    "patches os.write to turn fail into pass (old: not fooled)": (
+    "patches os.write to turn fail into pass": (
         WRONG_ADD + "import os\n_w = os.write\nos.write = lambda fd, b: _w(fd, b.replace(b' fail ', b' pass '))\n",
         ADD_TESTS),
     "patches builtins.len": ("import builtins\nbuiltins.len = lambda x: 3\ndef triple(x):\n    return []\n",
                              "assert len(triple(1)) == 3\n"),
-    "patches builtins.exec (old: not fooled)": (WRONG_ADD + "import builtins\nbuiltins.exec = lambda *a, **k: None\n",
+    "patches builtins.exec": (WRONG_ADD + "import builtins\nbuiltins.exec = lambda *a, **k: None\n",
                                                 ADD_TESTS),
     "patches a library the tests use": (
         "import math\nmath.isclose = lambda *a, **k: True\ndef area(r):\n    return 0.0\n",
@@ -114,25 +114,25 @@ FOOLING_CODE = {
         "    except OSError:\n        pass\nTABLE = {(int(a), int(b)): int(c) for a, b, c in "
         "re.findall(r'add\\((-?\\d+), (-?\\d+)\\) == (-?\\d+)', src)}\n"
         "def add(a, b):\n    return TABLE.get((a, b), 0)\n", ADD_TESTS),
-    "steals the secret through sys._getframe (old: no secret)": (
+    "steals the secret through sys._getframe": (
         WRONG_ADD + _FORGE.format(steal="import sys\nf = sys._getframe()\nframes = []\nwhile f:\n    "
                                         "frames.append(f.f_locals)\n    f = f.f_back\n_forge(frames)"), ADD_TESTS),
-    "steals the secret through a traceback's frames (old: no secret)": (
+    "steals the secret through a traceback's frames": (
         WRONG_ADD + _FORGE.format(steal="try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame\n"
                                         "frames = []\nwhile f:\n    frames.append(f.f_locals)\n    f = f.f_back\n"
                                         "_forge(frames)"), ADD_TESTS),
-    "steals the secret through gc (old: no secret)": (
+    "steals the secret through gc": (
         WRONG_ADD + _FORGE.format(steal="import gc\n_forge(gc.get_objects())"), ADD_TESTS),
-    "steals the secret in a signal handler (old: no secret)": (
+    "steals the secret in a signal handler": (
         WRONG_ADD + _FORGE.format(steal="import signal\ndef h(n, f):\n    frames = []\n    while f:\n"
                                         "        frames.append(f.f_locals)\n        f = f.f_back\n    _forge(frames)\n"
                                         "signal.signal(signal.SIGALRM, h)\nsignal.setitimer(signal.ITIMER_REAL, 0.01)\n"
                                         "import time\ntime.sleep(1)"), ADD_TESTS),
-    "steals the secret with a trace function (old: no secret)": (
+    "steals the secret with a trace function": (
         WRONG_ADD + _FORGE.format(steal="import sys\ndef t(f, e, a):\n    frames = []\n    while f:\n"
                                         "        frames.append(f.f_locals)\n        f = f.f_back\n    _forge(frames)\n"
                                         "sys.setprofile(t)"), ADD_TESTS),
-    "reads the secret from stdin (old: no secret)": (
+    "reads the secret from stdin": (
         WRONG_ADD + _FORGE.format(steal="chunks = []\nfor p in ['/dev/stdin', '/proc/self/fd/0']:\n    try:\n"
                                         "        chunks.append(open(p).read())\n    except OSError:\n        pass\n"
                                         "_forge(chunks)"), ADD_TESTS),

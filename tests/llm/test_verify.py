@@ -144,16 +144,16 @@ def test_code_verdicts_name_what_happened():
     assert run_tests(answer, tests) == (False, "the tests did not finish: the program exited with status 0")
     answer, tests = FOOLING_CODE["sys.exit(0) inside the tested function"]
     assert run_tests(answer, tests) == (False, "tests.py line 1: SystemExit: 0")
-    answer, tests = FOOLING_CODE["writes a pass to every fd (old: not fooled)"]
+    answer, tests = FOOLING_CODE["writes a pass to every fd"]
     assert run_tests(answer, tests) == (False, "the answer wrote to the test harness's result channel")
     assert run_tests("def add(a, b):\n    return a + b", "assert add(1, 1) == 2\nassert add(1, 1) == 3") == (
         False, "tests.py line 2: AssertionError")
     assert run_tests("def add(a, b) return", "assert True")[1].startswith("the answer is not valid Python")
 
 
-@pytest.mark.parametrize("name", ["steals the secret through sys._getframe (old: no secret)",
-                                  "steals the secret through gc (old: no secret)",
-                                  "steals the secret in a signal handler (old: no secret)"])
+@pytest.mark.parametrize("name", ["steals the secret through sys._getframe",
+                                  "steals the secret through gc",
+                                  "steals the secret in a signal handler"])
 def test_the_secret_thefts_are_real_controls(name, monkeypatch):
     """Without the harness's lock-down the same thefts forge a pass: the tests above test the lock-down."""
     from llm.verify import code
