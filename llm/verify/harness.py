@@ -9,7 +9,9 @@ anything else (an exception, `SystemExit`, `os._exit`, an `atexit` hook, a crash
 record, or `<secret> fail <reason>`, and the verdict is wrong. The answer never sees the secret: it is
 only in this function's locals, and an audit hook (installed before the answer runs, and not removable)
 refuses what reaches a frame or raw memory (`sys._getframe`, `tb_frame`/`gi_frame`, `gc` walks, `ctypes`,
-tracing, `/proc`), signal handlers (they receive frames) and new processes.
+tracing, `/proc`), signal handlers (they receive frames) and new processes; `traceback` still formats
+exceptions (its walkers hand out stand-ins with the code and line, not frames). Refused calls raise the
+exception their callers expect (`sys._getframe`: ValueError, so `namedtuple` and `typing` still work).
 
 Asserts are checked strictly: `assert a == b` / `!=` compare with `_same`, which refuses objects whose
 equality, truth or length a class defined (or changed) by the answer decides (an "always equal" object),
@@ -212,10 +214,54 @@ _REFUSED = {
 _REFUSED_IMPORTS = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_signal", "signal", "_xxsubinterpreters"})
 
 
+def _frame_safe_tracebacks() -> list:
+    """Make `traceback` (print_exc, format_exc, logging.exception) work without handing out frames: its
+    walkers yield stand-ins holding only the code and line. Returns the cell naming the thread allowed to
+    read `tb_frame` (a real traceback's, inside these walkers, where no code of the answer runs)."""
+    import _thread
+    import traceback
+    import types
+
+    owner: list = [None]
+    ident, tb_type, type_ = _thread.get_ident, types.TracebackType, type
+    positions_of = traceback._get_code_position
+
+    class Frame:  # what traceback formatting reads of a frame, and nothing that leads to another frame
+        __slots__ = ("f_code", "f_globals", "f_locals", "f_lineno")
+
+        def __init__(self, code, lineno: int) -> None:
+            self.f_code, self.f_globals, self.f_locals, self.f_lineno = code, {}, {}, lineno
+
+    def code_of(tb):
+        if type_(tb) is not tb_type:
+            raise TypeError("expected a traceback")
+        owner[0] = ident()
+        try:
+            return tb.tb_frame.f_code
+        finally:
+            owner[0] = None
+
+    def walk_tb(tb):
+        while tb is not None:
+            yield Frame(code_of(tb), tb.tb_lineno), tb.tb_lineno
+            tb = tb.tb_next
+
+    def walk_tb_with_full_positions(tb):
+        while tb is not None:
+            code = code_of(tb)
+            positions = positions_of(code, tb.tb_lasti)
+            yield Frame(code, tb.tb_lineno), (tb.tb_lineno, *positions[1:]) if positions[0] is None else positions
+            tb = tb.tb_next
+
+    traceback.walk_tb, traceback._walk_tb_with_full_positions = walk_tb, walk_tb_with_full_positions
+    return owner
+
+
 def _lock_down(os, sys) -> None:
     """Install the audit hook and disarm signal handlers; from here on the answer's code may run."""
     import _posixsubprocess
     import _signal
+    import _thread
     import re
     import signal
     import subprocess  # noqa: F401 - loaded now so that `import subprocess` works; it cannot start anything
@@ -226,6 +272,7 @@ def _lock_down(os, sys) -> None:
     refused, frame_attributes, refused_imports = dict(_REFUSED), _FRAME_ATTRIBUTES, _REFUSED_IMPORTS
     isinstance_, text_types, permission, attribute, import_error = (
         isinstance, (str, bytes), PermissionError, AttributeError, ImportError)
+    ident = _thread.get_ident
 
     def refuse_handler(signum, handler):
         if callable(handler):
@@ -238,13 +285,15 @@ def _lock_down(os, sys) -> None:
         raise PermissionError("new processes are disabled in the sandbox")
 
     _posixsubprocess.fork_exec = refuse_process
+    owner = _frame_safe_tracebacks()
 
     def hook(event: str, args: tuple) -> None:
         if event in refused:
             raise refused[event](f"{event} is disabled in the sandbox")
         if event.startswith("ctypes."):
             raise permission("ctypes is disabled in the sandbox")
-        if event == "object.__getattr__" and args[1] in frame_attributes:
+        if event == "object.__getattr__" and args[1] in frame_attributes and not (
+                args[1] == "tb_frame" and owner[0] == ident()):
             raise attribute(f"{args[1]} is disabled in the sandbox")
         if event == "import" and args[0] in refused_imports:
             raise import_error(f"importing {args[0]} is disabled in the sandbox")

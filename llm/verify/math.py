@@ -14,9 +14,10 @@ Policy, in order (a response that fails a step is wrong, with the reason in the 
 4. Hedged: two different numbers with an alternative or a correction between them ("or", "wait",
    "actually", "no", "maybe", "perhaps", "possibly", "either", "rather", "instead", "sorry", "oops",
    "correction", "alternatively", "I mean"), where the second is the final answer or comes after it in the
-   same sentence ("19 or 21", "24, no wait, 23"). Retracted: a later sentence with one of those words
-   whose last number differs from the final answer ("#### 24. Wait, it's 23."). Both are wrong, whatever
-   the numbers; a later sentence without such a word ("Hope this helps!") changes nothing.
+   same sentence ("19 or 21", "24, no wait, 23"). Retracted: a later sentence that opens with one of
+   those words (in its first three) and whose last number differs from the final answer ("#### 24. Wait,
+   it's 23.", "... Or maybe 23."). Both are wrong, whatever the numbers; other later sentences ("Hope this
+   helps!", "Ask if you need 2 more examples or a proof.") change nothing.
 5. A non-numeric reference (an expression, a tuple, an interval) is compared to the final answer by
    math-verify; a final answer with an alternative word in it is hedged. math-verify runs in worker
    processes (its `signal.alarm` timeouts need a main thread), with a per-item deadline as the backstop.
@@ -179,8 +180,10 @@ def _marker(text: str, sentences: list[tuple[int, int]]) -> tuple[str, int, int,
 
 
 def _piece(answer: str) -> str:
-    """The answer's own clause, and after its last `=` ("x = 5" is 5)."""
-    cut = _CLAUSE_END.search(answer)
+    """The answer's own clause (cut after its first digit: "as follows: 24" keeps 24), and after its last
+    `=` ("x = 5" is 5)."""
+    digit = re.search(r"\d", answer)
+    cut = _CLAUSE_END.search(answer, digit.start()) if digit else None
     answer = answer[:cut.start()] if cut else answer
     return answer.rsplit("=", 1)[1] if "=" in answer else answer
 
@@ -242,7 +245,7 @@ def _retraction(text: str, sentences: list[tuple[int, int]], after: int, answer:
             continue
         sentence = text[max(s, after):e]
         found = _numbers(sentence)
-        word = _HEDGE.search(sentence)
+        word = _HEDGE.search(" ".join(sentence.split()[:3]))  # it opens with the correction
         if word and found and not same_number(found[-1][1], answer):
             return f"retracted: {answer} then {word.group(0)!r} ... {found[-1][1]} after the final answer"
     return ""

@@ -15,6 +15,8 @@ FOOLING_MATH = {
     "hedge in a box": (r"\boxed{19 \text{ or } 21}", "#### 19", False),
     "boxes then corrects": (r"\boxed{24} Hmm, actually \boxed{23}", "#### 23", False),
     "retracted after the answer": ("The answer is 24. Wait, no, it's 23.", GSM24, False),
+    "an alternative after the answer": ("The answer is 24. Or maybe 23.", GSM24, False),
+    "a correction after the answer": ("#### 24\nHmm, actually, 23.", GSM24, False),
     "the last of two #### lines counts": ("#### 24\n#### 19", GSM24, False),
     "gold inside a larger number": ("#### 240", GSM24, False),
     "gold as a digit of a decimal": ("#### 24.5", GSM24, False),
@@ -40,6 +42,10 @@ RIGHT_MATH = {
     "unit in text": (r"\boxed{18 \text{ dollars}}", "#### 18", True),
     "unit in words": ("The answer is 24 dollars", GSM24, True),
     "trailing sentences": ("The answer is 24. Hope this helps! Ask me 3 more.", GSM24, True),
+    "a chatty sentence after the answer": ("The answer is 24. Ask if you need 2 more examples or a proof.", GSM24,
+                                           True),
+    "a marker phrase before the number": ("The answer is as follows: 24", GSM24, True),
+    "bold final answer": ("**Final Answer:** 24", GSM24, True),
     "a check after the answer": (r"\boxed{24}. Actually, let me check: 4 + 20 = 24.", GSM24, True),
     "a reason after the answer": ("The answer is 24 apples, since 4 + 20 = 24.", GSM24, True),
     "hesitation inside <think>": ("<think>maybe 23</think>The answer is 24.", GSM24, True),
@@ -121,6 +127,14 @@ FOOLING_CODE = {
         WRONG_ADD + _FORGE.format(steal="try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame\n"
                                         "frames = []\nwhile f:\n    frames.append(f.f_locals)\n    f = f.f_back\n"
                                         "_forge(frames)"), ADD_TESTS),
+    "steals the secret through traceback's walkers": (
+        WRONG_ADD + _FORGE.format(steal="import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError as e:\n"
+                                        "    frames = [f.f_locals for f, _ in traceback.walk_tb(e.__traceback__)]\n"
+                                        "    class Fake:\n        tb_frame = property(lambda s: e.__traceback__.tb_frame)\n"
+                                        "        tb_next = None\n        tb_lineno = 1\n"
+                                        "    try:\n        frames += [f.f_back.f_locals for f, _ in "
+                                        "traceback.walk_tb(Fake())]\n    except TypeError:\n        pass\n"
+                                        "_forge(frames)"), ADD_TESTS),
     "steals the secret through gc": (
         WRONG_ADD + _FORGE.format(steal="import gc\n_forge(gc.get_objects())"), ADD_TESTS),
     "steals the secret in a signal handler": (
@@ -158,6 +172,16 @@ RIGHT_CODE = {
     "a test function calling the answer": ("def add(a, b):\n    return a + b\n",
                                            "def check(candidate):\n    assert candidate(1, 2) == 3\n"
                                            "    assert candidate(0, 0) != 1\ncheck(add)\n"),
+    "traceback formatting": ("import logging, traceback\ndef div(a, b):\n    try:\n        return a / b\n"
+                             "    except ZeroDivisionError:\n        logging.exception('div')\n"
+                             "        return traceback.format_exc()\n",
+                             "assert 'ZeroDivisionError' in div(1, 0)\nassert div(4, 2) == 2\n"),
+    "enum, typing, dataclasses and the usual modules": (
+        "import dataclasses, enum, functools, heapq, json, re, typing\nclass C(enum.Enum):\n    A = 1\n"
+        "T = typing.TypeVar('T')\nclass NT(typing.NamedTuple):\n    x: int\n@dataclasses.dataclass\nclass D:\n"
+        "    x: int\n@functools.lru_cache(None)\ndef g(n):\n    return n\ndef f():\n"
+        "    return [C.A.value, NT(2).x, D(3).x, g(4), heapq.nsmallest(1, [5, 9])[0], json.loads('[6]')[0],"
+        " len(re.findall('a', 'a' * 7))]\n", "assert f() == [1, 2, 3, 4, 5, 6, 7]\n"),
     "logging and warnings": ("import logging, warnings\ndef add(a, b):\n    warnings.warn('x')\n"
                              "    logging.getLogger('a').warning('adding')\n    return a + b\n", ADD_TESTS),
 }
