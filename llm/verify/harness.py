@@ -13,10 +13,14 @@ tracing, `/proc`), signal handlers (they receive frames) and new processes; `tra
 exceptions (its walkers hand out stand-ins with the code and line, not frames). Refused calls raise the
 exception their callers expect (`sys._getframe`: ValueError, so `namedtuple` and `typing` still work).
 
-Asserts are checked strictly: `assert a == b` / `!=` compare with `_same`, which refuses objects whose
-equality, truth or length a class defined (or changed) by the answer decides (an "always equal" object),
-and `assert x` refuses such an object's truth value. Not covered: comparisons outside an assert's own
-expression (unittest's `assertEqual`, `if f() != 5: raise`), which use the objects' own `__eq__`.
+The tests import private copies of the modules loaded before the answer (the ones they import are loaded
+then), and those modules' attributes are put back before the tests run: patching `math.isclose` changes
+nothing they see. Asserts are checked strictly: `assert a == b` / `!=` compare with the harness's
+`same`, which walks lists, tuples, dicts and sets and refuses objects whose equality, truth or length a
+class defined (or changed) by the answer decides (an "always equal" object; a dataclass's generated
+`__eq__` too), and `assert x` refuses such an object's truth value. Not covered: comparisons outside an
+assert's own expression (unittest's `assertEqual`, `if f() != 5: raise`) use the objects' own `__eq__`.
+The sandbox, not this harness, is the security boundary; the harness makes the verdict mean what it says.
 This file is stdlib only: it runs under the bare interpreter the sandbox exposes.
 """
 
@@ -138,6 +142,21 @@ def _harness() -> None:
         return bool_(value)
 
     pristine = dict(builtins.__dict__)
+    import_, private = __import__, {}
+
+    def tests_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002 - __import__'s names
+        """The tests' `import`: a private copy of a module as it was before the answer ran (no thread of
+        the answer can patch it), or the real import for modules loaded later (and `solution`)."""
+        wanted = name if fromlist else name.partition(".")[0]
+        if level or wanted not in modules:
+            return import_(name, globals, locals, fromlist, level)
+        if wanted not in private:
+            copy = module_type(wanted)
+            module_dict(copy).update(modules[wanted][2])
+            private[wanted] = copy
+        return private[wanted]
+
+    pristine["__import__"] = tests_import
     _lock_down(os, sys)
     namespace: dict = {"__name__": "solution", "__builtins__": builtins}
     sys.modules["solution"] = type_(sys)("solution")

@@ -101,6 +101,10 @@ FOOLING_CODE = {
     "patches a library the tests use": (
         "import math\nmath.isclose = lambda *a, **k: True\ndef area(r):\n    return 0.0\n",
         "import math\nassert math.isclose(area(1.0), 3.14159, rel_tol=1e-3)\n"),
+    "a thread keeps patching a library the tests use": (
+        "import math, threading\ndef _patch():\n    while True:\n        math.isclose = lambda *a, **k: True\n"
+        "threading.Thread(target=_patch, daemon=True).start()\ndef area(r):\n    time.sleep(0.05)\n"
+        "    return 0.0\nimport time\n", "import math\nr = area(1.0)\nassert math.isclose(r, 3.14159, rel_tol=1e-3)\n"),
     "an always-equal object": ("class E:\n    def __eq__(self, other):\n        return True\n"
                                "def add(a, b):\n    return E()\n", ADD_TESTS),
     "an always-equal int": ("class I(int):\n    def __eq__(self, other):\n        return True\n"

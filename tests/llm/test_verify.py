@@ -151,14 +151,18 @@ def test_code_verdicts_name_what_happened():
     assert run_tests("def add(a, b) return", "assert True")[1].startswith("the answer is not valid Python")
 
 
-@pytest.mark.parametrize("name", ["steals the secret through sys._getframe",
-                                  "steals the secret through gc",
-                                  "steals the secret in a signal handler"])
-def test_the_secret_thefts_are_real_controls(name, monkeypatch):
-    """Without the harness's lock-down the same thefts forge a pass: the tests above test the lock-down."""
+LOCK_DOWN, PRIVATE_IMPORTS = "    _lock_down(os, sys)\n", '    pristine["__import__"] = tests_import\n'
+
+
+@pytest.mark.parametrize(("name", "defence"), [("steals the secret through sys._getframe", LOCK_DOWN),
+                                               ("steals the secret through gc", LOCK_DOWN),
+                                               ("steals the secret in a signal handler", LOCK_DOWN),
+                                               ("a thread keeps patching a library the tests use", PRIVATE_IMPORTS)])
+def test_the_fooling_answers_are_real_controls(name, defence, monkeypatch):
+    """Without the harness's defence the same answer forges a pass: the tests above test the defence."""
     from llm.verify import code
 
-    assert "    _lock_down(os, sys)\n" in code._HARNESS
-    monkeypatch.setattr(code, "_HARNESS", code._HARNESS.replace("    _lock_down(os, sys)\n", ""))
+    assert defence in code._HARNESS
+    monkeypatch.setattr(code, "_HARNESS", code._HARNESS.replace(defence, ""))
     answer, tests = FOOLING_CODE[name]
     assert run_tests(answer, tests, timeout=5) == (True, "tests passed")
