@@ -4,7 +4,9 @@
 
 "Before" is `llm/verify/{math,code}.py` at git revision REV (default b13c2bb, the tree these fixes started
 from), loaded from `git show`; "after" is the working tree. The cases are tests/llm/fooling_answers.py:
-every FOOLING answer is wrong (the right verdict is False), every RIGHT answer is right (True). Last, the
+every FOOLING answer is wrong (the right verdict is False), every RIGHT answer is right (True). Then the
+bundled GSM8K and MATH-500 items answered by their own question (wrong) and by their reference solution
+(right). Last, the
 cost of the code harness: seconds per `run_tests` of a plain right answer, before and after, and the ratio.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import subprocess
 import sys
 import tempfile
@@ -21,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import llm.verify.math as new_math  # noqa: E402
 from llm.verify.code import run_tests  # noqa: E402
-from llm.verify.math import check_math  # noqa: E402
 from tests.llm.fooling_answers import FOOLING_CODE, FOOLING_MATH, RIGHT_CODE, RIGHT_MATH  # noqa: E402
 
 
@@ -53,9 +56,18 @@ def main() -> None:
         old_code = load_before(args.before, "llm/verify/code.py", "before_code", Path(tmp))
         print(f"| math answer | reference | want | before ({args.before}) | after |\n|---|---|---|---|---|")
         for name, (response, reference, want) in {**FOOLING_MATH, **RIGHT_MATH}.items():
-            before, after = old_math.check_math(response, reference)[0], check_math(response, reference)[0]
+            before, after = old_math.check_math(response, reference)[0], new_math.check_math(response, reference)[0]
             print(f"| {name}: `{response!r}` | `{reference.splitlines()[-1]}` | {want} | {mark(before, want)} | "
                   f"{mark(after, want)} |")
+        print("\n| bundled data: the response is ... | items | verified before | after | after, given the question "
+              "(as wb distill/eval/prefs and --reward math call it) |\n|---|---|---|---|---|")
+        for name in ("gsm8k/test.jsonl", "math500/test.jsonl"):
+            rows = [json.loads(line) for line in (ROOT / "examples" / "data" / name).open()]
+            for what, field in (("the question (restated)", "question"), ("the reference solution", "answer")):
+                before = sum(bool(old_math.check_math(r[field], r["answer"])[0]) for r in rows)
+                after = sum(bool(new_math.check_math(r[field], r["answer"])[0]) for r in rows)
+                asked = sum(bool(new_math.check_math(r[field], r["answer"], r["question"])[0]) for r in rows)
+                print(f"| {name}: {what} | {len(rows)} | {before} | {after} | {asked} |")
         print(f"\n| code answer ({args.sandbox}) | want | before | after | after's detail |\n|---|---|---|---|---|")
         cases = [(n, c, False) for n, c in FOOLING_CODE.items()] + [(n, c, True) for n, c in RIGHT_CODE.items()]
         for name, (answer, tests), want in cases:

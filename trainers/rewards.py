@@ -77,9 +77,14 @@ def _verdict_reward(name: str) -> Callable[..., list]:
     else:
         from llm.verify.exact import check_exact as check
 
-    def reward(completions, answer=None, **_):
+    def reward(completions, answer=None, prompts=None, **_):
         if answer is None:
             raise ValueError(f"the {name} reward needs an `answer` column in the prompts")
+        if name == "math" and prompts is not None:  # a restated question earns nothing
+            from llm.verify.math import prompt_text
+
+            return [None if a is None else float(bool(check(c, str(a), prompt_text(p))[0]))
+                    for p, c, a in zip(prompts, completions, answer, strict=True)]
         return [None if a is None else float(bool(check(c, str(a))[0])) for c, a in zip(completions, answer, strict=True)]
 
     return reward

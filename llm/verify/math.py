@@ -18,7 +18,9 @@ Policy, in order (a response that fails a step is wrong, with the reason in the 
    those words (in its first three) and whose last number differs from the final answer ("#### 24. Wait,
    it's 23.", "... Or maybe 23."). Both are wrong, whatever the numbers; other later sentences ("Hope this
    helps!", "Ask if you need 2 more examples or a proof.") change nothing.
-5. A non-numeric reference (an expression, a tuple, an interval) is compared to the final answer by
+5. Given the question, a final answer read from a sentence of four words or more copied word for word
+   out of it (step 2 without a marker) is wrong: restating "The book costs $4." does not answer 4.
+6. A non-numeric reference (an expression, a tuple, an interval) is compared to the final answer by
    math-verify; a final answer with an alternative word in it is hedged. math-verify runs in worker
    processes (its `signal.alarm` timeouts need a main thread), with a per-item deadline as the backstop.
    Without math-verify, non-numeric answers are compared as normalised strings.
@@ -33,19 +35,21 @@ from fractions import Fraction
 
 from workbench.workers import process_pool, stop_pool
 
-# A number as written: sign, `$`, `1,200` or digits, decimals, `/ denominator`, `%`. Not inside a word
+# A number as written: sign, `$`, `1,200` or digits, decimals, `/ denominator` or a mixed `3 1/2`, `%`. Not inside a word
 # (`x2`, `H2O`) or after a decimal point.
-_NUM = re.compile(r"(?<![\w.])(?P<sign>[-+]?)\$?(?P<int>\d{1,3}(?:,\d{3})+(?![,\d])|\d+)(?P<dec>\.\d+)?"
-                  r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?)(?![\d.]))?(?P<pct>\s*%)?")
+_NUM = re.compile(r"(?<![\w.])(?P<sign>[-+]?)\$?(?P<int>\d{1,3}(?:,\d{3})+(?![,\d])|\d+)"
+                  r"(?:\s+(?P<mixn>\d+)\s*/\s*(?P<mixd>\d+)(?![\d.])"  # a mixed number: 3 1/2
+                  r"|(?P<dec>\.\d+)?(?:\s*/\s*(?P<den>\d+(?:\.\d+)?)(?![\d.]))?)(?P<pct>\s*%)?")
 _HEDGE = re.compile(r"\b(?:or|wait|actually|no|maybe|perhaps|possibly|either|rather|instead|sorry|oops|"
                     r"correction|alternatively|i mean)\b", re.IGNORECASE)
 _PHRASE = re.compile(r"\b(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 # Where the answer's own clause ends: "24 apples, since 4 + 20 = 24" grades "24 apples".
-_CLAUSE_END = re.compile(r";|\s\(|,\s+(?=[A-Za-z])|\s(?:because|since|as|which|so|for|from|given|when|where|"
-                         r"and|but|after|before|if)\b", re.IGNORECASE)
+_CLAUSE_END = re.compile(r";|,\s+(?=[A-Za-z])|\s\(?(?:because|since|as|which|so|for|from|given|when|where|"
+                         r"and|but|after|before|if|not)\b", re.IGNORECASE)
 _OPERAND = re.compile(r"[\d)]\s*(?:[-+*/×÷^x]|\\times|\\cdot)\s*\$?$")
-_LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}(?:\^\{?\d\}?)?")
+_UNITS = re.compile(r"(?:\s+[A-Za-z]{2,})+\.?$")  # "864 inches", "5 cm": words after a number
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*([-\d.]+)\s*\}|(\d))\s*(?:\{\s*([-\d.]+)\s*\}|(\d))")
 
 
@@ -69,6 +73,7 @@ class FinalAnswer:
     marker: str = ""  # ####, boxed, phrase, sentence
     number: Number | None = None
     problem: str = ""
+    sentence: str = ""  # the sentence a `sentence` answer was read from
 
     @property
     def vote(self) -> str | None:
@@ -111,10 +116,10 @@ def gold_answer(reference: str) -> str:
 def _clean(text: str) -> str:
     """LaTeX dressing off, so that numbers read as numbers: `\\text{}` keeps its words, `\\frac{a}{b}` -> a/b."""
     text = text.replace("−", "-").replace("\\%", "%").replace("\\$", "$")
-    for token in ("\\!", "\\left", "\\right", "\\displaystyle", "^\\circ", "^{\\circ}"):
+    text = re.sub(r"(?<=\d),\\!\s*(?=\d)", ",", text)  # LaTeX thousands: 11,\! 111 is 11,111
+    for token in ("\\left", "\\right", "\\displaystyle", "^\\circ", "^{\\circ}"):
         text = text.replace(token, "")
-    for token in ("\\,", "\\;", "\\:", "\\ ", "~"):
-        text = text.replace(token, " ")
+    text = re.sub(r"(?<!\\)\\[,;:! ]|~", " ", text)  # spacing; not the `\\` of a matrix row
     text = _LATEX_TEXT.sub(r" \1 ", text)
     return _LATEX_FRAC.sub(lambda m: f"{m.group(1) or m.group(2)}/{m.group(3) or m.group(4)}", text)
 
@@ -128,13 +133,17 @@ def _numbers(text: str) -> list[tuple[re.Match, Number]]:
             if den == 0:
                 continue
             value /= den
+        if m.group("mixd"):
+            if int(m.group("mixd")) == 0:
+                continue
+            value += Fraction(int(m.group("mixn")), int(m.group("mixd")))
         out.append((m, Number(-value if m.group("sign") == "-" else value, bool(m.group("pct")))))
     return out
 
 
 def as_number(text: str) -> Number | None:
     """`text` read as exactly one number and nothing else (`$1,200`, `\\frac{1}{2}`, `25\\%`), else None."""
-    text = _clean(text).strip().strip("$").strip().rstrip(".")
+    text = _UNITS.sub("", _clean(text).strip().strip("$").strip().rstrip("."))
     found = _numbers(text)
     if len(found) == 1 and found[0][0].group(0).strip("$").strip() == text.replace("$", "", 1).strip():
         return found[0][1]
@@ -179,13 +188,16 @@ def _marker(text: str, sentences: list[tuple[int, int]]) -> tuple[str, int, int,
     return max(found, key=lambda f: f[1]) if found else None
 
 
-def _piece(answer: str) -> str:
-    """The answer's own clause (cut after its first digit: "as follows: 24" keeps 24), and after its last
-    `=` ("x = 5" is 5)."""
+def _clause(answer: str) -> str:
+    """The answer's own clause, cut after its first digit ("as follows: 24, since ..." keeps "as follows: 24")."""
     digit = re.search(r"\d", answer)
     cut = _CLAUSE_END.search(answer, digit.start()) if digit else None
-    answer = answer[:cut.start()] if cut else answer
-    return answer.rsplit("=", 1)[1] if "=" in answer else answer
+    return answer[:cut.start()] if cut else answer
+
+
+def _after_equals(text: str) -> str:
+    """The result of an equation ("x = 5" is 5)."""
+    return text.rsplit("=", 1)[1] if "=" in text else text
 
 
 def _hedge(text: str, after: int) -> str:
@@ -208,8 +220,8 @@ def final_answer(response: str | None) -> FinalAnswer:
     mark = _marker(cleaned, sentences)
     if mark is not None:
         kind, start, end, answer = mark
-        piece = answer if kind == "boxed" else _piece(answer)
-        numbers = {str(n): n for _, n in _numbers(piece)}
+        piece = answer if kind == "boxed" else _clause(answer)  # the answer as written
+        numbers = {str(n): n for _, n in _numbers(_after_equals(piece))}
         number = next(iter(numbers.values())) if len(numbers) == 1 else None
         window_start = _sentence_at(sentences, start)[0]
     else:
@@ -219,7 +231,7 @@ def final_answer(response: str | None) -> FinalAnswer:
         start, end = stated[-1]
         kind, window_start, sentence = "sentence", start, cleaned[start:end].rstrip().rstrip(".!")
         if "=" in sentence:
-            piece = _piece(sentence.rsplit("=", 1)[1])
+            piece = _clause(sentence.rsplit("=", 1)[1])
             numbers = {str(n): n for _, n in _numbers(piece)}
             if len(numbers) != 1:
                 return FinalAnswer(None, kind, problem=f"no final answer: {piece.strip()!r} after the last '=' "
@@ -236,7 +248,8 @@ def final_answer(response: str | None) -> FinalAnswer:
         problem = f"hedged: {piece.strip()!r}"
     if not problem and number is not None:
         problem = _retraction(cleaned, sentences, end, number)
-    return FinalAnswer(piece.strip(), kind, number, problem)
+    sentence = cleaned[window_start:end] if kind == "sentence" else ""
+    return FinalAnswer(piece.strip(), kind, number, problem, sentence)
 
 
 def _retraction(text: str, sentences: list[tuple[int, int]], after: int, answer: Number) -> str:
@@ -251,14 +264,17 @@ def _retraction(text: str, sentences: list[tuple[int, int]], after: int, answer:
     return ""
 
 
-def check_math(prediction: str | None, reference: str | None) -> tuple[bool | None, str]:
-    """(verdict, detail) for one prediction by the module's policy; None when there is no reference."""
+def check_math(prediction: str | None, reference: str | None, question: str | None = None) -> tuple[bool | None, str]:
+    """(verdict, detail) for one prediction by the module's policy; None when there is no reference.
+    With the `question`, a final answer read from a sentence copied out of it (no marker) is wrong."""
     if not reference:
         return None, "no reference answer"
     gold = gold_answer(reference)
     final = final_answer(prediction)
     if final.problem or final.text is None:
         return False, f"gold {gold!r}; {final.problem}"
+    if question and final.marker == "sentence" and _copied(final.sentence, question):
+        return False, f"gold {gold!r}; restates the question: {final.sentence.strip()[:200]!r}"
     gold_number = as_number(gold)
     if gold_number is not None:
         if final.number is None:
@@ -280,17 +296,40 @@ def _equivalent(final: FinalAnswer, gold: str) -> bool:
         return False
 
 
+def _squash(text: str) -> str:
+    """Lower case, single spaces, no punctuation ending a word."""
+    return " ".join(re.sub(r"[.,!?;:](?=\s|$)", "", text.lower()).split())
+
+
+def _copied(sentence: str, question: str) -> bool:
+    """The sentence, four words or more, appears word for word in the question (a bare "15." does not count)."""
+    words = _squash(sentence)
+    return len(words.split()) >= 4 and f" {words} " in f" {_squash(_clean(question))} "
+
+
+def prompt_text(prompt) -> str:
+    """The text of a prompt as the verifiers get it: a string, or the contents of its chat messages."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list | tuple):
+        return "\n".join(m.get("content") or "" for m in prompt if isinstance(m, dict)
+                         and isinstance(m.get("content"), str))
+    return ""
+
+
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", "", _clean(text)).strip("$").rstrip(".")
 
 
 async def verify_math(predictions: list[str | None], references: list[str | None], workers: int = 2,
-                      deadline: float = 30.0) -> list[tuple[bool | None, str]]:
+                      deadline: float = 30.0, questions: list[str | None] | None = None) -> list[tuple[bool | None, str]]:
     """Verdicts in order; an item that overruns `deadline` seconds gets (None, 'verifier timed out')."""
     loop = asyncio.get_running_loop()
     pool = process_pool(workers)
+    questions = questions or [None] * len(predictions)
     try:
-        futures = [loop.run_in_executor(pool, check_math, p, r) for p, r in zip(predictions, references, strict=True)]
+        futures = [loop.run_in_executor(pool, check_math, p, r, q)
+                   for p, r, q in zip(predictions, references, questions, strict=True)]
         results = []
         for future in futures:
             try:

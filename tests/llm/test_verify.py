@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from distill_data.pipeline import distill
+from llm.verify import inline_verdicts
 from llm.verify.code import extract_code, run_tests, verify_code
 from llm.verify.judge import parse_verdict
 from llm.verify.math import as_number, check_math, final_answer, gold_answer, last_boxed, verify_math
@@ -41,6 +42,21 @@ def test_math_grades_only_the_final_answer(name):
     assert verdict is want, f"{name}: {detail}"
 
 
+def test_a_sentence_copied_from_the_question_is_no_answer():
+    question = "A magazine costs half as much as a book. The book costs $4. How much is the magazine?"
+    assert check_math(question, "#### 4")[0] is True  # without the question the copy cannot be told apart
+    verdict, detail = check_math(question, "#### 4", question)
+    assert verdict is False and detail == "gold '4'; restates the question: 'The book costs $4.'"
+    assert check_math("4.", "#### 4", question)[0] is True  # a bare number is not a copy
+    assert check_math("So the magazine costs $2.", "#### 2", question)[0] is True
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]
+    assert inline_verdicts("math", [chat], [question], ["#### 4"])[0][0] is False
+    from trainers.rewards import _verdict_reward
+
+    assert _verdict_reward("math")(completions=[question, "#### 4"], answer=["4", "4"], prompts=[chat, chat]) == [
+        0.0, 1.0]
+
+
 def test_final_answer_says_why_there_is_none():
     assert final_answer("19 or 21").problem == "hedged: 19 and 21 with 'or' between"
     assert final_answer("The answer is 24. Wait, no, it's 23.").problem.startswith("retracted: 24")
@@ -52,8 +68,10 @@ def test_final_answer_says_why_there_is_none():
 
 
 def test_verify_math_in_process_pool():
-    verdicts = asyncio.run(verify_math(["#### 3", "#### 4"], ["x\n#### 3", "x\n#### 3"], workers=2))
-    assert [v for v, _ in verdicts] == [True, False]
+    verdicts = asyncio.run(verify_math(["#### 3", "#### 4", "She has 1 and gets 2 more, 3 in all."],
+                                       ["x\n#### 3"] * 3, workers=2,
+                                       questions=[None, None, "She has 1 and gets 2 more, 3 in all. Right?"]))
+    assert [v for v, _ in verdicts] == [True, False, False]
 
 
 def test_math_verification_end_to_end_on_gsm8k(tmp_path, mock):
