@@ -57,6 +57,16 @@ def test_a_sentence_copied_from_the_question_is_no_answer():
         0.0, 1.0]
 
 
+def test_exact_grades_the_last_marked_answer_as_a_string():
+    from llm.verify.exact import check_exact
+
+    assert check_exact("#### 0011\n#### 011", "x\n#### 011") == (True, "gold '011'")
+    assert check_exact("#### 011\n#### 0011", "x\n#### 011")[0] is False  # the last line counts
+    assert check_exact("#### 011 or 0011", "x\n#### 011")[0] is False  # a hedge is not the string
+    assert check_exact("Sort 110 ascending.", "#### 011")[0] is False  # the question restated
+    assert check_exact("", "#### 011") == (False, "gold '011'; empty prediction")
+
+
 def test_final_answer_says_why_there_is_none():
     assert final_answer("19 or 21").problem == "hedged: 19 and 21 with 'or' between"
     assert final_answer("The answer is 24. Wait, no, it's 23.").problem.startswith("retracted: 24")
