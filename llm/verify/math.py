@@ -35,8 +35,8 @@ from fractions import Fraction
 
 from workbench.workers import process_pool, stop_pool
 
-# A number as written: sign, `$`, `1,200` or digits, decimals, `/ denominator` or a mixed `3 1/2`, `%`. Not inside a word
-# (`x2`, `H2O`) or after a decimal point.
+# A number as written: sign, `$`, `1,200` or digits, decimals, `/ denominator` or a mixed `3 1/2`, `%`.
+# Not inside a word (`x2`, `H2O`) or after a decimal point.
 _NUM = re.compile(r"(?<![\w.])(?P<sign>[-+]?)\$?(?P<int>\d{1,3}(?:,\d{3})+(?![,\d])|\d+)"
                   r"(?:\s+(?P<mixn>\d+)\s*/\s*(?P<mixd>\d+)(?![\d.])"  # a mixed number: 3 1/2
                   r"|(?P<dec>\.\d+)?(?:\s*/\s*(?P<den>\d+(?:\.\d+)?)(?![\d.]))?)(?P<pct>\s*%)?")
