@@ -227,7 +227,7 @@ def final_answer(response: str | None) -> FinalAnswer:
     else:
         stated = [(s, e) for s, e in sentences if _numbers(cleaned[s:e]) and not cleaned[s:e].rstrip().endswith("?")]
         if not stated:
-            return FinalAnswer(None, problem="no final answer: no sentence states a number")
+            return FinalAnswer(None, problem="no final answer: no sentence but a question states a number")
         start, end = stated[-1]
         kind, window_start, sentence = "sentence", start, cleaned[start:end].rstrip().rstrip(".!")
         if "=" in sentence:
