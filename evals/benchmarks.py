@@ -3,13 +3,13 @@
 A benchmark is a bundled name (`gsm8k`, `math500`: question/answer files under examples/data, checked
 with the math verifier) or a prompt/answer file of the user's (`--prompt-field`, `--answer-field`,
 `--verify`: math, exact, judge, or a user function); its name in the manifest is the bundled name or the
-file's stem. `extracted_answer` is what maj@k votes on: the text after `####`, else the last `\\boxed{}`,
-else (math) the last number, else the whole stripped completion.
+file's stem. `extracted_answer` is what maj@k votes on: for math the final answer the math verifier grades
+(`llm.verify.math.final_answer`: a number in canonical form, None for a hedged or missing answer), else
+the text after `####`, else the whole stripped completion.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from workbench.errors import InputError
 from workbench.workspace import bundled_data_dir
 
 BUNDLED = {"gsm8k": ("gsm8k", "test.jsonl"), "math500": ("math500", "test.jsonl")}
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -59,15 +58,10 @@ def extracted_answer(text: str | None, verifier: str) -> str | None:
     """The final answer a completion commits to, for majority voting (see the module docstring)."""
     if not text:
         return None
-    from llm.verify.math import last_boxed
+    if verifier == "math":
+        from llm.verify.math import final_answer
 
-    if "####" in text:
-        answer = text.rsplit("####", 1)[1].strip()
-    elif verifier == "math" and last_boxed(text) is not None:
-        answer = (last_boxed(text) or "").strip()
-    elif verifier == "math":
-        numbers = _NUMBER.findall(text)
-        answer = numbers[-1] if numbers else text.strip()
-    else:
-        answer = text.strip()
-    return answer.replace(",", "") if verifier == "math" else answer
+        return final_answer(text).vote
+    from llm.verify.exact import final_answer as exact_answer
+
+    return exact_answer(text)

@@ -1,8 +1,9 @@
 """Reward functions for `wb train grpo|opd`, parsed from `--reward NAME[:WEIGHT]` and combined by weight.
 
 Built in:
-- `math`: 1 when the completion's final answer matches the row's `answer` (`llm.verify`'s math-verify
-  check: GSM8K `#### N` or `\\boxed{}`), else 0; rows without an answer give None.
+- `math`: 1 when the completion's final answer matches the row's `answer` (`llm.verify.math.check_math`:
+  the last `####`/`\\boxed{}`/"the answer is", else the last stated number; a restated question, a hedge
+  or a retraction is 0), else 0; rows without an answer give None.
 - `exact`: 1 when the final answer (after `####`, else the whole text) equals the row's `answer`'s as a
   string (`0011` is not `011`), else 0.
 - `format`: 1 when the completion matches `format_pattern` (a regex, searched), else 0.
@@ -76,9 +77,14 @@ def _verdict_reward(name: str) -> Callable[..., list]:
     else:
         from llm.verify.exact import check_exact as check
 
-    def reward(completions, answer=None, **_):
+    def reward(completions, answer=None, prompts=None, **_):
         if answer is None:
             raise ValueError(f"the {name} reward needs an `answer` column in the prompts")
+        if name == "math" and prompts is not None:  # a restated question earns nothing
+            from llm.verify.math import prompt_text
+
+            return [None if a is None else float(bool(check(c, str(a), prompt_text(p))[0]))
+                    for p, c, a in zip(prompts, completions, answer, strict=True)]
         return [None if a is None else float(bool(check(c, str(a))[0])) for c, a in zip(completions, answer, strict=True)]
 
     return reward

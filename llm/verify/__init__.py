@@ -1,5 +1,5 @@
-"""Answer verifiers: `math` (math-verify in a process pool), `exact` (the final answer as a string),
-`code` (tests in a sandboxed subprocess), `judge` (an LLM rubric through the generation layer), or a user
+"""Answer verifiers: `math` (the response's final answer only, `llm.verify.math`), `exact` (the final
+answer as a string), `code` (only the tests' own completion counts, in a sandbox), `judge` (an LLM rubric through the generation layer), or a user
 `package.module:function`. Verdicts are columns; nothing is dropped here.
 
 `verify_units` checks every `ok` unit that has no verdict in the ledger yet and records verdicts there,
@@ -49,9 +49,9 @@ def inline_verdicts(kind: str, prompts: list, completions: list[str | None],
     the main thread), `exact`, or a user `package.module:function`. For training-time evaluation and the
     cheap verifiers of `verify_many`."""
     if kind == "math":
-        from llm.verify.math import check_math
+        from llm.verify.math import check_math, prompt_text
 
-        return [check_math(c, a) for c, a in zip(completions, answers, strict=True)]
+        return [check_math(c, a, prompt_text(p)) for p, c, a in zip(prompts, completions, answers, strict=True)]
     if kind == "exact":
         from llm.verify.exact import check_exact
 
@@ -85,10 +85,10 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
         return
     todo = pa.concat_tables(todos)
     if opts.kind == "math":
-        from llm.verify.math import verify_math
+        from llm.verify.math import prompt_text, verify_math
 
         verdicts = await verify_math(todo.column("content").to_pylist(), todo.column("answer").to_pylist(),
-                                     opts.workers)
+                                     opts.workers, questions=[prompt_text(p) for p in todo.column("prompt").to_pylist()])
     elif opts.kind == "exact" or ":" in opts.kind:
         verdicts = inline_verdicts(opts.kind, todo.column("prompt").to_pylist(), todo.column("content").to_pylist(),
                                    todo.column("answer").to_pylist())

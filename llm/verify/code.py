@@ -1,4 +1,11 @@
-"""Code answers: run the extracted program plus the record's tests in a sandbox. Exit 0 means they passed.
+"""Code answers: the extracted program and the record's tests, run by a harness in a sandbox.
+
+A pass is the tests' own completion, reported by the harness (`llm/verify/harness.py`) on a channel the
+answer cannot forge: a one-time secret the answer never sees, written after the last test statement ran.
+The exit status means nothing: an answer that exits early (`os._exit(0)`, `raise SystemExit(0)`,
+`sys.exit` in a tested function, an `atexit` hook), prints "tests passed", writes to the channel, patches
+builtins or `os.write`, hooks `sys.excepthook`, returns an "always equal" object or looks for the tests on
+disk fails (tests/llm/test_verify.py tries each one). What the harness refuses is listed in its docstring.
 
 The sandbox is bubblewrap (Debian/Ubuntu package `bubblewrap`): new user, pid, network, IPC and UTS
 namespaces, no capabilities, an unprivileged uid, a read-only view of the interpreter and the shared
@@ -6,20 +13,25 @@ libraries only (no /etc, no home, no data, no shell), a small tmpfs /tmp as the 
 `--die-with-parent`. On top of it: rlimits on processes, address space, CPU time, file size and open
 files, and a hard wall-clock limit that kills the whole pid namespace (stderr goes to a file, so a child
 that escapes into its own session cannot hold a pipe open and stall the verdict). `sandbox="none"`
-runs the program unconfined (rlimits only) for machines without user namespaces, with a warning.
+runs the program unconfined (rlimits and the harness's refusals only) for machines without user
+namespaces, with a warning; its processes carry a marker in their environment and any still alive after
+the verdict are killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.workers import kill_when_parent_thread_exits
@@ -70,7 +82,10 @@ def check_sandbox(sandbox: str, warn: bool = True) -> None:
         raise SandboxError("code verification runs tests under bubblewrap, which is not installed: install the "
                            "`bubblewrap` package (apt-get install bubblewrap), or pass --sandbox none to run "
                            "submitted code unconfined")
-    problem = _bwrap_probe()
+    try:
+        problem = _bwrap_probe()
+    except OSError as exc:  # bwrap found on PATH but cannot be executed: no namespace question yet
+        raise SandboxError(f"cannot run {shutil.which('bwrap')}: {exc}") from None
     if problem:
         raise SandboxError(f"bubblewrap cannot start a sandbox here ({problem}); user namespaces may be disabled "
                            "(sysctl kernel.unprivileged_userns_clone=1), or pass --sandbox none to run unconfined")
@@ -79,39 +94,48 @@ def check_sandbox(sandbox: str, warn: bool = True) -> None:
 @functools.cache
 def _bwrap_probe() -> str:
     """'' when a trivial program runs in the sandbox, else bubblewrap's complaint."""
-    try:
-        passed, detail = _run_program("pass\n", 20.0, 256, "bwrap")
-    except OSError as exc:
-        return str(exc)
+    passed, detail = _run_program("pass\n", "pass\n", 20.0, 256, "bwrap")
     return "" if passed else detail
 
 
 def run_tests(code: str, tests: str, timeout: float = 10.0, memory_mb: int = 1024,
               sandbox: str = "bwrap") -> tuple[bool, str]:
-    """(passed, detail): detail names the limit hit or the last line of stderr."""
-    return _run_program(code + "\n\n" + tests + "\n", timeout, memory_mb, sandbox)
+    """(passed, detail): passed only when the harness saw every top-level test statement run; detail says
+    why not (the test line and exception, the limit hit, how the program ended before the tests did)."""
+    return _run_program(code, tests, timeout, memory_mb, sandbox)
 
 
-def _run_program(source: str, timeout: float, memory_mb: int, sandbox: str) -> tuple[bool, str]:
-    text = (_NO_NETWORK + (_PROCESS_LIMIT if sandbox == "bwrap" else "") + source).encode()
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
-    with tempfile.TemporaryDirectory(prefix="wb-sandbox-") as tmp, tempfile.TemporaryFile() as err:
+_HARNESS = (Path(__file__).with_name("harness.py")).read_text()
+
+
+def _run_program(answer: str, tests: str, timeout: float, memory_mb: int, sandbox: str) -> tuple[bool, str]:
+    program = (_NO_NETWORK + (_PROCESS_LIMIT if sandbox == "bwrap" else "") + _HARNESS).encode()
+    marker = secrets.token_hex(8)  # finds an unconfined run's leftover processes
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
+           "WB_SANDBOX_RUN": marker}
+    secret = secrets.token_hex(16)
+    with (tempfile.TemporaryDirectory(prefix="wb-sandbox-") as tmp, tempfile.TemporaryFile() as err,
+          tempfile.TemporaryFile() as channel, tempfile.TemporaryFile() as payload):
+        payload.write(json.dumps({"secret": secret, "channel": channel.fileno(), "answer": answer,
+                                  "tests": tests}).encode())
+        payload.seek(0)
         path = os.path.join(tmp, "program.py")
         with open(path, "wb") as f:
-            f.write(text)
+            f.write(program)
         if sandbox == "bwrap":
             filter_path = os.path.join(tmp, "filter.bpf")
             bpf = seccomp_filter()
             if bpf is not None:
                 with open(filter_path, "wb") as f:
                     f.write(bpf)
-            with open(path, "rb") as program, open(filter_path if bpf else os.devnull, "rb") as filt:
-                cmd, fds = _bwrap_command(program.fileno(), filt.fileno() if bpf else None)
-                proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err, pass_fds=fds, preexec_fn=_limits(timeout, memory_mb))
+            with open(path, "rb") as prog, open(filter_path if bpf else os.devnull, "rb") as filt:
+                cmd, fds = _bwrap_command(prog.fileno(), filt.fileno() if bpf else None)
+                proc = subprocess.Popen(cmd, env=env, stdin=payload, stdout=subprocess.DEVNULL, stderr=err,
+                                        pass_fds=[*fds, channel.fileno()], preexec_fn=_limits(timeout, memory_mb))
         else:
-            proc = subprocess.Popen([sys.executable, "-I", path], cwd=tmp, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_limits(timeout, memory_mb))
+            proc = subprocess.Popen([sys.executable, "-I", path], cwd=tmp, env=env, stdin=payload,
+                                    stdout=subprocess.DEVNULL, stderr=err, pass_fds=[channel.fileno()],
+                                    preexec_fn=_limits(timeout, memory_mb))
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -121,15 +145,65 @@ def _run_program(source: str, timeout: float, memory_mb: int, sandbox: str) -> t
             return False, f"time limit: killed after {timeout:g}s"
         finally:
             _kill_group(proc.pid)  # stragglers of an unconfined run left in its process group
-        detail = _tail(err)
-    if proc.returncode == 0:
-        return True, "tests passed"
-    killed_by = -proc.returncode if proc.returncode < 0 else proc.returncode - 128  # bwrap reports 128 + signal
-    if "MemoryError" in detail or killed_by in (signal.SIGKILL, signal.SIGSEGV) and "Error" not in detail:
-        return False, f"memory limit: exceeded {memory_mb} MiB"
-    if killed_by == signal.SIGXCPU or "CPU time limit exceeded" in detail:
-        return False, "time limit: CPU time exceeded"
-    return False, (detail.splitlines()[-1] if detail else f"exit code {proc.returncode}")[:500]
+            if sandbox == "none":
+                kill_marked(marker)  # and those that left the group (setsid)
+        channel.seek(0)
+        record = channel.read(64 << 10).decode("utf-8", "replace")
+        return _verdict(record, secret, proc.returncode, _tail(err), memory_mb, sandbox)
+
+
+def _verdict(record: str, secret: str, returncode: int, stderr: str, memory_mb: int,
+             sandbox: str) -> tuple[bool, str]:
+    """The harness's record decides; without one, say how the program ended before the tests did."""
+    lines = record.splitlines()
+    mine = [line[len(secret) + 1:] for line in lines if line.startswith(secret + " ")]
+    if len(lines) != len(mine):
+        return False, "the answer wrote to the test harness's result channel"
+    if len(mine) == 1:
+        status, _, detail = mine[0].partition(" ")
+        if status == "pass":
+            return True, "tests passed"
+        if detail.startswith("memory limit:"):  # the harness saw a MemoryError (its type, not any text)
+            return False, f"{detail} (address space capped at {memory_mb} MiB)"
+        return False, detail
+    if returncode < 0 or (sandbox == "bwrap" and returncode > 128):
+        signum = -returncode if returncode < 0 else returncode - 128  # bwrap exits 128 + the child's signal
+        if signum == signal.SIGXCPU:
+            return False, "time limit: CPU time exceeded"
+        how = f"was killed by {_signal_name(signum)}" if returncode < 0 else \
+            f"exited with status {returncode} (128 + {_signal_name(signum)}: killed by it, or that exit status)"
+    else:
+        how = f"exited with status {returncode}"
+    last = stderr.splitlines()[-1][:300] if stderr else ""
+    return False, f"the tests did not finish: the program {how}" + (f"; stderr: {last}" if last else "")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def kill_marked(marker: str) -> int:
+    """SIGKILL this user's processes whose environment holds WB_SANDBOX_RUN=marker (an unconfined run's
+    children that left its process group with setsid); returns how many."""
+    needle, killed = f"WB_SANDBOX_RUN={marker}".encode(), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                found = needle in f.read().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if found:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def _tail(f) -> str:
@@ -150,7 +224,7 @@ def _bwrap_command(program_fd: int, filter_fd: int | None) -> tuple[list[str], l
     interpreter = os.path.realpath(sys.executable)
     prefix = os.path.realpath(sys.base_prefix)
     fds = [program_fd]
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", str(NOBODY), "--gid", str(NOBODY), "--disable-userns", "--hostname", "sandbox",
            "--proc", "/proc", "--dev", "/dev"]
     if filter_fd is not None:
@@ -232,6 +306,7 @@ def _limits(timeout: float, memory_mb: int):
 
 def check_code(content: str | None, tests: str | None, timeout: float, memory_mb: int,
                sandbox: str = "bwrap") -> tuple[bool | None, str]:
+    """(verdict, detail) of one answer: None without tests, False for an empty answer, else `run_tests`."""
     if not tests:
         return None, "no tests"
     if not content:

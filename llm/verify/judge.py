@@ -1,7 +1,9 @@
 """LLM-judge verification: a rubric prompt through the same generation layer (endpoints, retries, 429s).
 
 The judge sees the question, the reference answer when there is one, and the response (not the reasoning),
-and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`; no verdict line gives null. A request that
+and must end with `VERDICT: CORRECT` or `VERDICT: INCORRECT`: only a verdict on the reply's last non-empty
+line counts, and a `VERDICT:` the response wrote itself is shown to the judge defused ("verdict (written
+by the response):"), so a response cannot hand the judge a verdict line to echo. No verdict gives null. A request that
 failed at the judge's endpoint gives null with a `judge failed: ...` detail, and a re-run asks again.
 `judge_spec` is how every job (distill, prefs, eval) builds its judge's endpoint from its `--judge-*` flags
 and the shared endpoint options, and `judge_generator` how it opens it.
@@ -34,6 +36,7 @@ Judge whether the response's final answer is correct and its reasoning sound; wi
 the final answer must agree with it. Give a one-paragraph justification, then a last line that is exactly
 `VERDICT: CORRECT` or `VERDICT: INCORRECT`."""
 _VERDICT = re.compile(r"VERDICT:\s*(CORRECT|INCORRECT)", re.IGNORECASE)
+_WRITTEN_VERDICT = re.compile(r"VERDICT\s*:", re.IGNORECASE)
 JUDGE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2048)
 JUDGE_FAILED = "judge failed: "  # the detail of a verdict the judge's endpoint never gave (retried on re-run)
 
@@ -54,12 +57,15 @@ def judge_messages(prompt: list[dict], reference: str | None, response: str | No
                    rubric: str = RUBRIC) -> list[dict]:
     """The judge's one user message: `rubric` filled with the question, reference and response."""
     question = message_text(prompt, ("user",), "\n")
+    shown = _WRITTEN_VERDICT.sub("verdict (written by the response):", response or "")
     return [{"role": "user", "content": rubric.format(question=question, reference=reference or "",
-                                                       response=response or "")}]
+                                                       response=shown)}]
 
 
 def parse_verdict(text: str | None) -> bool | None:
-    found = _VERDICT.findall(text or "")
+    """True/False from a `VERDICT:` on the reply's last non-empty line, else None."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    found = _VERDICT.findall(lines[-1]) if lines else []
     return None if not found else found[-1].upper() == "CORRECT"
 
 
