@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from llm.runtime import dtype_option, loaded_models, threads_option
 from trainers.tinker_service.futures import Future, FutureTable, Job, Scheduler
 from trainers.tinker_service.protocol import (
     PROTO_CONTENT_TYPE,
@@ -52,8 +53,8 @@ class ServeConfig:
     compress: bool = option(True, "ask the SDK to zstd-compress forward_backward bodies")
     micro_batch_tokens: int = option(8192, "padded tokens per forward pass inside a request", min=1)
     device: str | None = option(None, "torch device (default: cuda when available, else cpu)")
-    dtype: str = option("auto", "model dtype: auto (bf16 on a capable GPU, else fp32), bf16, fp16, fp32",
-                        choices=["auto", "bf16", "fp16", "fp32"])
+    dtype: str = dtype_option()
+    threads: int = threads_option()
     poll_seconds: float = option(20.0, "how long retrieve_future waits for a result before try_again", min=0.0)
     session_timeout: float = option(600.0, "seconds without a heartbeat after which a session ends and its "
                                            "adapters are freed (the SDK beats every 10 s)", min=1.0)
@@ -359,7 +360,8 @@ def serve(config: ServeConfig) -> dict:
     with RunDir(config.output or default_output(), "tinker-serve", config, resumable=True) as run:
         meter = Meter(run.path / USAGE_FILE, prices, config.token_budget, progress=run.progress)
         engine = Engine(config.base_model, config.served_name or config.base_model, run.path / "checkpoints", meter,
-                        device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens)
+                        device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens,
+                        threads=config.threads)
         service = Service(config, engine, meter)
         server = uvicorn.Server(uvicorn.Config(build_app(service), host=config.host, port=config.port,
                                                log_level="warning", timeout_graceful_shutdown=3))
@@ -373,7 +375,7 @@ def serve(config: ServeConfig) -> dict:
             service.close()
         report = meter.report()
         return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
-                          token_budget=config.token_budget)
+                          token_budget=config.token_budget, runtime=loaded_models())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
