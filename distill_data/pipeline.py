@@ -131,7 +131,7 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
         index, count = parse_shard(cfg.shard)
         shard = {"index": index, "count": count, "prompts": units // cfg.n}
     return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key, backend=spec.backend, shard=shard,
-                      runtime=loaded_models(),
+                      runtime=loaded_models(spec.model),
                       units=units, status_counts=counts, verified_counts=verdicts, sft_rows=sft.num_rows,
                       faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
                               "errors": gen.stats.errors, "endpoints": [e.state() for e in gen.endpoints],

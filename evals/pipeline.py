@@ -110,7 +110,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
                       cost_usd=progress.cost(prefill, sampled))
         return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
-                          metrics=metrics, status_counts=counts, model=cfg.model, runtime=loaded_models(),
+                          metrics=metrics, status_counts=counts, model=cfg.model, runtime=loaded_models(spec.model),
                           backend=spec.backend,
                           benchmarks={b.name: {"source": b.source, "verifier": b.verifier,
                                                **({"judge": cfg.judge_model} if b.verifier == "judge" else {})}

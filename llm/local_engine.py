@@ -41,7 +41,7 @@ class LocalEngine:
         self.threads = apply_threads(threads)
         self.dtype = resolve_dtype(dtype, self.device)  # the trainers resolve it the same way (llm.runtime)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype)).to(self.device).eval()
-        record_load(path, self.dtype, self.threads, self.device)
+        record_load(str(model_path), self.dtype, self.threads, self.device)
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.template_id = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:16]
 

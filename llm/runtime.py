@@ -85,8 +85,10 @@ def record_load(model: str, dtype: str, threads: int, device: str) -> dict:
     return entry
 
 
-def loaded_models() -> list[dict]:
-    """Every model this process loaded, with its resolved dtype, threads and device (the manifest's
-    `runtime`)."""
+def loaded_models(*models: str | None) -> list[dict]:
+    """The loads of `models` (paths or hub ids as given) this process made, with their resolved dtype,
+    threads and device: a run's manifest records them as `runtime`. A model served over HTTP was loaded
+    by its server, so it is not listed."""
+    wanted = {str(m) for m in models if m}
     with _LOCK:
-        return [dict(e) for e in _LOADED]
+        return [dict(e) for e in _LOADED if e["model"] in wanted]

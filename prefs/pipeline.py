@@ -157,7 +157,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
                       strategy=cfg.strategy, scorer=kind, pair_stats=stats, models=per_model,
-                      kind="preference" if preference else "sft", runtime=loaded_models())
+                      kind="preference" if preference else "sft", runtime=loaded_models(*(s.spec.model for s in sides)))
 
 
 def _status_counts(samples: pa.Table, model: str) -> dict[str, int]:

@@ -297,4 +297,4 @@ def run_rl(run: RLRun, stage: str, step_fn, log, after_step=None) -> RunResult:
         usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled, run.prefill)
         return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
                          usage=usage, steps=run.total, final=last, model_dir=str(output / "model"),
-                         runtime=loaded_models())
+                         runtime=loaded_models(run.cfg.model))

@@ -375,7 +375,7 @@ def serve(config: ServeConfig) -> dict:
             service.close()
         report = meter.report()
         return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
-                          token_budget=config.token_budget, runtime=loaded_models())
+                          token_budget=config.token_budget, runtime=loaded_models(config.base_model))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
