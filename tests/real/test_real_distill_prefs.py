@@ -16,8 +16,8 @@ from workbench.rundir import read_manifest
 pytestmark = pytest.mark.real
 QUESTIONS = [("What is 2 + 3? Reply with the number only.", "5"), ("What is 10 - 4? Reply with the number only.", "6"),
              ("What is 3 times 3? Reply with the number only.", "9")]
-FACTS = ["Write one short sentence about cats.", "Write one short sentence about the moon.",
-         "Write one short sentence about rain.", "Write one short sentence about bread."]
+FACTS = [f"Write one short sentence about {topic}." for topic in ("cats", "the moon", "rain", "bread", "trees",
+                                                                  "the sea")]
 
 
 def _jsonl(path, rows: list[dict]):
@@ -56,11 +56,11 @@ def test_dpo_step_on_prefs_pairs_starts_at_ln2(smollm2_dir, smollm2_server, tmp_
     src = _jsonl(tmp_path / "facts.jsonl", [{"prompt": f} for f in FACTS])
     pairs = tmp_path / "prefs"
     assert main(["prefs", str(src), "--output", str(pairs), "--strong-model", "smollm2", "--strong-base-url", url,
-                 "--weak-model", str(smollm2_dir), "--weak-backend", "hf", "--threads", "1", "--temperature", "1.0",
-                 "--max-tokens", "40", "--max-concurrency", "4", "--progress-seconds", "0"]) == 0
+                 "--weak-model", str(smollm2_dir), "--weak-backend", "hf", "--threads", "1", "--temperature", "0.7",
+                 "--max-tokens", "64", "--max-concurrency", "6", "--progress-seconds", "0"]) == 0
     prefs = read_manifest(pairs)
     kept = prefs["pair_stats"]["kept"]
-    assert kept >= 2 and prefs["usage"]["requests"] == 8
+    assert kept >= 2 and prefs["usage"]["requests"] == 12  # sampled answers that differ and end in time
     assert prefs["runtime"] == [{"model": str(smollm2_dir), "dtype": "float32", "threads": 1, "device": "cpu"}]
     out = tmp_path / "dpo"
     assert main(["train", "dpo", "--model", str(smollm2_dir), "--data", str(pairs), "--output", str(out),
