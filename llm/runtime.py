@@ -18,7 +18,9 @@ from workbench.config import option
 from workbench.errors import InputError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_LOADED: list[dict] = []  # one entry per model this process loaded, for the run's manifest
+# the latest load of each model (path or hub id as given) in this process, for the run's manifest; runs in
+# one process follow each other, so the latest load of a run's model is that run's
+_LOADED: dict[str, dict] = {}
 _LOCK = threading.Lock()
 
 
@@ -77,18 +79,21 @@ def apply_threads(threads: int = 0) -> int:
 
 def record_load(model: str, dtype: str, threads: int, device: str) -> dict:
     """Note that this process loaded `model` with the resolved `dtype`, `threads` and `device`; return
-    the entry (`loaded_models()` lists them for the run's manifest)."""
+    the entry (`loaded_models()` gives it to the run's manifest)."""
     entry = {"model": str(model), "dtype": dtype, "threads": threads, "device": str(device)}
     with _LOCK:
-        if entry not in _LOADED:
-            _LOADED.append(entry)
+        _LOADED[entry["model"]] = entry
     return entry
 
 
 def loaded_models(*models: str | None) -> list[dict]:
-    """The loads of `models` (paths or hub ids as given) this process made, with their resolved dtype,
-    threads and device: a run's manifest records them as `runtime`. A model served over HTTP was loaded
-    by its server, so it is not listed."""
-    wanted = {str(m) for m in models if m}
+    """The latest load of each of `models` (paths or hub ids as given) in this process, with its resolved
+    dtype, threads and device: a run's manifest records them as `runtime`."""
     with _LOCK:
-        return [dict(e) for e in _LOADED if e["model"] in wanted]
+        return [dict(_LOADED[m]) for m in dict.fromkeys(str(m) for m in models if m) if m in _LOADED]
+
+
+def spec_loads(*specs) -> list[dict]:
+    """`loaded_models` of the in-process models among `specs` (`EndpointSpec`s); a model reached over HTTP
+    was loaded by its server, so it is not listed."""
+    return loaded_models(*(s.model for s in specs if s.backend != "openai"))
