@@ -60,3 +60,23 @@ def test_bad_dtype_and_threads_flags_are_one_line_errors(tmp_path, tiny_model_di
     assert "invalid choice: 'fp8' (choose from 'auto', 'float32', 'bfloat16', 'float16')" in capsys.readouterr().err
     assert main(["serve", str(tiny_model_dir), "--threads", "-2", "--port", "1"]) == 2
     assert "--threads -2: must be 0 (automatic) or more" in capsys.readouterr().err
+
+
+def test_a_bf16_checkpoint_is_served_and_trained_in_the_same_dtype(tmp_path, tiny_model_dir):
+    """The issue this policy fixes: a bf16 checkpoint was served in bf16 but trained in fp32 on CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm.local_engine import LocalEngine
+    from trainers.client import ClientConfig, TrainingClient
+
+    bf16 = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(bf16)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(bf16)
+    before = torch.get_num_threads()
+    try:
+        served = LocalEngine(bf16, threads=1)
+        trained = TrainingClient.load(ClientConfig(model=str(bf16), threads=1))
+        assert served.model.dtype == trained.model.dtype == torch.float32 and served.dtype == "float32"
+        assert LocalEngine(bf16, dtype="bfloat16", threads=1).model.dtype == torch.bfloat16
+    finally:
+        torch.set_num_threads(before)
