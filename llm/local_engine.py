@@ -20,9 +20,11 @@ from workbench.errors import InputError
 class LocalEngine:
     """A transformers causal LM with its tokenizer's chat template."""
 
-    def __init__(self, model_path: str | Path, device: str | None = None):
+    def __init__(self, model_path: str | Path, device: str | None = None, dtype: str = "auto", threads: int = 0):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from llm.runtime import apply_threads, record_load, resolve_dtype
 
         path = Path(model_path)
         if not path.exists():
@@ -36,7 +38,10 @@ class LocalEngine:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        self.threads = apply_threads(threads)
+        self.dtype = resolve_dtype(dtype, self.device)  # the trainers resolve it the same way (llm.runtime)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype)).to(self.device).eval()
+        record_load(str(model_path), self.dtype, self.threads, self.device)
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.template_id = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:16]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm.generator import RetryPolicy
+from llm.runtime import dtype_option, threads_option
 from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
 from workbench.config import RunOptions, option
 from workbench.errors import InputError
@@ -56,6 +57,8 @@ class EndpointOptions:
     price_in: float | None = option(None, "USD per million prompt tokens the endpoints read, for the cost",
                                     min=0.0)
     price_out: float | None = option(None, "USD per million completion tokens, for the cost", min=0.0)
+    dtype: str = dtype_option()
+    threads: int = threads_option()
 
 
 ENDPOINT_OPTIONS = tuple(f.name for f in dataclasses.fields(EndpointOptions))  # may change when a run resumes
@@ -91,7 +94,7 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
         raise InputError(f"{flag}model {model!r}: not a local model directory; to call a served model give "
                          f"{flag}base-url (e.g. http://localhost:8000/v1)")
     return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
-                        options.min_concurrency, options.rpm, options.tpm)
+                        options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads)
 
 
 def token_cost(prefill: int, sampled: int, price_in: float | None, price_out: float | None) -> float | None:

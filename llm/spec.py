@@ -36,6 +36,8 @@ class EndpointSpec:
     min_concurrency: int | None  # the floor of the adaptive limit (None: max_concurrency // 8)
     rpm: float | None  # requests per minute over all endpoints (a provider's published limit)
     tpm: float | None  # tokens (prompt + completion) per minute over all endpoints
+    dtype: str = "auto"  # in-process backends: weights dtype (llm.runtime.resolve_dtype)
+    threads: int = 0  # in-process backends: torch CPU threads (0 = llm.runtime.default_threads)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -66,7 +68,7 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
     if spec.backend == "hf":
         from llm.backends.hf_local import HFBackend
 
-        backend = HFBackend(spec.model, max_batch=spec.max_concurrency)
+        backend = HFBackend(spec.model, max_batch=spec.max_concurrency, dtype=spec.dtype, threads=spec.threads)
     else:
         from llm.backends.vllm_local import VLLMBackend
 

@@ -16,6 +16,7 @@ from llm.generator import Generator
 from llm.prompts import load_prompts
 from llm.reasoning import render_reasoning
 from llm.runner import watch_units
+from llm.runtime import spec_loads
 from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
 from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
@@ -157,7 +158,7 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
                       dropped={**dropped_prompts, **stats["dropped"]},
                       usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
                       strategy=cfg.strategy, scorer=kind, pair_stats=stats, models=per_model,
-                      kind="preference" if preference else "sft")
+                      kind="preference" if preference else "sft", runtime=spec_loads(*(s.spec for s in sides)))
 
 
 def _status_counts(samples: pa.Table, model: str) -> dict[str, int]:

@@ -45,7 +45,8 @@ class ClientConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
-    dtype: str = "auto"  # auto = bf16 on a GPU that supports it, else fp32
+    dtype: str = "auto"  # llm.runtime.DTYPES: auto = bfloat16 on a GPU that supports it, else float32
+    threads: int = 0  # torch CPU threads; 0 = llm.runtime.default_threads()
     gradient_checkpointing: bool = False
     fsdp: bool = False  # under torchrun: FSDP2 fully_shard instead of DDP
     attn_implementation: str = "auto"  # auto = the model's default (SDPA); flash_attention_2 gives varlen
@@ -149,14 +150,19 @@ class TrainingClient:
         """Load `config.model` (a local directory or hub id), add LoRA when `lora_r > 0`."""
         from transformers import AutoModelForCausalLM
 
+        from llm.runtime import apply_threads, record_load, resolve_dtype
+
         tokenizer = tokenizer or load_tokenizer(config.model)
         seed_everything(config.seed)
-        dtype = _resolve_dtype(config.dtype)
+        threads = apply_threads(config.threads)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = getattr(torch, resolve_dtype(config.dtype, device))
         try:
             attn = None if config.attn_implementation == "auto" else config.attn_implementation
             model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype, attn_implementation=attn)
         except OSError as exc:
             raise InputError(f"{config.model}: cannot load the model ({exc})") from None
+        record_load(config.model, str(dtype).removeprefix("torch."), threads, device)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         if config.lora_r > 0:
@@ -364,12 +370,6 @@ def _fresh_model(like, state: dict[str, torch.Tensor]):
     model = AutoModelForCausalLM.from_config(like.config, dtype=next(iter(state.values())).dtype)
     model.load_state_dict(state)
     return model
-
-
-def _resolve_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def _add_lora(model, config: ClientConfig):

@@ -7,6 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm.runtime import dtype_option, threads_option
 from workbench.config import RunOptions, add_config_arguments, option, validate
 from workbench.errors import InputError
 
@@ -37,8 +38,8 @@ class TrainConfig(RunOptions):
     lora_alpha: int = option(16, "LoRA alpha")
     lora_dropout: float = option(0.0, "LoRA dropout")
     lora_targets: list[str] = option(["all-linear"], "modules LoRA adapts (peft target_modules)")
-    dtype: str = option("auto", "weights dtype; auto = bf16 on a capable GPU, else fp32",
-                        choices=["auto", "bf16", "fp16", "fp32"])
+    dtype: str = dtype_option()  # one policy with wb serve and wb eval (llm.runtime)
+    threads: int = threads_option()
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory (GPU)")
     fsdp: bool = option(False, "under torchrun, shard parameters, gradients and optimiser state over ranks "
                                "(FSDP2 fully_shard) instead of replicating them (DDP)")

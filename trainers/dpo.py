@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm.runtime import loaded_models
 from trainers.config import DPO_LOSSES, TrainConfig, add_train_arguments
 from workbench.config import option
 from workbench.errors import InputError
@@ -209,7 +210,7 @@ def train_dpo(cfg: DPOConfig, log=print) -> RunResult:
         client.save_model(output / "model")
         usage = train_usage(cfg, int(last.get("trained_tokens_total", 0)))
         return run.finish(rows_in=data.rows_in, rows_out=len(pairs), dropped=dict(data.dropped), usage=usage,
-                          steps=total, final=last, model_dir=str(output / "model"))
+                          steps=total, final=last, model_dir=str(output / "model"), runtime=loaded_models(cfg.model))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

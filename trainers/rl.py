@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm.runtime import loaded_models
 from trainers.config import TrainConfig
 from workbench.config import option
 from workbench.errors import InputError
@@ -295,4 +296,5 @@ def run_rl(run: RLRun, stage: str, step_fn, log, after_step=None) -> RunResult:
         run.client.save_model(output / "model")
         usage = train_usage(run.cfg, int(last.get("trained_tokens_total", 0)), run.sampled, run.prefill)
         return rd.finish(rows_in=run.data.rows_in, rows_out=len(run.prompts), dropped=dict(run.data.dropped),
-                         usage=usage, steps=run.total, final=last, model_dir=str(output / "model"))
+                         usage=usage, steps=run.total, final=last, model_dir=str(output / "model"),
+                         runtime=loaded_models(run.cfg.model))

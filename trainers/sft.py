@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm.runtime import loaded_models
 from trainers.config import TrainConfig, add_train_arguments
 from workbench.config import option
 from workbench.rundir import RunResult
@@ -127,7 +128,7 @@ def train_sft(cfg: SFTConfig, log=print) -> RunResult:
         client.save_model(output / "model")
         usage = train_usage(cfg, int(last.get("trained_tokens_total", 0)))
         return run.finish(rows_in=data.rows_in, rows_out=len(data.items), dropped=dict(data.dropped), usage=usage,
-                          steps=total, final=last, model_dir=str(output / "model"))
+                          steps=total, final=last, model_dir=str(output / "model"), runtime=loaded_models(cfg.model))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

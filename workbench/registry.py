@@ -116,6 +116,10 @@ COMMANDS: tuple[Command, ...] = (
             help="on-policy distillation: the student samples, a teacher scores its tokens",
             configs=("trainers.opd:OPDConfig",)),
 
+    Command(path=("model",), group="serve", help="bring a model in: import a GGUF file (Ollama, llama.cpp)"),
+    Command(path=("model", "import"), group="serve", module="llm.commands.model_import",
+            help="a GGUF file to a transformers model directory with its tokenizer and chat template",
+            cli_only="its output is a model directory, not a run directory"),
     Command(path=("serve",), group="serve", module="llm.commands.serve",
             help="an OpenAI-compatible server over a local transformers model",
             cli_only="a server that runs until stopped; start it in a terminal"),

@@ -6,10 +6,10 @@ from llm.batcher import BatchedBackend, Batcher
 
 
 class HFBackend(BatchedBackend):
-    def __init__(self, model_path: str, max_batch: int = 16):
+    def __init__(self, model_path: str, max_batch: int = 16, dtype: str = "auto", threads: int = 0):
         from llm.local_engine import LocalEngine
 
-        self.engine = LocalEngine(model_path)
+        self.engine = LocalEngine(model_path, dtype=dtype, threads=threads)
         self.name = f"hf:{model_path}"
         self.template_id = self.engine.template_id
         self.batcher = Batcher(self.engine.generate_batch, max_batch)

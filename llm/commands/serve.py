@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from llm.runtime import DTYPES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_path", help="a local transformers checkpoint directory with a chat template")
@@ -17,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="samples (sum of n) queued or running before new requests get 429 (default: 256)")
     parser.add_argument("--served-model-name", help="model id clients send (default: the directory name)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="weights dtype: auto = bfloat16 on a CUDA GPU that supports it, else float32 (the "
+                             "trainers and `wb eval --backend hf` resolve it the same way)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads torch uses; 0 = one fewer than the usable CPUs (at least 1), or "
+                             "OMP_NUM_THREADS when set (default: 0)")
     parser.add_argument("--allow-weight-updates", action="store_true",
                         help="accept new weights on POST /v1/weights and report each completion's weight_version "
                              "(the generator of `wb train grpo --generator`)")
@@ -44,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     with socket.socket() as probe:  # fail before loading the model, not after printing the address
         if probe.connect_ex((args.host, args.port)) == 0:
             raise InputError(f"{args.host}:{args.port} is already in use; pick another --port")
-    engine = LocalEngine(args.model_path, args.device)
+    if args.threads < 0:
+        raise InputError(f"--threads {args.threads}: must be 0 (automatic) or more")
+    engine = LocalEngine(args.model_path, args.device, args.dtype, args.threads)
     name = args.served_model_name or engine.name
     routes = None
     if args.allow_weight_updates:
@@ -59,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             close_app(app)  # stop generating now; uvicorn alone would wait for every running request
             super().handle_exit(sig, frame)
 
-    print(f"serving {name} on http://{args.host}:{args.port}/v1", flush=True)
+    print(f"serving {name} on http://{args.host}:{args.port}/v1 ({engine.dtype}, {engine.threads} threads on "
+          f"{engine.device})", flush=True)
     Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                           timeout_graceful_shutdown=GRACE_SECONDS)).run()
     return 0

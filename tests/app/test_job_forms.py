@@ -22,8 +22,8 @@ def test_every_command_is_offered_in_the_app_or_says_why_not():
             "mix search", "mix predict", "mix build", "mix confirm"}
     assert set(forms.FORMS) == must
     assert {c.name for c in registry.runnable() if not c.app} == {
-        "info", "inspect", "validate", "convert", "serve", "tinker serve", "tinker usage", "runs", "lineage", "ui",
-        "demo"}
+        "info", "inspect", "validate", "convert", "model import", "serve", "tinker serve", "tinker usage", "runs",
+        "lineage", "ui", "demo"}
 
 
 @pytest.mark.parametrize(("command", "values", "argv"), [

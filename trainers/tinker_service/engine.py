@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainers.client import ClientConfig, TrainingClient, _resolve_dtype, load_tokenizer
+from trainers.client import ClientConfig, TrainingClient, load_tokenizer
 from trainers.losses import token_logprobs
 from trainers.tinker_service.losses import check_loss, per_token_loss
 from trainers.tinker_service.metering import Meter
@@ -115,9 +115,10 @@ class Engine:
 
     def __init__(self, base_model: str, served_name: str, checkpoint_dir: Path, meter: Meter,
                  device: str | None = None, dtype: str = "auto", micro_batch_tokens: int = 8192,
-                 adapt_tied_unembed: bool = False):
+                 adapt_tied_unembed: bool = False, threads: int = 0):
         from transformers import AutoModelForCausalLM
 
+        from llm.runtime import apply_threads, record_load, resolve_dtype
         from workbench.errors import InputError
 
         self.base_path = base_model
@@ -128,10 +129,12 @@ class Engine:
         self.micro_batch_tokens = micro_batch_tokens
         self.tokenizer = load_tokenizer(base_model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        threads, dtype = apply_threads(threads), resolve_dtype(dtype, str(self.device))
         try:
-            model = AutoModelForCausalLM.from_pretrained(base_model, dtype=_resolve_dtype(dtype))
+            model = AutoModelForCausalLM.from_pretrained(base_model, dtype=getattr(torch, dtype))
         except OSError as exc:
             raise InputError(f"{base_model}: cannot load the model ({exc})") from None
+        record_load(base_model, dtype, threads, str(self.device))
         self.base = model.to(self.device).eval().requires_grad_(False)
         self.vocab = int(self.base.get_output_embeddings().weight.shape[0])
         # a tied lm_head is the input embedding: LoRA on it would adapt a layer peft cannot keep tied

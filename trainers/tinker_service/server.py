@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from llm.runtime import dtype_option, loaded_models, threads_option
 from trainers.tinker_service.futures import Future, FutureTable, Job, Scheduler
 from trainers.tinker_service.protocol import (
     NAME_RE,
@@ -72,8 +73,8 @@ class ServeConfig(RunOptions):
                                       "tensors may expand to at most as much again", min=1)
     micro_batch_tokens: int = option(8192, "padded tokens per forward pass inside a request", min=1)
     device: str | None = option(None, "torch device (default: cuda when available, else cpu)")
-    dtype: str = option("auto", "model dtype: auto (bf16 on a capable GPU, else fp32), bf16, fp16, fp32",
-                        choices=["auto", "bf16", "fp16", "fp32"])
+    dtype: str = dtype_option()
+    threads: int = threads_option()
     tied_unembed: bool = option(False, "put LoRA on lm_head even when it is tied to the input embeddings "
                                        "(by default train_unembed leaves a tied lm_head alone)")
     poll_seconds: float = option(20.0, "how long retrieve_future waits for a result before try_again", min=0.0)
@@ -596,7 +597,7 @@ def serve(config: ServeConfig) -> dict:
         meter = Meter(run.path / USAGE_FILE, prices, config.token_budget, progress=run.progress)
         engine = Engine(config.base_model, config.served_name or config.base_model, run.path / "checkpoints", meter,
                         device=config.device, dtype=config.dtype, micro_batch_tokens=config.micro_batch_tokens,
-                        adapt_tied_unembed=config.tied_unembed)
+                        adapt_tied_unembed=config.tied_unembed, threads=config.threads)
         service = Service(config, engine, meter, keys)
         server = uvicorn.Server(uvicorn.Config(build_app(service), host=config.host, port=config.port,
                                                log_level="warning", timeout_graceful_shutdown=3))
@@ -614,7 +615,7 @@ def serve(config: ServeConfig) -> dict:
             service.close()
         report = meter.report()
         return run.finish(usage=meter.totals(), sessions=report["sessions"], prices=report["prices"],
-                          token_budget=config.token_budget)
+                          token_budget=config.token_budget, runtime=loaded_models(config.base_model))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
