@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llm.backends.base import Choice, Completion
 from llm.batcher import GenRequest
+from llm.eos import eos_ids
 from workbench.errors import InputError
 
 
@@ -203,13 +204,3 @@ class LocalEngine:
                        for t, lp in zip(kept, row.logprobs[:count], strict=True)]
         return Choice(text, None, finish, count, entries)
 
-
-def eos_ids(generation_config, tokenizer) -> set[int]:
-    """Every id that ends a sample: the generation config's `eos_token_id` (an int or a list, as Llama 3
-    and Qwen2.5 ship it) and the tokenizer's."""
-    ids: set[int] = set()
-    for value in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        for v in value if isinstance(value, list | tuple) else [value]:
-            if v is not None:
-                ids.add(int(v))
-    return ids
