@@ -137,6 +137,9 @@ class ContinuousBatcher(Batcher):
     `step() -> [finished jobs]`, `completion(job)`, `running`, `accepts_new()` and `reset()`."""
 
     IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks at its stop flag
+    # An idle engine waits this long for the rest of a burst, so its requests share one prefill; a running
+    # batch never waits (new requests join at the next step).
+    BURST_SECONDS = 0.01
 
     def __init__(self, engine, max_batch: int = 16, max_pending: int | None = None):
         super().__init__(engine.generate_batch, max_batch, 0.0, max_pending)
@@ -178,6 +181,10 @@ class ContinuousBatcher(Batcher):
                     self._cond.wait(self.IDLE_POLL_SECONDS)
                 if self._stop:
                     break
+                if self._incoming and not queued and not self.engine.running:
+                    deadline = time.monotonic() + self.BURST_SECONDS
+                    while (left := deadline - time.monotonic()) > 0 and not self._stop:
+                        self._cond.wait(left)
                 incoming, self._incoming = self._incoming, []
             for request, future, loop in incoming:
                 if request.cancel.is_set():
