@@ -141,27 +141,6 @@ def test_per_choice_usage_over_http_is_each_samples_count(two_eos):
     assert len(set(counts)) > 1  # the samples differ in length, so an even split would be wrong
 
 
-def test_a_server_without_per_choice_usage_gives_counts_marked_as_estimates():
-    from openai.types.chat import ChatCompletion
-
-    from llm.backends.openai_http import _completion
-
-    def body(choices: list[dict]) -> ChatCompletion:
-        return ChatCompletion.model_validate({
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": choices,
-            "usage": {"prompt_tokens": 3, "completion_tokens": 10, "total_tokens": 13}})
-
-    def choice(i: int, **extra) -> dict:
-        return {"index": i, "message": {"role": "assistant", "content": "ab"}, "finish_reason": "stop", **extra}
-
-    split = _completion(body([choice(0), choice(1), choice(2)]))
-    assert [(c.completion_tokens, c.tokens_estimated) for c in split.choices] == [(4, True), (3, True), (3, True)]
-    exact = _completion(body([choice(0, usage={"completion_tokens": 7}), choice(1, usage={"completion_tokens": 3})]))
-    assert [(c.completion_tokens, c.tokens_estimated) for c in exact.choices] == [(7, False), (3, False)]
-    one = _completion(body([choice(0)]))
-    assert (one.choices[0].completion_tokens, one.choices[0].tokens_estimated) == (10, False)
-
-
 class Spy:
     """A LocalEngine that records how many samples run after each admission."""
 
