@@ -70,6 +70,17 @@ class RunningBatch:
         self.mask_B_L: torch.Tensor | None = None
         self.logits_B_V: torch.Tensor | None = None
 
+    @torch.no_grad()
+    def unsupported_layers(self) -> list[str]:
+        """Cache layer kinds this batch cannot splice (sliding-window, linear attention: they keep state
+        beyond plain per-position keys and values), found with a one-token forward; [] when all is well."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.tensor([[self.pad_id]], device=self.device)
+        self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_arg: cache})
+        return sorted({type(layer).__name__ for layer in cache.layers} - {"DynamicLayer"})
+
     def clear(self) -> None:
         self.rows, self.cache, self.mask_B_L, self.logits_B_V = [], None, None, None
 

@@ -64,6 +64,10 @@ class LocalEngine:
         from llm.decode_batch import RunningBatch
 
         self.batch = RunningBatch(self.model, self.tokenizer.pad_token_id, self.device)
+        odd = self.batch.unsupported_layers()
+        if odd:
+            raise InputError(f"{model_path}: continuous batching needs full-attention KV cache layers; this model "
+                             f"has {', '.join(odd)}")
 
     @property
     def running(self) -> int:
@@ -127,6 +131,8 @@ class LocalEngine:
 
     def generate_batch(self, requests: list[GenRequest]) -> list[Completion | Exception]:
         """Run `requests` to the end in one running batch: one Completion (or that request's error) each."""
+        if self.batch.rows:
+            raise RuntimeError("generate_batch while a ContinuousBatcher drives this engine; submit through it")
         results: list[Completion | Exception | None] = [None] * len(requests)
         jobs: dict[int, Job] = {}
         for j, request in enumerate(requests):
