@@ -183,3 +183,40 @@ def test_a_short_request_passes_a_long_one_and_a_large_n_is_split(engine):
     assert len(long.choices) == 10 and all(c.completion_tokens == 200 for c in long.choices)
     assert short.choices[0].completion_tokens == 3
     assert max(spy.widths) == 4  # n=10 never ran wider than max_batch
+
+
+def test_a_weight_load_waits_for_started_requests_and_new_ones_wait_for_it(tiny_model_dir, tmp_path):
+    import threading
+
+    import torch
+
+    from llm.local_engine import LocalEngine
+    from llm.weight_updates import VersionedEngine
+
+    versioned = VersionedEngine(LocalEngine(tiny_model_dir))
+    weights = tmp_path / "w.pt"
+    torch.save({k: v + 0.01 for k, v in versioned.engine.model.state_dict().items()}, weights)
+
+    async def main():
+        batcher = ContinuousBatcher(versioned, max_batch=4)
+        greedy = SamplingParams(temperature=0, max_tokens=120)
+        long = asyncio.create_task(batcher.submit(GenRequest(HELLO, 6, greedy)))  # 6 > max_batch: split
+        for _ in range(2000):  # bounded: until the long request runs
+            if versioned.engine.running:
+                break
+            await asyncio.sleep(0.005)
+        loader = threading.Thread(target=versioned.load, args=(str(weights), 1))
+        loader.start()
+        for _ in range(2000):  # bounded: until the load waits
+            if versioned._loading:
+                break
+            await asyncio.sleep(0.005)
+        short = await batcher.submit(GenRequest(HELLO, 1, SamplingParams(temperature=0, max_tokens=2)))
+        first = await long
+        await asyncio.to_thread(loader.join, 60)
+        await batcher.aclose()
+        return first, short
+
+    first, short = asyncio.run(main())
+    assert first.extra["weight_version"] == 0 and len(first.choices) == 6  # all six samples on the old weights
+    assert short.extra["weight_version"] == 1 and versioned.version == 1
