@@ -7,7 +7,7 @@ Each repeat times (a) one left-padded greedy `model.generate` of the C prompts i
 same C prompts sent at once as C concurrent requests to `wb serve` (a subprocess, `--max-batch` B),
 and prints generated tokens per second of each and their ratio (goal: >= 0.9). Then a long request
 (--long-tokens) and, 0.3 s later, a 4-token one: their latencies, which finished first, and the
-4-token request's latency alone. Both sides use --threads torch threads (OMP_NUM_THREADS); CPU timings
+4-token request's latency alone; the same behind one request with n = --wide-n (split by --max-batch). Both sides use --threads torch threads (OMP_NUM_THREADS); CPU timings
 on a shared machine are noisy, so baseline and serve alternate and the median ratio is reported.
 """
 
@@ -74,12 +74,12 @@ def baseline(model, tokenizer, prompts: list[str], max_tokens: int) -> tuple[int
 CLIENT = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
 
-def ask(url: str, name: str, prompt: str, max_tokens: int) -> tuple[int, float]:
-    """(completion tokens, seconds) of one greedy chat request."""
+def ask(url: str, name: str, prompt: str, max_tokens: int, n: int = 1) -> tuple[int, float]:
+    """(completion tokens, seconds) of one chat request (greedy; sampled when n > 1)."""
     started = time.perf_counter()
     r = CLIENT.post(f"{url}/chat/completions", json={
         "model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-        "temperature": 0})
+        "temperature": 0 if n == 1 else 1.0, "n": n})
     r.raise_for_status()
     return r.json()["usage"]["completion_tokens"], time.perf_counter() - started
 
@@ -100,17 +100,18 @@ def concurrent(url: str, name: str, prompts: list[str], max_tokens: int) -> tupl
     return sum(t for t, _ in results), time.perf_counter() - started
 
 
-def short_behind_long(url: str, name: str, long_tokens: int) -> dict:
+def short_behind_long(url: str, name: str, long_tokens: int, long_n: int = 1) -> dict:
+    """Latencies of a long request (n = long_n) and of a 4-token one sent 0.3 s after it; which ended first."""
     done: list[str] = []
     lat: dict[str, float] = {}
 
-    def run(tag: str, max_tokens: int, delay: float) -> None:
+    def run(tag: str, max_tokens: int, delay: float, n: int) -> None:
         time.sleep(delay)
-        lat[f"{tag}_tokens"], lat[tag] = ask(url, name, "Write a long story about a dragon.", max_tokens)
+        lat[f"{tag}_tokens"], lat[tag] = ask(url, name, "Write a long story about a dragon.", max_tokens, n)
         done.append(tag)
 
-    threads = [threading.Thread(target=run, args=("long", long_tokens, 0.0)),
-               threading.Thread(target=run, args=("short", 4, 0.3))]
+    threads = [threading.Thread(target=run, args=("long", long_tokens, 0.0, long_n)),
+               threading.Thread(target=run, args=("short", 4, 0.3, 1))]
     for t in threads:
         t.start()
     for t in threads:
@@ -126,6 +127,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--long-tokens", type=int, default=256)
+    ap.add_argument("--wide-n", type=int, default=64, help="n of the wide request a 4-token one follows")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads on each side")
     args = ap.parse_args()
@@ -165,6 +167,10 @@ def main() -> None:
         print(f"short (4 tokens) behind long ({lat.get('long_tokens')} tokens, started 0.3 s earlier): "
               f"short {lat.get('short', 0):.2f} s, long {lat.get('long', 0):.2f} s, first done: {lat['first']}; "
               f"short alone {alone:.2f} s")
+        wide = short_behind_long(url, name, args.max_tokens, args.wide_n)
+        print(f"short (4 tokens) behind n={args.wide_n} x {args.max_tokens} tokens ({wide.get('long_tokens')} "
+              f"generated): short {wide.get('short', 0):.2f} s, wide {wide.get('long', 0):.2f} s, "
+              f"first done: {wide['first']}")
     finally:
         server.terminate()
         try:

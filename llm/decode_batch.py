@@ -131,10 +131,11 @@ class RunningBatch:
             scaled_B_V = scaled_B_V.masked_fill(drop_B_V, float("-inf"))
         logp_B_V = torch.log_softmax(scaled_B_V, -1)
         tokens = logp_B_V.argmax(-1).tolist()
-        probs_B_V = logp_B_V.exp()
-        for b, row in enumerate(self.rows):
-            if row.temperature > 0:
-                tokens[b] = int(torch.multinomial(probs_B_V[b], 1, generator=row.generator))
+        sampled = [b for b, row in enumerate(self.rows) if row.temperature > 0]
+        if sampled:
+            probs_B_V = logp_B_V.exp()
+            for b in sampled:  # one draw per row: each row may have its own seeded generator
+                tokens[b] = int(torch.multinomial(probs_B_V[b], 1, generator=self.rows[b].generator))
         picked = logp_B_V.gather(-1, torch.tensor(tokens, device=self.device).unsqueeze(-1)).squeeze(-1)
         return tokens, picked.tolist()
 
