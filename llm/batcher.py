@@ -2,9 +2,9 @@
 
 `ContinuousBatcher` (for engines with `prepare` / `admit` / `step`, as LocalEngine) runs a decode loop in
 one worker thread: between two decode steps, queued samples join the running batch (at most `max_batch`
-samples run, so a request with a large `n` is split; the queued requests take free places in turn, so a
-short request behind a large one starts at the next free place) and finished ones leave, so a long sample
-holds no one. Tokenizing happens in that thread too, off the event loop. `Batcher` (for engines with only
+samples run, so a request with a large `n` is split; the queued requests take free places in turn, and the
+last free place is kept for a request with nothing running, so a short request behind a wide one starts
+at once) and finished ones leave, so a long sample holds no one. Tokenizing happens in that thread too, off the event loop. `Batcher` (for engines with only
 `generate_batch`, e.g. vLLM's offline engine) gathers what arrived within `wait_seconds` into one call.
 A request whose caller went away (its `submit` was cancelled) is flagged through `GenRequest.cancel`: it
 is skipped if still queued, and the engine stops generating for it at the next token. `max_pending` bounds
@@ -133,8 +133,9 @@ class Batcher:
 
 
 class ContinuousBatcher(Batcher):
-    """`await submit(request)` -> Completion over an engine with `prepare(request) -> job`, `admit([(job, i)])`,
-    `step() -> [finished jobs]`, `completion(job)`, `running`, `accepts_new()` and `reset()`."""
+    """`await submit(request)` -> Completion over an engine with `prepare(request) -> job` (a job counts its
+    `admitted` and `done` samples), `admit([(job, i)])`, `step() -> [finished jobs]`, `completion(job)`,
+    `running`, `accepts_new()` and `reset()`."""
 
     IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks at its stop flag
     # An idle engine waits this long for the rest of a burst, so its requests share one prefill; a running
@@ -236,7 +237,11 @@ class ContinuousBatcher(Batcher):
         while free > 0 and queued:
             entry = queued.popleft()
             job = entry[0]
-            if entry[1] == 0 and not fresh and id(job) not in open_:
+            waits = entry[1] == 0 and not fresh and id(job) not in open_
+            # the last free place is kept for a request with nothing running, so a request that arrives
+            # behind a wide one starts at once instead of after the wide one's first samples end
+            keeps_last = free == 1 and self.max_batch > 1 and entry[1] > job.done  # entry[1]: admitted so far
+            if waits or keeps_last:
                 skipped.append(entry)
                 continue
             picks.append((job, entry[1]))
