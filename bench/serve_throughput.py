@@ -6,7 +6,7 @@
 Each repeat times (a) one left-padded greedy `model.generate` of the C prompts in this process and (b) the
 same C prompts sent at once as C concurrent requests to `wb serve` (a subprocess, `--max-batch` B),
 and prints generated tokens per second of each and their ratio (goal: >= 0.9). Then a long request
-(--long-tokens) and, 0.3 s later, a 4-token one: their latencies, which finished first, and the
+(--long-tokens) and, --short-delay s later, a 4-token one: their latencies, which finished first, and the
 4-token request's latency alone; the same behind one request with n = --wide-n (split by --max-batch). Both sides use --threads torch threads (OMP_NUM_THREADS); CPU timings
 on a shared machine are noisy, so baseline and serve alternate and the median ratio is reported.
 """
@@ -100,8 +100,8 @@ def concurrent(url: str, name: str, prompts: list[str], max_tokens: int) -> tupl
     return sum(t for t, _ in results), time.perf_counter() - started
 
 
-def short_behind_long(url: str, name: str, long_tokens: int, long_n: int = 1) -> dict:
-    """Latencies of a long request (n = long_n) and of a 4-token one sent 0.3 s after it; which ended first."""
+def short_behind_long(url: str, name: str, long_tokens: int, long_n: int = 1, delay: float = 0.3) -> dict:
+    """Latencies of a long request (n = long_n) and of a 4-token one sent `delay` s after it; which ended first."""
     done: list[str] = []
     lat: dict[str, float] = {}
 
@@ -111,7 +111,7 @@ def short_behind_long(url: str, name: str, long_tokens: int, long_n: int = 1) ->
         done.append(tag)
 
     threads = [threading.Thread(target=run, args=("long", long_tokens, 0.0, long_n)),
-               threading.Thread(target=run, args=("short", 4, 0.3, 1))]
+               threading.Thread(target=run, args=("short", 4, delay, 1))]
     for t in threads:
         t.start()
     for t in threads:
@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--long-tokens", type=int, default=256)
     ap.add_argument("--wide-n", type=int, default=64, help="n of the wide request a 4-token one follows")
+    ap.add_argument("--short-delay", type=float, default=0.3, help="seconds between the long and the short request")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads on each side")
     args = ap.parse_args()
@@ -163,11 +164,11 @@ def main() -> None:
             print(f"{k:>6} | {bt:>12} {bt / bs:>7.1f} | {st:>9} {st / ss:>7.1f} | {ratios[-1]:.2f}")
         print(f"median ratio serve / generate: {statistics.median(ratios):.2f}")
         _, alone = ask(url, name, "Write a long story about a dragon.", 4)
-        lat = short_behind_long(url, name, args.long_tokens)
-        print(f"short (4 tokens) behind long ({lat.get('long_tokens')} tokens, started 0.3 s earlier): "
+        lat = short_behind_long(url, name, args.long_tokens, 1, args.short_delay)
+        print(f"short (4 tokens) behind long ({lat.get('long_tokens')} tokens, started {args.short_delay} s earlier): "
               f"short {lat.get('short', 0):.2f} s, long {lat.get('long', 0):.2f} s, first done: {lat['first']}; "
               f"short alone {alone:.2f} s")
-        wide = short_behind_long(url, name, args.max_tokens, args.wide_n)
+        wide = short_behind_long(url, name, args.max_tokens, args.wide_n, args.short_delay)
         print(f"short (4 tokens) behind n={args.wide_n} x {args.max_tokens} tokens ({wide.get('long_tokens')} "
               f"generated): short {wide.get('short', 0):.2f} s, wide {wide.get('long', 0):.2f} s, "
               f"first done: {wide['first']}")

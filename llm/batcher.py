@@ -138,9 +138,10 @@ class ContinuousBatcher(Batcher):
     `running`, `accepts_new()` and `reset()`."""
 
     IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks at its stop flag
-    # An idle engine waits this long for the rest of a burst, so its requests share one prefill; a running
-    # batch never waits (new requests join at the next step).
+    # An idle engine waits for the rest of a burst (until 2 ms pass without an arrival, 10 ms at most), so
+    # its requests share one prefill; a running batch never waits (new requests join at the next step).
     BURST_SECONDS = 0.01
+    BURST_QUIET_SECONDS = 0.002
 
     def __init__(self, engine, max_batch: int = 16, max_pending: int | None = None):
         super().__init__(engine.generate_batch, max_batch, 0.0, max_pending)
@@ -184,8 +185,11 @@ class ContinuousBatcher(Batcher):
                     break
                 if self._incoming and not queued and not self.engine.running:
                     deadline = time.monotonic() + self.BURST_SECONDS
-                    while (left := deadline - time.monotonic()) > 0 and not self._stop:
-                        self._cond.wait(left)
+                    while time.monotonic() < deadline and not self._stop:  # until 2 ms pass with no arrival
+                        seen = len(self._incoming)
+                        self._cond.wait(self.BURST_QUIET_SECONDS)
+                        if len(self._incoming) == seen:
+                            break
                 incoming, self._incoming = self._incoming, []
             for request, future, loop in incoming:
                 if request.cancel.is_set():
