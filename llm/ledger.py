@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS units (
   key TEXT NOT NULL, prompt_id TEXT NOT NULL, sample_index INTEGER NOT NULL, prompt_hash TEXT NOT NULL,
   status TEXT NOT NULL, reasoning TEXT, content TEXT, finish_reason TEXT, error TEXT,
   prompt_tokens INTEGER, completion_tokens INTEGER, attempts INTEGER, endpoint TEXT, finished_at REAL,
-  PRIMARY KEY (key, prompt_id, sample_index));
+  tokens_estimated INTEGER, PRIMARY KEY (key, prompt_id, sample_index));
 CREATE TABLE IF NOT EXISTS verdicts (
   key TEXT NOT NULL, verifier TEXT NOT NULL, prompt_id TEXT NOT NULL, sample_index INTEGER NOT NULL,
   verified INTEGER, detail TEXT, PRIMARY KEY (key, verifier, prompt_id, sample_index));
@@ -50,6 +50,7 @@ class UnitResult:
     completion_tokens: int
     attempts: int
     endpoint: str | None
+    tokens_estimated: bool = False  # completion_tokens is a share of the request's total (the server gave no more)
 
 
 class Ledger:
@@ -63,6 +64,9 @@ class Ledger:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
         self.conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(units)")}
+        if "tokens_estimated" not in columns:  # a ledger written before counts could be estimates
+            self.conn.execute("ALTER TABLE units ADD COLUMN tokens_estimated INTEGER")
         self._buffer: list[tuple] = []
         self._usage = [0, 0, 0]  # requests, prefill, sampled since the last flush
         self._last_flush = time.monotonic()
@@ -76,7 +80,8 @@ class Ledger:
 
     def record(self, result: UnitResult) -> None:
         """Buffer a unit; it is durable after the next `flush` (call `maybe_flush` after each request)."""
-        self._buffer.append((self.key, *astuple(result), time.time()))
+        *fields, estimated = astuple(result)
+        self._buffer.append((self.key, *fields, time.time(), int(estimated)))
 
     def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
@@ -91,7 +96,10 @@ class Ledger:
     def flush(self) -> None:
         if self._buffer or self._usage[0]:
             with self._transaction():
-                self.conn.executemany("INSERT OR REPLACE INTO units VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self.conn.executemany("INSERT OR REPLACE INTO units (key, prompt_id, sample_index, prompt_hash, status, "
+                                      "reasoning, content, finish_reason, error, prompt_tokens, completion_tokens, "
+                                      "attempts, endpoint, finished_at, tokens_estimated) "
+                                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                       self._buffer)
                 if self._usage[0]:
                     self.conn.execute("INSERT INTO usage VALUES (?,?,?,?)", (self.key, *self._usage))
@@ -111,12 +119,15 @@ class Ledger:
 
         cur = self.conn.execute(
             "SELECT prompt_id, sample_index, prompt_hash, status, reasoning, content, finish_reason, error, "
-            "prompt_tokens, completion_tokens, attempts, endpoint FROM units WHERE key=?", (self.key,))
+            "prompt_tokens, completion_tokens, attempts, endpoint, tokens_estimated "
+            "FROM units WHERE key=?", (self.key,))
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()
         types = {"sample_index": pa.int64(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(),
-                 "attempts": pa.int64()}
-        return pa.table({n: pa.array([r[j] for r in rows], types.get(n, pa.string())) for j, n in enumerate(names)})
+                 "attempts": pa.int64(), "tokens_estimated": pa.bool_()}
+        columns = {n: [r[j] for r in rows] for j, n in enumerate(names)}
+        columns["tokens_estimated"] = [None if v is None else bool(v) for v in columns["tokens_estimated"]]
+        return pa.table({n: pa.array(v, types.get(n, pa.string())) for n, v in columns.items()})
 
     def verdicts(self, verifier: str) -> dict[tuple[str, int], tuple[bool | None, str | None]]:
         rows = self.conn.execute(

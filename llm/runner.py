@@ -110,7 +110,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                     progress.truncated += status == "truncated"
                     ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
                                              choice.finish_reason, None, comp.prompt_tokens, choice.completion_tokens,
-                                             outcome.attempts, outcome.endpoint))
+                                             outcome.attempts, outcome.endpoint, choice.tokens_estimated))
                 ledger.maybe_flush()
                 progress.publish(gen)
                 samples = samples[len(comp.choices):]

@@ -1,8 +1,8 @@
 """An OpenAI-compatible server over a local transformers model (starlette + uvicorn).
 
 `/v1/models` and `/v1/chat/completions` (n, temperature, top_p, max_tokens, seed, stop, logprobs,
-`stream` as server-sent events); concurrent requests are batched by `Batcher` into shared `generate`
-calls. As vLLM does, an unknown `model` is a 404 and a malformed body a 400. Work for a client that went
+`stream` as server-sent events); concurrent requests share the model through continuous batching
+(llm/batcher.py), and each choice reports its own `usage.completion_tokens`. As vLLM does, an unknown `model` is a 404 and a malformed body a 400. Work for a client that went
 away is cancelled; past `max_pending` queued samples a request gets 429 with `Retry-After`; `close`
 (on SIGTERM) stops all generation so the process exits within seconds. `/v1/completions` serves
 scoring only, as on-policy distillation uses it: `echo: true`, `logprobs: 0`, `max_tokens` 0 or 1 and
@@ -20,7 +20,7 @@ import time
 import uuid
 
 from llm.backends.base import SamplingParams
-from llm.batcher import Batcher, Closing, GenRequest, QueueFull
+from llm.batcher import Batcher, Closing, GenRequest, QueueFull, batcher_for
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 DISCONNECT_POLL_SECONDS = 0.25
@@ -108,7 +108,7 @@ def build_app(engine, model_name: str, max_batch: int = 16, extra_routes: list |
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    batcher = Batcher(engine.generate_batch, max_batch, max_pending=max_pending)
+    batcher = batcher_for(engine, max_batch, max_pending)
 
     def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
@@ -210,7 +210,8 @@ def _chat_body(completion, params: SamplingParams, model_name: str) -> dict:
         if params.logprobs:
             logprobs = {"content": [{**e, "bytes": None, "top_logprobs": []} for e in c.logprobs or []]}
         choices.append({"index": i, "message": {"role": "assistant", "content": c.content},
-                        "finish_reason": c.finish_reason, "logprobs": logprobs})
+                        "finish_reason": c.finish_reason, "logprobs": logprobs,
+                        "usage": {"completion_tokens": c.completion_tokens}})  # exact per sample (n > 1)
     version = {"weight_version": completion.extra["weight_version"]} if "weight_version" in completion.extra else {}
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model_name, "choices": choices, "usage": _usage(completion), **version}

@@ -1,8 +1,8 @@
 """Weight updates for `wb serve --allow-weight-updates`: the seam between an RL trainer and its generator.
 
 The trainer writes its weights to a file (`torch.save` of a state dict) and POSTs `{"path": ..., "version":
-N}` to `/v1/weights`; the server loads them between generate calls (generation and loading share one
-lock, so a batch never mixes two versions) and stamps every chat completion with the version of the
+N}` to `/v1/weights`; the server loads them between decode steps once the requests already started have
+finished (new requests wait meanwhile, so no completion mixes two versions) and stamps every chat completion with the version of the
 weights that produced it (`weight_version` in the response). `GET /v1/weights` reports the version.
 On GPU hosts the same role is played by SGLang's `/update_weights_from_disk` or TRL's `trl vllm-serve`
 (NCCL broadcast); see trainers/RL.md.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+
+LOAD_WAIT_SECONDS = 600.0  # at most this long a load waits for running jobs; then it loads anyway
 
 
 class WeightError(ValueError):
@@ -25,7 +27,9 @@ class VersionedEngine:
     def __init__(self, engine, version: int = 0):
         self.engine = engine
         self.version = version
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._loading = 0  # loads waiting for the started jobs to finish
+        self._open: set[int] = set()  # ids of jobs with samples admitted and not yet finished
 
     def __getattr__(self, name: str):
         return getattr(self.engine, name)
@@ -38,6 +42,36 @@ class VersionedEngine:
             if not isinstance(completion, Exception):
                 completion.extra["weight_version"] = version
         return out
+
+    def accepts_new(self) -> bool:
+        return not self._loading
+
+    def admit(self, picks: list) -> None:
+        with self._lock:
+            for job, _ in picks:
+                self._open.add(id(job))
+            self.engine.admit(picks)
+
+    def step(self) -> list:
+        with self._lock:
+            finished = self.engine.step()
+            for job in finished:
+                job.extra["weight_version"] = self.version
+                self._open.discard(id(job))
+            self._lock.notify_all()
+        return finished
+
+    def release(self, job) -> None:
+        """A job dropped before it finished (cancelled) no longer holds a load back."""
+        with self._lock:
+            self._open.discard(id(job))
+            self._lock.notify_all()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.engine.reset()
+            self._open.clear()
+            self._lock.notify_all()
 
     def score(self, ids: list[int]):
         with self._lock:
@@ -64,8 +98,13 @@ class VersionedEngine:
             raise WeightError(f"{path}: shape mismatch for {bad[0]}: {tuple(state[bad[0]].shape)} vs "
                               f"{tuple(own[bad[0]].shape)}")
         with self._lock:
-            model.load_state_dict(state)
-            self.version = version
+            self._loading += 1
+            try:  # the started jobs finish on the old weights; new ones wait (bounded: they end by budget)
+                self._lock.wait_for(lambda: not self._open, timeout=LOAD_WAIT_SECONDS)
+                model.load_state_dict(state)
+                self.version = version
+            finally:
+                self._loading -= 1
 
 
 def parse_weight_request(body: object) -> tuple[str, int]:

@@ -44,6 +44,8 @@ def pair_table(samples: pa.Table, texts: list[str | None], prompts: pa.Table, pa
         cols[f"{side}_score"] = _take(samples, "score", idx)
         cols[f"{side}_verified"] = _take(samples, "verified", idx)
         cols[f"{side}_tokens"] = _take(samples, "completion_tokens", idx)
+        if "tokens_estimated" in samples.column_names:  # a share of the request's total, not this sample's count
+            cols[f"{side}_tokens_estimated"] = _take(samples, "tokens_estimated", idx)
         cols[f"{side}_chars"] = pa.array([len(text[i] or "") if i >= 0 else None for i in idx], pa.int64())
         cols[f"{side}_sample"] = _take(samples, "sample_index", idx)
         cols[f"{side}_status"] = _take(samples, "status", idx)

@@ -57,7 +57,7 @@ def bench_metrics(client, benches: list[BenchItems], max_new_tokens: int, chunk:
             for s in client.sample(b.prompt_ids[start:start + chunk], n=1, max_new_tokens=max_new_tokens,
                                    temperature=0.0):
                 texts.append(tok.decode(s.tokens, skip_special_tokens=True))
-                truncated.append(not s.tokens or s.tokens[-1] != tok.eos_token_id)
+                truncated.append(not s.tokens or s.tokens[-1] not in client.eos_ids)
         verdicts = inline_verdicts(b.verifier, b.prompts, texts, b.answers)
         m = benchmark_metrics([[v] for v, _ in verdicts], truncated=[[t] for t in truncated])
         out.update({f"eval/{b.name}/accuracy": m["accuracy"], f"eval/{b.name}/ci95_low": m["ci95"][0],

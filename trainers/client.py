@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llm.eos import eos_ids
 from trainers.losses import token_logprobs
 from workbench.errors import InputError
 from workbench.runfiles import temp_path
@@ -123,6 +124,9 @@ class TrainingClient:
         self.rank, self.world_size, local_rank = dist_info()
         self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
+        # every id that ends a sample (Llama 3 and Qwen2.5 list several): sampling stops at each, rollouts
+        # count a completion as finished when it ends with one
+        self.eos_ids = eos_ids(getattr(model, "generation_config", None), tokenizer)
         self.is_lora = config.lora_r > 0
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -248,17 +252,17 @@ class TrainingClient:
         # temperature 0 is greedy decoding (held-out evaluation); the log-probs are then the raw model's
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 \
             else {"do_sample": False}
+        eos = self.eos_ids
         out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **sampling,
                                   max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad,
-                                  return_dict_in_generate=True, output_scores=True)
+                                  eos_token_id=sorted(eos), return_dict_in_generate=True, output_scores=True)
         new = out.sequences[:, width:]
         logps = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], 1)
         token_logps = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         results = []
-        eos = self.tokenizer.eos_token_id
-        for j in range(new.shape[0]):
+        for j in range(new.shape[0]):  # cut after the first EOS of any kind: what follows is padding
             toks = new[j].tolist()
-            end = toks.index(eos) + 1 if eos in toks else len(toks)
+            end = next((k + 1 for k, t in enumerate(toks) if t in eos), len(toks))
             results.append(Sampled(j // n, toks[:end], token_logps[j, :end].tolist()))
         return results
 

@@ -26,11 +26,16 @@ from workbench.runfiles import temp_path
 class RemoteGenerator:
     """Samples groups from `url` (the server's `/v1` base) and pushes weights to it."""
 
-    def __init__(self, url: str, tokenizer, timeout: float = 600.0, max_parallel: int = 16):
+    def __init__(self, url: str, tokenizer, timeout: float = 600.0, max_parallel: int = 16,
+                 eos_ids: set[int] | None = None):
         import httpx
+
+        from llm.eos import eos_ids as model_eos_ids
 
         self.url = url.rstrip("/")
         self.tokenizer = tokenizer
+        # the ids that end a completion (the policy's generation config may list several, as Llama 3 does)
+        self.eos_ids = eos_ids or model_eos_ids(None, tokenizer)
         self.http = httpx.Client(timeout=timeout)
         self.max_parallel = max_parallel
         self.pushed = -1  # the last version pushed: the version of completions whose server does not say
@@ -96,13 +101,13 @@ class RemoteGenerator:
             entries = ((choice.get("logprobs") or {}).get("content")) or []
             tokens = [token_id(e, self.tokenizer) for e in entries]
             logps = [float(e["logprob"]) for e in entries]
-            if choice.get("finish_reason") == "stop" and (not tokens or tokens[-1] != eos) and \
+            if choice.get("finish_reason") == "stop" and (not tokens or tokens[-1] not in self.eos_ids) and \
                     len(tokens) < max_new_tokens:
                 tokens.append(eos)  # a server that leaves EOS out of logprobs: train on it, gap unknown
                 logps.append(math.nan)
             group.tokens.append(tokens)
             group.sampler_logps.append(logps)
-            group.truncated.append(not tokens or tokens[-1] != eos)
+            group.truncated.append(not tokens or tokens[-1] not in self.eos_ids)
         return group
 
 

@@ -124,7 +124,7 @@ def train_grpo(cfg: GRPOConfig, log=print) -> RunResult:
 
         if run.tokenizer.chat_template is None:
             raise InputError(f"{cfg.model}: --generator sends chat messages; the tokenizer needs a chat template")
-        remote = RemoteGenerator(cfg.generator, run.tokenizer)
+        remote = RemoteGenerator(cfg.generator, run.tokenizer, eos_ids=client.eos_ids)
 
     def generate(step: int) -> tuple[list, dict]:
         """Sample, score and (with --dynamic-sampling) refill step `step`'s groups; returns them and stats."""

@@ -61,7 +61,7 @@ def sample_groups(client, prompts: list[tuple[list[int], dict]], n: int, max_new
             g = groups[start + s.prompt_index]
             g.tokens.append(s.tokens)
             g.sampler_logps.append(s.logprobs)
-            g.truncated.append(not s.tokens or s.tokens[-1] != client.tokenizer.eos_token_id)
+            g.truncated.append(not s.tokens or s.tokens[-1] not in client.eos_ids)
     return groups
 
 

@@ -34,6 +34,7 @@ class Choice:
     finish_reason: str | None
     completion_tokens: int = 0
     logprobs: list[dict] | None = None
+    tokens_estimated: bool = False  # completion_tokens is a share of the request's total, not this sample's count
 
 
 @dataclass

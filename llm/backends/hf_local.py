@@ -1,8 +1,8 @@
-"""In-process transformers backend: the same batching engine as `wb serve`, without HTTP."""
+"""In-process transformers backend: the same continuous-batching engine as `wb serve`, without HTTP."""
 
 from __future__ import annotations
 
-from llm.batcher import BatchedBackend, Batcher
+from llm.batcher import BatchedBackend, batcher_for
 
 
 class HFBackend(BatchedBackend):
@@ -12,4 +12,4 @@ class HFBackend(BatchedBackend):
         self.engine = LocalEngine(model_path, dtype=dtype, threads=threads)
         self.name = f"hf:{model_path}"
         self.template_id = self.engine.template_id
-        self.batcher = Batcher(self.engine.generate_batch, max_batch)
+        self.batcher = batcher_for(self.engine, max_batch)

@@ -2,6 +2,9 @@
 
 The client's own retries are off (the runner retries with its policy); the default timeout is 30 minutes
 because reasoning traces can take that long. Reasoning comes from `reasoning_content` or `reasoning`.
+Completion tokens per sample are exact where the server gives them (`wb serve`'s per-choice `usage`, one
+log-prob entry per token, or n = 1), else counted with the model's tokenizer when one loads offline (a
+local directory or the hub cache), else the request's total split evenly and marked `tokens_estimated`.
 """
 
 from __future__ import annotations
@@ -56,7 +59,27 @@ class OpenAIBackend:
             kwargs["stop"] = list(params.stop)
         if params.logprobs:
             kwargs["logprobs"] = True
-        return _completion(await self._call(self.client.chat.completions.create(**kwargs)))
+        completion = _completion(await self._call(self.client.chat.completions.create(**kwargs)))
+        if any(c.tokens_estimated for c in completion.choices):
+            tokenizer = self._tokenizer()
+            if tokenizer is not None:
+                for c in completion.choices:
+                    c.completion_tokens = count_tokens(tokenizer, c)
+                    c.tokens_estimated = False
+        return completion
+
+    def _tokenizer(self):
+        """The served model's tokenizer if it loads offline (a local directory or the hub cache), else None;
+        tried once."""
+        if not hasattr(self, "_tok"):
+            self._tok = None
+            try:
+                from transformers import AutoTokenizer
+
+                self._tok = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
+            except Exception:  # noqa: BLE001 - no tokenizer here: counts stay marked as estimates
+                pass
+        return self._tok
 
     async def prompt_logprobs(self, token_ids: list[int]) -> tuple[list[float | None], int]:
         """(log-prob of each prompt token given the ones before it, None for the first; prompt tokens), by
@@ -122,8 +145,34 @@ def _completion(response) -> Completion:
     usage = response.usage
     prompt_tokens = usage.prompt_tokens if usage else 0
     completion_tokens = usage.completion_tokens if usage else 0
-    if choices:  # servers report completion tokens per request; split them evenly over the samples
+    exact = [_exact_tokens(c, len(choices), completion_tokens) for c in sorted(response.choices or [],
+                                                                              key=lambda c: c.index)]
+    if None in exact:  # the server reports only the request's total: split it evenly, marked as an estimate
         share, rest = divmod(completion_tokens, len(choices))
         for j, c in enumerate(choices):
-            c.completion_tokens = share + (1 if j < rest else 0)
+            c.completion_tokens, c.tokens_estimated = share + (1 if j < rest else 0), True
+    else:
+        for c, k in zip(choices, exact, strict=True):
+            c.completion_tokens = k
     return Completion(choices, prompt_tokens, completion_tokens)
+
+
+def _exact_tokens(choice, n: int, total: int) -> int | None:
+    """One choice's completion tokens when the response tells them exactly, else None."""
+    extra = getattr(choice, "model_extra", None) or {}
+    usage = extra.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        return usage["completion_tokens"]  # wb serve's per-choice usage
+    if n == 1:
+        return total
+    if choice.logprobs is not None and choice.logprobs.content is not None:
+        return len(choice.logprobs.content)  # one entry per generated token
+    return None
+
+
+def count_tokens(tokenizer, choice: Choice) -> int:
+    """A sample's completion tokens counted with the model's tokenizer (reasoning and content; a sample that
+    ended at EOS generated one more token, the EOS, which the text does not show)."""
+    text = (choice.reasoning or "") + (choice.content or "")
+    tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return tokens + (1 if choice.finish_reason == "stop" else 0)

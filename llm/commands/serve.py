@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_path", help="a local transformers checkpoint directory with a chat template")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on, 1-65535 (default: 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--max-batch", type=int, default=16, help="sequences per generate call (default: 16)")
+    parser.add_argument("--max-batch", type=int, default=16, help="samples decoded together; a larger n is split (default: 16)")
     parser.add_argument("--max-queue", type=int, default=256,
                         help="samples (sum of n) queued or running before new requests get 429 (default: 256)")
     parser.add_argument("--served-model-name", help="model id clients send (default: the directory name)")

@@ -1,6 +1,6 @@
 """Sampling for the service: Tinker's SamplingParams on `transformers.generate`.
 
-Stops are token ids or strings (the tokenizer's EOS always stops); the stop token stays in the sequence,
+Stops are token ids or strings (every EOS id of the model's generation config and the tokenizer always stops); the stop token stays in the sequence,
 as Tinker returns it. Log-probs are the raw model's (before temperature or top-p/top-k), which is what
 importance sampling against the trainer's log-probs needs at temperature 1. A `seed` makes a request
 reproducible without disturbing the generator state other requests draw from.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from llm.eos import eos_ids
 from trainers.tinker_service.protocol import RequestError, Sequence
 
 
@@ -38,7 +39,8 @@ def generate(model, tokenizer, prompt: list[int], n: int, params: dict, max_cont
                            f"(context {max_context}); got {max_tokens}")
     stop = params.get("stop") or []
     stop = [stop] if isinstance(stop, str | int) else list(stop)
-    stop_ids = {int(s) for s in stop if isinstance(s, int)} | {tokenizer.eos_token_id}
+    stop_ids = {int(s) for s in stop if isinstance(s, int)} | eos_ids(getattr(model, "generation_config", None),
+                                                                      tokenizer)
     stop_strs = [s for s in stop if isinstance(s, str) and s]
     kwargs = dict(max_new_tokens=max_tokens, eos_token_id=sorted(stop_ids),
                   pad_token_id=tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True)
