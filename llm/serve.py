@@ -163,6 +163,9 @@ def build_app(engine, model_name: str, max_batch: int = 16, extra_routes: list |
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error(exc.status_code, exc.detail, "invalid_request_error", exc.headers)
 
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, "internal server error", "server_error")  # the traceback goes to the log only
+
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [
             {"id": model_name, "object": "model", "created": 0, "owned_by": "workbench"}]})
@@ -241,7 +244,7 @@ def build_app(engine, model_name: str, max_batch: int = 16, extra_routes: list |
     app = Starlette(routes=[Route("/v1/models", models, methods=["GET"]),
                             Route("/v1/chat/completions", chat, methods=["POST"]),
                             Route("/v1/completions", completions, methods=["POST"]), *(extra_routes or [])],
-                    exception_handlers={HTTPException: http_error})
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.batcher = batcher
     return guard(app, max_body_bytes, allowed_hosts)
 

@@ -243,3 +243,21 @@ def test_wb_serve_prints_a_generated_token_once(tiny_model_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_an_unexpected_error_is_a_json_500_that_names_nothing(tiny_tokenizer):
+    from starlette.routing import Route
+
+    async def broken(request):
+        raise RuntimeError("secret detail /home/user/.ssh")
+
+    thread = ServerThread(build_app(CountingEngine(tiny_tokenizer), "tiny",
+                                    extra_routes=[Route("/v1/broken", broken, methods=["POST"])]))
+    url = thread.start()
+    try:
+        r = httpx.post(f"{url}/broken", json={}, timeout=30)
+        assert r.status_code == 500 and r.json()["error"]["message"] == "internal server error"
+        assert "secret" not in r.text and "Traceback" not in r.text
+        assert httpx.get(f"{url}/models", timeout=30).status_code == 200
+    finally:
+        thread.stop()
