@@ -61,11 +61,11 @@ class Errors(logging.Handler):
 def fuzzed(tiny_model_dir):
     from llm.local_engine import LocalEngine
 
-    errors = Errors()
+    thread = ServerThread(build_app(ShortEngine(LocalEngine(tiny_model_dir)), "tiny", max_batch=8))
+    errors = Errors()  # attached after uvicorn configured its loggers (which replaces their handlers)
     loggers = [logging.getLogger(name) for name in ("uvicorn.error", "workbench.http")]
     for logger in loggers:
         logger.addHandler(errors)
-    thread = ServerThread(build_app(ShortEngine(LocalEngine(tiny_model_dir)), "tiny", max_batch=8))
     url = thread.start()
     yield url, errors
     thread.stop()
