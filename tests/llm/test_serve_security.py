@@ -207,14 +207,20 @@ def test_the_openai_sdk_still_works_through_the_guard(serve_url, tiny_tokenizer)
 
 
 def test_serve_refuses_weight_updates_without_a_directory(tiny_model_dir, tmp_path, capsys):
+    import socket
+
     from workbench.cli import main
 
-    for flags, words in [(["--allow-weight-updates"], "--weights-dir DIR"),
-                         (["--allow-weight-updates", "--weights-dir", str(tmp_path / "no")], "no such directory"),
-                         (["--weights-dir", str(tmp_path)], "go with --allow-weight-updates"),
-                         (["--max-body-mb", "0"], "--max-body-mb 0"), (["--max-prompt-tokens", "0"], "at least 1")]:
-        assert main(["serve", str(tiny_model_dir), *flags]) == 2
-        assert words in capsys.readouterr().err
+    with socket.socket() as busy:  # a port in use: a server that skipped these checks still stops, not runs
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for flags, words in [(["--allow-weight-updates"], "--weights-dir DIR"),
+                             (["--allow-weight-updates", "--weights-dir", str(tmp_path / "no")], "no such directory"),
+                             (["--weights-dir", str(tmp_path)], "go with --allow-weight-updates"),
+                             (["--max-body-mb", "0"], "--max-body-mb 0"), (["--max-prompt-tokens", "0"], "at least 1")]:
+            assert main(["serve", str(tiny_model_dir), "--port", port, *flags]) == 2
+            assert words in capsys.readouterr().err
 
 
 @pytest.mark.slow
