@@ -6,7 +6,9 @@ calls. As vLLM does, an unknown `model` is a 404 and a malformed body a 400. Wor
 away is cancelled; past `max_pending` queued samples a request gets 429 with `Retry-After`; `close`
 (on SIGTERM) stops all generation so the process exits within seconds. `/v1/completions` serves
 scoring only, as on-policy distillation uses it: `echo: true`, `logprobs: 0`, `max_tokens` 0 or 1 and
-a prompt of token ids or text; it returns the prompt tokens' log-probs (and one greedy token). For CPUs, small GPUs and tests;
+a prompt of token ids or text; it returns the prompt tokens' log-probs (and one greedy token). Every
+route sits behind `llm.http_guard` (JSON only, no cross-origin requests, capped bodies); prompts are
+capped before tokenizing (README "Security"). For CPUs, small GPUs and tests;
 for throughput run `vllm serve`, which the same client talks to. Run: `wb serve MODEL_PATH --port 8000`.
 """
 

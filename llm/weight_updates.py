@@ -133,8 +133,8 @@ def weight_routes(engine: VersionedEngine, token: str) -> list:
 
     async def update(request: Request) -> JSONResponse:
         if not authorized(request.headers.get("authorization"), token):
-            return refuse(401, "weight updates need `Authorization: Bearer TOKEN` with the token `wb serve` "
-                          "printed at start (or was given with --weights-token / WB_WEIGHTS_TOKEN)",
+            return refuse(401, "weight updates need `Authorization: Bearer TOKEN`: the token `wb serve` printed "
+                          f"at start, or the one it was given (--weights-token, ${TOKEN_ENV})",
                           "authentication_error", {"WWW-Authenticate": "Bearer"})
         try:
             path, version, restart = parse_weight_request(json_body(await request.body()))
