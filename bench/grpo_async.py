@@ -74,7 +74,7 @@ def main() -> None:
     prompts.write_text("".join(json.dumps({"prompt": f"Count {i} apples", "modulus": 4}) + "\n" for i in range(16)))
 
     results: dict[str, list[list[dict]]] = {name: [] for name in CONFIGS}
-    with local_generator(model, threads=1) as url:
+    with local_generator(model, work, threads=1) as url:
         for i, seed in enumerate(args.seeds):  # alternate the order so a load change on the machine hits all
             for name, k in (list(CONFIGS.items()) if i % 2 == 0 else list(CONFIGS.items())[::-1]):
                 out = work / f"{name.replace(' ', '_')}-{seed}"

@@ -1,13 +1,14 @@
 """A separate generator for RL: an OpenAI-compatible server that samples while the trainer trains.
 
-    gen = RemoteGenerator("http://127.0.0.1:8000/v1", tokenizer)
+    gen = RemoteGenerator("http://127.0.0.1:8000/v1", tokenizer)   # token: $WB_WEIGHTS_TOKEN
     groups = gen.sample_groups(prompts, n=8, max_new_tokens=64, temperature=1.0, top_p=1.0, seed=3)
-    gen.push_weights(path, version=4)          # POST /v1/weights {"path", "version"}
+    gen.push_weights(path, version=4)          # POST /v1/weights {"path", "version"} with the bearer token
 
 Completions come back as token ids with the generator's log-probs (`logprobs` + vLLM's
 `return_tokens_as_token_ids`; `wb serve` also sends a `token_id` per entry) and the version of the
 weights that produced them (`weight_version`, from `wb serve --allow-weight-updates`). The trainer writes
-its weights with `WeightFiles` (one `torch.save` file per version, atomically, the newest two kept).
+its weights with `WeightFiles` (one `torch.save` file per version, atomically, the newest two kept) in a
+directory under the server's `--weights-dir`; the token `wb serve` printed goes in $WB_WEIGHTS_TOKEN.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from llm.weight_updates import TOKEN_ENV
 from workbench.errors import InputError
 from workbench.runfiles import temp_path
 
 
 class RemoteGenerator:
-    """Samples groups from `url` (the server's `/v1` base) and pushes weights to it."""
+    """Samples groups from `url` (the server's `/v1` base) and pushes weights to it with `token` (default:
+    $WB_WEIGHTS_TOKEN). Its first push starts a new version sequence on the server (`restart`), so a new or
+    resumed run may begin below the versions an earlier run pushed; later pushes must increase."""
 
     def __init__(self, url: str, tokenizer, timeout: float = 600.0, max_parallel: int = 16,
-                 eos_ids: set[int] | None = None):
+                 eos_ids: set[int] | None = None, token: str | None = None):
         import httpx
 
         from llm.eos import eos_ids as model_eos_ids
@@ -38,7 +42,9 @@ class RemoteGenerator:
         self.eos_ids = eos_ids or model_eos_ids(None, tokenizer)
         self.http = httpx.Client(timeout=timeout)
         self.max_parallel = max_parallel
+        self.token = token or os.environ.get(TOKEN_ENV)
         self.pushed = -1  # the last version pushed: the version of completions whose server does not say
+        self.restart = True  # until the first push lands
         try:
             models = self.http.get(f"{self.url}/models").raise_for_status().json()["data"]
         except Exception as exc:  # noqa: BLE001 - connection refused, bad JSON, 404: all the user's URL
@@ -51,16 +57,22 @@ class RemoteGenerator:
 
     def push_weights(self, path: str | os.PathLike, version: int) -> int:
         """Ask the server to load `path` as `version`; returns the version it reports."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        body = {"path": str(Path(path).resolve()), "version": version, "restart": self.restart}
         try:
-            resp = self.http.post(f"{self.url}/weights", json={"path": str(path), "version": version})
+            resp = self.http.post(f"{self.url}/weights", json=body, headers=headers)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"--generator {self.url}: weight update failed ({type(exc).__name__}: {exc})") from None
         if resp.status_code in (404, 405):
             raise InputError(f"--generator {self.url}: the server does not accept weight updates; start it with "
-                             "`wb serve MODEL --allow-weight-updates`")
+                             "`wb serve MODEL --allow-weight-updates --weights-dir DIR`")
+        if resp.status_code == 401:
+            raise InputError(f"--generator {self.url}: the server wants its weights token; set {TOKEN_ENV} to the "
+                             "token `wb serve` printed at start (or gave with --weights-token)")
         if resp.status_code != 200:
             raise InputError(f"--generator {self.url}: weight update refused ({resp.status_code}: {resp.text[:300]})")
         self.pushed = int(resp.json()["version"])
+        self.restart = False
         return self.pushed
 
     def _one(self, messages: list[dict], n: int, max_new_tokens: int, temperature: float, top_p: float,
@@ -148,10 +160,13 @@ class WeightFiles:
 
 
 @contextlib.contextmanager
-def local_generator(model_dir: str | os.PathLike, threads: int = 1, max_batch: int = 64,
-                    startup_seconds: float = 90.0) -> Iterator[str]:
-    """Run `wb serve MODEL --allow-weight-updates` in another process on a free 127.0.0.1 port (torch pinned
-    to `threads`), yield its /v1 URL, stop it by pid. For tests, benchmarks and a one-machine try."""
+def local_generator(model_dir: str | os.PathLike, weights_dir: str | os.PathLike, threads: int = 1,
+                    max_batch: int = 64, startup_seconds: float = 90.0) -> Iterator[str]:
+    """Run `wb serve MODEL --allow-weight-updates --weights-dir DIR` in another process on a free 127.0.0.1
+    port (torch pinned to `threads`), yield its /v1 URL, stop it by pid. For tests, benchmarks and a
+    one-machine try. The token is $WB_WEIGHTS_TOKEN, else a new one set in this process's environment for
+    the duration (so a `RemoteGenerator` made inside finds it)."""
+    import secrets
     import socket
     import subprocess
     import sys
@@ -163,11 +178,14 @@ def local_generator(model_dir: str | os.PathLike, threads: int = 1, max_batch: i
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
+    own_token = TOKEN_ENV not in os.environ
+    if own_token:
+        os.environ[TOKEN_ENV] = secrets.token_urlsafe(32)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(model_dir), "--port", str(port),
-                             "--max-batch", str(max_batch), "--allow-weight-updates"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--max-batch", str(max_batch), "--allow-weight-updates", "--weights-dir",
+                             str(weights_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + startup_seconds
     try:
@@ -184,6 +202,8 @@ def local_generator(model_dir: str | os.PathLike, threads: int = 1, max_batch: i
             time.sleep(0.2)
         yield url
     finally:
+        if own_token:
+            os.environ.pop(TOKEN_ENV, None)
         proc.terminate()
         try:
             proc.wait(10)

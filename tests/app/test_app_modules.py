@@ -334,6 +334,8 @@ def test_wb_ui_binds_localhost_and_runs_the_app():
     argv = streamlit_argv("127.0.0.1", 8600)
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[4].endswith("app/main.py") and os.path.exists(argv[4])
+    for flag in ("--server.enableXsrfProtection", "--server.enableCORS"):  # a config file cannot turn them off
+        assert argv[argv.index(flag) + 1] == "true"
 
 
 def test_every_launchable_config_carries_the_run_options_and_the_form_shows_only_the_flag():

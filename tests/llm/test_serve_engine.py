@@ -193,7 +193,7 @@ def test_a_weight_load_waits_for_started_requests_and_new_ones_wait_for_it(tiny_
     from llm.local_engine import LocalEngine
     from llm.weight_updates import VersionedEngine
 
-    versioned = VersionedEngine(LocalEngine(tiny_model_dir))
+    versioned = VersionedEngine(LocalEngine(tiny_model_dir), tmp_path)
     weights = tmp_path / "w.pt"
     torch.save({k: v + 0.01 for k, v in versioned.engine.model.state_dict().items()}, weights)
 

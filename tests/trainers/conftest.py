@@ -16,9 +16,10 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def weight_server(tiny_model_dir):
-    """`wb serve TINY --allow-weight-updates` in another process (one torch thread) on a free port."""
+def weight_server(tiny_model_dir, tmp_path_factory):
+    """`wb serve TINY --allow-weight-updates` in another process (one torch thread) on a free port; it
+    loads weights from anywhere under pytest's base temporary directory (every test's tmp_path)."""
     from trainers.generator import local_generator
 
-    with local_generator(tiny_model_dir, threads=1) as url:
+    with local_generator(tiny_model_dir, tmp_path_factory.getbasetemp(), threads=1) as url:
         yield url

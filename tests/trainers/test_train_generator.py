@@ -4,6 +4,8 @@ log-probs back; bad updates are clear 400s and leave the old weights in place.""
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import numpy as np
 import pytest
@@ -65,16 +67,17 @@ def test_weights_are_versioned_and_completions_say_which_version_made_them(weigh
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"version": 3}, "`path` must be"),
-    ({"path": "/nonexistent/w.pt", "version": 3}, "no such weights file"),
+    ({"path": "/nonexistent/w.pt", "version": 3}, "inside the server's --weights-dir"),
     ({"path": "PLACEHOLDER", "version": -1}, "non-negative integer"),
-    ({"path": "WRONG", "version": 3}, "does not match the served model"),
+    ({"path": "WRONG", "version": 10**6}, "does not match the served model"),
 ])
 def test_bad_weight_updates_are_400s_and_keep_the_old_weights(weight_server, tmp_path, body, message):
     if body.get("path") == "WRONG":
         torch.save({"x": torch.zeros(2)}, tmp_path / "wrong.pt")
         body = {**body, "path": str(tmp_path / "wrong.pt")}
     before = httpx.get(f"{weight_server}/weights").json()["version"]
-    r = httpx.post(f"{weight_server}/weights", json=body, timeout=30)
+    token = {"Authorization": f"Bearer {os.environ['WB_WEIGHTS_TOKEN']}"}  # set by local_generator
+    r = httpx.post(f"{weight_server}/weights", json=body, timeout=30, headers=token)
     assert r.status_code == 400 and message in r.json()["error"]["message"]
     assert httpx.get(f"{weight_server}/weights").json()["version"] == before
 
@@ -94,6 +97,13 @@ def test_a_server_without_weight_updates_is_a_clear_error(tiny_model_dir, tiny_t
         thread.stop()
     with pytest.raises(InputError, match="cannot list models"):
         RemoteGenerator("http://127.0.0.1:9/v1", tiny_tokenizer)
+
+
+def test_a_generator_without_the_token_is_told_where_to_put_it(weight_server, tiny_tokenizer, tmp_path):
+    gen = RemoteGenerator(weight_server, tiny_tokenizer, token="not-the-token")
+    with pytest.raises(InputError, match="WB_WEIGHTS_TOKEN"):
+        gen.push_weights(tmp_path / "w.pt", 1)
+    gen.close()
 
 
 def test_token_ids_from_vllm_style_and_wb_serve_entries(tiny_tokenizer):

@@ -2,7 +2,9 @@
 
 The app lists the runs under the workspace, launches the same `wb` commands as jobs and reads and writes
 files only under it. It binds 127.0.0.1 unless told otherwise (another host prints a warning: the app
-has no login and can start jobs).
+has no login and can start jobs). Streamlit's XSRF protection and CORS checks are always switched on
+on the command line, which beats a config file or environment that turns them off: another web page the
+user opens cannot drive the app.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def streamlit_argv(host: str, port: int) -> list[str]:
     app = Path(__file__).resolve().parents[2] / "app" / "main.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--client.toolbarMode", "minimal"]
+            "--client.toolbarMode", "minimal", "--server.enableXsrfProtection", "true", "--server.enableCORS", "true"]
 
 
 def run(args: argparse.Namespace) -> int:
