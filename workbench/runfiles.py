@@ -32,6 +32,7 @@ from workbench.errors import InputError
 # What every run directory holds (`workbench.rundir.RunDir` writes them).
 MANIFEST = "manifest.json"
 INCOMPLETE = ".run-incomplete"  # present from the start of a run until its manifest is written
+LOCK = ".run-lock"  # flock'ed by the run writing the directory, for its life; holds that run's pid
 PROGRESS = "progress.json"
 PRODUCT = "data.parquet"
 PRODUCT_JSONL = "data.jsonl"  # `wb convert --format jsonl`
