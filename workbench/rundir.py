@@ -48,6 +48,7 @@ from workbench.runfiles import (
     SFT,
     SHARDS,
     pid_alive,
+    process_identity,
     read_json,
     read_progress,
     temp_owner,
@@ -209,6 +210,7 @@ class RunDir:
         # A finished run being redone is unfinished again until this run completes; its product goes aside.
         self._move_aside(foreign or self._old_products())
         write_atomic(self.path / INCOMPLETE, {"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
+                                              "process": process_identity(os.getpid()),
                                               "config": as_plain(self.config)})
         self.progress = ProgressFile(self.path, self.stage).start()
 

@@ -126,8 +126,10 @@ def _read_quietly(path: Path) -> dict | None:
         return None
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether process `pid` runs (a zombie, exited but not reaped, does not)."""
+def pid_alive(pid: int | None, identity: dict | None = None) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not reaped, does not) and, when `identity` (what
+    `process_identity` recorded at launch) is given, is still that process and not a later one that reuses
+    the pid (after a reboot, or in a copied workspace)."""
     if not pid:
         return False
     try:
@@ -135,21 +137,49 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     except (OverflowError, ValueError, TypeError):
         return False
     try:
         with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
     except OSError:
-        return True
+        pass
+    return not isinstance(identity, dict) or process_identity(int(pid)) == _identity_of(identity)
+
+
+def process_identity(pid: int) -> dict | None:
+    """What tells process `pid` from a later one with the same pid: its start time (clock ticks since boot,
+    field 22 of /proc/PID/stat; psutil's create time where there is no /proc) and its command line. None
+    when the process is gone or cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = "ticks:" + f.read().rsplit(")", 1)[-1].split()[19]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        return {"start": start, "cmdline": cmdline}
+    except (OSError, IndexError):
+        pass
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return {"start": f"created:{proc.create_time()}", "cmdline": proc.cmdline()}
+    except Exception:  # psutil missing, the process gone or another user's
+        return None
+
+
+def _identity_of(record: dict) -> dict:
+    return {"start": record.get("start"), "cmdline": record.get("cmdline")}
 
 
 def read_progress(run_dir: str | os.PathLike) -> dict | None:
     """The run's `progress.json`, or None when it has none (or a corrupt one). A file that says running
     while its process is gone reads as interrupted (a SIGKILL leaves no chance to write anything)."""
     progress = _read_quietly(Path(run_dir) / PROGRESS)
-    if progress is not None and progress.get("state") == "running" and not pid_alive(progress.get("pid")):
+    if progress is not None and progress.get("state") == "running" \
+            and not pid_alive(progress.get("pid"), progress.get("process")):
         progress["state"] = "interrupted"
         progress["error"] = progress.get("error") or f"process {progress.get('pid')} is gone"
     return progress
@@ -169,7 +199,7 @@ def last_log_line(run_dir: str | os.PathLike) -> str | None:
 
 USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd")
 _PROGRESS_KEYS = {"state", "stage", "phase", "pid", "started_at", "updated_at", "elapsed_seconds", "done", "total",
-                  "unit", "rate", "eta_seconds", "usage", "error"}
+                  "unit", "rate", "eta_seconds", "usage", "error", "process"}
 
 
 @dataclass
@@ -248,8 +278,11 @@ def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict
             job: dict, st: RunState) -> tuple[str, str | None]:
     """(state, error) by the rules of the module docstring; sets `st.pid` to the live process if any."""
     said = progress.get("state")
-    live = [pid for pid in (progress.get("pid") if said == "running" else None, (marker or {}).get("pid"),
-                            job.get("pid") if job.get("returncode") is None else None) if pid_alive(pid)]
+    marker = marker or {}
+    candidates = ((progress.get("pid"), progress.get("process")) if said == "running" else (None, None),
+                  (marker.get("pid"), marker.get("process")),
+                  (job.get("pid"), job.get("process")) if job.get("returncode") is None else (None, None))
+    live = [pid for pid, identity in candidates if pid_alive(pid, identity)]
     if live:
         st.pid = live[0]
     if finished:
@@ -264,7 +297,7 @@ def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict
         return "failed", last_log_line(path) or f"exit code {job['returncode']}"
     if said == "complete":
         return "interrupted", f"{path / PROGRESS} says complete, but the run has no {MANIFEST}"
-    if progress or marker is not None or job:
+    if progress or (path / INCOMPLETE).exists() or job:
         gone = f"process {st.pid} is gone" if st.pid else None
         return "interrupted", progress.get("error") or (last_log_line(path) if job else None) or gone
     return "unknown", None
