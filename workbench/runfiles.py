@@ -8,7 +8,10 @@ record `.wb-job.json`. The first rule that applies decides:
 1. A manifest and no marker: **complete**. A stale progress file (failed, interrupted, or running under a
    dead pid) does not change that; a progress file running under a live pid does, to **running** (a step
    at work in a finished run's directory, such as `wb mix run` in its plan).
-2. A manifest that is not a JSON object, and no marker: **unreadable**; the error names the file.
+2. Any of the four files that cannot be read, is not a JSON object, has a field of the wrong type (a
+   `usage` that is a list, a `pid` that is text) or is a progress file without a `state`: **unreadable**;
+   the error names the file and the field. One corrupt file lists its run as unreadable, never breaks a
+   listing of the workspace.
 3. Otherwise the run is unfinished (only a manifest says complete), and:
    a. progress says failed: **failed**, with its error; says interrupted: **interrupted**;
    b. a live process (progress running, the marker's pid, or the launch record's while it has no exit
@@ -239,24 +242,67 @@ class RunState:
 
 
 def run_state(path: str | os.PathLike) -> RunState:
-    """The state of the run in `path`, from its files alone; never raises (a corrupt manifest is
+    """The state of the run in `path`, from its files alone; never raises (a corrupt run file is
     `unreadable`, with the one-line error naming it)."""
     path = Path(path)
     st = RunState(path=str(path))
+    problems: list[str] = []
     unfinished = (path / INCOMPLETE).exists()
-    marker = (_read_quietly(path / INCOMPLETE) or {}) if unfinished else None
-    progress = read_progress(path) or {}
-    job = _read_quietly(path / JOB) or {}
-    manifest, manifest_error = None, None
-    if not unfinished:
-        try:
-            manifest = read_json(path / MANIFEST)
-        except InputError as exc:
-            manifest_error = str(exc)
+    marker = _checked(path / INCOMPLETE, problems) if unfinished else None
+    progress = _checked(path / PROGRESS, problems)
+    job = _checked(path / JOB, problems) or {}
+    manifest = None if unfinished else _checked(path / MANIFEST, problems)
+    if progress is not None and progress.get("state") not in _PROGRESS_STATES:
+        problems.append(f"{path / PROGRESS}: expected `state` to be one of {', '.join(_PROGRESS_STATES)}; "
+                        f"found {progress.get('state')!r}")
+        progress = None
+    if progress and progress["state"] == "running" and not pid_alive(progress.get("pid"), progress.get("process")):
+        progress = {**progress, "state": "interrupted", "error": progress.get("error") or
+                    f"process {progress.get('pid')} is gone"}
+    progress = progress or {}
     _fill(st, manifest or {}, progress, marker or {}, job)
-    st.state, error = _decide(path, manifest is not None, manifest_error, marker, progress, job, st)
+    if problems:
+        st.state, error = "unreadable", problems[0]
+    else:
+        st.state, error = _decide(path, manifest is not None, marker, progress, job, st)
     st.error = error if st.state in ("failed", "interrupted", "unreadable") else None
     return st
+
+
+_PROGRESS_STATES = ("running", "complete", "failed", "interrupted")
+# The type every field a reader uses must have; a file with another is unreadable (named with the field).
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "stage": str, "state": str, "phase": str, "pid": int, "done": int, "total": int, "unit": str, "rate": _NUMBER,
+    "eta_seconds": _NUMBER, "elapsed_seconds": _NUMBER, "rows_in": int, "rows_out": int, "wall_seconds": _NUMBER,
+    "started_at": str, "command": str, "error": str, "argv": list, "usage": dict, "returncode": int,
+    "process": dict,
+}
+
+
+def _checked(path: Path, problems: list[str]) -> dict | None:
+    """The JSON object in `path` (None if there is none) when every field has its type; else None, with the
+    reason added to `problems`."""
+    try:
+        record = read_json(path)
+    except InputError as exc:
+        problems.append(str(exc))
+        return None
+    if record is None:
+        return None
+    for key, kind in _FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            problems.append(f"{path}: field `{key}` is {type(value).__name__} {str(value)[:40]!r}; expected "
+                            f"{'a number' if kind is _NUMBER else kind.__name__}")  # type: ignore[union-attr]
+            return None
+    usage = record.get("usage") or {}
+    bad = [k for k in USAGE_KEYS if usage.get(k) is not None and (not isinstance(usage[k], _NUMBER)
+                                                                   or isinstance(usage[k], bool))]
+    if bad:
+        problems.append(f"{path}: field `usage.{bad[0]}` is {type(usage[bad[0]]).__name__}; expected a number")
+        return None
+    return record
 
 
 def _fill(st: RunState, manifest: dict, progress: dict, marker: dict, job: dict) -> None:
@@ -274,8 +320,8 @@ def _fill(st: RunState, manifest: dict, progress: dict, marker: dict, job: dict)
     st.pid = progress.get("pid") or job.get("pid") or marker.get("pid")
 
 
-def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict | None, progress: dict,
-            job: dict, st: RunState) -> tuple[str, str | None]:
+def _decide(path: Path, finished: bool, marker: dict | None, progress: dict, job: dict,
+            st: RunState) -> tuple[str, str | None]:
     """(state, error) by the rules of the module docstring; sets `st.pid` to the live process if any."""
     said = progress.get("state")
     marker = marker or {}
@@ -287,8 +333,6 @@ def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict
         st.pid = live[0]
     if finished:
         return ("running", None) if said == "running" else ("complete", None)
-    if manifest_error:
-        return "unreadable", manifest_error
     if said in ("failed", "interrupted"):
         return said, progress.get("error")
     if live:
