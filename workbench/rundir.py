@@ -453,6 +453,36 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
+def open_product(path: str | os.PathLike):
+    """A run's parquet product `path` as a `pyarrow.parquet.ParquetFile`; raise `InputError` naming the file
+    when it is missing or not readable parquet (a truncated copy, a file of another kind)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing; the run directory lacks its product (was it copied in part?)") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def read_product(path: str | os.PathLike, columns: list[str] | None = None):
+    """The table in a run's parquet product `path` (only `columns` when given); raise `InputError` naming the
+    file when it is missing, unreadable, or lacks one of `columns`."""
+    import pyarrow as pa
+
+    file = open_product(path)
+    missing = [c for c in columns or [] if c not in file.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: has no column {missing[0]!r} (columns: {', '.join(file.schema_arrow.names)})")
+    try:
+        return file.read(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+
+
 def run_data_files(path: str | os.PathLike) -> list[Path]:
     """The product files of a finished run: `data.parquet`, or the shards under `data/`."""
     path = Path(path)
