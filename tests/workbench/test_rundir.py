@@ -318,3 +318,21 @@ def test_two_runs_in_one_process_exclude_each_other_and_a_refused_directory_is_l
     with pytest.raises(InputError, match="not a wb run"):
         RunDir(foreign, "test").start()
     assert [p.name for p in foreign.iterdir()] == ["a.jpg"]
+
+
+def test_wb_curate_on_a_directory_another_run_holds_is_a_one_line_error(tmp_path, capsys):
+    from workbench.cli import main
+
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(f'{{"text": "row {i} with some words"}}\n' for i in range(20)))
+    out = tmp_path / "X"
+    proc = _hold_run(out, tmp_path)
+    try:
+        assert main(["curate", str(src), "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"wb curate: error: {out}: another run is writing this directory (pid {proc.pid}); wait for "
+                       "it to end, stop it, or choose another output directory")
+        assert (out / ".data.parquet.staged").read_text() == "mine" and (out / INCOMPLETE).exists()
+    finally:
+        proc.kill()
+        proc.wait()
