@@ -78,9 +78,9 @@ def stop(run_dir: Path, grace_seconds: float = 5.0) -> str:
     if isinstance(target, str):
         return target
     pid, identity = target
-    # a job the app launched leads its own process group; one started from a shell is signalled alone
-    kill = os.killpg if os.getpgid(pid) == pid else os.kill
     try:
+        # a job the app launched leads its own process group; one started from a shell is signalled alone
+        kill = os.killpg if os.getpgid(pid) == pid else os.kill
         kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return "not running"

@@ -181,11 +181,15 @@ def read_progress(run_dir: str | os.PathLike) -> dict | None:
     """The run's `progress.json`, or None when it has none (or a corrupt one). A file that says running
     while its process is gone reads as interrupted (a SIGKILL leaves no chance to write anything)."""
     progress = _read_quietly(Path(run_dir) / PROGRESS)
-    if progress is not None and progress.get("state") == "running" \
-            and not pid_alive(progress.get("pid"), progress.get("process")):
-        progress["state"] = "interrupted"
-        progress["error"] = progress.get("error") or f"process {progress.get('pid')} is gone"
-    return progress
+    return None if progress is None else _unless_gone(progress)
+
+
+def _unless_gone(progress: dict) -> dict:
+    """`progress`, or a copy that says interrupted when it says running but its process is gone."""
+    if progress.get("state") != "running" or pid_alive(progress.get("pid"), progress.get("process")):
+        return progress
+    return {**progress, "state": "interrupted", "error": progress.get("error") or
+            f"process {progress.get('pid')} is gone"}
 
 
 def last_log_line(run_dir: str | os.PathLike) -> str | None:
@@ -256,10 +260,7 @@ def run_state(path: str | os.PathLike) -> RunState:
         problems.append(f"{path / PROGRESS}: expected `state` to be one of {', '.join(_PROGRESS_STATES)}; "
                         f"found {progress.get('state')!r}")
         progress = None
-    if progress and progress["state"] == "running" and not pid_alive(progress.get("pid"), progress.get("process")):
-        progress = {**progress, "state": "interrupted", "error": progress.get("error") or
-                    f"process {progress.get('pid')} is gone"}
-    progress = progress or {}
+    progress = _unless_gone(progress) if progress else {}
     _fill(st, manifest or {}, progress, marker or {}, job)
     if problems:
         st.state, error = "unreadable", problems[0]
