@@ -4,7 +4,9 @@ A job runs in its own session (`start_new_session=True`) with stdout and stderr 
 run directory, and a launch record `.wb-job.json` (pid, argv, command, exit code) beside it. The app
 reads everything else from the run directory (`workbench.runfiles.run_state`), so a reload, a closed tab
 or a restarted app re-attaches to the same job. Stop sends SIGTERM to the job's process group (the CLI unwinds and
-removes its temporary files) and SIGKILL after a grace period.
+removes its temporary files) and SIGKILL after a grace period, each only after checking that the pid is still
+the job's process (start time and command line, recorded at launch): a pid the system reused after a reboot,
+or one in a copied workspace, belongs to another process that must not be signalled.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from workbench.errors import InputError
-from workbench.runfiles import JOB, LOG, MANIFEST, pid_alive, read_json, run_state, write_atomic
+from workbench.runfiles import (
+    JOB,
+    LOG,
+    MANIFEST,
+    PROGRESS,
+    pid_alive,
+    process_identity,
+    read_json,
+    write_atomic,
+)
 
 
 def command_line(argv: list[str]) -> str:
@@ -32,7 +43,7 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> int:
     """Start `wb ARGV` writing into `run_dir`; return its pid. Refuses a directory with a live job."""
     run_dir = Path(run_dir)
     record = read_json(run_dir / JOB) or {}
-    if pid_alive(record.get("pid")):
+    if pid_alive(record.get("pid"), record.get("process")):
         raise InputError(f"{run_dir}: a job is already running there (pid {record['pid']}); stop it first")
     if (run_dir / MANIFEST).exists():
         raise InputError(f"{run_dir}: holds a finished run; choose another output directory")
@@ -44,7 +55,7 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> int:
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
-    record = {"pid": proc.pid, "argv": argv, "command": command_line(argv), "stage": argv[0], "log": LOG,
+    record = {"pid": proc.pid, "process": process_identity(proc.pid), "argv": argv, "command": command_line(argv), "stage": argv[0], "log": LOG,
               "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "returncode": None}
     write_atomic(run_dir / JOB, record)
     # reap the child (else it lingers as a zombie of the app) and keep its exit code in the record
@@ -61,26 +72,55 @@ def _reap(proc: subprocess.Popen, path: Path, record: dict) -> None:
 
 
 def stop(run_dir: Path, grace_seconds: float = 5.0) -> str:
-    """SIGTERM the job's process group, SIGKILL it after `grace_seconds`; return what happened."""
-    pid = run_state(run_dir).pid
-    if not pid_alive(pid):
-        return "not running"
-    # a job the app launched leads its own process group; one started from a shell is signalled alone
-    kill = os.killpg if os.getpgid(pid) == pid else os.kill
+    """SIGTERM the job's process group, SIGKILL it after `grace_seconds`; return what happened. Nothing is
+    signalled unless the pid is still the process its record names (see the module docstring)."""
+    target = _job_process(Path(run_dir))
+    if isinstance(target, str):
+        return target
+    pid, identity = target
     try:
+        # a job the app launched leads its own process group; one started from a shell is signalled alone
+        kill = os.killpg if os.getpgid(pid) == pid else os.kill
         kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return "not running"
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        if not pid_alive(pid, identity):
             return "stopped"
         time.sleep(0.1)
+    if not pid_alive(pid, identity):  # checked again: the pid may have been reused during the grace period
+        return "stopped"
     try:
         kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return "stopped"
     return "killed"
+
+
+def _job_process(run_dir: Path) -> tuple[int, dict] | str:
+    """(pid, identity) of the run's live process from the launch record, else from `progress.json` (a run
+    started from a shell); or why there is nothing to signal."""
+    for name, live in ((JOB, lambda r: r.get("returncode") is None), (PROGRESS, lambda r: r.get("state") == "running")):
+        try:
+            record = read_json(run_dir / name) or {}
+        except InputError:
+            continue
+        pid = record.get("pid")
+        if not live(record) or not isinstance(pid, int) or not pid_alive(pid):
+            continue
+        identity = record.get("process")
+        if not isinstance(identity, dict):
+            return f"not stopped: {run_dir / name} records no process identity for pid {pid}, so it cannot be " \
+                   "told from another process with that pid; stop it from a shell if it is this job"
+        if not pid_alive(pid, identity):
+            return f"not running (pid {pid} is now another process: {shlex.join(_cmdline(pid))})"
+        return pid, identity
+    return "not running"
+
+
+def _cmdline(pid: int) -> list[str]:
+    return (process_identity(pid) or {}).get("cmdline") or ["?"]
 
 
 def read_log(run_dir: Path, max_bytes: int = 20_000) -> str:

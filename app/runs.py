@@ -10,7 +10,7 @@ from workbench.runfiles import PRODUCT
 from workbench.runs import find_run_dirs, run_info
 
 COLUMNS = ("name", "stage", "state", "phase", "done", "total", "rows_in", "rows_out", "prefill_tokens",
-           "sampled_tokens", "trained_tokens", "cost_usd", "wall_seconds", "started_at")
+           "sampled_tokens", "trained_tokens", "cost_usd", "wall_seconds", "started_at", "error")
 
 
 def list_runs(root: Path) -> list[dict]:

@@ -38,7 +38,7 @@ from llm.options import (
     token_cost,
 )
 from workbench.config import RunOptions, option, validate
-from workbench.errors import InputError
+from workbench.errors import InputError, RunFailed
 from workbench.rundir import RunDir, RunResult, Usage
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class SelectConfig(EndpointOptions, RunOptions):
                                   "classifier and difficulty the prompt side)")
     group_by: str | None = option(None, "column whose rows are kept or dropped together, scored by their best "
                                         "row (default: prompt_id when present; `none` for single rows)")
-    seed: int = option(0, "seed of the random strategy")
+    seed: int = option(0, "seed of the random strategy", min=0)
     classifier: str | None = option(None, "a `wb select train-classifier` run directory or model file")
     judge_model: str | None = option(None, "judge model for --strategy difficulty: its name on the endpoint "
                                            "(with --judge-base-url) or a local model directory")
@@ -95,7 +95,9 @@ def parse_keep(keep: str, total: int) -> int:
         raise InputError(f"--keep {keep!r}: expected a row count (e.g. 1000) or a fraction in (0, 1] (e.g. 0.25)")
     if not fraction and value < 1:
         raise InputError(f"--keep {keep!r}: keep at least one row")
-    return min(total, int(round(value * total)) if fraction else int(value))
+    if fraction:  # a fraction of a non-empty input keeps at least one row (0.5 of one row is one, not zero)
+        return min(total, max(1, int(round(value * total)))) if total else 0
+    return min(total, int(value))
 
 
 def top_mask(scores: np.ndarray, n: int) -> np.ndarray:
@@ -157,6 +159,10 @@ class Scorer:
         self.usage.cost_usd = token_cost(self.usage.prefill_tokens, self.usage.sampled_tokens, config.price_in,
                                          config.price_out)
         values = [rated[question_id(q)] for q in self.questions]
+        if values and all(v[0] is None for v in values):  # a judge that is down or wrong: nothing to rank by
+            raise RunFailed(f"no question could be rated ({len(rated):,} of {len(rated):,}; first: "
+                            f"{next((v[1] for v in values if v[1]), 'not rated')}); the run keeps what it asked: "
+                            "fix the judge and re-run the same command to retry")
         return np.array([np.nan if v[0] is None else v[0] for v in values]), [v[1] for v in values]
 
 

@@ -28,7 +28,7 @@ from llm import (
 from llm.options import endpoint_spec, retry_policy
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
-from llm.runner import watch_units
+from llm.runner import check_some_succeeded, watch_units
 from llm.runtime import spec_loads
 from llm.verify.judge import judge_spec, open_judge
 from workbench.config import validate
@@ -82,6 +82,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, spec, prompts, ledger, gen, progress))
+            check_some_succeeded(unit_table(prompts, cfg.n, ledger.results(), cfg.model))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
                                 ledger.verdicts(cfg.verify) if cfg.verify != "none" else {})
             requests, prefill, sampled = ledger.usage()

@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from evals.metrics import PairedDiff, paired_bootstrap
 from workbench.errors import InputError
-from workbench.rundir import read_manifest
+from workbench.rundir import read_manifest, read_product
 from workbench.runfiles import PRODUCT
 
 
@@ -24,7 +23,7 @@ def item_scores(run: str | Path) -> dict[str, dict[str, float]]:
     manifest = read_manifest(run)
     if manifest.get("stage") != "eval":
         raise InputError(f"{run}: not a `wb eval` run (it is `{manifest.get('stage')}`)")
-    table = pq.read_table(Path(run) / PRODUCT, columns=["benchmark", "item_id", "correct"])
+    table = read_product(Path(run) / PRODUCT, ["benchmark", "item_id", "correct"])
     grouped = table.group_by(["benchmark", "item_id"]).aggregate([("correct", "mean")])
     out: dict[str, dict[str, float]] = {}
     for b, i, s in zip(*(grouped.column(c).to_pylist() for c in ("benchmark", "item_id", "correct_mean")),

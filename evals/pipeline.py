@@ -69,7 +69,7 @@ def verifier_names(cfg: EvalConfig, benchmarks: list[Benchmark]) -> dict[str, st
 def evaluate(cfg: EvalConfig) -> RunResult:
     """Run (or resume) an evaluation into `cfg.output`; return its `RunResult` (the manifest, whose `metrics`
     hold each benchmark's numbers, with the run's path). Bad options or input raise `InputError`."""
-    from llm.runner import watch_units
+    from llm.runner import check_some_succeeded, watch_units
 
     validate(cfg)
     if not cfg.output:
@@ -96,6 +96,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))
+            check_some_succeeded(unit_table(prompts, cfg.n, ledger.results(), cfg.model), "sample")
             verdicts: dict = {}
             for name in verifier_names(cfg, benchmarks).values():
                 verdicts.update(ledger.verdicts(name))

@@ -7,6 +7,8 @@ its own Retry-After. Successes add 1/limit; after `quiet_seconds` without a cut 
 (a probe upward), so a collapse recovers in a few seconds instead of thousands of requests.
 Consecutive failures (5xx, timeouts, dropped connections) mark the endpoint down: it is drained, then one
 probe request is let through after 2 s (doubling up to a minute) and a success brings it back.
+`down_since` is when the current run of failures began (None while the endpoint answers): the generator
+gives up once every endpoint has been failing for longer than its retries would ride out.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Endpoint:
         self.healthy = True
         self.down_until = 0.0
         self.failures = 0  # consecutive
+        self.down_since: float | None = None  # monotonic time of the first of those failures
+        self.last_error: str | None = None
         self.cuts = 0
         self._down_for = 0.0
         self._recent: deque[bool] = deque(maxlen=WINDOW)  # True: a 429
@@ -59,7 +63,7 @@ class Endpoint:
     def on_success(self) -> None:
         now = monotonic()
         self._recent.append(False)
-        self.failures = 0
+        self.failures, self.down_since = 0, None
         if not self.healthy:  # a probe came back: restart from the floor and probe upward
             self.healthy, self._down_for = True, 0.0
             self.limit, self._last_cut = self.floor, now
@@ -78,7 +82,7 @@ class Endpoint:
         now = monotonic()
         wait = retry_after if retry_after is not None else fallback
         self._recent.append(True)
-        self.failures = 0  # it answered: alive
+        self.failures, self.down_since = 0, None  # it answered: alive
         share = sum(self._recent) / max(len(self._recent), MIN_ANSWERS)
         if share >= CUT_SHARE and now - self._last_cut > max(wait, 0.05):
             self.limit = max(self.floor, self.limit / 2)
@@ -87,10 +91,13 @@ class Endpoint:
             self.paused_until = max(self.paused_until, now + wait)
         return wait
 
-    def on_failure(self) -> None:
+    def on_failure(self, error: str | None = None) -> None:
         """Record a 5xx, timeout or dropped connection; enough in a row (or a failed probe) drain it."""
         now = monotonic()
         self.failures += 1
+        self.last_error = error or self.last_error
+        if self.down_since is None:
+            self.down_since = now
         if not self.healthy and now < self.down_until:
             return  # requests sent before it went down are still coming back
         if not self.healthy or self.failures >= FAILURES_DOWN:

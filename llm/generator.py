@@ -4,8 +4,11 @@
 by the fault policy: a 429 makes that request wait Retry-After (a burst of them also pauses the endpoint
 and cuts its limit, see `endpoint.py`); 5xx, timeouts and dropped connections back off exponentially with
 jitter, up to `max_attempts`, and enough of them in a row drain the endpoint until a probe succeeds; other
-4xx fail at once. Requests- and tokens-per-minute budgets (`budget.py`) gate every attempt. The result is
-an `Outcome`, never an exception.
+4xx fail at once. When every endpoint has been failing for longer than one request's retries would ride out
+(`RetryPolicy.patience`, about 2 minutes by default), the generator gives up: every request still waiting,
+and every later one, fails at once with that reason, so a dead endpoint ends a run in bounded time instead
+of probing it once a minute per unit. Requests- and tokens-per-minute budgets (`budget.py`) gate every
+attempt. The result is an `Outcome`, never an exception.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class RetryPolicy:
         d = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return d / 2 + rng.uniform(0, d / 2)
 
+    def patience(self) -> float:
+        """Seconds of outage one request's retries ride out: the longest backoffs of all its attempts."""
+        return sum(min(self.max_delay, self.base_delay * 2 ** (a - 1)) for a in range(1, self.max_attempts))
+
 
 @dataclass
 class Outcome:
@@ -73,6 +80,7 @@ class Generator:
         self._rng = random.Random(seed)
         self._changed = asyncio.Condition()
         self._sampled = [0, 0]  # completion tokens, samples: the running mean for token estimates
+        self.gave_up: str | None = None  # why every request now fails at once (all endpoints stayed down)
 
     @property
     def inflight(self) -> int:
@@ -86,21 +94,48 @@ class Generator:
     def native_n(self) -> bool:
         return all(e.backend.native_n for e in self.endpoints)
 
-    async def _acquire(self) -> Endpoint:
+    async def _acquire(self) -> Endpoint | None:
+        """The endpoint the next attempt goes to; None once the generator has given up (`gave_up`)."""
         async with self._changed:
             while True:
                 now = time.monotonic()
+                if self._outage_over_patience(now):
+                    self._changed.notify_all()  # every waiter gives up too
+                    return None
                 free = [e for e in self.endpoints if e.free(now)]
                 if free:
                     best = min(free, key=lambda e: e.inflight / e.limit)
                     best.inflight += 1
                     return best
                 wakes = [t for t in (e.wakes_at(now) for e in self.endpoints) if t is not None]
-                timeout = (min(wakes) - now) if wakes else None
+                give_up_at = self._give_up_at()
+                if give_up_at is not None:
+                    wakes.append(give_up_at)
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                    # asyncio.timeout, not wait_for: wait_for (3.11) can swallow a cancellation that races a
+                    # notify, and the task then runs on after SIGTERM
+                    async with asyncio.timeout(max(0.0, min(wakes) - now) if wakes else None):
+                        await self._changed.wait()
                 except TimeoutError:
                     pass
+
+    def _give_up_at(self) -> float | None:
+        """When the current outage of every endpoint exceeds the retry policy's patience (None: one answers)."""
+        if any(e.down_since is None or e.healthy for e in self.endpoints):
+            return None
+        return max(e.down_since for e in self.endpoints) + self.policy.patience()  # type: ignore[type-var]
+
+    def _outage_over_patience(self, now: float) -> bool:
+        if self.gave_up is None:
+            at = self._give_up_at()
+            if at is None or now < at:
+                return False
+            errors = "; ".join(f"{e.backend.name}: {e.last_error}" for e in self.endpoints)
+            patience = self.policy.patience()
+            self.gave_up = (f"every endpoint has been failing for {now - (at - patience):.1f} s, longer than the "
+                            f"{patience:.1f} s that --max-attempts {self.policy.max_attempts} with its backoff rides "
+                            f"out ({errors})")
+        return True
 
     async def _release(self, endpoint: Endpoint) -> None:
         async with self._changed:
@@ -131,6 +166,9 @@ class Generator:
             attempt += 1
             reserved = await self.budget.take(tokens)
             endpoint = await self._acquire()
+            if endpoint is None:
+                self.budget.settle(reserved, 0)
+                return None, self.gave_up, attempt - 1, None
             self.stats.requests += 1
             try:
                 result = await call(endpoint.backend)
@@ -144,7 +182,7 @@ class Generator:
                     self.stats.rate_limited += 1
                     delay = endpoint.on_rate_limit(exc.retry_after, delay)
                 else:
-                    endpoint.on_failure()
+                    endpoint.on_failure(str(exc))
                 if attempt >= self.policy.max_attempts:
                     return None, f"{exc} (gave up after {attempt} attempts)", attempt, endpoint.backend.name
                 self.stats.retries += 1

@@ -93,6 +93,10 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
     if backend == "hf" and not os.path.exists(model):  # vllm may also take a hub name
         raise InputError(f"{flag}model {model!r}: not a local model directory; to call a served model give "
                          f"{flag}base-url (e.g. http://localhost:8000/v1)")
+    if backend == "hf" and not os.path.isfile(os.path.join(model, "config.json")):
+        what = "a file" if os.path.isfile(model) else "a directory without config.json"
+        raise InputError(f"{flag}model {model!r}: is {what}, not a transformers model directory (config.json and "
+                         "weights, as `save_pretrained` writes)")
     return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
                         options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads)
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm.generator import Generator
 from llm.ledger import Ledger, UnitResult
 from llm.options import token_cost
 from llm.reasoning import split_reasoning
+from workbench.errors import RunFailed
 from workbench.rundir import RunDir
 
 
@@ -125,13 +127,15 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
     start = time.monotonic()
     reporter = asyncio.create_task(report()) if progress_seconds > 0 else None
     workers = [asyncio.create_task(work()) for _ in range(min(max(1, gen.capacity), max(1, queue.qsize())))]
+    tasks = [*workers, *([reporter] if reporter else [])]
     try:
         await asyncio.gather(*workers)
     finally:
-        for w in workers:
-            w.cancel()
-        if reporter:
-            reporter.cancel()
+        for t in tasks:
+            t.cancel()
+        # wait for the cancelled tasks to unwind here (SIGTERM, Ctrl-C, a failed worker), so none is left
+        # pending when the loop closes ("Task was destroyed but it is pending!")
+        await asyncio.gather(*tasks, return_exceptions=True)
         ledger.flush()
     if progress_seconds > 0:
         print(("\n" if out.isatty() else "") + progress.line(gen, time.monotonic() - start), file=out, flush=True)
@@ -155,3 +159,17 @@ def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, i
 
     for p, _, _ in parts:
         p.watch = watch
+
+
+def check_some_succeeded(units: pa.Table, what: str = "unit") -> None:
+    """Raise `RunFailed` when `units` (a unit table: `status`, `error`) has rows and every one failed: such a run
+    is failed, not complete (a wrong model name, a dead endpoint); the message carries the first error."""
+    if units.num_rows == 0:
+        return
+    failed = pc.equal(units.column("status"), "failed")
+    if not pc.all(failed).as_py():
+        return
+    errors = [e for e in units.filter(failed).column("error").to_pylist() if e]
+    raise RunFailed(f"every {what} failed ({units.num_rows:,} of {units.num_rows:,}; first error: "
+                    f"{errors[0] if errors else 'unknown'}); the run keeps them as failed: fix the cause and re-run "
+                    "the same command to retry")

@@ -81,6 +81,10 @@ def read_weights(table: pa.Table, path: str | Path, weight_columns: list[str], t
     missing = [c for c in weight_columns if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: no column {missing[0]!r}; columns are {table.column_names}")
+    for c in weight_columns:
+        kind = table.schema.field(c).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+            raise InputError(f"{path}: weight column {c!r} holds {kind}, not numbers (a weight such as 0.25)")
     X = np.column_stack([np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in weight_columns])
     for j, column in enumerate(weight_columns):
         bad = np.flatnonzero(~np.isfinite(X[:, j]) | (X[:, j] < 0))
@@ -305,4 +309,35 @@ def load_fit(fit_dir: str | Path) -> tuple[dict, object]:
     fit = read_json(fit_dir / FIT)
     if fit is None:
         raise InputError(f"{fit_dir}: not a mixture fit (no {FIT}); create one with `wb mix fit`")
-    return fit, lightgbm.Booster(model_file=str(fit_dir / "model.objective.txt"))
+    check_fit(fit, fit_dir / FIT)
+    model = fit_dir / "model.objective.txt"
+    try:
+        return fit, lightgbm.Booster(model_file=str(model))
+    except lightgbm.basic.LightGBMError as exc:
+        raise InputError(f"{model}: not a readable LightGBM model ({str(exc).splitlines()[0]}); re-run "
+                         "`wb mix fit`") from None
+
+
+def check_fit(fit: dict, path: Path) -> None:
+    """Raise `InputError` naming the field when fit.json lacks what predicting needs or holds the wrong type."""
+    columns, coef, targets = fit.get("weight_columns"), fit.get("linear_coef"), fit.get("targets")
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        raise InputError(f"{path}: field `weight_columns` must be a list of column names; found {columns!r:.60}")
+    if not isinstance(coef, list) or len(coef) != len(columns) or \
+            not all(isinstance(v, int | float) and not isinstance(v, bool) for v in coef):
+        raise InputError(f"{path}: field `linear_coef` must be {len(columns)} numbers (one per weight column); "
+                         f"found {coef!r:.60}")
+    if not isinstance(targets, dict) or not all(
+            isinstance(t, dict) and all(isinstance(t.get(k), int | float) for k in ("weight", "mean", "std"))
+            for t in targets.values()):
+        raise InputError(f"{path}: field `targets` must map each metric to its weight, mean and std; found "
+                         f"{targets!r:.60}")
+    law = fit.get("loglinear")
+    if law is not None and not (isinstance(law, dict) and isinstance(law.get("c"), int | float)
+                                and isinstance(law.get("t"), list) and len(law["t"]) == len(columns)):
+        raise InputError(f"{path}: field `loglinear` must be {{\"c\": number, \"t\": {len(columns)} numbers}}; "
+                         f"found {law!r:.60}")
+    models = fit.get("per_metric_models")
+    if models is not None and not (isinstance(models, dict) and all(isinstance(f, str) for f in models.values())):
+        raise InputError(f"{path}: field `per_metric_models` must map metric names to model files; found "
+                         f"{models!r:.60}")

@@ -42,7 +42,12 @@ def predict_table(fit_dir: str | Path, X: np.ndarray) -> dict[str, np.ndarray]:
     if fit.get("loglinear"):
         preds["pred_loglinear"] = predict_loglinear(fit["loglinear"], X)
     for name, file in (fit.get("per_metric_models") or {}).items():
-        preds[f"pred.{name}"] = lightgbm.Booster(model_file=str(Path(fit_dir) / file)).predict(X)
+        try:
+            model = lightgbm.Booster(model_file=str(Path(fit_dir) / file))
+        except lightgbm.basic.LightGBMError as exc:
+            raise InputError(f"{Path(fit_dir) / file}: not a readable LightGBM model ({str(exc).splitlines()[0]}); "
+                             "re-run `wb mix fit`") from None
+        preds[f"pred.{name}"] = model.predict(X)
     return preds
 
 

@@ -15,7 +15,7 @@ from curate import question_curation
 from llm.generator import Generator
 from llm.prompts import load_prompts
 from llm.reasoning import render_reasoning
-from llm.runner import watch_units
+from llm.runner import check_some_succeeded, watch_units
 from llm.runtime import spec_loads
 from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
@@ -109,6 +109,7 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
         tables = []
         for side in sides:
             units = side_units(cfg, prompts, side)
+            check_some_succeeded(units, f"{side.name}-model unit")  # no pair can come of a side with no answer
             if name is not None:
                 await record_missing_scores(kind, name, units, side.ledger, judge, reward)
             tables.append(add_scores(units, kind, side.ledger, name))

@@ -76,13 +76,17 @@ def command_path(argv: list[str]) -> tuple[str, ...]:
 
 
 def _terminate(signum, frame) -> None:
-    # SIGTERM unwinds like Ctrl-C, so atomic writers delete their temporary files on the way out
+    # SIGTERM unwinds like Ctrl-C, so atomic writers delete their temporary files on the way out. Ctrl-C
+    # takes this path too: asyncio.run would otherwise turn it into a cancellation of its main task only,
+    # which a library in the stack may swallow; an exception out of the event loop makes asyncio.run cancel
+    # every task and wait for each to unwind.
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `wb ARGV` (default: sys.argv[1:]); return the exit code. Called in-process (`wb demo`, tests,
-    scripts), each run records ARGV as its command; nothing process-wide changes but the SIGTERM handler."""
+    scripts), each run records ARGV as its command; nothing process-wide changes (SIGTERM and Ctrl-C unwind
+    the command, and their handlers are put back on return)."""
     given = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in given  # accepted anywhere, also after nested subcommands (`wb mix fit ... --debug`)
     overwrite = "--overwrite" in given  # likewise; it applies to every run directory the command writes
@@ -95,8 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the caller ignores it
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminate)
+    try:
+        return _run(args, path)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, path: tuple[str, ...]) -> int:
+    """The command's `run(args)`, its errors turned into one line and an exit code."""
     try:
         return int(importlib.import_module(registry.BY_PATH[path].module).run(args) or 0)
     except WorkbenchError as exc:

@@ -14,6 +14,13 @@ class WorkbenchError(Exception):
     exit_code = 2
 
 
+class RunFailed(WorkbenchError):
+    """The run's work failed although its input was fine (every request to the model failed): the run
+    directory keeps what it did and says failed; re-running the same command retries it."""
+
+    exit_code = 1
+
+
 class InputError(WorkbenchError):
     """A source that cannot be read: missing, unknown format, malformed, empty, not UTF-8."""
 

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.errors import InputError
-from workbench.rundir import read_manifest
-from workbench.runfiles import PRODUCT, REMOVED, SFT, SHARDS, run_state
+from workbench.rundir import open_product, read_manifest
+from workbench.runfiles import MANIFEST, PRODUCT, REMOVED, SFT, SHARDS, run_state
 
 PARENT_COLUMNS = ("prompt_id", "source_id")
 PRODUCTS = (PRODUCT, SFT)
@@ -43,9 +43,7 @@ class Hop:
 def _find(path: Path, row_id: str) -> tuple[int, dict] | None:
     """(row number, row) of the first row of parquet file `path` whose `id` is `row_id`; reads the id
     column one row group at a time and only the row group that holds the match."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
+    pf = open_product(path)
     if "id" not in pf.schema_arrow.names:
         return None
     offset = 0
@@ -124,9 +122,11 @@ def _source_row(spec: str, row_id: str) -> Hop | None:
 
 
 def _inputs(run: Path) -> list[str]:
-    manifest = read_manifest(run)
+    inputs = read_manifest(run).get("inputs") or []
+    if not isinstance(inputs, list):
+        raise InputError(f"{run / MANIFEST}: field `inputs` is {type(inputs).__name__}; expected a list")
     found = []
-    for item in manifest.get("inputs") or []:
+    for item in inputs:
         spec = item.get("path") if isinstance(item, dict) else item
         if isinstance(spec, str):
             found.append(spec)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workbench.runfiles import PROGRESS, write_atomic
+from workbench.runfiles import PROGRESS, process_identity, write_atomic
 
 STATES = ("running", "complete", "failed", "interrupted")
 
@@ -42,6 +42,7 @@ class ProgressFile:
             "usage": {"requests": 0, "prefill_tokens": 0, "sampled_tokens": 0, "trained_tokens": 0,
                       "cost_usd": None},
             "error": None,
+            "process": process_identity(os.getpid()),  # so a watcher can tell this process from a pid reuse
         }
 
     def start(self) -> ProgressFile:

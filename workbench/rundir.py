@@ -13,10 +13,15 @@ finished run is redone, its product is moved aside into `.previous/` first (so a
 old `data.parquet` beside `.run-incomplete`), deleted when the new run finishes, and put back if the new
 run fails. Temporary files a killed run left behind are removed when the directory is reused. The names
 of a run's files, and how they are read and written, are `workbench.runfiles`'.
+
+One run at a time: a run holds an OS lock (`flock`) on `.run-lock` from before it touches anything until it
+ends, so a second run on the same directory fails at once with the holder's pid instead of deleting the first
+one's files; the kernel drops the lock with the process, so even a SIGKILL leaves no stale lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -33,6 +38,7 @@ from workbench.progress import ProgressFile
 from workbench.runfiles import (
     INCOMPLETE,
     LAUNCH_FILES,
+    LOCK,
     MANIFEST,
     PREVIOUS,
     PRODUCT,
@@ -42,6 +48,7 @@ from workbench.runfiles import (
     SFT,
     SHARDS,
     pid_alive,
+    process_identity,
     read_json,
     read_progress,
     temp_owner,
@@ -51,6 +58,8 @@ from workbench.runfiles import (
 # What a resumable run rebuilds when it finishes; the rest of its directory (ledger, checkpoints,
 # caches) is state that the re-run continues from, so only these are moved aside.
 REBUILT_PRODUCTS = (PRODUCT, SHARDS, SFT, REMOVED)
+# What belongs to the directory rather than to a run: never foreign, never moved aside or swept.
+KEPT = (INCOMPLETE, LOCK, *LAUNCH_FILES)
 KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "openai", "lightgbm", "torch",
                  "transformers", "tokenizers", "streamlit", "vllm")
 
@@ -164,6 +173,7 @@ class RunDir:
         self.resume_guard = resume_guard
         self.progress: ProgressFile | NullProgress = NullProgress()
         self.own = own  # files the command writes here before the run starts (e.g. a cache): not foreign
+        self._lock: DirLock | None = None
 
     @property
     def product(self) -> Path:
@@ -172,31 +182,48 @@ class RunDir:
     def start(self) -> RunDir:
         check_output_path(self.path)
         self.created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot create the output directory ({exc.strerror})") from None
+        # the lock comes before anything is read or removed: a second run must not touch the first one's files
+        self._lock = DirLock(self.path, self.stage)
+        try:
+            self._begin()
+        except BaseException:
+            self._release()
+            if self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return self
+
+    def _begin(self) -> None:
         self._check_same_stage()
         foreign = self._foreign_entries()
         if foreign and not self.overwrite:
             names = ", ".join(sorted(p.name for p in foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
             raise InputError(f"{self.path}: holds files that are not a wb run ({names}); choose another output "
                              "directory, or pass --overwrite to replace them")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot create the output directory ({exc.strerror})") from None
         if self.resumable and self.resume_guard:
             self._check_resumable_config()
         self._remove_stale_temporaries()
         # A finished run being redone is unfinished again until this run completes; its product goes aside.
         self._move_aside(foreign or self._old_products())
         write_atomic(self.path / INCOMPLETE, {"stage": self.stage, "argv": self.argv, "pid": os.getpid(),
+                                              "process": process_identity(os.getpid()),
                                               "config": as_plain(self.config)})
         self.progress = ProgressFile(self.path, self.stage).start()
-        return self
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _foreign_entries(self) -> list[Path]:
         """The entries of an existing directory that holds no run (neither marker nor manifest)."""
         if self.created or (self.path / INCOMPLETE).exists() or (self.path / MANIFEST).exists():
             return []
-        return [p for p in self.path.iterdir() if p.name not in (*self.own, *LAUNCH_FILES)]
+        return [p for p in self.path.iterdir() if p.name not in (*self.own, *KEPT)]
 
     def _old_products(self) -> list[Path]:
         """What a redone run replaces: everything a finished non-resumable run wrote, or the rebuilt
@@ -205,7 +232,7 @@ class RunDir:
             return []
         if self.resumable:
             return [self.path / n for n in (MANIFEST, *REBUILT_PRODUCTS) if (self.path / n).exists()]
-        return [p for p in self.path.iterdir() if p.name not in (INCOMPLETE, PREVIOUS, *LAUNCH_FILES)]
+        return [p for p in self.path.iterdir() if p.name not in (PREVIOUS, *KEPT)]
 
     def _move_aside(self, entries: list[Path]) -> None:
         aside = self.path / PREVIOUS
@@ -223,7 +250,7 @@ class RunDir:
             return
         for entry in self.path.iterdir():
             name = entry.name
-            if not name.startswith(".") or name in (INCOMPLETE, *LAUNCH_FILES):
+            if not name.startswith(".") or name in KEPT:
                 continue
             pid = temp_owner(name)
             stale = (pid is not None and not pid_alive(pid)) \
@@ -238,7 +265,7 @@ class RunDir:
         if not aside.is_dir():
             return
         for entry in self.path.iterdir():
-            if entry.name not in (PREVIOUS, INCOMPLETE, *LAUNCH_FILES):
+            if entry.name not in (PREVIOUS, *KEPT):
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         for entry in aside.iterdir():
             os.replace(entry, self.path / entry.name)
@@ -302,12 +329,19 @@ class RunDir:
         self.progress.update(usage=manifest["usage"])
         self.progress.finish("complete")
         self.finished = True
+        self._release()
         return RunResult(self.path, manifest)
 
     def __enter__(self) -> RunDir:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._end(exc_type, exc)
+        finally:
+            self._release()
+
+    def _end(self, exc_type, exc) -> None:
         if exc_type is None or self.finished:
             return
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
@@ -324,6 +358,54 @@ class RunDir:
             return
         if not self.resumable:
             self._restore_previous()
+
+
+class DirLock:
+    """An exclusive `flock` on DIR/.run-lock, held until `release` (which removes the file) or the process
+    ends; the file records the holder's pid for the error a second run gets. Raise `InputError` naming that
+    pid when another process holds it."""
+
+    def __init__(self, path: Path, stage: str):
+        self.path = path / LOCK
+        for _ in range(10):  # a holder that releases removes the file: lock the one that is there now
+            file = self._open()
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                file.seek(0)
+                holder = file.read().split()
+                file.close()
+                raise InputError(f"{path}: another run is writing this directory (pid "
+                                 f"{holder[0] if holder else 'unknown'}); wait for it to end, stop it, or choose "
+                                 "another output directory") from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            file.close()
+        else:
+            raise InputError(f"{self.path}: the run lock keeps being replaced; is another run starting here?")
+        self._file = file
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()} {stage}\n")
+        file.flush()
+
+    def _open(self):
+        try:
+            return open(self.path, "a+")  # never truncated before locking: it names the holder
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot open the run lock ({exc.strerror})") from None
+
+    def release(self) -> None:
+        if self._file.closed:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still locked, so no one locks a file about to go
+        except OSError:
+            pass
+        self._file.close()
 
 
 def check_output_path(path: Path) -> None:
@@ -369,6 +451,36 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if manifest is None:
         raise InputError(f"{path}: not a run directory (no {MANIFEST})")
     return manifest
+
+
+def open_product(path: str | os.PathLike):
+    """A run's parquet product `path` as a `pyarrow.parquet.ParquetFile`; raise `InputError` naming the file
+    when it is missing or not readable parquet (a truncated copy, a file of another kind)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing; the run directory lacks its product (was it copied in part?)") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def read_product(path: str | os.PathLike, columns: list[str] | None = None):
+    """The table in a run's parquet product `path` (only `columns` when given); raise `InputError` naming the
+    file when it is missing, unreadable, or lacks one of `columns`."""
+    import pyarrow as pa
+
+    file = open_product(path)
+    missing = [c for c in columns or [] if c not in file.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: has no column {missing[0]!r} (columns: {', '.join(file.schema_arrow.names)})")
+    try:
+        return file.read(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
 
 
 def run_data_files(path: str | os.PathLike) -> list[Path]:

@@ -8,7 +8,10 @@ record `.wb-job.json`. The first rule that applies decides:
 1. A manifest and no marker: **complete**. A stale progress file (failed, interrupted, or running under a
    dead pid) does not change that; a progress file running under a live pid does, to **running** (a step
    at work in a finished run's directory, such as `wb mix run` in its plan).
-2. A manifest that is not a JSON object, and no marker: **unreadable**; the error names the file.
+2. Any of the four files that cannot be read, is not a JSON object, has a field of the wrong type (a
+   `usage` that is a list, a `pid` that is text) or is a progress file without a `state`: **unreadable**;
+   the error names the file and the field. One corrupt file lists its run as unreadable, never breaks a
+   listing of the workspace.
 3. Otherwise the run is unfinished (only a manifest says complete), and:
    a. progress says failed: **failed**, with its error; says interrupted: **interrupted**;
    b. a live process (progress running, the marker's pid, or the launch record's while it has no exit
@@ -32,6 +35,7 @@ from workbench.errors import InputError
 # What every run directory holds (`workbench.rundir.RunDir` writes them).
 MANIFEST = "manifest.json"
 INCOMPLETE = ".run-incomplete"  # present from the start of a run until its manifest is written
+LOCK = ".run-lock"  # flock'ed by the run writing the directory, for its life; holds that run's pid
 PROGRESS = "progress.json"
 PRODUCT = "data.parquet"
 PRODUCT_JSONL = "data.jsonl"  # `wb convert --format jsonl`
@@ -125,8 +129,10 @@ def _read_quietly(path: Path) -> dict | None:
         return None
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether process `pid` runs (a zombie, exited but not reaped, does not)."""
+def pid_alive(pid: int | None, identity: dict | None = None) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not reaped, does not) and, when `identity` (what
+    `process_identity` recorded at launch) is given, is still that process and not a later one that reuses
+    the pid (after a reboot, or in a copied workspace)."""
     if not pid:
         return False
     try:
@@ -134,24 +140,56 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     except (OverflowError, ValueError, TypeError):
         return False
     try:
         with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
     except OSError:
-        return True
+        pass
+    return not isinstance(identity, dict) or process_identity(int(pid)) == _identity_of(identity)
+
+
+def process_identity(pid: int) -> dict | None:
+    """What tells process `pid` from a later one with the same pid: its start time (clock ticks since boot,
+    field 22 of /proc/PID/stat; psutil's create time where there is no /proc) and its command line. None
+    when the process is gone or cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = "ticks:" + f.read().rsplit(")", 1)[-1].split()[19]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        return {"start": start, "cmdline": cmdline}
+    except (OSError, IndexError):
+        pass
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return {"start": f"created:{proc.create_time()}", "cmdline": proc.cmdline()}
+    except Exception:  # psutil missing, the process gone or another user's
+        return None
+
+
+def _identity_of(record: dict) -> dict:
+    return {"start": record.get("start"), "cmdline": record.get("cmdline")}
 
 
 def read_progress(run_dir: str | os.PathLike) -> dict | None:
     """The run's `progress.json`, or None when it has none (or a corrupt one). A file that says running
     while its process is gone reads as interrupted (a SIGKILL leaves no chance to write anything)."""
     progress = _read_quietly(Path(run_dir) / PROGRESS)
-    if progress is not None and progress.get("state") == "running" and not pid_alive(progress.get("pid")):
-        progress["state"] = "interrupted"
-        progress["error"] = progress.get("error") or f"process {progress.get('pid')} is gone"
-    return progress
+    return None if progress is None else _unless_gone(progress)
+
+
+def _unless_gone(progress: dict) -> dict:
+    """`progress`, or a copy that says interrupted when it says running but its process is gone."""
+    if progress.get("state") != "running" or pid_alive(progress.get("pid"), progress.get("process")):
+        return progress
+    return {**progress, "state": "interrupted", "error": progress.get("error") or
+            f"process {progress.get('pid')} is gone"}
 
 
 def last_log_line(run_dir: str | os.PathLike) -> str | None:
@@ -168,7 +206,7 @@ def last_log_line(run_dir: str | os.PathLike) -> str | None:
 
 USAGE_KEYS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd")
 _PROGRESS_KEYS = {"state", "stage", "phase", "pid", "started_at", "updated_at", "elapsed_seconds", "done", "total",
-                  "unit", "rate", "eta_seconds", "usage", "error"}
+                  "unit", "rate", "eta_seconds", "usage", "error", "process"}
 
 
 @dataclass
@@ -208,24 +246,64 @@ class RunState:
 
 
 def run_state(path: str | os.PathLike) -> RunState:
-    """The state of the run in `path`, from its files alone; never raises (a corrupt manifest is
+    """The state of the run in `path`, from its files alone; never raises (a corrupt run file is
     `unreadable`, with the one-line error naming it)."""
     path = Path(path)
     st = RunState(path=str(path))
+    problems: list[str] = []
     unfinished = (path / INCOMPLETE).exists()
-    marker = (_read_quietly(path / INCOMPLETE) or {}) if unfinished else None
-    progress = read_progress(path) or {}
-    job = _read_quietly(path / JOB) or {}
-    manifest, manifest_error = None, None
-    if not unfinished:
-        try:
-            manifest = read_json(path / MANIFEST)
-        except InputError as exc:
-            manifest_error = str(exc)
+    marker = _checked(path / INCOMPLETE, problems) if unfinished else None
+    progress = _checked(path / PROGRESS, problems)
+    job = _checked(path / JOB, problems) or {}
+    manifest = None if unfinished else _checked(path / MANIFEST, problems)
+    if progress is not None and progress.get("state") not in _PROGRESS_STATES:
+        problems.append(f"{path / PROGRESS}: expected `state` to be one of {', '.join(_PROGRESS_STATES)}; "
+                        f"found {progress.get('state')!r}")
+        progress = None
+    progress = _unless_gone(progress) if progress else {}
     _fill(st, manifest or {}, progress, marker or {}, job)
-    st.state, error = _decide(path, manifest is not None, manifest_error, marker, progress, job, st)
+    if problems:
+        st.state, error = "unreadable", problems[0]
+    else:
+        st.state, error = _decide(path, manifest is not None, marker, progress, job, st)
     st.error = error if st.state in ("failed", "interrupted", "unreadable") else None
     return st
+
+
+_PROGRESS_STATES = ("running", "complete", "failed", "interrupted")
+# The type every field a reader uses must have; a file with another is unreadable (named with the field).
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "stage": str, "state": str, "phase": str, "pid": int, "done": int, "total": int, "unit": str, "rate": _NUMBER,
+    "eta_seconds": _NUMBER, "elapsed_seconds": _NUMBER, "rows_in": int, "rows_out": int, "wall_seconds": _NUMBER,
+    "started_at": str, "command": str, "error": str, "argv": list, "usage": dict, "returncode": int,
+    "process": dict,
+}
+
+
+def _checked(path: Path, problems: list[str]) -> dict | None:
+    """The JSON object in `path` (None if there is none) when every field has its type; else None, with the
+    reason added to `problems`."""
+    try:
+        record = read_json(path)
+    except InputError as exc:
+        problems.append(str(exc))
+        return None
+    if record is None:
+        return None
+    for key, kind in _FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            problems.append(f"{path}: field `{key}` is {type(value).__name__} {str(value)[:40]!r}; expected "
+                            f"{'a number' if kind is _NUMBER else kind.__name__}")  # type: ignore[union-attr]
+            return None
+    usage = record.get("usage") or {}
+    bad = [k for k in USAGE_KEYS if usage.get(k) is not None and (not isinstance(usage[k], _NUMBER)
+                                                                   or isinstance(usage[k], bool))]
+    if bad:
+        problems.append(f"{path}: field `usage.{bad[0]}` is {type(usage[bad[0]]).__name__}; expected a number")
+        return None
+    return record
 
 
 def _fill(st: RunState, manifest: dict, progress: dict, marker: dict, job: dict) -> None:
@@ -243,18 +321,19 @@ def _fill(st: RunState, manifest: dict, progress: dict, marker: dict, job: dict)
     st.pid = progress.get("pid") or job.get("pid") or marker.get("pid")
 
 
-def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict | None, progress: dict,
-            job: dict, st: RunState) -> tuple[str, str | None]:
+def _decide(path: Path, finished: bool, marker: dict | None, progress: dict, job: dict,
+            st: RunState) -> tuple[str, str | None]:
     """(state, error) by the rules of the module docstring; sets `st.pid` to the live process if any."""
     said = progress.get("state")
-    live = [pid for pid in (progress.get("pid") if said == "running" else None, (marker or {}).get("pid"),
-                            job.get("pid") if job.get("returncode") is None else None) if pid_alive(pid)]
+    marker = marker or {}
+    candidates = ((progress.get("pid"), progress.get("process")) if said == "running" else (None, None),
+                  (marker.get("pid"), marker.get("process")),
+                  (job.get("pid"), job.get("process")) if job.get("returncode") is None else (None, None))
+    live = [pid for pid, identity in candidates if pid_alive(pid, identity)]
     if live:
         st.pid = live[0]
     if finished:
         return ("running", None) if said == "running" else ("complete", None)
-    if manifest_error:
-        return "unreadable", manifest_error
     if said in ("failed", "interrupted"):
         return said, progress.get("error")
     if live:
@@ -263,7 +342,7 @@ def _decide(path: Path, finished: bool, manifest_error: str | None, marker: dict
         return "failed", last_log_line(path) or f"exit code {job['returncode']}"
     if said == "complete":
         return "interrupted", f"{path / PROGRESS} says complete, but the run has no {MANIFEST}"
-    if progress or marker is not None or job:
+    if progress or (path / INCOMPLETE).exists() or job:
         gone = f"process {st.pid} is gone" if st.pid else None
         return "interrupted", progress.get("error") or (last_log_line(path) if job else None) or gone
     return "unknown", None

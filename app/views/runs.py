@@ -41,12 +41,14 @@ if names:
     same = [n for n in names if n != a and stage_of.get(n) == stage_of.get(a)]  # compare like with like first
     others = [n for n in names if n != a]
     b = right.selectbox("Run B", others or names, index=(others or names).index(same[0]) if same else 0, key="cmp_b")
+    state_of = {r["name"]: r["state"] for r in rows}
     with shown_errors():
         pa, pb = safe_path(root, a), safe_path(root, b)
-        ma, mb = read_json(pa / MANIFEST), read_json(pb / MANIFEST)
-        if ma is None or mb is None:
-            st.warning(f"{a if ma is None else b}: unfinished or not a run (no {MANIFEST}); nothing to compare yet.")
+        unfinished = [n for n in (a, b) if state_of.get(n) != "complete"]
+        if unfinished:  # only a complete run's manifest is known to be whole (an unreadable one is not)
+            st.warning(f"{unfinished[0]}: {state_of.get(unfinished[0])}, not a finished run; nothing to compare yet.")
         else:
+            ma, mb = read_json(pa / MANIFEST) or {}, read_json(pb / MANIFEST) or {}
             st.markdown("**Config differences**")
             diff = compare.config_diff(ma, mb)
             if diff:

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from distill_data.pipeline import distill
 from tests.distill_data.distill_helpers import fast_config, write_prompts
-from workbench.runfiles import INCOMPLETE, MANIFEST
+from workbench.errors import RunFailed
+from workbench.runfiles import INCOMPLETE, MANIFEST, run_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,8 +73,11 @@ def test_changed_sampling_params_are_new_units(tmp_path, mock):
 
 def test_failed_units_are_retried_by_a_rerun(tmp_path, mock):
     src = write_prompts(tmp_path / "p.jsonl", ["rerun [500:4]"])
-    first = distill(fast_config(src, tmp_path / "run", mock.url, max_attempts=2))
-    assert first["status_counts"]["failed"] == 1
-    distill(fast_config(src, tmp_path / "run", mock.url, max_attempts=2))
+    for _ in range(2):  # every unit failed: the run is failed (not complete) and keeps its ledger
+        with pytest.raises(RunFailed, match=r"every unit failed \(1 of 1; first error: 500"):
+            distill(fast_config(src, tmp_path / "run", mock.url, max_attempts=2))
+        st = run_state(tmp_path / "run")
+        assert st.state == "failed" and st.error.startswith("every unit failed")
+        assert not (tmp_path / "run" / MANIFEST).exists()
     second = distill(fast_config(src, tmp_path / "run", mock.url, max_attempts=2))
     assert second["status_counts"] == {"ok": 1, "truncated": 0, "failed": 0}

@@ -6,12 +6,15 @@ import asyncio
 import time
 
 import polars as pl
+import pytest
 
 from distill_data.pipeline import distill
 from llm.backends.base import SamplingParams
 from llm.generator import Endpoint, Generator, RetryPolicy
 from tests.distill_data.distill_helpers import fast_config, write_prompts
+from workbench.errors import RunFailed
 from workbench.rundir import read_manifest
+from workbench.runfiles import run_state
 
 
 def test_fault_matrix(tmp_path, mock):
@@ -49,10 +52,15 @@ def test_server_ignoring_n_is_asked_for_the_rest(tmp_path, mock):
 
 
 def test_timeout_retries_then_fails(tmp_path, mock):
-    src = write_prompts(tmp_path / "p.jsonl", ["to [slow:2]"])
+    src = write_prompts(tmp_path / "p.jsonl", ["to [slow:2]", "fine"])
     distill(fast_config(src, tmp_path / "run", mock.url, timeout=0.3, max_attempts=2))
     row = pl.read_parquet(tmp_path / "run" / "data.parquet").to_dicts()[0]
     assert row["status"] == "failed" and row["error"].startswith("timeout") and row["attempts"] == 2
+    # when every unit failed, the run is failed, not complete (issue 25)
+    src = write_prompts(tmp_path / "q.jsonl", ["to [slow:2]"])
+    with pytest.raises(RunFailed, match=r"every unit failed \(1 of 1; first error: timeout \(gave up after 2"):
+        distill(fast_config(src, tmp_path / "all", mock.url, timeout=0.3, max_attempts=2))
+    assert run_state(tmp_path / "all").state == "failed"
 
 
 def test_rate_limit_burst_halves_limit_and_pauses():

@@ -125,3 +125,16 @@ def test_bad_configs_are_one_line_errors(tmp_path, scripted):
     with pytest.raises(InputError, match="needs --reward-model"):
         make_pairs(fast_config(src, tmp_path / "d", scripted.url, strategy="best-vs-worst", score="reward-model"))
     assert not (tmp_path / "b").exists()
+
+
+def test_a_side_whose_every_unit_failed_fails_the_run(tmp_path, scripted):
+    from workbench.errors import RunFailed
+    from workbench.runfiles import run_state
+
+    script_cases(scripted, {q: ("[reply:#### 4]", "[400]") for q in ("w-1", "w-2")})  # a wrong weak model name
+    src = write_questions(tmp_path / "q.jsonl", ["w-1", "w-2"])
+    with pytest.raises(RunFailed, match=r"every weak-model unit failed \(2 of 2; first error: 400"):
+        make_pairs(fast_config(src, tmp_path / "run", scripted.url, verify="math"))
+    st = run_state(tmp_path / "run")
+    assert st.state == "failed" and st.error.startswith("every weak-model unit failed")
+    assert not (tmp_path / "run" / "data.parquet").exists()

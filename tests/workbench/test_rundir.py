@@ -181,7 +181,7 @@ def test_a_resumable_rerun_keeps_its_state_and_moves_only_products(tmp_path):
     (out / "ledger.sqlite").write_text("state")
     (out / ".ledger.sqlite.tmp-999999999").write_text("stale")
     RunDir(out, "test", resumable=True).start()
-    assert sorted(p.name for p in out.iterdir()) == [".previous", INCOMPLETE, "ledger.sqlite", "progress.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".previous", INCOMPLETE, ".run-lock", "ledger.sqlite", "progress.json"]
     assert sorted(p.name for p in (out / ".previous").iterdir()) == ["data.parquet", "manifest.json"]
 
 
@@ -274,3 +274,65 @@ def test_a_run_resumes_with_other_run_options(tmp_path):
     with RunDir(tmp_path / "r", "x", Options(overwrite=True, argv=["wb", "x", "--overwrite"]), resumable=True,
                 resume_guard=("output",)) as run:
         assert run.finish(rows_out=0)["command"] == "wb x --overwrite"
+
+
+def _hold_run(out, tmp_path):
+    """A `wb`-like process that starts a run in `out`, stages a temporary file, and waits to be killed."""
+    import subprocess
+    import sys
+
+    script = ("import sys, time; from workbench.rundir import RunDir; r = RunDir(sys.argv[1], 'test').start(); "
+              "(r.path / '.data.parquet.staged').write_text('mine'); print('ready', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_second_run_on_a_locked_directory_fails_naming_the_holder_and_touches_nothing(tmp_path):
+    out = tmp_path / "run"
+    proc = _hold_run(out, tmp_path)
+    try:
+        with pytest.raises(InputError, match=rf"run: another run is writing this directory \(pid {proc.pid}\)"):
+            RunDir(out, "test").start()
+        with pytest.raises(InputError, match=rf"pid {proc.pid}"):
+            _finished(out, [1])
+        # the holder's staged file and marker survive the second run's attempts
+        assert (out / ".data.parquet.staged").read_text() == "mine" and (out / INCOMPLETE).exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    _finished(out, [2])  # SIGKILL left no stale lock: the next run takes the directory
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "manifest.json", "progress.json"]
+    assert read_manifest(out)["rows_out"] == 1
+
+
+def test_two_runs_in_one_process_exclude_each_other_and_a_refused_directory_is_left_as_found(tmp_path):
+    out = tmp_path / "run"
+    first = RunDir(out, "test").start()
+    with pytest.raises(InputError, match=r"another run is writing this directory"):
+        RunDir(out, "test").start()
+    first.finish(rows_out=0)
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "a.jpg").write_text("x")
+    with pytest.raises(InputError, match="not a wb run"):
+        RunDir(foreign, "test").start()
+    assert [p.name for p in foreign.iterdir()] == ["a.jpg"]
+
+
+def test_wb_curate_on_a_directory_another_run_holds_is_a_one_line_error(tmp_path, capsys):
+    from workbench.cli import main
+
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(f'{{"text": "row {i} with some words"}}\n' for i in range(20)))
+    out = tmp_path / "X"
+    proc = _hold_run(out, tmp_path)
+    try:
+        assert main(["curate", str(src), "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"wb curate: error: {out}: another run is writing this directory (pid {proc.pid}); wait for "
+                       "it to end, stop it, or choose another output directory")
+        assert (out / ".data.parquet.staged").read_text() == "mine" and (out / INCOMPLETE).exists()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -56,7 +56,8 @@ CASES = {
                                             "progress.json says complete, but the run has no manifest.json"),
     "redo starting over a complete progress": ({INCOMPLETE: {"pid": LIVE}, PROGRESS: progress("complete", DEAD)},
                                                "running", None),
-    "corrupt progress, dead marker": ({INCOMPLETE: {"pid": DEAD}, PROGRESS: "{half"}, "interrupted", "is gone"),
+    "corrupt progress, dead marker": ({INCOMPLETE: {"pid": DEAD}, PROGRESS: "{half"}, "unreadable",
+                                      "progress.json: not valid JSON"),
     "launched, failed before any progress": ({JOB: {"pid": DEAD, "returncode": 2}, LOG: "$ wb dedup x\nwb dedup: "
                                               "error: x: no such file\n"}, "failed", "wb dedup: error: x: no such file"),
     "launched, killed": ({JOB: {"pid": DEAD, "returncode": None}}, "interrupted", f"process {DEAD} is gone"),

@@ -2,7 +2,8 @@
 
 `--usage` totals prefill, sampled and trained tokens and cost per stage and overall: one ledger across
 generation, judges, evaluation and training. Each state is `workbench.runfiles.run_state`'s reading of the
-run's marker, manifest, progress and launch record.
+run's marker, manifest, progress and launch record; a run with a corrupt file among them is listed as
+unreadable (with the file and field under the table) and the listing goes on.
 """
 
 from __future__ import annotations
@@ -71,4 +72,7 @@ def run(args: argparse.Namespace) -> int:
                      _wall(r["wall_seconds"]), (r["started_at"] or "-").replace("+00:00", "Z")])
     print(table(rows, ["run", "stage", "state", "rows in", "rows out", "prefill", "sampled", "trained", "cost",
                        "wall", "started"]))
+    for r in runs:  # why a run failed or cannot be read: one line each, under the table
+        if r["state"] in ("failed", "unreadable") and r["error"]:
+            print(f"{r['name']}: {r['state']}: {r['error'].splitlines()[0][:300]}")
     return 0
