@@ -222,9 +222,11 @@ def test_run_state_from_files(tmp_path):
     state = run_state(run)
     assert (state.state, state.done, state.total, state.usage["requests"]) == ("running", 5, 10, 3)
     (run / "progress.json").write_text("{half")
-    assert run_state(run).state == "interrupted"
+    assert run_state(run).state == "unreadable"  # a corrupt file is named, not read as a stopped run
     (run / ".run-incomplete").unlink()
     (run / "manifest.json").write_text(json.dumps({"stage": "dedup", "status": "complete", "rows_in": 3}))
+    assert run_state(run).state == "unreadable"  # the corrupt progress file is still named
+    (run / "progress.json").unlink()
     assert run_state(run).state == "complete"
     (run / "manifest.json").write_text("[1, 2")
     assert run_state(run).state == "unreadable"  # never raises

@@ -164,6 +164,7 @@ def test_judge_options_are_checked_in_one_line(tmp_path, judged, capsys):
     assert _eval(judged, bench, tmp_path / "x", "--verify", "judge") == 2
     err = capsys.readouterr().err
     assert "--verify judge needs --judge-model" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "config.json").write_text("{}")  # the model's options are checked before the judge's
     local = ["eval", "--model", str(tmp_path), "--benchmark", str(bench), "--prompt-field", "question",
              "--answer-field", "gold", "--verify", "judge", "--judge-model", "judge", "--output", str(tmp_path / "y")]
     assert main([*local, "--judge-backend", "openai"]) == 2

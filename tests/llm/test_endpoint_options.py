@@ -65,6 +65,7 @@ def test_every_command_builds_the_same_spec_for_the_same_model():
 
 
 def test_the_backend_follows_the_base_url(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # a model directory, as far as choosing the backend goes
     opts = EndpointOptions()
     assert endpoint_spec(opts, "m", [URL]).backend == "openai"
     assert endpoint_spec(opts, str(tmp_path), []).backend == "hf"

@@ -20,7 +20,7 @@ def test_tinker_lora_steps_through_the_real_sdk(smollm2_dir, smollm2_tokenizer, 
 
     port, run = free_port(), tmp_path / "run"
     proc = start_server([sys.executable, "-m", "workbench.cli", "tinker", "serve", "--base-model", str(smollm2_dir),
-                         "--port", str(port), "--output", str(run), "--threads", THREADS], port, tmp_path / "log")
+                         "--port", str(port), "--output", str(run), "--threads", THREADS, "--api-key", "tml-dummy"], port, tmp_path / "log")
     try:
         monkeypatch.setenv("TINKER_API_KEY", "tml-dummy")
         monkeypatch.setenv("TINKER_TELEMETRY", "0")
