@@ -78,8 +78,18 @@ def process_pool(workers: int, initializer: Callable[..., object] | None = None,
                       initargs=(os.getpid(), initializer, initargs))
 
 
-def stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool now: terminate its workers (a stuck task must not outlive the job) and cancel the rest."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def stop_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Stop a pool now: terminate its workers (a stuck task must not outlive the job), SIGKILL any still alive
+    after `grace` seconds, and cancel the rest. The kill matters: a worker forked from a many-threaded parent
+    can deadlock before it installs its own SIGTERM action, and then ignores SIGTERM (the parent's handler
+    is Python-level and never runs); the pool's manager thread would wait for it at exit forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(grace)
     pool.shutdown(wait=False, cancel_futures=True)

@@ -80,3 +80,28 @@ def test_stopping_a_pool_prints_no_traceback(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip() == "stopped"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def _ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # what a worker deadlocked before its own set-up amounts to
+
+
+def _sleep_forever() -> int:
+    time.sleep(600)
+    return os.getpid()
+
+
+def test_stop_pool_kills_a_worker_that_ignores_sigterm():
+    """A worker that never acts on SIGTERM is SIGKILLed after the grace, so nothing waits for it at exit."""
+    from workbench.workers import process_pool, stop_pool
+
+    pool = process_pool(1, initializer=_ignore_sigterm)
+    pid = pool.submit(os.getpid).result(timeout=60)  # the worker exists and has run its initializer
+    pool.submit(_sleep_forever)
+    time.sleep(0.2)
+    stop_pool(pool, grace=0.5)
+    for _ in range(100):  # bounded: the kernel reaps it within moments of the kill
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    assert not _alive(pid)
