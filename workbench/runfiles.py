@@ -149,7 +149,12 @@ def pid_alive(pid: int | None, identity: dict | None = None) -> bool:
                 return False
     except OSError:
         pass
-    return not isinstance(identity, dict) or process_identity(int(pid)) == _identity_of(identity)
+    if not isinstance(identity, dict):
+        return True
+    # The start time alone tells processes apart (a reused pid starts later). The command line is kept for
+    # messages only: it changes at exec, so a launcher that records it right after fork sees its own.
+    now = process_identity(int(pid))
+    return now is not None and now["start"] == identity.get("start")
 
 
 def process_identity(pid: int) -> dict | None:
@@ -171,10 +176,6 @@ def process_identity(pid: int) -> dict | None:
         return {"start": f"created:{proc.create_time()}", "cmdline": proc.cmdline()}
     except Exception:  # psutil missing, the process gone or another user's
         return None
-
-
-def _identity_of(record: dict) -> dict:
-    return {"start": record.get("start"), "cmdline": record.get("cmdline")}
 
 
 def read_progress(run_dir: str | os.PathLike) -> dict | None:

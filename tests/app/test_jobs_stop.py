@@ -51,3 +51,12 @@ def test_stop_signals_the_job_whose_identity_matches(tmp_path, sleeper):
     assert run_state(tmp_path).state == "running"
     assert jobs.stop(tmp_path, grace_seconds=10) == "stopped"
     assert _wait_gone(sleeper) == -15  # SIGTERM
+
+
+def test_a_launch_record_taken_before_exec_still_names_the_running_job(tmp_path, sleeper):
+    """The app records the identity right after fork, when the child's command line is still empty or the
+    launcher's: the start time alone decides, so the job reads as running (not interrupted) and Stop works."""
+    identity = {**process_identity(sleeper.pid), "cmdline": []}
+    write_atomic(tmp_path / JOB, {"pid": sleeper.pid, "returncode": None, "argv": ["dedup"], "process": identity})
+    assert pid_alive(sleeper.pid, identity) and run_state(tmp_path).state == "running"
+    assert jobs.stop(tmp_path, grace_seconds=10) == "stopped"
