@@ -72,15 +72,14 @@ class Batcher:
             raise QueueFull(self.pending, self.retry_after())
 
     async def submit(self, request: GenRequest) -> Completion:
+        """Queue `request` and wait for its completion; the bookkeeping every batcher shares (pending count,
+        live set, cancellation) lives here, how a request reaches the engine in `_enqueue`."""
         self.admit(request.n)
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop())
         future = asyncio.get_running_loop().create_future()
         self.pending += request.n
         self._live.add(request)
         try:
-            await self._queue.put((request, future))
+            await self._enqueue(request, future)
             return await future
         except asyncio.CancelledError:
             request.cancel.set()  # the caller left: stop generating for it
@@ -88,6 +87,12 @@ class Batcher:
         finally:
             self.pending -= request.n
             self._live.discard(request)
+
+    async def _enqueue(self, request: GenRequest, future: asyncio.Future) -> None:
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._loop())
+        await self._queue.put((request, future))
 
     def close(self) -> None:
         """Refuse new requests and stop the queued and running ones (their callers get `Closing`)."""
@@ -151,27 +156,14 @@ class ContinuousBatcher(Batcher):
         self._worker: threading.Thread | None = None
         self._stop = False
 
-    async def submit(self, request: GenRequest) -> Completion:
-        self.admit(request.n)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.pending += request.n
-        self._live.add(request)
+    async def _enqueue(self, request: GenRequest, future: asyncio.Future) -> None:
         with self._cond:
             if self._worker is None or not self._worker.is_alive():
                 self._stop = False
                 self._worker = threading.Thread(target=self._run, name="wb-decode", daemon=True)
                 self._worker.start()
-            self._incoming.append((request, future, loop))
+            self._incoming.append((request, future, future.get_loop()))
             self._cond.notify()
-        try:
-            return await future
-        except asyncio.CancelledError:
-            request.cancel.set()  # the caller left: stop generating for it
-            raise
-        finally:
-            self.pending -= request.n
-            self._live.discard(request)
 
     def _run(self) -> None:
         """The decode loop: take new requests, admit samples into free places, step, answer finished jobs."""
