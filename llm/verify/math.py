@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from workbench.records import message_text
 from workbench.workers import process_pool, stop_pool
 
 # A number as written: sign, `$`, `1,200` or digits, decimals, `/ denominator` or a mixed `3 1/2`, `%`.
@@ -309,12 +310,10 @@ def _copied(sentence: str, question: str) -> bool:
 
 def prompt_text(prompt) -> str:
     """The text of a prompt as the verifiers get it: a string, or the contents of its chat messages."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list | tuple):
-        return "\n".join(m.get("content") or "" for m in prompt if isinstance(m, dict)
-                         and isinstance(m.get("content"), str))
-    return ""
+    if isinstance(prompt, list | tuple):  # content parts that are not text are left out
+        return message_text([m for m in prompt if isinstance(m, dict) and isinstance(m.get("content"), str)],
+                            sep="\n")
+    return prompt if isinstance(prompt, str) else ""
 
 
 def _normalise(text: str) -> str:
