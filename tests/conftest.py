@@ -10,6 +10,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+from tests import system_packages  # noqa: E402
+
+system_packages.hide_packages()
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        system_packages.require(mark.args[0])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own short summary, before the counts
+def pytest_terminal_summary(terminalreporter):
+    result = yield
+    line = system_packages.skipped_summary(terminalreporter.stats.get("skipped", []))
+    if line:
+        terminalreporter.write_line(line, yellow=True, bold=True)
+    return result
+
 
 @pytest.fixture(autouse=True)
 def _private_workspace(tmp_path_factory, monkeypatch):

@@ -37,6 +37,8 @@ from workbench.errors import WorkbenchError
 from workbench.workers import kill_when_parent_thread_exits
 
 SANDBOXES = ("bwrap", "none")
+NO_BUBBLEWRAP = ("code verification runs tests under bubblewrap, which is not installed: install the `bubblewrap` "
+                 "package (apt-get install bubblewrap), or pass --sandbox none to run submitted code unconfined")
 MAX_PROCESSES = 16  # per sandbox, counted inside its own user namespace
 MAX_FILE_BYTES = 16 << 20
 TMPFS_BYTES = 64 << 20
@@ -79,9 +81,7 @@ def check_sandbox(sandbox: str, warn: bool = True) -> None:
                   "anywhere you can and use the network); use it only for code you trust", file=sys.stderr)
         return
     if not shutil.which("bwrap"):
-        raise SandboxError("code verification runs tests under bubblewrap, which is not installed: install the "
-                           "`bubblewrap` package (apt-get install bubblewrap), or pass --sandbox none to run "
-                           "submitted code unconfined")
+        raise SandboxError(NO_BUBBLEWRAP)
     try:
         problem = _bwrap_probe()
     except OSError as exc:  # bwrap found on PATH but cannot be executed: no namespace question yet
@@ -224,7 +224,10 @@ def _bwrap_command(program_fd: int, filter_fd: int | None) -> tuple[list[str], l
     interpreter = os.path.realpath(sys.executable)
     prefix = os.path.realpath(sys.base_prefix)
     fds = [program_fd]
-    cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    binary = shutil.which("bwrap")
+    if binary is None:  # never a bare "bwrap": the sandbox's own PATH would find one the user's PATH does not
+        raise SandboxError(NO_BUBBLEWRAP)
+    cmd = [binary, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--uid", str(NOBODY), "--gid", str(NOBODY), "--disable-userns", "--hostname", "sandbox",
            "--proc", "/proc", "--dev", "/dev"]
     if filter_fd is not None:

@@ -17,8 +17,8 @@ import pytest
 from conftest import text_rows, write_jsonl
 
 from tests.net import free_port
+from tests.system_packages import require
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",
          "dedup": "Dedup & decontamination", "mixture": "Mixture lab", "generation": "Generation monitor",
@@ -61,11 +61,10 @@ def app_url(workspace, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (as .ci/run does)")
+    chromium = require("chromium")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield b
         b.close()
 

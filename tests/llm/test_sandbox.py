@@ -96,6 +96,9 @@ assert len(files) < 2000
 }
 
 
+NEEDS_BWRAP = pytest.mark.needs("bubblewrap")
+
+
 @pytest.fixture
 def listener():
     with socket.socket() as s:
@@ -104,6 +107,7 @@ def listener():
         yield s.getsockname()[1]
 
 
+@NEEDS_BWRAP
 @pytest.mark.parametrize("name", list(ESCAPES))
 def test_escape_is_blocked(name, tmp_path, listener):
     host = tmp_path / "host"
@@ -114,6 +118,7 @@ def test_escape_is_blocked(name, tmp_path, listener):
     assert not (host / "escaped.txt").exists()
 
 
+@NEEDS_BWRAP
 def test_user_data_is_invisible(tmp_path):
     secret = tmp_path / "ledger.sqlite"
     secret.write_text("prompt ids and answers")
@@ -197,7 +202,7 @@ CRASHES = {
 }
 
 
-@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+@pytest.mark.parametrize("sandbox", [pytest.param("bwrap", marks=NEEDS_BWRAP), "none"])
 @pytest.mark.parametrize("name", list(CRASHES))
 def test_crashes_are_not_called_memory_limits(name, sandbox):
     program, signal_name = CRASHES[name]
@@ -206,7 +211,7 @@ def test_crashes_are_not_called_memory_limits(name, sandbox):
     assert signal_name in detail and "memory" not in detail
 
 
-@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+@pytest.mark.parametrize("sandbox", [pytest.param("bwrap", marks=NEEDS_BWRAP), "none"])
 def test_only_a_real_memory_error_is_a_memory_limit(sandbox):
     passed, detail = run_tests("raise ValueError('MemoryError is only my text')", "pass", sandbox=sandbox)
     assert (passed, detail) == (False, "the answer raised ValueError: MemoryError is only my text before the "
@@ -217,6 +222,7 @@ def test_only_a_real_memory_error_is_a_memory_limit(sandbox):
                                        "256 MiB)")
 
 
+@NEEDS_BWRAP
 def test_a_bwrap_outside_usr_bin_is_the_one_run(tmp_path, monkeypatch):
     """bwrap found on the user's PATH runs by that path (the sandbox's own PATH is /usr/bin:/bin); it used
     to be looked up there again and reported as 'user namespaces may be disabled'."""
@@ -248,6 +254,7 @@ def test_an_unrunnable_bwrap_is_named(tmp_path, monkeypatch):
         code._bwrap_probe.cache_clear()
 
 
+@NEEDS_BWRAP
 def test_the_sandbox_kills_its_whole_pid_namespace_at_the_time_limit():
     passed, detail = run_tests("import time\ntime.sleep(120)", "", timeout=1.5)
     assert not passed and detail == "time limit: killed after 1.5s"

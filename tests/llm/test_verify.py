@@ -103,6 +103,7 @@ def test_math_verification_end_to_end_on_gsm8k(tmp_path, mock):
     assert pl.read_parquet(tmp_path / "only" / "sft.parquet").height == 3
 
 
+@pytest.mark.needs("bubblewrap")
 def test_code_sandbox_limits():
     assert run_tests("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == (True, "tests passed")
     passed, detail = run_tests("def add(a, b):\n    return a - b", "assert add(2, 3) == 5")
@@ -115,6 +116,7 @@ def test_code_sandbox_limits():
     assert not passed and "network access is disabled" in detail
 
 
+@pytest.mark.needs("bubblewrap")
 def test_verify_code_extracts_blocks():
     reply = "Here:\n```python\ndef sq(x):\n    return x * x\n```\nDone."
     assert extract_code(reply).strip().startswith("def sq")
@@ -166,6 +168,7 @@ def test_a_verified_cli_run_prints_no_worker_traceback(tmp_path, mock, capfd):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
+@pytest.mark.needs("bubblewrap")
 @pytest.mark.parametrize("name", list(FOOLING_CODE))
 def test_code_answers_that_fool_nothing(name):
     answer, tests = FOOLING_CODE[name]
@@ -173,12 +176,14 @@ def test_code_answers_that_fool_nothing(name):
     assert not passed, f"{name}: {detail}"
 
 
+@pytest.mark.needs("bubblewrap")
 @pytest.mark.parametrize("name", list(RIGHT_CODE))
 def test_right_code_answers_still_pass(name):
     answer, tests = RIGHT_CODE[name]
     assert run_tests(answer, tests, timeout=10) == (True, "tests passed"), name
 
 
+@pytest.mark.needs("bubblewrap")
 def test_code_verdicts_name_what_happened():
     answer, tests = FOOLING_CODE["os._exit(0) before the tests"]
     assert run_tests(answer, tests) == (False, "the tests did not finish: the program exited with status 0")
@@ -194,6 +199,7 @@ def test_code_verdicts_name_what_happened():
 LOCK_DOWN, PRIVATE_IMPORTS = "    _lock_down(os, sys)\n", '    pristine["__import__"] = tests_import\n'
 
 
+@pytest.mark.needs("bubblewrap")
 @pytest.mark.parametrize(("name", "defence"), [("steals the secret through sys._getframe", LOCK_DOWN),
                                                ("steals the secret through gc", LOCK_DOWN),
                                                ("steals the secret in a signal handler", LOCK_DOWN),

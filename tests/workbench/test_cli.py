@@ -26,6 +26,17 @@ def test_info_reports_versions_and_workspace(capsys, monkeypatch, tmp_path):
     assert facts["cpus"] >= 1
 
 
+def test_info_reports_missing_system_programs(capsys, monkeypatch, tmp_path):
+    """With an empty PATH neither bubblewrap nor Chromium is found, and `wb info` says how to install each."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["system"] == {"bwrap": None, "chromium": None}
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "bwrap      not installed: apt-get install bubblewrap (needed by --verify code (its sandbox))" in out
+    assert "chromium   not installed: apt-get install chromium (needed by the app's browser tests)" in out
+
+
 def test_inspect_bundled_gsm8k(capsys):
     assert main(["inspect", str(GSM8K_TEST)]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""`wb info`: versions of the key libraries, the CPU and GPU found, and the workspace directory."""
+"""`wb info`: versions of the key libraries, the CPU and GPU found, the optional system programs (bubblewrap
+for `--verify code`, Chromium for the app's browser tests) and the workspace directory."""
 
 from __future__ import annotations
 
@@ -28,11 +29,24 @@ def gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+# program -> (Debian package, what needs it): optional system packages, looked up on PATH
+SYSTEM_PROGRAMS = {
+    "bwrap": ("bubblewrap", "--verify code (its sandbox)"),
+    "chromium": ("chromium", "the app's browser tests"),
+}
+
+
+def system_programs() -> dict[str, str | None]:
+    """Each optional system program's path on PATH, or None when it is not installed."""
+    return {program: shutil.which(program) for program in SYSTEM_PROGRAMS}
+
+
 def facts() -> dict:
     return {
         "versions": library_versions(),
         "cpus": os.cpu_count(),
         "gpus": gpus(),
+        "system": system_programs(),
         "workspace": str(workspace_dir()),
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"),
     }
@@ -48,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<24} {version or 'not installed'}")
     print(f"cpus       {info['cpus']}")
     print(f"gpus       {', '.join(info['gpus']) or 'none found (CPU only)'}")
+    for program, path in info["system"].items():
+        package, needed_by = SYSTEM_PROGRAMS[program]
+        found = path or f"not installed: apt-get install {package} (needed by {needed_by})"
+        print(f"{program:<10} {found}")
     print(f"workspace  {info['workspace']}  (set WB_HOME to move it)")
     print(f"hub        {'offline (HF_HUB_OFFLINE=1)' if info['hf_hub_offline'] else 'online if the network allows'}")
     return 0
