@@ -76,3 +76,24 @@ def test_max_cost_needs_a_price_and_the_cli_says_why_it_stopped(tmp_path, mock):
     assert out.stderr.strip().splitlines()[-1].endswith(
         "stopped at the cost cap: $1.0000 spent of --max-cost 1; the work done is kept: raise --max-cost and "
         "re-run the same command to continue")
+
+
+def test_prefs_sides_share_one_cap_and_the_cache(tmp_path, mock):
+    from prefs.pipeline import make_pairs
+    from tests.prefs.prefs_helpers import fast_config as prefs_config
+    from tests.prefs.prefs_helpers import write_questions
+
+    src = write_questions(tmp_path / "q.jsonl", [f"pair {i}" for i in range(3)])
+    capped = dict(max_concurrency=1, strategy="delta", **PRICES)
+    # strong and weak run at once, one request each in flight: the cap may be passed by the one still going
+    with pytest.raises(CostCapReached, match=r"spent of --max-cost 2;") as stop:
+        make_pairs(prefs_config(src, tmp_path / "p", mock.url, max_cost=2.0, **capped))
+    sent = sum(mock.counts.values())
+    assert sent in (2, 3) and f"${sent}.0000 spent" in str(stop.value)
+    done = make_pairs(prefs_config(src, tmp_path / "p", mock.url, max_cost=10.0, **capped))
+    assert sum(mock.counts.values()) == 6 and done["usage"]["cost_usd"] == pytest.approx(6.0)
+    assert set(mock.counts.values()) == {2}  # each prompt once per model (the mock counts per message)
+    again = make_pairs(prefs_config(src, tmp_path / "p2", mock.url, **capped))  # a new directory: all cached
+    assert sum(mock.counts.values()) == 6
+    assert again["usage"]["requests"] == 0 and again["usage"]["cached_requests"] == 6
+    assert again["rows_out"] == done["rows_out"]
