@@ -1,7 +1,9 @@
 """Drive every pending unit through the `Generator`, record outcomes in the `Ledger`, show live progress.
 
 Pending units are grouped per prompt so a backend with native `n` gets one request for all of a prompt's
-missing samples; a server that returns fewer choices than asked is asked again for the rest.
+missing samples; a server that returns fewer choices than asked is asked again for the rest. Samples the
+response cache holds are recorded as `cached` (their tokens apart, at no cost); once the run's cost cap is
+reached the samples not yet sent stay pending for a re-run.
 """
 
 from __future__ import annotations
@@ -96,9 +98,6 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
             except asyncio.QueueEmpty:
                 return
             while samples:
-                if gen.cap is not None and gen.cap.reached:
-                    gen.cap.refuse()  # this prompt's samples stay pending: a re-run under a higher cap sends them
-                    break
                 outcome = await gen.complete(messages[row], len(samples), indices=samples)
                 comp = outcome.completion
                 if comp is not None:
@@ -119,9 +118,12 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                                                  choice.finish_reason, None, prompt_tokens, choice.completion_tokens,
                                                  outcome.attempts, "cache" if choice.cached else outcome.endpoint,
                                                  choice.tokens_estimated, "cached" if choice.cached else "fresh"))
-                    samples = [i for i in samples if i not in set(outcome.indices)]
+                    got = set(outcome.indices)
+                    samples = [i for i in samples if i not in got]
                 if outcome.error is not None:
-                    if not outcome.stopped:  # a refusal at the cost cap leaves the samples pending, not failed
+                    # a refusal at the cost cap (cached samples are still served) leaves the rest pending, not failed:
+                    # a re-run under a higher cap sends them
+                    if not outcome.stopped:
                         for i in samples:
                             progress.failed += 1
                             ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None,
