@@ -194,20 +194,22 @@ class Ledger:
 
 
 def run_usage(ledgers: list[Ledger], price_in: float | None, price_out: float | None,
-              extra: tuple[int, int, int] = (0, 0, 0)) -> Usage:
+              batch_prices: tuple[float | None, float | None] | None = None) -> Usage:
     """A run's `Usage` over its `ledgers` (one per model of the run), each billing apart: fresh and batch
-    tokens are the paid totals and the cost, cached ones are counted beside them at no cost. `extra` is
-    fresh (requests, prefill, sampled) not kept in a ledger (a judge's, say)."""
+    tokens are the paid totals and the cost (batch tokens at `batch_prices`, (in, out) USD per million, when
+    given, else at the online prices), cached ones are counted beside them at no cost."""
     from llm.budget import token_cost
 
     totals = {b: [0, 0, 0] for b in BILLING}
-    totals["fresh"] = list(extra)
     for ledger in ledgers:
         for billing, counts in ledger.usage_by_billing().items():
             totals[billing] = [a + b for a, b in zip(totals[billing], counts, strict=True)]
     paid = [sum(totals[b][j] for b in PAID) for j in range(3)]
     (cached_r, cached_p, cached_s), (batch_r, batch_p, batch_s) = totals["cached"], totals["batch"]
-    return Usage(requests=paid[0], prefill_tokens=paid[1], sampled_tokens=paid[2],
-                 cost_usd=token_cost(paid[1], paid[2], price_in, price_out), cached_requests=cached_r,
-                 cached_prefill_tokens=cached_p, cached_sampled_tokens=cached_s, batch_requests=batch_r,
+    cost = token_cost(totals["fresh"][1], totals["fresh"][2], price_in, price_out)
+    batch_cost = token_cost(batch_p, batch_s, *(batch_prices or (price_in, price_out)))
+    if batch_cost is not None:
+        cost = (cost or 0.0) + batch_cost
+    return Usage(requests=paid[0], prefill_tokens=paid[1], sampled_tokens=paid[2], cost_usd=cost,
+                 cached_requests=cached_r, cached_prefill_tokens=cached_p, cached_sampled_tokens=cached_s, batch_requests=batch_r,
                  batch_prefill_tokens=batch_p, batch_sampled_tokens=batch_s)

@@ -192,3 +192,24 @@ def test_two_processes_writing_at_once_keep_the_cache_whole(tmp_path, mock):
     with sqlite3.connect(cache_dir() / CACHE_FILE) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 30
+
+
+def test_every_billing_is_counted_once_and_priced_apart(tmp_path):
+    from llm.ledger import Ledger, run_usage
+
+    ledger = Ledger(tmp_path / "ledger.sqlite", "k")
+    ledger.add_usage(2, 100, 40)
+    ledger.add_usage(1, 50, 20, "cached")
+    ledger.add_usage(3, 300, 60, "batch")  # the batch backend's category
+    ledger.flush()
+    with pytest.raises(ValueError, match="billing 'free'"):
+        ledger.add_usage(1, 1, 1, "free")
+    assert ledger.usage() == (5, 400, 100)  # paid: fresh and batch
+    online = run_usage([ledger], 1.0, 2.0)
+    assert (online.requests, online.prefill_tokens, online.sampled_tokens) == (5, 400, 100)
+    assert (online.cached_requests, online.cached_prefill_tokens, online.cached_sampled_tokens) == (1, 50, 20)
+    assert (online.batch_requests, online.batch_prefill_tokens, online.batch_sampled_tokens) == (3, 300, 60)
+    assert online.cost_usd == pytest.approx((400 * 1.0 + 100 * 2.0) / 1e6)
+    halved = run_usage([ledger], 1.0, 2.0, batch_prices=(0.5, 1.0))
+    assert halved.cost_usd == pytest.approx((100 * 1.0 + 40 * 2.0 + 300 * 0.5 + 60 * 1.0) / 1e6)
+    ledger.close()

@@ -97,3 +97,19 @@ def test_prefs_sides_share_one_cap_and_the_cache(tmp_path, mock):
     assert sum(mock.counts.values()) == 6
     assert again["usage"]["requests"] == 0 and again["usage"]["cached_requests"] == 6
     assert again["rows_out"] == done["rows_out"]
+
+
+def test_the_cap_stops_an_eval_and_raising_it_continues(tmp_path, mock):
+    from evals.config import EvalConfig
+    from evals.pipeline import evaluate
+
+    bench = write_prompts(tmp_path / "b.jsonl", ["1+1 [reply:2]", "2+2 [reply:4]", "3+3 [reply:7]"],
+                          answer=["2", "4", "6"])
+    cfg = dict(model="mock", base_url=[mock.url], benchmark=[bench], progress_seconds=0, verify="exact",
+               output=str(tmp_path / "e"), max_concurrency=1, **PRICES)
+    with pytest.raises(CostCapReached, match=r"\$1\.0000 spent of --max-cost 1;"):
+        evaluate(EvalConfig(**cfg, max_cost=1.0))
+    assert sum(mock.counts.values()) == 1
+    result = evaluate(EvalConfig(**cfg, max_cost=3.0))
+    assert sum(mock.counts.values()) == 3 and result["usage"]["cost_usd"] == pytest.approx(3.0)
+    assert result["metrics"]["b"]["accuracy"] == pytest.approx(2 / 3)
