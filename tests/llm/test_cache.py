@@ -18,6 +18,7 @@ from distill_data.pipeline import distill
 from llm.cache import CACHE_FILE, ResponseCache, cache_dir, model_identity, parse_age
 from tests.distill_data.distill_helpers import fast_config, write_prompts
 from workbench.errors import InputError
+from workbench.runfiles import run_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +69,10 @@ def test_a_second_run_in_a_new_directory_sends_no_request(tmp_path, mock):
     b = pl.read_parquet(tmp_path / "b" / "data.parquet")
     assert b.head(8)["content"].to_list() == a["content"].to_list()  # the very samples of the first run
     assert b["billing"].to_list() == ["cached"] * 8 + ["fresh"] * 4
+    from app import generation  # the app's generation monitor shows the cached tokens apart
+
+    shown = generation.stats(tmp_path / "b", run_state(tmp_path / "b"))
+    assert (shown["sampled_tokens"], shown["cached_sampled_tokens"], shown["cached_requests"]) == (20, 40, 4)
     # a third run of all six: nothing sent, every unit cached
     third = distill(fast_config(src, tmp_path / "c", mock.url, n=2))
     assert len(asked) == 6 and third["usage"]["requests"] == 0 and third["usage"]["cached_requests"] == 6
