@@ -69,7 +69,7 @@ class ResponseCache:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(f"{self.path}: cannot open the response cache ({exc}); delete the file, set "
                              f"${CACHE_ENV} to another directory, or pass --no-cache") from None
 
