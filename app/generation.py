@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from workbench.runfiles import PRODUCT, RunState
+from workbench.runs import BILLED_KINDS
 
 LEDGER = "ledger.sqlite"
 
@@ -63,7 +64,7 @@ def stats(run_dir: Path, state: RunState) -> dict:
         lf = pl.scan_parquet(run_dir / PRODUCT)
         cols = lf.collect_schema()
         want = [c for c in ("status", "finish_reason", "error", "prompt_tokens", "completion_tokens", "attempts",
-                            "verified") if c in cols]
+                            "verified", "billing") if c in cols]
         units = lf.select(want).collect() if "status" in want else None
     if units is None:
         units = _ledger_units(run_dir)
@@ -71,7 +72,9 @@ def stats(run_dir: Path, state: RunState) -> dict:
                  "in_flight": state.extra.get("in_flight"), "failed": state.extra.get("failed"),
                  "truncated": state.extra.get("truncated"),
                  "requests": state.usage.get("requests"), "cost_usd": state.usage.get("cost_usd"),
-                 "prefill_tokens": state.usage.get("prefill_tokens"), "sampled_tokens": state.usage.get("sampled_tokens")}
+                 "prefill_tokens": state.usage.get("prefill_tokens"), "sampled_tokens": state.usage.get("sampled_tokens"),
+                 # tokens the response cache answered (free) and the part of the paid ones sent as a batch
+                 **{k: state.usage.get(k) for k in BILLED_KINDS}}
     if units is not None and units.height:
         status = units["status"].cast(pl.String)
         out["finished_units"] = units.height
@@ -79,8 +82,11 @@ def stats(run_dir: Path, state: RunState) -> dict:
         out["truncated"] = int((status == "truncated").sum())
         out["ok"] = int((status == "ok").sum())
         out["retries"] = int((units["attempts"].fill_null(1) - 1).clip(0).sum()) if "attempts" in units.columns else None
-        out["prefill_tokens"] = out["prefill_tokens"] or int(units["prompt_tokens"].fill_null(0).sum())
-        out["sampled_tokens"] = out["sampled_tokens"] or int(units["completion_tokens"].fill_null(0).sum())
+        paid = units.filter(pl.col("billing") != "cached") if "billing" in units.columns else units
+        if out["prefill_tokens"] is None:
+            out["prefill_tokens"] = int(paid["prompt_tokens"].fill_null(0).sum())
+        if out["sampled_tokens"] is None:
+            out["sampled_tokens"] = int(paid["completion_tokens"].fill_null(0).sum())
         kinds = units["error"].cast(pl.String).map_elements(error_kind, return_dtype=pl.String).drop_nulls() \
             if "error" in units.columns else pl.Series([], dtype=pl.String)
         out["error_kinds"] = dict(sorted(kinds.value_counts().iter_rows(), key=lambda kv: -kv[1])) if len(kinds) else {}

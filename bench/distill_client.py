@@ -9,6 +9,10 @@ connections, 5% slow, 5% truncated, one or several endpoints): `wb distill` agai
 openai-asyncio client that retries every failure on its own (Retry-After for 429s, backoff otherwise),
 which is what curator does (curator itself does not install beside this project's openai/transformers).
 Run: `python bench/distill_client.py --faults --requests 2000 [--endpoints 2]`.
+
+The default table also times a cached re-run: the same prompts into a new output directory, answered by the
+response cache (`llm/cache.py`, in a temporary `$WB_CACHE_DIR` so the bench never touches yours) without
+a request to the server; its rate is units written per second, against the baseline's requests per second.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import shutil
@@ -76,17 +81,23 @@ def run_baseline(url: str, prompts: list[str], concurrency: int) -> tuple[float,
     return time.perf_counter() - wall, _cpu() - cpu
 
 
-def run_distill(url: str, prompt_file: str, concurrency: int, out: Path) -> tuple[float, float]:
+def run_distill(url: str, prompt_file: str, concurrency: int, out: Path, sent: int | None = None,
+                cache: bool = True) -> tuple[float, float]:
+    """(wall s, CPU s) of `wb distill` over the prompts; with `sent`, check that it sent exactly that many
+    requests (0: a cached re-run); `cache=False` is `--no-cache`."""
     from distill_data.config import DistillConfig
     from distill_data.pipeline import distill
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = DistillConfig(prompts=prompt_file, output=str(out), model="mock", base_url=[url], max_tokens=64,
-                        max_concurrency=concurrency, progress_seconds=0)
+                        max_concurrency=concurrency, progress_seconds=0, cache=cache)
     wall, cpu = time.perf_counter(), _cpu()
     manifest = distill(cfg)
     elapsed = time.perf_counter() - wall, _cpu() - cpu
     assert manifest["status_counts"]["ok"] == manifest["units"]
+    if sent is not None:
+        usage = manifest["usage"]
+        assert usage["requests"] == sent and usage["requests"] + usage["cached_requests"] == manifest["units"], usage
     return elapsed
 
 
@@ -187,6 +198,7 @@ def fault_main(args) -> None:
     for server in servers:
         server.stdout.readline()  # "listening on ..."
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    os.environ["WB_CACHE_DIR"] = str(tmp / "cache")  # a cache of its own: every run of the bench pays in full
     try:
         prompts = [f"fault mix q{i}" for i in range(args.requests)]
         pfile = tmp / "p.jsonl"
@@ -245,29 +257,37 @@ def main() -> None:
     server.stdout.readline()  # "listening on ..."
     url = f"http://127.0.0.1:{port}/v1"
     tmp = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    os.environ["WB_CACHE_DIR"] = str(tmp / "cache")
     try:
         rows = []
         for c in args.concurrency:
-            best = {"base": (1e9, 0.0), "wb": (1e9, 0.0)}
+            best = {"base": (1e9, 0.0), "wb": (1e9, 0.0), "nocache": (1e9, 0.0), "cached": (1e9, 0.0)}
             for rep in range(args.repeats):
                 prompts = [f"bench c{c} r{rep} q{i}" for i in range(args.requests)]
                 pfile = tmp / f"p{c}-{rep}.jsonl"
                 pfile.write_text("".join(json.dumps({"prompt": p + " wb"}) + "\n" for p in prompts))
                 runs = [("base", partial(run_baseline, url, prompts, c)),
-                        ("wb", partial(run_distill, url, str(pfile), c, tmp / f"run{c}-{rep}"))]
+                        ("nocache", partial(run_distill, url, str(pfile), c, tmp / f"nc{c}-{rep}", args.requests,
+                                            False)),
+                        ("wb", partial(run_distill, url, str(pfile), c, tmp / f"run{c}-{rep}", args.requests))]
                 for name, fn in runs if rep % 2 == 0 else runs[::-1]:  # alternate who runs first
                     best[name] = min(best[name], fn())
-            rows.append((c, *best["base"], *best["wb"]))
+                # the same prompts into a new directory: every sample from the cache, no request sent
+                best["cached"] = min(best["cached"], run_distill(url, str(pfile), c, tmp / f"again{c}-{rep}", 0))
+            rows.append((c, *best["base"], *best["wb"], *best["nocache"], *best["cached"]))
     finally:
         server.terminate()
         server.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
     n = args.requests
     print(f"\n{n} requests per run, server latency {args.latency * 1000:.0f} ms, best of {args.repeats}\n")
-    print("| concurrency | baseline req/s | wb distill req/s | wb / baseline | baseline CPU ms/req | wb CPU ms/req |")
+    print("| run | concurrency | req/s (cached: units/s) | speed / baseline | CPU ms/req | requests sent |")
     print("|---|---|---|---|---|---|")
-    for c, bw, bc, ww, wc in rows:
-        print(f"| {c} | {n / bw:,.0f} | {n / ww:,.0f} | {bw / ww:.2f} | {1000 * bc / n:.2f} | {1000 * wc / n:.2f} |")
+    for c, bw, bc, ww, wc, nw, nc, cw, cc in rows:
+        for name, w, u, sent in (("openai + semaphore (baseline)", bw, bc, n), ("wb distill --no-cache", nw, nc, n),
+                                 ("wb distill (writes the cache)", ww, wc, n),
+                                 ("wb distill, cached re-run (new --output)", cw, cc, 0)):
+            print(f"| {name} | {c} | {n / w:,.0f} | {bw / w:.2f} | {1000 * u / n:.2f} | {sent:,} |")
     print(f"\nledger alone (record + commit per request): {ledger_cpu_ms():.3f} CPU ms/request")
 
 

@@ -25,7 +25,9 @@ from llm import (
     run_key,
     run_units,
 )
-from llm.options import endpoint_spec, retry_policy
+from llm.cache import open_cache
+from llm.ledger import run_usage
+from llm.options import check_max_cost, cost_cap, endpoint_spec, retry_policy
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
 from llm.runner import check_some_succeeded, watch_units
@@ -65,6 +67,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
 
         check_sandbox(cfg.sandbox)
     spec = endpoint_spec(cfg, cfg.model, cfg.base_url, cfg.backend)
+    check_max_cost(cfg, cfg.max_cost)
     if cfg.verify == "judge":
         judge_spec(cfg, spec)  # a bad judge option fails before any generation
     question_hook = question_hook or question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram)
@@ -75,27 +78,31 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
 
         prompts = select_shard(prompts, cfg.shard)
     with RunDir(cfg.output, "distill", cfg, inputs=[source], resumable=True) as run:
-        gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg))
+        cache = open_cache(cfg.cache)
+        gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg), cache=cache)
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
+        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage())
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
-        watch_units(run, [(progress, gen, ledger.usage())])
+        watch_units(run, [(progress, gen, ledger.usage())], cached=ledger.usage_by_billing()["cached"])
         try:
             asyncio.run(_generate_and_verify(cfg, spec, prompts, ledger, gen, progress))
             check_some_succeeded(unit_table(prompts, cfg.n, ledger.results(), cfg.model))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
                                 ledger.verdicts(cfg.verify) if cfg.verify != "none" else {})
-            requests, prefill, sampled = ledger.usage()
+            usage = run_usage([ledger], cfg.price_in, cfg.price_out)
         finally:
             ledger.close()
-        return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, requests, prefill, sampled,
-                       progress, key, gen, spec)
+            if cache is not None:
+                cache.close()
+        return _finish(cfg, run, data, prompts.num_rows + sum(dropped.values()), dropped, usage, key, gen, spec)
 
 
 async def _generate_and_verify(cfg: DistillConfig, spec: EndpointSpec, prompts, ledger: Ledger, gen: Generator,
                                progress: Progress) -> None:
     try:
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
+        gen.cap.raise_if_stopped()
         if cfg.verify != "none":
             from llm.verify import VerifyOptions, verify_units
 
@@ -106,13 +113,13 @@ async def _generate_and_verify(cfg: DistillConfig, spec: EndpointSpec, prompts, 
             finally:
                 if judge is not None and judge is not gen:
                     await judge.aclose()
+            gen.cap.raise_if_stopped()  # a judge stopped at the cap: its missing verdicts are asked on a re-run
     finally:
         await gen.aclose()
 
 
-def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], requests: int,
-            prefill: int, sampled: int, progress: Progress, key: str, gen: Generator,
-            spec: EndpointSpec) -> RunResult:
+def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dict[str, int], usage: Usage,
+            key: str, gen: Generator, spec: EndpointSpec) -> RunResult:
     counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
     verified = data.column("verified")
     verdicts = {"true": int(pc.sum(pc.equal(verified, True)).as_py() or 0),
@@ -124,8 +131,6 @@ def _finish(cfg: DistillConfig, run: RunDir, data, prompts_in: int, dropped: dic
     write_table(data, run.product)
     sft = sft_table(data, cfg.think_format)
     write_table(sft, Path(run.path) / SFT)
-    usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
-                  cost_usd=progress.cost(prefill, sampled))
     shard = None
     if cfg.shard:  # what `merge_shards` checks; dropped counts are of the whole prompt set on every shard
         from distill_data.shards import parse_shard

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm.options import EndpointOptions, backend_option, base_url_option
+from llm.options import EndpointOptions, backend_option, base_url_option, cache_option, max_cost_option
 from workbench.config import RunOptions, option
 
 
@@ -40,3 +40,5 @@ class EvalConfig(EndpointOptions, RunOptions):
     verify_workers: int = option(2, "processes for math verification", min=1)
     progress_seconds: float = option(2.0, "seconds between progress lines (0: none)")
     bootstrap_seed: int = option(0, "seed of the bootstrap intervals")
+    max_cost: float | None = max_cost_option()
+    cache: bool = cache_option()

@@ -31,7 +31,9 @@ from llm import (
     run_key,
     run_units,
 )
-from llm.options import endpoint_spec, retry_policy
+from llm.cache import open_cache
+from llm.ledger import run_usage
+from llm.options import check_max_cost, cost_cap, endpoint_spec, retry_policy
 from llm.prompts import load_prompts
 from llm.records import add_verdicts, unit_table
 from llm.runtime import spec_loads
@@ -39,7 +41,7 @@ from llm.verify.judge import judge_spec
 from workbench.config import validate
 from workbench.errors import InputError
 from workbench.io import write_table
-from workbench.rundir import RunDir, RunResult, Usage
+from workbench.rundir import RunDir, RunResult
 
 
 def load_benchmarks(cfg: EvalConfig, benchmarks: list[Benchmark]) -> tuple[pa.Table, list, list[str]]:
@@ -85,15 +87,18 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         raise InputError("--verify judge needs --judge-model (the model that grades each response; the model under "
                          "evaluation does not grade itself)")
     spec = endpoint_spec(cfg, cfg.model, cfg.base_url, cfg.backend)
+    check_max_cost(cfg, cfg.max_cost)
     judge = judge_spec(cfg, spec) if judged else None  # its endpoints and backend default to the model's
     prompts, sources, names = load_benchmarks(cfg, benchmarks)
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed)
     with RunDir(cfg.output, "eval", cfg, inputs=sources, resumable=True) as run:
-        gen, template_id = open_generator(spec, sampling, retry_policy(cfg), seed=cfg.seed or 0)
+        cache = open_cache(cfg.cache)
+        gen, template_id = open_generator(spec, sampling, retry_policy(cfg), seed=cfg.seed or 0, cache=cache)
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
+        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage())
         progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
-        watch_units(run, [(progress, gen, ledger.usage())])
+        watch_units(run, [(progress, gen, ledger.usage())], cached=ledger.usage_by_billing()["cached"])
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))
             check_some_succeeded(unit_table(prompts, cfg.n, ledger.results(), cfg.model), "sample")
@@ -101,15 +106,15 @@ def evaluate(cfg: EvalConfig) -> RunResult:
             for name in verifier_names(cfg, benchmarks).values():
                 verdicts.update(ledger.verdicts(name))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model), verdicts)
-            requests, prefill, sampled = ledger.usage()
+            usage = run_usage([ledger], cfg.price_in, cfg.price_out)
         finally:
             ledger.close()
+            if cache is not None:
+                cache.close()
         data = item_table(data, names, cfg.n, {b.name: b.verifier for b in benchmarks})
         write_table(data, run.product)
         metrics = {b.name: benchmark_metrics_of(data, b.name, cfg.n, cfg.bootstrap_seed) for b in benchmarks}
         counts = {s: int(pc.sum(pc.equal(data.column("status"), s)).as_py() or 0) for s in ("ok", "truncated", "failed")}
-        usage = Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled,
-                      cost_usd=progress.cost(prefill, sampled))
         return run.finish(rows_in=prompts.num_rows, rows_out=data.num_rows, usage=usage, run_key=key,
                           metrics=metrics, status_counts=counts, model=cfg.model, runtime=spec_loads(spec),
                           backend=spec.backend,
@@ -129,17 +134,19 @@ async def _generate_and_verify(cfg: EvalConfig, benchmarks: list[Benchmark], pro
         await run_units(prompts, cfg.n, ledger, gen, progress, cfg.progress_seconds)
     finally:
         await gen.aclose()
+    gen.cap.raise_if_stopped()
     data = unit_table(prompts, cfg.n, ledger.results(), cfg.model)
     owner = pa.array([p.split("/", 1)[0] for p in data.column("prompt_id").to_pylist()])
     for kind, name in sorted(verifier_names(cfg, benchmarks).items()):
         mine = pa.array([b.name for b in benchmarks if b.verifier == kind])
         part = data.filter(pc.is_in(owner, value_set=mine))
-        judge = judge_generator(judge_endpoint, gen.policy) if kind == "judge" and judge_endpoint else None
+        judge = judge_generator(judge_endpoint, gen.policy, gen) if kind == "judge" and judge_endpoint else None
         try:
             await verify_units(VerifyOptions(kind, cfg.verify_workers, record_as=name), part, ledger, judge)
         finally:
             if judge is not None:
                 await judge.aclose()
+    gen.cap.raise_if_stopped()  # a judge stopped at the cap: its missing verdicts are asked on a re-run
 
 
 def item_table(data: pa.Table, names: list[str], n: int, verifiers: dict[str, str]) -> pa.Table:

@@ -1,4 +1,5 @@
-"""Requests-per-minute and tokens-per-minute budgets: the limits providers publish, as token buckets.
+"""Spending limits: requests- and tokens-per-minute budgets (the limits providers publish, as token buckets)
+and the run's cost cap (`CostCap`, `--max-cost`), with the one pricing function `token_cost`.
 
 Each bucket holds one minute of budget, starts full and refills continuously. A request takes one
 request and its estimated tokens (prompt characters / 4 plus the mean completion seen so far, or
@@ -60,3 +61,49 @@ class RateBudget:
         """Correct the token bucket once a reply reports the tokens it really used."""
         if self.tpm:
             self._tokens = min(float(self.tpm), self._tokens + reserved - used)
+
+
+def token_cost(prefill: int, sampled: int, price_in: float | None, price_out: float | None) -> float | None:
+    """USD for `prefill` prompt and `sampled` completion tokens at `--price-in` / `--price-out` (USD per
+    million tokens); None when neither price is given."""
+    if price_in is None and price_out is None:
+        return None
+    return (prefill * (price_in or 0.0) + sampled * (price_out or 0.0)) / 1e6
+
+
+class CostCap:
+    """`--max-cost`: the USD a run may spend, counted from its ledger (earlier invocations included).
+
+    Every fresh completion is charged at `--price-in` / `--price-out`; once the spend reaches the cap no new
+    request starts (`reached`), the requests already in flight finish and are kept (so a run overshoots by at
+    most those), and the job ends with `CostCapReached`. Cached samples cost nothing and are never refused.
+    """
+
+    def __init__(self, max_cost: float | None, price_in: float | None, price_out: float | None, spent: float = 0.0):
+        self.max_cost = max_cost
+        self.price_in, self.price_out = price_in, price_out
+        self.spent = spent
+        self.stopped = False  # some work was left undone because of the cap
+
+    def charge(self, prefill: int, sampled: int) -> None:
+        self.spent += token_cost(prefill, sampled, self.price_in, self.price_out) or 0.0
+
+    @property
+    def reached(self) -> bool:
+        return self.max_cost is not None and self.spent >= self.max_cost
+
+    def refuse(self) -> str:
+        """Note that a request was refused; return the reason."""
+        self.stopped = True
+        return self.reason()
+
+    def reason(self) -> str:
+        return (f"stopped at the cost cap: ${self.spent:,.4f} spent of --max-cost {self.max_cost:g}; the work done "
+                "is kept: raise --max-cost and re-run the same command to continue")
+
+    def raise_if_stopped(self) -> None:
+        """Raise `CostCapReached` when the cap left work undone."""
+        if self.stopped:
+            from workbench.errors import CostCapReached
+
+            raise CostCapReached(self.reason())

@@ -8,7 +8,9 @@ jitter, up to `max_attempts`, and enough of them in a row drain the endpoint unt
 (`RetryPolicy.patience`, about 2 minutes by default), the generator gives up: every request still waiting,
 and every later one, fails at once with that reason, so a dead endpoint ends a run in bounded time instead
 of probing it once a minute per unit. Requests- and tokens-per-minute budgets (`budget.py`) gate every
-attempt. The result is an `Outcome`, never an exception.
+attempt. The result is an `Outcome`, never an exception. With a response cache (`llm/cache.py`) the samples
+it holds are served from it and only the rest is requested; with a cost cap (`CostCap`) no request starts
+once the run's spend reaches it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from llm.backends.base import (
     SamplingParams,
     TransientError,
 )
-from llm.budget import RateBudget
+from llm.budget import CostCap, RateBudget
+from llm.cache import CacheView
 from llm.endpoint import Endpoint
 
 __all__ = ["Endpoint", "Generator", "Outcome", "RateBudget", "RetryPolicy", "Stats"]
@@ -50,10 +53,17 @@ class RetryPolicy:
 
 @dataclass
 class Outcome:
+    """A request's result: its choices (cached ones marked `cached`) or an error, never an exception.
+    `indices` is the sample index of each choice; `cached_prompt_tokens` the prompt tokens the cache answered
+    (the completion's own token counts are the fresh request's alone)."""
+
     completion: Completion | None
     error: str | None
     attempts: int
     endpoint: str | None
+    indices: list[int] = field(default_factory=list)
+    cached_prompt_tokens: int = 0
+    stopped: bool = False  # refused at the cost cap: nothing was sent
 
 
 @dataclass
@@ -65,17 +75,23 @@ class Stats:
     prefill_tokens: int = 0
     sampled_tokens: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    cached_requests: int = 0  # requests (or parts of one) the response cache answered: not sent, not paid
+    cached_prefill_tokens: int = 0
+    cached_sampled_tokens: int = 0
 
 
 class Generator:
     """Spread requests over endpoints; see the module docstring for the fault policy."""
 
     def __init__(self, endpoints: list[Endpoint], params: SamplingParams, policy: RetryPolicy,
-                 seed: int = 0, budget: RateBudget | None = None):
+                 seed: int = 0, budget: RateBudget | None = None, cache: CacheView | None = None,
+                 cap: CostCap | None = None):
         self.endpoints = endpoints
         self.params = params
         self.policy = policy
         self.budget = budget or RateBudget()
+        self.cache = cache  # answers requests seen before (llm/cache.py); None: every request is sent
+        self.cap = cap  # the run's cost cap; once reached no request starts
         self.stats = Stats()
         self._rng = random.Random(seed)
         self._changed = asyncio.Condition()
@@ -199,8 +215,46 @@ class Generator:
             await self._release(endpoint)
             return result, None, attempt, endpoint.backend.name
 
-    async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None) -> Outcome:
+    async def complete(self, messages: list[dict], n: int = 1, params: SamplingParams | None = None,
+                       indices: list[int] | None = None) -> Outcome:
+        """Samples `indices` (default 0..n-1) of one chat request: those in the cache from there, the rest in
+        one request (a server may return fewer choices than asked; the caller asks again for the rest)."""
         params = params or self.params
+        indices = list(range(n)) if indices is None else list(indices)
+        key, hits = None, {}
+        if self.cache is not None:
+            key = self.cache.key(messages, params)
+            hits = self.cache.get(key, indices)
+        missing = [i for i in indices if i not in hits]
+        cached = [hits[i].choice for i in indices if i in hits]
+        cached_prompt = max((hits[i].prompt_tokens for i in hits), default=0)
+        if hits:
+            self.stats.cached_requests += 1
+            self.stats.cached_prefill_tokens += cached_prompt
+            self.stats.cached_sampled_tokens += sum(c.completion_tokens for c in cached)
+        done = [i for i in indices if i in hits]
+        if not missing:
+            return Outcome(Completion(cached), None, 0, None, done, cached_prompt)
+        if self.cap is not None and self.cap.reached:
+            partial = Completion(cached) if cached else None
+            return Outcome(partial, self.cap.refuse(), 0, None, done, cached_prompt, stopped=True)
+        outcome = await self._fresh(messages, len(missing), params)
+        outcome.cached_prompt_tokens = cached_prompt
+        fresh = outcome.completion
+        if fresh is None:
+            if cached:
+                outcome.completion = Completion(cached)
+            outcome.indices = done
+            return outcome
+        got = list(zip(missing, fresh.choices, strict=False))
+        if key is not None and self.cache is not None and got:
+            self.cache.put(key, got, fresh.prompt_tokens, outcome.endpoint or "")
+        fresh.choices = [*cached, *(c for _, c in got)]
+        outcome.indices = [*done, *(i for i, _ in got)]
+        return outcome
+
+    async def _fresh(self, messages: list[dict], n: int, params: SamplingParams) -> Outcome:
+        """One chat request for `n` samples, sent under the fault policy (and charged to the cost cap)."""
         attempts = 0
         while True:
             tokens = self.estimate_tokens(messages, n, params) if self.budget.tpm else 0
@@ -211,6 +265,8 @@ class Generator:
             self.budget.settle(tokens, completion.prompt_tokens + completion.completion_tokens)
             self.stats.prefill_tokens += completion.prompt_tokens
             self.stats.sampled_tokens += completion.completion_tokens
+            if self.cap is not None:
+                self.cap.charge(completion.prompt_tokens, completion.completion_tokens)
             self._sampled[0] += completion.completion_tokens
             self._sampled[1] += len(completion.choices)
             if completion.choices:
@@ -223,12 +279,16 @@ class Generator:
         """(per-token log-probs of a token-id prompt, error) from a backend that scores prompts (HTTP
         `/completions` with echo); prefill tokens are counted in `stats`."""
         tokens = len(token_ids) + 1 if self.budget.tpm else 0
+        if self.cap is not None and self.cap.reached:
+            return None, self.cap.refuse()
         result, error, _, _ = await self._request(lambda b: b.prompt_logprobs(token_ids), tokens)
         if result is None:
             return None, error
         logps, prompt_tokens = result
         self.budget.settle(tokens, prompt_tokens + 1)
         self.stats.prefill_tokens += prompt_tokens
+        if self.cap is not None:
+            self.cap.charge(prompt_tokens, 0)
         return logps, None
 
     async def aclose(self) -> None:

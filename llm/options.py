@@ -5,8 +5,9 @@ options every generation job (distill, prefs) shares.
 command that calls a model: distill, prefs, eval, select's difficulty rater, the on-policy distillation
 teacher. Each model a command calls is named by a model field and, through `base_url_option` and
 `backend_option`, its endpoints and backend; `endpoint_spec` and `retry_policy` turn them into the
-`EndpointSpec` and `RetryPolicy` the generation layer opens. `JobOptions` adds prompts, verification and
-progress for `wb distill` and `wb prefs`.
+`EndpointSpec` and `RetryPolicy` the generation layer opens. `JobOptions` adds prompts, verification,
+progress, the cost cap (`--max-cost`, `cost_cap`) and the response cache (`--no-cache`) for `wb distill` and `wb prefs`; `wb eval`
+declares the last two itself.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from llm.budget import CostCap, token_cost
 from llm.generator import RetryPolicy
 from llm.runtime import dtype_option, threads_option
 from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
@@ -35,6 +37,18 @@ def backend_option(whose: str) -> Any:
     """The field of where a model runs; `auto` decides from its base URL (see `endpoint_spec`)."""
     return option(AUTO, f"where {whose} runs: openai (HTTP), hf or vllm (in-process); auto: openai with a base "
                         "URL, else hf on a local model directory", choices=[AUTO, *BACKENDS])
+
+
+def max_cost_option() -> Any:
+    """The field of a generation command's cost cap (`CostCap`): distill, prefs and eval declare it."""
+    return option(None, "stop cleanly once the run's cost (its ledger, at --price-in/--price-out) reaches this many "
+                        "USD; raise it and re-run the same command to continue", min=0.0)
+
+
+def cache_option() -> Any:
+    """The field of the workspace's response cache (`llm.cache`); `--no-cache` turns it off for one run."""
+    return option(True, "answer a request seen before from the response cache ($WB_HOME/cache) at no cost; "
+                        "--no-cache requests (and pays for) every sample again")
 
 
 @dataclass
@@ -101,12 +115,19 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
                         options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads)
 
 
-def token_cost(prefill: int, sampled: int, price_in: float | None, price_out: float | None) -> float | None:
-    """USD for `prefill` prompt and `sampled` completion tokens at `--price-in` / `--price-out` (USD per
-    million tokens); None when neither price is given."""
-    if price_in is None and price_out is None:
-        return None
-    return (prefill * (price_in or 0.0) + sampled * (price_out or 0.0)) / 1e6
+def check_max_cost(options: EndpointOptions, max_cost: float | None) -> None:
+    """Raise `InputError` for a `--max-cost` that cannot be counted: no price to count it with."""
+    if max_cost is not None and options.price_in is None and options.price_out is None:
+        raise InputError(f"--max-cost {max_cost:g} needs --price-in and/or --price-out (USD per million tokens) to "
+                         "count what the run spends")
+
+
+def cost_cap(options: EndpointOptions, max_cost: float | None, paid: tuple[int, int, int]) -> CostCap:
+    """The run's `CostCap` at its prices, having spent what its ledger already records as `paid`
+    (requests, prefill tokens, sampled tokens: `Ledger.usage`, summed over the run's ledgers)."""
+    check_max_cost(options, max_cost)
+    spent = token_cost(paid[1], paid[2], options.price_in, options.price_out) or 0.0
+    return CostCap(max_cost, options.price_in, options.price_out, spent)
 
 
 def retry_policy(options: EndpointOptions) -> RetryPolicy:
@@ -139,3 +160,5 @@ class JobOptions(EndpointOptions, RunOptions):
                                      "(bundled gsm8k, math500, or question/answer files)")
     decontam_ngram: int = option(13, "words per n-gram for --decontam", min=1)
     dedup_prompts: bool = option(False, "drop exact and near-duplicate prompts (MinHash, Jaccard >= 0.8) first")
+    max_cost: float | None = max_cost_option()
+    cache: bool = cache_option()

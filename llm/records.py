@@ -38,6 +38,8 @@ def unit_table(prompts: pa.Table, n: int, results: pa.Table, model: str) -> pa.T
         "prompt_tokens": pc.fill_null(joined.column("prompt_tokens"), 0),
         "completion_tokens": pc.fill_null(joined.column("completion_tokens"), 0),
         "tokens_estimated": pc.fill_null(joined.column("tokens_estimated"), False),
+        # fresh | cached (the response cache answered: its tokens cost nothing now) | batch
+        "billing": pc.fill_null(joined.column("billing"), "fresh"),
         "attempts": pc.fill_null(joined.column("attempts"), 0), "endpoint": joined.column("endpoint"),
         "model": pa.array([model] * joined.num_rows, pa.string()),
         "answer": extra.column("answer"), "tests": extra.column("tests"),

@@ -1,7 +1,9 @@
 """Drive every pending unit through the `Generator`, record outcomes in the `Ledger`, show live progress.
 
 Pending units are grouped per prompt so a backend with native `n` gets one request for all of a prompt's
-missing samples; a server that returns fewer choices than asked is asked again for the rest.
+missing samples; a server that returns fewer choices than asked is asked again for the rest. Samples the
+response cache holds are recorded as `cached` (their tokens apart, at no cost); once the run's cost cap is
+reached the samples not yet sent stay pending for a re-run.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Progress:
         cost = self.cost(s.prefill_tokens, s.sampled_tokens)
         if cost is not None:
             parts.append(f"${cost:,.4f}")
+        if s.cached_requests:
+            parts.append(f"cached {s.cached_requests:,} req / {s.cached_sampled_tokens:,} tok (free)")
         if s.rate_limited:
             parts.append(f"429s {s.rate_limited}")
         if s.retries:
@@ -94,28 +98,39 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
             except asyncio.QueueEmpty:
                 return
             while samples:
-                outcome = await gen.complete(messages[row], len(samples))
-                if outcome.completion is None:
-                    for i in samples:
-                        progress.failed += 1
-                        ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None, outcome.error,
-                                                 0, 0, outcome.attempts, outcome.endpoint))
-                    ledger.maybe_flush()
-                    progress.publish(gen)
-                    break
+                outcome = await gen.complete(messages[row], len(samples), indices=samples)
                 comp = outcome.completion
-                ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
-                for i, choice in zip(samples, comp.choices, strict=False):
-                    reasoning, content = split_reasoning(choice.content, choice.reasoning)
-                    status = "truncated" if choice.finish_reason == "length" else "ok"
-                    progress.done += 1
-                    progress.truncated += status == "truncated"
-                    ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
-                                             choice.finish_reason, None, comp.prompt_tokens, choice.completion_tokens,
-                                             outcome.attempts, outcome.endpoint, choice.tokens_estimated))
+                if comp is not None:
+                    fresh = [c for c in comp.choices if not c.cached]
+                    cached = [c for c in comp.choices if c.cached]
+                    if fresh:
+                        ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
+                    if cached:
+                        ledger.add_usage(1, outcome.cached_prompt_tokens, sum(c.completion_tokens for c in cached),
+                                         "cached")
+                    for i, choice in zip(outcome.indices, comp.choices, strict=True):
+                        reasoning, content = split_reasoning(choice.content, choice.reasoning)
+                        status = "truncated" if choice.finish_reason == "length" else "ok"
+                        progress.done += 1
+                        progress.truncated += status == "truncated"
+                        prompt_tokens = outcome.cached_prompt_tokens if choice.cached else comp.prompt_tokens
+                        ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
+                                                 choice.finish_reason, None, prompt_tokens, choice.completion_tokens,
+                                                 outcome.attempts, "cache" if choice.cached else outcome.endpoint,
+                                                 choice.tokens_estimated, "cached" if choice.cached else "fresh"))
+                    got = set(outcome.indices)
+                    samples = [i for i in samples if i not in got]
+                if outcome.error is not None:
+                    # a refusal at the cost cap (cached samples are still served) leaves the rest pending, not failed:
+                    # a re-run under a higher cap sends them
+                    if not outcome.stopped:
+                        for i in samples:
+                            progress.failed += 1
+                            ledger.record(UnitResult(ids[row], i, hashes[row], "failed", None, None, None,
+                                                     outcome.error, 0, 0, outcome.attempts, outcome.endpoint))
+                    samples = []
                 ledger.maybe_flush()
                 progress.publish(gen)
-                samples = samples[len(comp.choices):]
 
     async def report() -> None:
         tty = out.isatty() if hasattr(out, "isatty") else False
@@ -141,19 +156,25 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
         print(("\n" if out.isatty() else "") + progress.line(gen, time.monotonic() - start), file=out, flush=True)
 
 
-def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, int, int]]]):
+def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, int, int]]],
+                cached: tuple[int, int, int] = (0, 0, 0)):
     """Give every part a `Progress.watch` that keeps the run's progress.json current over all parts, each a
-    (progress, generator, usage committed before this process): one for distill, one per prefs model."""
+    (progress, generator, paid usage committed before this process): one for distill, one per prefs model.
+    `cached` is the cached usage committed before this process, over all parts (`Ledger.usage_by_billing`)."""
 
     def watch(_progress: Progress, _gen: Generator) -> None:
         used = [(b[0] + g.stats.requests, b[1] + g.stats.prefill_tokens, b[2] + g.stats.sampled_tokens)
                 for _, g, b in parts]
         prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
         progress = [p for p, _, _ in parts]
+        stats = [g.stats for _, g, _ in parts]
         run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
                             total=sum(p.total for p in progress), unit="units", phase="generation",
                             usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
-                                   "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled)},
+                                   "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled),
+                                   "cached_requests": cached[0] + sum(s.cached_requests for s in stats),
+                                   "cached_prefill_tokens": cached[1] + sum(s.cached_prefill_tokens for s in stats),
+                                   "cached_sampled_tokens": cached[2] + sum(s.cached_sampled_tokens for s in stats)},
                             failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
                             in_flight=sum(g.inflight for _, g, _ in parts))
 

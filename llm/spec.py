@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 
 from llm.backends.base import SamplingParams
-from llm.budget import RateBudget
+from llm.budget import CostCap, RateBudget
+from llm.cache import CacheView, ResponseCache, model_identity
 from llm.generator import Endpoint, Generator, RetryPolicy
 from workbench.errors import InputError
 
@@ -76,12 +77,18 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
     return [Endpoint(backend, spec.max_concurrency)], backend.template_id
 
 
-def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPolicy,
-                   seed: int = 0) -> tuple[Generator, str]:
+def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPolicy, seed: int = 0,
+                   cache: ResponseCache | None = None, cap: CostCap | None = None) -> tuple[Generator, str]:
     """A `Generator` over `spec`'s endpoints with default `sampling` and the `retry` policy, and the
-    template id that belongs in a run key. Close it with `await generator.aclose()`."""
+    template id that belongs in a run key. With `cache` it answers requests seen before from it (see
+    `llm.cache`); with `cap` it starts no request once the run's cost reaches it. Close it with
+    `await generator.aclose()`."""
     endpoints, template_id = open_endpoints(spec)
-    return Generator(endpoints, sampling, retry, seed, RateBudget(spec.rpm, spec.tpm)), template_id
+    view = None
+    if cache is not None:
+        origins = tuple(e.backend.name for e in endpoints) if spec.backend == "openai" else ("local",)
+        view = CacheView(cache, model_identity(spec.model, spec.backend, template_id), origins)
+    return Generator(endpoints, sampling, retry, seed, RateBudget(spec.rpm, spec.tpm), view, cap), template_id
 
 
 def expand_base_urls(values: list[str] | tuple[str, ...], flag: str = "--base-url") -> tuple[str, ...]:

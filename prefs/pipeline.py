@@ -12,11 +12,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate import question_curation
+from llm.cache import open_cache
 from llm.generator import Generator
+from llm.ledger import run_usage
+from llm.options import check_max_cost, cost_cap
 from llm.prompts import load_prompts
 from llm.reasoning import render_reasoning
 from llm.runner import check_some_succeeded, watch_units
 from llm.runtime import spec_loads
+from llm.verify import judge_usage
 from prefs.config import PrefsConfig
 from prefs.output import pair_stats, pair_table, sft_rows, split_kept
 from prefs.pairing import Pairs, SampleView, apply_verdicts, best_of_k, best_vs_worst_pairs, delta_pairs
@@ -49,6 +53,7 @@ def check_config(cfg: PrefsConfig) -> None:
         raise InputError("--output is required (a run directory)")
     if not cfg.strong_model:
         raise InputError("--strong-model is required")
+    check_max_cost(cfg, cfg.max_cost)
     if cfg.strategy == "delta" and not cfg.weak_model:
         raise InputError("--strategy delta needs --weak-model (the rejected side)")
     if cfg.n < 1:
@@ -81,15 +86,25 @@ def make_pairs(cfg: PrefsConfig) -> RunResult:
                                             question_curation(cfg.decontam, cfg.dedup_prompts, cfg.decontam_ngram))
     reward = RewardModel(cfg.reward_model, cfg.reward_batch_size) if kind == "reward-model" else None
     with RunDir(cfg.output, "prefs", cfg, inputs=[source], resumable=True) as run:
-        sides = open_sides(cfg, Path(run.path), prompts.num_rows)
-        watch_units(run, [(s.progress, s.gen, s.ledger.usage()) for s in sides])
+        cache = open_cache(cfg.cache)
+        sides = open_sides(cfg, Path(run.path), prompts.num_rows, cache)
+        paid = [s.ledger.usage() for s in sides]
+        cap = cost_cap(cfg, cfg.max_cost, tuple(sum(u[j] for u in paid) for j in range(3)))
+        for side in sides:
+            side.gen.cap = cap
+        cached = [s.ledger.usage_by_billing()["cached"] for s in sides]
+        watch_units(run, [(s.progress, s.gen, u) for s, u in zip(sides, paid, strict=True)],
+                    cached=tuple(sum(u[j] for u in cached) for j in range(3)))
         try:
             samples = asyncio.run(_sample_and_score(cfg, kind, prompts, sides, reward))
             usage = [s.ledger.usage() for s in sides]
+            total = run_usage([s.ledger for s in sides], cfg.price_in, cfg.price_out)
         finally:
             for side in sides:
                 side.ledger.close()
-        return _write(cfg, kind, run, prompts, samples, sides, usage, dropped)
+            if cache is not None:
+                cache.close()
+        return _write(cfg, kind, run, prompts, samples, sides, usage, dropped, total)
 
 
 async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, sides: list[Side],
@@ -105,7 +120,7 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
             from llm.verify.judge import judge_generator, judge_spec
 
             # a generator of its own even for the strong model: its stats are added to the run's usage whole
-            judge = judge_generator(judge_spec(cfg, sides[0].spec), sides[0].gen.policy)
+            judge = judge_generator(judge_spec(cfg, sides[0].spec), sides[0].gen.policy, sides[0].gen)
         tables = []
         for side in sides:
             units = side_units(cfg, prompts, side)
@@ -114,8 +129,11 @@ async def _sample_and_score(cfg: PrefsConfig, kind: str, prompts: pa.Table, side
                 await record_missing_scores(kind, name, units, side.ledger, judge, reward)
             tables.append(add_scores(units, kind, side.ledger, name))
         if judge is not None:  # judge tokens are the run's usage too
-            sides[0].ledger.add_usage(judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+            used = judge_usage(judge)
+            sides[0].ledger.add_usage(*used[:3])
+            sides[0].ledger.add_usage(*used[3:], "cached")
             sides[0].ledger.flush()
+        sides[0].gen.cap.raise_if_stopped()  # a judge stopped at the cap: a re-run asks its missing scores
         return pa.concat_tables(tables)
     finally:
         if judge is not None:
@@ -136,7 +154,7 @@ def pair_samples(cfg: PrefsConfig, kind: str, view: SampleView, rows: int) -> Pa
 
 
 def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples: pa.Table, sides: list[Side],
-           usage: list[tuple[int, int, int]], dropped_prompts: dict[str, int]) -> RunResult:
+           usage: list[tuple[int, int, int]], dropped_prompts: dict[str, int], total: Usage) -> RunResult:
     texts = [None if s == "failed" else render_reasoning(r, c, cfg.think_format) for s, r, c in zip(
         samples.column("status").to_pylist(), samples.column("reasoning").to_pylist(),
         samples.column("content").to_pylist(), strict=True)]
@@ -150,14 +168,12 @@ def _write(cfg: PrefsConfig, kind: str, run: RunDir, prompts: pa.Table, samples:
     write_table(kept, run.product)
     write_table(removed, Path(run.path) / REMOVED)
     stats = pair_stats(kept, removed, preference)
-    requests, prefill, sampled = (sum(u[j] for u in usage) for j in range(3))
-    cost = sides[0].progress.cost(prefill, sampled)
     per_model = {s.spec.model: {"key": s.key, "backend": s.spec.backend, "requests": u[0], "prefill_tokens": u[1],
                                 "sampled_tokens": u[2], "status_counts": _status_counts(samples, s.spec.model)}
                  for s, u in zip(sides, usage, strict=True)}
     return run.finish(rows_in=prompts.num_rows + sum(dropped_prompts.values()), rows_out=kept.num_rows,
                       dropped={**dropped_prompts, **stats["dropped"]},
-                      usage=Usage(requests=requests, prefill_tokens=prefill, sampled_tokens=sampled, cost_usd=cost),
+                      usage=total,
                       strategy=cfg.strategy, scorer=kind, pair_stats=stats, models=per_model,
                       kind="preference" if preference else "sft", runtime=spec_loads(*(s.spec for s in sides)))
 

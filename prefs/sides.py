@@ -25,6 +25,7 @@ from llm import (
     run_key,
     run_units,
 )
+from llm.cache import ResponseCache
 from llm.options import endpoint_spec, retry_policy
 from llm.records import add_verdicts, unit_table
 from prefs.config import PrefsConfig
@@ -53,11 +54,12 @@ def sampling(cfg: PrefsConfig) -> SamplingParams:
     return SamplingParams(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.seed, tuple(cfg.stop))
 
 
-def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]:
-    """Endpoints, keys and ledgers of every side; raise InputError when two sides would share a key."""
+def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int, cache: ResponseCache | None = None) -> list[Side]:
+    """Endpoints, keys and ledgers of every side (answering from `cache` where it holds a sample); raise
+    InputError when two sides would share a key."""
     opened: list[tuple[str, EndpointSpec, Generator, str]] = []
     for name, spec in side_specs(cfg):
-        gen, template_id = open_generator(spec, sampling(cfg), retry_policy(cfg))
+        gen, template_id = open_generator(spec, sampling(cfg), retry_policy(cfg), cache=cache)
         opened.append((name, spec, gen, run_key(spec, sampling(cfg), template_id)))
     if len({key for *_, key in opened}) < len(opened):
         raise InputError(f"the strong and weak models are both {cfg.strong_model!r} with the same sampling, so "
@@ -73,6 +75,9 @@ async def generate_sides(cfg: PrefsConfig, prompts: pa.Table, sides: list[Side])
     """Generate every side's pending units (sides in parallel), then verify what is unverified."""
     await asyncio.gather(*(run_units(prompts, cfg.n, s.ledger, s.gen, s.progress, cfg.progress_seconds)
                            for s in sides))
+    for side in sides:  # the sides share one cost cap
+        if side.gen.cap is not None:
+            side.gen.cap.raise_if_stopped()
     if cfg.verify == "none":
         return
     from llm.verify import VerifyOptions, verify_many

@@ -30,8 +30,11 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(autouse=True)
-def _private_workspace(tmp_path_factory, monkeypatch):
+def _private_workspace(tmp_path_factory, monkeypatch, request):
     monkeypatch.setenv("WB_HOME", str(tmp_path_factory.getbasetemp() / "wb-home"))
+    # a response cache per test (llm/cache.py): a test's requests are never answered by another test's samples
+    name = "".join(c if c.isalnum() else "_" for c in request.node.nodeid)[-120:]
+    monkeypatch.setenv("WB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "wb-cache" / name))
 
 
 @pytest.fixture(scope="session")

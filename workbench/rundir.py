@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -66,19 +66,28 @@ KEY_LIBRARIES = ("pyarrow", "polars", "duckdb", "datasets", "datasketch", "opena
 
 @dataclass
 class Usage:
-    """Tokens a run consumed, in the spirit of pay-per-token services; cost only when prices are given."""
+    """Tokens a run consumed, in the spirit of pay-per-token services; cost only when prices are given.
+
+    `requests`, `prefill_tokens` and `sampled_tokens` are what was sent and paid for; `batch_*` is the part
+    of them sent through a provider's batch API. `cached_*` were answered by the response cache
+    (`llm/cache.py`): counted apart, never in the totals or the cost."""
 
     requests: int = 0
     prefill_tokens: int = 0
     sampled_tokens: int = 0
     trained_tokens: int = 0
     cost_usd: float | None = None
+    cached_requests: int = 0
+    cached_prefill_tokens: int = 0
+    cached_sampled_tokens: int = 0
+    batch_requests: int = 0
+    batch_prefill_tokens: int = 0
+    batch_sampled_tokens: int = 0
 
     def add(self, other: Usage) -> None:
-        self.requests += other.requests
-        self.prefill_tokens += other.prefill_tokens
-        self.sampled_tokens += other.sampled_tokens
-        self.trained_tokens += other.trained_tokens
+        for f in fields(self):
+            if f.name != "cost_usd":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         if other.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
 

@@ -16,6 +16,10 @@ from workbench.errors import InputError
 from workbench.runfiles import INCOMPLETE, JOB, MANIFEST, PROGRESS, run_state
 
 TOKEN_KINDS = ("requests", "prefill_tokens", "sampled_tokens", "trained_tokens")
+# beside the paid totals (`workbench.rundir.Usage`): what the response cache answered (free) and the part of
+# the totals sent through a batch API
+BILLED_KINDS = ("cached_requests", "cached_prefill_tokens", "cached_sampled_tokens", "batch_requests",
+                "batch_prefill_tokens", "batch_sampled_tokens")
 MAX_DEPTH = 6  # workspaces nest runs a few levels deep (runs/demo/sft); checkpoints are never walked
 
 
@@ -53,11 +57,12 @@ def run_info(path: str | os.PathLike, workspace: str | os.PathLike | None = None
     path = Path(path)
     st = run_state(path)
     name = str(path.relative_to(workspace)) if workspace is not None and path != Path(workspace) else path.name
-    usage = {k: st.usage.get(k) for k in (*TOKEN_KINDS, "cost_usd")}
+    usage = {k: st.usage.get(k) for k in (*TOKEN_KINDS, *BILLED_KINDS, "cost_usd")}
     return {
         "name": name or ".", "path": str(path), "stage": st.stage, "state": st.state,
         "phase": st.phase if st.state == "running" else None, "done": st.done, "total": st.total,
-        "rows_in": st.rows_in, "rows_out": st.rows_out, **{k: int(usage[k] or 0) for k in TOKEN_KINDS},
+        "rows_in": st.rows_in, "rows_out": st.rows_out,
+        **{k: int(usage[k] or 0) for k in (*TOKEN_KINDS, *BILLED_KINDS)},
         "cost_usd": usage["cost_usd"], "wall_seconds": st.wall_seconds, "started_at": st.started_at,
         "error": st.error,
     }
@@ -70,14 +75,15 @@ def list_runs(workspace: str | os.PathLike) -> list[dict]:
 
 def usage_totals(runs: list[dict]) -> dict[str, dict]:
     """Token and cost totals per stage, and `"total"` over every run: one ledger across generation,
-    judges, evaluation and training."""
-    totals: dict[str, dict] = defaultdict(lambda: dict.fromkeys(("runs", *TOKEN_KINDS), 0) | {"cost_usd": None})
+    judges, evaluation and training; cached and batch tokens apart (`BILLED_KINDS`)."""
+    kinds = (*TOKEN_KINDS, *BILLED_KINDS)
+    totals: dict[str, dict] = defaultdict(lambda: dict.fromkeys(("runs", *kinds), 0) | {"cost_usd": None})
     for run in runs:
         for key in (run["stage"] or "unknown", "total"):
             t = totals[key]
             t["runs"] += 1
-            for k in TOKEN_KINDS:
-                t[k] += run[k]
+            for k in kinds:
+                t[k] += run.get(k) or 0
             if run["cost_usd"] is not None:
                 t["cost_usd"] = (t["cost_usd"] or 0.0) + run["cost_usd"]
     ordered = {k: totals[k] for k in sorted(k for k in totals if k != "total")}

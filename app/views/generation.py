@@ -40,6 +40,15 @@ with shown_errors():
             c[2].metric("verification pass rate", "-" if s.get("pass_rate") is None else f"{s['pass_rate']:.1%}",
                         help=f"{fmt(s.get('verified'))} of {fmt(s.get('checked'))} checked answers passed")
             c[3].metric("requests", fmt(s.get("requests")))
+            if s.get("cached_requests") or s.get("batch_requests"):  # tokens billed otherwise, shown apart
+                c = st.columns(4)
+                c[0].metric("cached prefill tokens", fmt(s.get("cached_prefill_tokens")),
+                            help="answered by the response cache: not sent, not paid")
+                c[1].metric("cached sampled tokens", fmt(s.get("cached_sampled_tokens")))
+                c[2].metric("cached requests", fmt(s.get("cached_requests")))
+                c[3].metric("batch tokens (in / out)",
+                            f"{fmt(s.get('batch_prefill_tokens'))} / {fmt(s.get('batch_sampled_tokens'))}",
+                            help="the part of the paid tokens sent through a provider's batch API")
             if s.get("error_kinds"):
                 st.markdown("**Error kinds**")
                 st.dataframe([{"error": k, "count": v} for k, v in s["error_kinds"].items()], hide_index=True)

@@ -35,6 +35,7 @@ class Choice:
     completion_tokens: int = 0
     logprobs: list[dict] | None = None
     tokens_estimated: bool = False  # completion_tokens is a share of the request's total, not this sample's count
+    cached: bool = False  # served from the response cache (llm/cache.py), not sampled (or paid for) now
 
 
 @dataclass

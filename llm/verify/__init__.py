@@ -43,6 +43,13 @@ class VerifyOptions:
         return cls(cfg.verify, cfg.verify_workers, cfg.code_timeout, cfg.code_memory_mb, cfg.sandbox)
 
 
+def judge_usage(judge) -> tuple[int, int, int, int, int, int]:
+    """A judge generator's (requests, prefill, sampled) sent and (requests, prefill, sampled) its cache answered."""
+    s = judge.stats
+    return (s.requests, s.prefill_tokens, s.sampled_tokens, s.cached_requests, s.cached_prefill_tokens,
+            s.cached_sampled_tokens)
+
+
 def inline_verdicts(kind: str, prompts: list, completions: list[str | None],
                     answers: list[str | None]) -> list[tuple[bool | None, str]]:
     """Verdicts computed in this process: `math` (one check at a time, so only where `signal.alarm` works:
@@ -102,11 +109,12 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
 
         if judge is None:
             raise ValueError("the judge verifier needs a judge generator")
-        before = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+        before = judge_usage(judge)
         verdicts = await verify_judge(todo, judge)
         # judge tokens are part of the run's usage (kept in the first part's ledger, so a resume keeps them)
-        after = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
-        parts[0][1].add_usage(*(a - b for a, b in zip(after, before, strict=True)))
+        after = judge_usage(judge)
+        parts[0][1].add_usage(*(a - b for a, b in zip(after[:3], before[:3], strict=True)))
+        parts[0][1].add_usage(*(a - b for a, b in zip(after[3:], before[3:], strict=True)), "cached")
         parts[0][1].flush()
     else:
         raise ValueError(f"unknown verifier {opts.kind!r}")

@@ -41,10 +41,11 @@ JUDGE_PARAMS = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=2048)
 JUDGE_FAILED = "judge failed: "  # the detail of a verdict the judge's endpoint never gave (retried on re-run)
 
 
-def judge_generator(spec: EndpointSpec, policy: RetryPolicy) -> Generator:
-    """A generator over the judge's endpoints, sampling greedily with `JUDGE_PARAMS`. Close it with
-    `await judge.aclose()`."""
-    judge, _ = open_generator(spec, JUDGE_PARAMS, policy)
+def judge_generator(spec: EndpointSpec, policy: RetryPolicy, like: Generator | None = None) -> Generator:
+    """A generator over the judge's endpoints, sampling greedily with `JUDGE_PARAMS`; with `like` (the run's
+    generator) it shares that one's response cache and cost cap. Close it with `await judge.aclose()`."""
+    cache = like.cache.cache if like is not None and like.cache is not None else None
+    judge, _ = open_generator(spec, JUDGE_PARAMS, policy, cache=cache, cap=like.cap if like is not None else None)
     return judge
 
 
@@ -105,4 +106,4 @@ def open_judge(cfg, main: EndpointSpec, gen: Generator) -> Generator:
     """The judge's generator: `gen` itself (over `main`) when the judge is the same model on the same
     endpoints. Its tokens are counted in the run's ledger by `verify_units`."""
     spec = judge_spec(cfg, main)
-    return gen if spec == main else judge_generator(spec, gen.policy)
+    return gen if spec == main else judge_generator(spec, gen.policy, gen)

@@ -102,8 +102,10 @@ def test_judge_verdicts_give_known_metrics_usage_and_rows(tmp_path, judged, caps
     prefill = sum(len(judge_messages(r["prompt"], r["answer"], r["content"])[0]["content"].split())
                   for r in ok.to_dicts())
     plain, usage = read_manifest(tmp_path / "exact")["usage"], manifest["usage"]
-    assert usage["requests"] - plain["requests"] == 9 and usage["sampled_tokens"] - plain["sampled_tokens"] == 45
-    assert usage["prefill_tokens"] - plain["prefill_tokens"] == prefill
+    assert usage["requests"] == 9 and usage["sampled_tokens"] == 45 and usage["prefill_tokens"] == prefill
+    # the generation is the exact run's, answered by the response cache: counted apart, not paid again
+    assert (usage["cached_requests"], usage["cached_prefill_tokens"], usage["cached_sampled_tokens"]) == \
+        (plain["requests"], plain["prefill_tokens"], plain["sampled_tokens"])
 
     # a re-run asks neither the model nor the judge again, and reports the same
     asked = sum(judged.counts.values())

@@ -24,6 +24,7 @@ import torch
 from tinker import types
 
 from tests.net import free_port
+from workbench.rundir import Usage
 
 TEXTS = ["To be, or not to be, that is the question.", "The cat sat on the mat by the door.",
          "All the world's a stage, and all the men and women merely players.", "Hello world, hello again."]
@@ -389,7 +390,7 @@ def test_usage_counts_the_tokens_sent(server, tokenizer):
                 break
             time.sleep(0.3)
         assert saved["sessions"][session]["usage"] == total
-        assert set(saved["usage"]) == {"requests", "prefill_tokens", "sampled_tokens", "trained_tokens", "cost_usd"}
+        assert set(saved["usage"]) == set(Usage.__dataclass_fields__)  # the run manifest's usage shape
         from workbench.runs import run_info, usage_totals
 
         info = run_info(server[1])  # the live server is a running run in `wb runs`, with its usage so far

@@ -52,7 +52,7 @@ def test_every_row_names_a_module_with_its_entry_points_and_its_configs():
         for spec in c.configs:
             assert dataclasses.is_dataclass(load(spec)), spec
     namespaces = [c for c in registry.COMMANDS if c.module is None]
-    assert [c.name for c in namespaces] == ["mix", "train", "model", "tinker"]
+    assert [c.name for c in namespaces] == ["mix", "train", "model", "cache", "tinker"]
     for c in namespaces:
         assert registry.subcommands(c.path) and not c.configs and c.cli_only is None
     assert len(registry.BY_PATH) == len(registry.COMMANDS)  # no path twice

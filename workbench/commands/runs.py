@@ -1,7 +1,8 @@
 """`wb runs [WORKSPACE] [--usage] [--json]`: every run below a workspace, its state, rows, tokens and cost.
 
 `--usage` totals prefill, sampled and trained tokens and cost per stage and overall: one ledger across
-generation, judges, evaluation and training. Each state is `workbench.runfiles.run_state`'s reading of the
+generation, judges, evaluation and training. Prefill and sampled are the tokens paid for; beside them, the
+tokens the response cache answered (`cached`, free) and the part sent through a batch API (`batch`). Each state is `workbench.runfiles.run_state`'s reading of the
 run's marker, manifest, progress and launch record; a run with a corrupt file among them is listed as
 unreadable (with the file and field under the table) and the listing goes on.
 """
@@ -51,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(totals, indent=2))
             return 0
-        rows = [[stage, _n(t["runs"]), _n(t["requests"]), _n(t["prefill_tokens"]), _n(t["sampled_tokens"]),
-                 _n(t["trained_tokens"]), _cost(t["cost_usd"])] for stage, t in totals.items()]
-        print(table(rows, ["stage", "runs", "requests", "prefill", "sampled", "trained", "cost"]) if rows
-              else f"no runs under {args.workspace}")
+        columns = {"runs": "runs", "requests": "requests", "prefill_tokens": "prefill", "sampled_tokens": "sampled",
+                   "cached_requests": "cached req", "cached_prefill_tokens": "cached prefill",
+                   "cached_sampled_tokens": "cached sampled", "batch_requests": "batch req",
+                   "batch_prefill_tokens": "batch prefill", "batch_sampled_tokens": "batch sampled",
+                   "trained_tokens": "trained"}
+        rows = [[stage, *(_n(t[k]) for k in columns), _cost(t["cost_usd"])] for stage, t in totals.items()]
+        print(table(rows, ["stage", *columns.values(), "cost"]) if rows else f"no runs under {args.workspace}")
         return 0
     if args.json:
         print(json.dumps(runs, indent=2))
