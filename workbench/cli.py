@@ -9,7 +9,9 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import os
 import shutil
 import signal
 import sys
@@ -75,11 +77,25 @@ def command_path(argv: list[str]) -> tuple[str, ...]:
     return path
 
 
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def _terminate(signum, frame) -> None:
     # SIGTERM unwinds like Ctrl-C, so atomic writers delete their temporary files on the way out. Ctrl-C
     # takes this path too: asyncio.run would otherwise turn it into a cancellation of its main task only,
     # which a library in the stack may swallow; an exception out of the event loop makes asyncio.run cancel
     # every task and wait for each to unwind.
+    if frame is not None and f"{os.sep}anyio{os.sep}" in frame.f_code.co_filename:
+        # Raised inside anyio's cancel-scope bookkeeping (httpx's requests), the exception leaves it half
+        # done and the run fails with "Attempted to exit a cancel scope that isn't the current task's"
+        # instead of unwinding: raise it from a callback of the loop, between callbacks, instead.
+        # call_soon_threadsafe also wakes a loop waiting in select(), which a signal alone does not.
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(_interrupt)
+            return
+        except RuntimeError:  # no loop running after all
+            pass
     raise KeyboardInterrupt
 
 

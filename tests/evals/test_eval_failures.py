@@ -79,9 +79,12 @@ def test_a_signal_stops_eval_against_a_dead_endpoint(tmp_path, signum):
     out = tmp_path / "ev"
     proc = _start(tmp_path, out)
     try:
-        for _ in range(300):  # up to 60 s for the interpreter to start and the run to begin requesting
+        for _ in range(600):  # up to 120 s for the interpreter to start and the run to begin requesting
             progress = read_progress(out) if out.exists() else None
-            if progress and progress.get("state") == "running" or proc.poll() is not None:
+            # the ledger exists once generation began; a run stopped before that leaves nothing to resume
+            # and removes its directory, as it should (under load that can take longer than the sleep below)
+            started = progress and progress.get("state") == "running" and (out / "ledger.sqlite").exists()
+            if started or proc.poll() is not None:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()
