@@ -25,7 +25,7 @@ from llm import (
     run_key,
     run_units,
 )
-from llm.options import endpoint_spec, retry_policy
+from llm.options import endpoint_spec, retry_policy, unit_prices
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
 from llm.runner import check_some_succeeded, watch_units
@@ -78,7 +78,7 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg))
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
-        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        progress = Progress(prompts.num_rows * cfg.n, **unit_prices(cfg, spec))
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, spec, prompts, ledger, gen, progress))

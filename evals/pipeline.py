@@ -31,7 +31,7 @@ from llm import (
     run_key,
     run_units,
 )
-from llm.options import endpoint_spec, retry_policy
+from llm.options import endpoint_spec, retry_policy, unit_prices
 from llm.prompts import load_prompts
 from llm.records import add_verdicts, unit_table
 from llm.runtime import spec_loads
@@ -92,7 +92,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         gen, template_id = open_generator(spec, sampling, retry_policy(cfg), seed=cfg.seed or 0)
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
-        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        progress = Progress(prompts.num_rows * cfg.n, **unit_prices(cfg, spec))
         watch_units(run, [(progress, gen, ledger.usage())])
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))

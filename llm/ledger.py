@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS scores (
   score REAL, detail TEXT, PRIMARY KEY (key, scorer, prompt_id, sample_index));
 CREATE TABLE IF NOT EXISTS usage (key TEXT NOT NULL, requests INTEGER, prefill_tokens INTEGER, sampled_tokens INTEGER);
 """
+USAGE_CATEGORIES = ("fresh", "batch")  # how a request's tokens were bought: online, or in a provider's batch
 
 
 @dataclass
@@ -67,8 +68,10 @@ class Ledger:
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(units)")}
         if "tokens_estimated" not in columns:  # a ledger written before counts could be estimates
             self.conn.execute("ALTER TABLE units ADD COLUMN tokens_estimated INTEGER")
+        if "category" not in {row[1] for row in self.conn.execute("PRAGMA table_info(usage)")}:
+            self.conn.execute("ALTER TABLE usage ADD COLUMN category TEXT")  # NULL (older ledgers): fresh
         self._buffer: list[tuple] = []
-        self._usage = [0, 0, 0]  # requests, prefill, sampled since the last flush
+        self._usage: dict[str, list[int]] = {}  # category -> requests, prefill, sampled since the last flush
         self._last_flush = time.monotonic()
 
     def done(self) -> dict[tuple[str, int], str]:
@@ -87,24 +90,26 @@ class Ledger:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
-    def add_usage(self, requests: int, prefill_tokens: int, sampled_tokens: int) -> None:
-        """Usage of successful requests, committed with the units they produced."""
-        self._usage[0] += requests
-        self._usage[1] += prefill_tokens
-        self._usage[2] += sampled_tokens
+    def add_usage(self, requests: int, prefill_tokens: int, sampled_tokens: int, category: str = "fresh") -> None:
+        """Usage of successful requests, committed with the units they produced; `category` is one of
+        `USAGE_CATEGORIES`."""
+        used = self._usage.setdefault(category, [0, 0, 0])
+        used[0] += requests
+        used[1] += prefill_tokens
+        used[2] += sampled_tokens
 
     def flush(self) -> None:
-        if self._buffer or self._usage[0]:
+        if self._buffer or self._usage:
             with self._transaction():
                 self.conn.executemany("INSERT OR REPLACE INTO units (key, prompt_id, sample_index, prompt_hash, status, "
                                       "reasoning, content, finish_reason, error, prompt_tokens, completion_tokens, "
                                       "attempts, endpoint, finished_at, tokens_estimated) "
                                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                       self._buffer)
-                if self._usage[0]:
-                    self.conn.execute("INSERT INTO usage VALUES (?,?,?,?)", (self.key, *self._usage))
+                self.conn.executemany("INSERT INTO usage (key, requests, prefill_tokens, sampled_tokens, category) "
+                                      "VALUES (?,?,?,?,?)", [(self.key, *u, c) for c, u in self._usage.items()])
             self._buffer.clear()
-            self._usage = [0, 0, 0]
+            self._usage = {}
         self._last_flush = time.monotonic()
 
     def usage(self) -> tuple[int, int, int]:
@@ -112,6 +117,12 @@ class Ledger:
         row = self.conn.execute("SELECT COALESCE(SUM(requests),0), COALESCE(SUM(prefill_tokens),0), "
                                 "COALESCE(SUM(sampled_tokens),0) FROM usage WHERE key=?", (self.key,)).fetchall()[0]
         return int(row[0]), int(row[1]), int(row[2])
+
+    def usage_by_category(self) -> dict[str, tuple[int, int, int]]:
+        """`usage()` per category ("fresh", "batch"), only those with committed requests."""
+        rows = self.conn.execute("SELECT COALESCE(category,'fresh'), SUM(requests), SUM(prefill_tokens), "
+                                 "SUM(sampled_tokens) FROM usage WHERE key=? GROUP BY 1", (self.key,)).fetchall()
+        return {c: (int(r), int(p), int(s)) for c, r, p, s in rows}
 
     def results(self):
         """All units of this key as an Arrow table."""

@@ -16,9 +16,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from llm.backends.openai_batch import BatchLimits
 from llm.generator import RetryPolicy
 from llm.runtime import dtype_option, threads_option
-from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
+from llm.spec import BACKENDS, HTTP_BACKENDS, EndpointSpec, expand_base_urls
 from workbench.config import RunOptions, option
 from workbench.errors import InputError
 
@@ -33,8 +34,9 @@ def base_url_option(whose: str) -> Any:
 
 def backend_option(whose: str) -> Any:
     """The field of where a model runs; `auto` decides from its base URL (see `endpoint_spec`)."""
-    return option(AUTO, f"where {whose} runs: openai (HTTP), hf or vllm (in-process); auto: openai with a base "
-                        "URL, else hf on a local model directory", choices=[AUTO, *BACKENDS])
+    return option(AUTO, f"where {whose} runs: openai (HTTP), openai-batch (the provider's batch API: half price, "
+                        "within 24 h), hf or vllm (in-process); auto: openai with a base URL, else hf on a local "
+                        "model directory", choices=[AUTO, *BACKENDS])
 
 
 @dataclass
@@ -59,6 +61,14 @@ class EndpointOptions:
     price_out: float | None = option(None, "USD per million completion tokens, for the cost", min=0.0)
     dtype: str = dtype_option()
     threads: int = threads_option()
+    batch_max_requests: int = option(50_000, "openai-batch: requests per batch (OpenAI's limit: 50,000)", min=1)
+    batch_max_bytes: int = option(200_000_000, "openai-batch: bytes per batch input file (OpenAI's limit: 200 MB)",
+                                  min=1024)
+    batch_inflight: int = option(100_000, "openai-batch: requests held in submitted batches at once (a provider "
+                                          "also caps the tokens it queues per model)", min=1)
+    batch_poll_seconds: float = option(30.0, "openai-batch: seconds between polls of a batch's status", min=0.001)
+    batch_discount: float = option(0.5, "openai-batch: the batch price as a share of --price-in/--price-out "
+                                        "(OpenAI: 0.5; 1 when the prices given are batch prices)", min=0.0)
 
 
 ENDPOINT_OPTIONS = tuple(f.name for f in dataclasses.fields(EndpointOptions))  # may change when a run resumes
@@ -80,16 +90,16 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
         model = model or like.model
         if not urls:
             backend = like.backend if backend == AUTO else backend
-            urls = like.base_urls if backend == "openai" else ()
+            urls = like.base_urls if backend in HTTP_BACKENDS else ()
     if not model:
         raise InputError(f"{flag}model is required (a served model name, or a local model directory)")
     if backend == AUTO:
         backend = "openai" if urls else "hf"
-    elif backend != "openai" and urls:
+    elif backend not in HTTP_BACKENDS and urls:
         raise InputError(f"{flag}backend {backend} runs the model in-process and takes no {flag}base-url: drop "
                          f"{flag}backend to call the endpoint over HTTP, or drop {flag}base-url")
-    elif backend == "openai" and not urls:
-        raise InputError(f"{flag}backend openai needs at least one {flag}base-url (e.g. http://localhost:8000/v1)")
+    elif backend in HTTP_BACKENDS and not urls:
+        raise InputError(f"{flag}backend {backend} needs at least one {flag}base-url (e.g. http://localhost:8000/v1)")
     if backend == "hf" and not os.path.exists(model):  # vllm may also take a hub name
         raise InputError(f"{flag}model {model!r}: not a local model directory; to call a served model give "
                          f"{flag}base-url (e.g. http://localhost:8000/v1)")
@@ -97,8 +107,20 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
         what = "a file" if os.path.isfile(model) else "a directory without config.json"
         raise InputError(f"{flag}model {model!r}: is {what}, not a transformers model directory (config.json and "
                          "weights, as `save_pretrained` writes)")
+    batch = None
+    if backend == "openai-batch":
+        batch = BatchLimits(options.batch_max_requests, options.batch_max_bytes, options.batch_inflight,
+                            options.batch_poll_seconds, options.max_attempts)
     return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
-                        options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads)
+                        options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads, batch)
+
+
+def unit_prices(options: EndpointOptions, spec: EndpointSpec) -> dict[str, float | None]:
+    """`price_in` and `price_out` (USD per million tokens) of the units generated through `spec`: the given
+    prices, times `--batch-discount` for the openai-batch backend."""
+    scale = options.batch_discount if spec.backend == "openai-batch" else 1.0
+    return {"price_in": None if options.price_in is None else options.price_in * scale,
+            "price_out": None if options.price_out is None else options.price_out * scale}
 
 
 def token_cost(prefill: int, sampled: int, price_in: float | None, price_out: float | None) -> float | None:

@@ -25,7 +25,7 @@ from llm import (
     run_key,
     run_units,
 )
-from llm.options import endpoint_spec, retry_policy
+from llm.options import endpoint_spec, retry_policy, unit_prices
 from llm.records import add_verdicts, unit_table
 from prefs.config import PrefsConfig
 from workbench.errors import InputError
@@ -65,7 +65,7 @@ def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int) -> list[Side]
                          "(`wb serve --served-model-name`)")
     # ledgers are opened only once every side checks out, so a refused config leaves no file behind
     return [Side(name, spec, key, Ledger(run_path / LEDGER, key), gen,
-                 Progress(prompt_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out))
+                 Progress(prompt_rows * cfg.n, **unit_prices(cfg, spec)))
             for name, spec, gen, key in opened]
 
 
