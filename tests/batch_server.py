@@ -142,6 +142,8 @@ class BatchServer:
         self.lines_seen += 1
         reply = await self.chat._handle("POST", line["url"], json.dumps(line["body"]).encode())
         status, payload = (500, {"error": {"message": "dropped"}}) if reply is None else reply[:2]
+        for choice in payload.get("choices", []):  # per-choice counts, as `wb serve` gives them
+            choice["usage"] = {"completion_tokens": payload["usage"]["completion_tokens"] // len(payload["choices"])}
         return {"id": self._new("req"), "custom_id": line["custom_id"],
                 "response": {"status_code": status, "request_id": self._new("rq"), "body": payload}, "error": None}
 

@@ -36,7 +36,6 @@ ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
 TERMINAL = ("completed", "expired", "cancelled", "failed")
 GATHER_SECONDS = 0.5  # a batch is cut once no request joined it for this long (or once it is full)
-LINE_OVERHEAD = 128  # bytes a line adds to its body: the custom id, method and url
 LIST_PAGES = 10  # pages of `GET /v1/batches` searched for a batch created by a killed run
 
 _SCHEMA = """
@@ -116,11 +115,12 @@ class _Request:
     """One chat request on its way through batches; `future` resolves to a `Completion` or an error string.
     `body` is None for a line a killed run submitted that no caller has asked for again yet."""
 
-    __slots__ = ("body", "custom_id", "digest", "file_id", "future", "submissions")
+    __slots__ = ("body", "custom_id", "digest", "file_id", "future", "size", "submissions")
 
     def __init__(self, digest: str, body: str | None, custom_id: str | None = None, file_id: str | None = None):
         self.digest, self.body, self.custom_id, self.file_id = digest, body, custom_id, file_id
         self.submissions = 0 if custom_id is None else 1
+        self.size = 0  # bytes of its line in the input file
         self.future: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def line(self) -> str:
@@ -194,13 +194,15 @@ class OpenAIBatchBackend(OpenAIBackend):
 
     def _join(self, request: _Request) -> None:
         """Queue a request for the next batch (the gatherer cuts batches once requests stop arriving)."""
-        size = len(request.body.encode()) + LINE_OVERHEAD
-        if size > self.limits.max_bytes:
-            _resolve(request, f"the request is {size:,} bytes as a batch line, over --batch-max-bytes "
+        self._seq += 1
+        request.custom_id = f"{request.digest}-{self._seq}"  # unique in its file; the digest finds it on resume
+        request.size = len(request.line().encode())
+        if request.size > self.limits.max_bytes:
+            _resolve(request, f"the request is {request.size:,} bytes as a batch line, over --batch-max-bytes "
                               f"{self.limits.max_bytes:,}")
             return
         self._forming.append(request)
-        self._forming_bytes += size
+        self._forming_bytes += request.size
         self._last_join = asyncio.get_running_loop().time()
         if self._gatherer is None or self._gatherer.done():
             self._gatherer = asyncio.create_task(self._gather())
@@ -220,18 +222,16 @@ class OpenAIBatchBackend(OpenAIBackend):
         """The longest run of queued requests (at least one) under the request and byte limits."""
         count, size = 0, 0
         for r in self._forming:
-            line = len(r.body.encode()) + LINE_OVERHEAD
-            if count and (count >= self.limits.max_requests or size + line > self.limits.max_bytes):
+            if count and (count >= self.limits.max_requests or size + r.size > self.limits.max_bytes):
                 break
-            count, size = count + 1, size + line
+            count, size = count + 1, size + r.size
         chunk, self._forming = self._forming[:count], self._forming[count:]
         self._forming_bytes -= size
         return chunk
 
     async def _submit(self, requests: list[_Request]) -> None:
         for r in requests:
-            self._seq += 1
-            r.custom_id, r.submissions = f"{r.digest}-{self._seq}", r.submissions + 1
+            r.submissions += 1
         data = "".join(r.line() for r in requests).encode()
         try:
             file = await self._api(lambda: self.client.files.create(file=("wb-batch.jsonl", data), purpose="batch"))
