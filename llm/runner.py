@@ -78,7 +78,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
     for endpoint in gen.endpoints:  # a batch backend keeps its batches in the run's ledger, so a re-run polls them
         attach = getattr(endpoint.backend, "attach_ledger", None)
         if attach is not None:
-            attach(ledger)
+            attach(ledger, lambda: progress.publish(gen))
     done = ledger.done()
     jobs = pending_jobs(prompts, n, done)
     progress.done_before = sum(1 for k, h in done.items() if k[1] < n)
@@ -155,12 +155,17 @@ def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, i
                 for _, g, b in parts]
         prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
         progress = [p for p, _, _ in parts]
+        batches: dict[str, int] = {}  # openai-batch: batches by status (validating = submitted, in_progress, ...)
+        for _, g, _ in parts:
+            for e in g.endpoints:
+                for status, count in getattr(e.backend, "batch_counts", dict)().items():
+                    batches[status] = batches.get(status, 0) + count
         run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
                             total=sum(p.total for p in progress), unit="units", phase="generation",
                             usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
                                    "sampled_tokens": sampled, "cost_usd": progress[0].cost(prefill, sampled)},
                             failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
-                            in_flight=sum(g.inflight for _, g, _ in parts))
+                            in_flight=sum(g.inflight for _, g, _ in parts), **({"batches": batches} if batches else {}))
 
     for p, _, _ in parts:
         p.watch = watch

@@ -149,11 +149,14 @@ class OpenAIBatchBackend(OpenAIBackend):
         self._gatherer: asyncio.Task | None = None
         self._shown: dict[str, tuple] = {}
         self._seq = 0
+        self._on_change: Callable[[], None] | None = None
 
-    def attach_ledger(self, ledger) -> None:
-        """Keep this run's batches in `ledger`'s database, and resume (poll) those a killed run left pending."""
+    def attach_ledger(self, ledger, on_change: Callable[[], None] | None = None) -> None:
+        """Keep this run's batches in `ledger`'s database, and resume (poll) those a killed run left pending;
+        `on_change` is called whenever a batch's status or counts change (the run's progress.json)."""
         if self.store is not None:
             return
+        self._on_change = on_change
         self.store = BatchStore(ledger.conn, ledger.key)
         for file_id, batch_id, lines in self.store.open_files():
             requests = [_Request(digest, None, custom_id, file_id) for custom_id, digest in lines]
@@ -348,6 +351,8 @@ class OpenAIBatchBackend(OpenAIBackend):
             self._shown[batch.id] = state
             print(f"batch {batch.id}: {batch.status}, {done:,}/{total:,} completed, {failed:,} failed",
                   file=self.out or sys.stderr, flush=True)
+            if self._on_change is not None:
+                self._on_change()
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

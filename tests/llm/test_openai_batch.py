@@ -76,6 +76,8 @@ def test_batch_distill_gives_the_online_rows_at_batch_prices(tmp_path, mock, fak
     assert fake.creates == 3 and sorted(len(f) for f in _input_files(fake)) == [1, 2, 2] and fake.lines_seen == 5
     ledger = Ledger(tmp_path / "batch" / LEDGER, batch["run_key"])
     assert set(ledger.usage_by_category()) == {"batch"} and ledger.usage_by_category()["batch"][0] == 5
+    progress = json.loads((tmp_path / "batch" / "progress.json").read_text())
+    assert progress["batches"] == {"completed": 3} and progress["usage"]["cost_usd"] == batch["usage"]["cost_usd"]
     err = capsys.readouterr().err
     for b in fake.batches:  # progress: submitted (validating), in progress, completed, per batch
         assert f"batch {b}: validating" in err and f"batch {b}: completed, " in err
