@@ -260,6 +260,7 @@ class OpenAIBatchBackend(OpenAIBackend):
                 if self.store is not None:
                     self.store.created(file_id, batch.id)  # first, so a kill from here on resumes this batch
                 batch_id = batch.id
+                self._print(f"batch {batch_id}: submitted, {len(requests):,} requests (input file {file_id})")
             else:
                 batch = await self._api(lambda: self.client.batches.retrieve(batch_id))
             self._show(batch)
@@ -278,7 +279,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         except Exception as exc:  # noqa: BLE001 - transient after retries, or a bug: a re-run polls again
             self._fail(requests, f"batch {batch_id or file_id}: {type(exc).__name__}: {exc}", settle=False)
             return
-        self._settle(batch, requests, results)
+        self._settle(file_id, batch, requests, results)
 
     async def _find(self, file_id: str):
         """The batch a killed run created from `file_id` before recording it, or None."""
@@ -292,7 +293,7 @@ class OpenAIBatchBackend(OpenAIBackend):
             page = await self._api(page.get_next_page)
         return None
 
-    def _settle(self, batch, requests: list[_Request], results: dict[str, dict]) -> None:
+    def _settle(self, file_id: str, batch, requests: list[_Request], results: dict[str, dict]) -> None:
         """Hand every request its reply or error, and queue the ones the batch did not answer again."""
         refused = {e.line: e.message for e in (batch.errors.data or [] if batch.errors else []) if e.line}
         settled, again = [], []
@@ -315,7 +316,7 @@ class OpenAIBatchBackend(OpenAIBackend):
             _resolve(r, outcome)
         if self.store is not None:
             self.store.settle(settled)
-            self.store.status(requests[0].file_id, batch.status)
+            self.store.status(file_id, batch.status)
         for r in again:
             self._join(r)
 
@@ -349,10 +350,12 @@ class OpenAIBatchBackend(OpenAIBackend):
         self.states[batch.id] = batch.status
         if self._shown.get(batch.id) != state:
             self._shown[batch.id] = state
-            print(f"batch {batch.id}: {batch.status}, {done:,}/{total:,} completed, {failed:,} failed",
-                  file=self.out or sys.stderr, flush=True)
+            self._print(f"batch {batch.id}: {batch.status}, {done:,}/{total:,} completed, {failed:,} failed")
             if self._on_change is not None:
                 self._on_change()
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out or sys.stderr, flush=True)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

@@ -80,7 +80,7 @@ def test_batch_distill_gives_the_online_rows_at_batch_prices(tmp_path, mock, fak
     assert progress["batches"] == {"completed": 3} and progress["usage"]["cost_usd"] == batch["usage"]["cost_usd"]
     err = capsys.readouterr().err
     for b in fake.batches:  # progress: submitted (validating), in progress, completed, per batch
-        assert f"batch {b}: validating" in err and f"batch {b}: completed, " in err
+        assert f"batch {b}: submitted, " in err and f"batch {b}: in_progress" in err and f"batch {b}: completed, " in err
 
 
 def test_batches_are_cut_under_the_byte_limit_and_an_oversized_request_fails(tmp_path, fake):
@@ -204,3 +204,19 @@ def test_eval_and_prefs_run_through_batches(tmp_path, fake):
     pairs = pl.read_parquet(tmp_path / "prefs" / "data.parquet")
     assert pairs.height == 2 and {r[0]["content"] for r in pairs["chosen"]} == {"#### 4"}
     assert fake.creates == 3  # one batch per side
+
+
+def test_ledger_usage_keeps_batch_tokens_apart_and_reads_older_ledgers(tmp_path):
+    path = tmp_path / LEDGER
+    with sqlite3.connect(path) as db:  # a ledger written before usage had categories
+        db.execute("CREATE TABLE usage (key TEXT NOT NULL, requests INTEGER, prefill_tokens INTEGER, "
+                   "sampled_tokens INTEGER)")
+        db.execute("INSERT INTO usage VALUES ('k', 2, 20, 40)")
+    ledger = Ledger(path, "k")
+    ledger.add_usage(1, 10, 5, "batch")
+    ledger.add_usage(3, 30, 15, "batch")
+    ledger.add_usage(1, 1, 1)
+    ledger.flush()
+    assert ledger.usage() == (7, 61, 61)
+    assert ledger.usage_by_category() == {"fresh": (3, 21, 41), "batch": (4, 40, 20)}
+    ledger.close()
