@@ -75,10 +75,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                     progress_seconds: float = 2.0, out=None) -> None:
     """Generate every pending unit; returns when each has an ok/truncated/failed row in the ledger."""
     out = out or sys.stderr
-    for endpoint in gen.endpoints:  # a batch backend keeps its batches in the run's ledger, so a re-run polls them
-        attach = getattr(endpoint.backend, "attach_ledger", None)
-        if attach is not None:
-            attach(ledger, lambda: progress.publish(gen))
+    gen.attach(ledger, lambda: progress.publish(gen))
     done = ledger.done()
     jobs = pending_jobs(prompts, n, done)
     progress.done_before = sum(1 for k, h in done.items() if k[1] < n)
@@ -108,8 +105,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                     progress.publish(gen)
                     break
                 comp = outcome.completion
-                ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens,
-                                 "batch" if comp.extra.get("batch_id") else "fresh")
+                ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens, gen.usage_category)
                 for i, choice in zip(samples, comp.choices, strict=False):
                     reasoning, content = split_reasoning(choice.content, choice.reasoning)
                     status = "truncated" if choice.finish_reason == "length" else "ok"

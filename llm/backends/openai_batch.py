@@ -131,6 +131,7 @@ class OpenAIBatchBackend(OpenAIBackend):
     """One provider's batch API; `attach_ledger` (the runner calls it) makes its batches survive a kill."""
 
     native_n = True
+    usage_category = "batch"  # the ledger's category of its tokens (priced at --batch-discount)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 1800.0,
                  limits: BatchLimits | None = None, out=None):
@@ -157,7 +158,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         if self.store is not None:
             return
         self._on_change = on_change
-        self.store = BatchStore(ledger.conn, ledger.key)
+        self.store = BatchStore(ledger.conn, f"{ledger.key}|{self.model}")  # a judge's batches apart from the model's
         for file_id, batch_id, lines in self.store.open_files():
             requests = [_Request(digest, None, custom_id, file_id) for custom_id, digest in lines]
             for r in requests:

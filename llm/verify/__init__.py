@@ -103,10 +103,11 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
         if judge is None:
             raise ValueError("the judge verifier needs a judge generator")
         before = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
+        judge.attach(parts[0][1])  # a judge asked through batches resumes them as generation does
         verdicts = await verify_judge(todo, judge)
         # judge tokens are part of the run's usage (kept in the first part's ledger, so a resume keeps them)
         after = (judge.stats.requests, judge.stats.prefill_tokens, judge.stats.sampled_tokens)
-        parts[0][1].add_usage(*(a - b for a, b in zip(after, before, strict=True)))
+        parts[0][1].add_usage(*(a - b for a, b in zip(after, before, strict=True)), judge.usage_category)
         parts[0][1].flush()
     else:
         raise ValueError(f"unknown verifier {opts.kind!r}")

@@ -206,6 +206,22 @@ def test_eval_and_prefs_run_through_batches(tmp_path, fake):
     assert fake.creates == 3  # one batch per side
 
 
+def test_a_judge_of_its_own_asks_through_its_own_batches(tmp_path, fake):
+    fake.chat.script = lambda text, request: text + ("[reply:fine. VERDICT: CORRECT]" if request["model"] == "judge"
+                                                     else "")
+    prompts = _prompts(tmp_path / "p.jsonl", ["j1", "j2"])
+    assert _distill(fake.url, prompts, tmp_path / "out", "--verify", "judge", "--judge-model", "judge") == 0
+    rows = pl.read_parquet(tmp_path / "out" / "data.parquet")
+    assert rows["verified"].to_list() == [True, True] and fake.creates == 2
+    assert [{line["body"]["model"] for line in f} for f in _input_files(fake)] == [{"mock"}, {"judge"}]
+    manifest = read_manifest(tmp_path / "out")
+    ledger = Ledger(tmp_path / "out" / LEDGER, manifest["run_key"])
+    assert set(ledger.usage_by_category()) == {"batch"} and ledger.usage_by_category()["batch"][0] == 4
+    with sqlite3.connect(tmp_path / "out" / LEDGER) as db:  # the judge's batch is recorded apart, for a resume
+        keys = [k for (k,) in db.execute("SELECT key FROM batch_files ORDER BY rowid")]
+    assert keys == [f"{manifest['run_key']}|mock", f"{manifest['run_key']}|judge"]
+
+
 def test_ledger_usage_keeps_batch_tokens_apart_and_reads_older_ledgers(tmp_path):
     path = tmp_path / LEDGER
     with sqlite3.connect(path) as db:  # a ledger written before usage had categories
