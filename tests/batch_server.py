@@ -6,8 +6,10 @@ by `tests.mock_server.MockServer`'s scripted chat endpoint, so its markers work 
 error-file line, `[500:K]` a 5xx line the first K times, `[reply:X]` the content. A batch moves one step
 per poll: validating, then in_progress answering `lines_per_poll` lines a poll, then completed with output
 and error files. Scripts: `expire_batches` = the first K batches expire after answering half their lines
-(the rest get `batch_expired` error lines); `hold` (an Event, set by default) keeps batches in progress while
-cleared. `creates` counts `POST /v1/batches`. Run alone: `python -m tests.batch_server --port 8002`.
+(the rest get `batch_expired` error lines); `fail_batches` = the first K batches fail at validation (a
+queued-token limit); a line whose last message holds `[invalid]` fails its whole batch at validation, naming
+that line; `hold` (an Event, set by default) keeps batches in progress while cleared. `creates` counts
+`POST /v1/batches`. Run alone: `python -m tests.batch_server --port 8002`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from tests.mock_server import MockServer
 class BatchServer:
     """The fake; `start()` serves it on 127.0.0.1 in a background thread and returns the base URL."""
 
-    def __init__(self, lines_per_poll: int = 1000, expire_batches: int = 0):
+    def __init__(self, lines_per_poll: int = 1000, expire_batches: int = 0, fail_batches: int = 0):
         self.lines_per_poll = lines_per_poll
         self.expire_batches = expire_batches
+        self.fail_batches = fail_batches
         self.hold = threading.Event()
         self.hold.set()  # cleared: batches stay in progress
         self.chat = MockServer()
@@ -81,7 +84,8 @@ class BatchServer:
                                  "status": "validating", "output_file_id": None, "error_file_id": None,
                                  "created_at": int(time.time()), "request_counts": {"total": len(lines), "completed": 0,
                                                                                     "failed": 0},
-                                 "expire": self.creates <= self.expire_batches, "_lines": lines}
+                                 "expire": self.creates <= self.expire_batches,
+                                 "fail": self.creates <= self.fail_batches, "_lines": lines}
             self.answers[bid] = []
             return JSONResponse(_public(self.batches[bid]))
 
@@ -116,7 +120,14 @@ class BatchServer:
     async def _advance(self, batch: dict) -> None:
         """One step of a batch's life per poll (see the module docstring)."""
         if batch["status"] == "validating":
-            batch["status"] = "in_progress"
+            invalid = [{"code": "invalid_request", "message": "scripted invalid line", "line": j, "param": None}
+                       for j, line in enumerate(batch["_lines"], 1)
+                       if "[invalid]" in line["body"]["messages"][-1]["content"]]
+            if batch["fail"] and not invalid:
+                invalid = [{"code": "token_limit_exceeded", "message": "enqueued token limit reached", "line": None,
+                            "param": None}]
+            batch["status"] = "failed" if invalid else "in_progress"
+            batch["errors"] = {"object": "list", "data": invalid} if invalid else None
             return
         if batch["status"] != "in_progress" or not self.hold.is_set():
             return
@@ -156,7 +167,7 @@ class BatchServer:
 
 
 def _public(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if not k.startswith("_") and k != "expire"}
+    return {k: v for k, v in batch.items() if not k.startswith("_") and k not in ("expire", "fail")}
 
 
 def main() -> None:

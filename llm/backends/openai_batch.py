@@ -261,7 +261,7 @@ class OpenAIBatchBackend(OpenAIBackend):
                 if self.store is not None:
                     self.store.created(file_id, batch.id)  # first, so a kill from here on resumes this batch
                 batch_id = batch.id
-                self._print(f"batch {batch_id}: submitted, {len(requests):,} requests (input file {file_id})")
+                self._print(f"batch {batch_id}: submitted, {len(requests):,} request(s) (input file {file_id})")
             else:
                 batch = await self._api(lambda: self.client.batches.retrieve(batch_id))
             self._show(batch)
@@ -318,7 +318,16 @@ class OpenAIBatchBackend(OpenAIBackend):
         if self.store is not None:
             self.store.settle(settled)
             self.store.status(file_id, batch.status)
-        for r in again:
+        if batch.status == "failed" and again:  # refused whole (e.g. the provider's queued-token limit): back off
+            delay = min(3600.0, self.limits.poll_seconds * 2 ** (max(r.submissions for r in again) - 1))
+            self._spawn(self._rejoin(again, delay))
+        else:
+            for r in again:
+                self._join(r)
+
+    async def _rejoin(self, requests: list[_Request], delay: float) -> None:
+        await asyncio.sleep(delay)
+        for r in requests:
             self._join(r)
 
     def _fail(self, requests: list[_Request], message: str, settle: bool) -> None:

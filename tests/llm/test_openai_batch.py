@@ -116,6 +116,17 @@ def test_a_failed_line_fails_its_unit_a_5xx_line_goes_out_again_and_a_rerun_retr
     assert [_user_texts(f) for f in _input_files(fake)][2:] == [["f1 [400]"]] and fake.lines_seen == 5
 
 
+def test_a_failed_batch_fails_its_invalid_line_and_resubmits_the_rest_after_a_backoff(tmp_path, fake):
+    fake.fail_batches = 2  # the first batch is refused for an invalid line, the second for the token queue
+    assert _distill(fake.url, _prompts(tmp_path / "p.jsonl", ["v1", "v2 [invalid]", "v3"]), tmp_path / "out") == 0
+    rows = pl.read_parquet(tmp_path / "out" / "data.parquet").sort("prompt_id")
+    assert rows["status"].to_list() == ["ok", "failed", "ok"]
+    assert rows["error"][1] == "batch batch-000002 refused the request: scripted invalid line"
+    assert [sorted(_user_texts(f)) for f in _input_files(fake)] == [["v1", "v2 [invalid]", "v3"], ["v1", "v3"],
+                                                                    ["v1", "v3"]]
+    assert [b["status"] for b in fake.batches.values()] == ["failed", "failed", "completed"]
+
+
 def test_sigkill_between_submit_and_completion_resumes_by_polling(tmp_path, fake):
     fake.hold.clear()  # batches stay in progress until the kill
     texts = [f"k{i}" for i in range(5)]
