@@ -61,12 +61,14 @@ class EndpointOptions:
     price_out: float | None = option(None, "USD per million completion tokens, for the cost", min=0.0)
     dtype: str = dtype_option()
     threads: int = threads_option()
-    batch_max_requests: int = option(50_000, "openai-batch: requests per batch (OpenAI's limit: 50,000)", min=1)
-    batch_max_bytes: int = option(200_000_000, "openai-batch: bytes per batch input file (OpenAI's limit: 200 MB)",
-                                  min=1024)
-    batch_inflight: int = option(100_000, "openai-batch: requests held in submitted batches at once (a provider "
-                                          "also caps the tokens it queues per model)", min=1)
-    batch_poll_seconds: float = option(30.0, "openai-batch: seconds between polls of a batch's status", min=0.001)
+    batch_max_requests: int = option(BatchLimits.max_requests, "openai-batch: requests per batch (OpenAI's "
+                                                               "limit: 50,000)", min=1)
+    batch_max_bytes: int = option(BatchLimits.max_bytes, "openai-batch: bytes per batch input file (OpenAI's limit: "
+                                                         "200 MB)", min=1024)
+    batch_inflight: int = option(BatchLimits.inflight, "openai-batch: requests held in submitted batches at once (a "
+                                                       "provider also caps the tokens it queues per model)", min=1)
+    batch_poll_seconds: float = option(BatchLimits.poll_seconds, "openai-batch: seconds between polls of a batch's "
+                                                                 "status", min=0.001)
     batch_discount: float = option(0.5, "openai-batch: the batch price as a share of --price-in/--price-out "
                                         "(OpenAI: 0.5; 1 when the prices given are batch prices)", min=0.0)
 

@@ -134,11 +134,10 @@ class OpenAIBatchBackend(OpenAIBackend):
     usage_category = "batch"  # the ledger's category of its tokens (priced at --batch-discount)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 1800.0,
-                 limits: BatchLimits | None = None, out=None):
+                 limits: BatchLimits | None = None):
         super().__init__(base_url, model, api_key, timeout, max_connections=16)
         self.name = f"batch:{base_url}"
         self.limits = limits or BatchLimits()
-        self.out = out
         self.store: BatchStore | None = None
         self.created = 0  # batches this process created
         self.states: dict[str, str] = {}  # batch id -> last status seen, for progress
@@ -365,7 +364,7 @@ class OpenAIBatchBackend(OpenAIBackend):
                 self._on_change()
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out or sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
