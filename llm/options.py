@@ -112,7 +112,7 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
     batch = None
     if backend == "openai-batch":
         batch = BatchLimits(options.batch_max_requests, options.batch_max_bytes, options.batch_inflight,
-                            options.batch_poll_seconds, options.max_attempts)
+                            options.batch_poll_seconds, options.max_attempts, options.retry_base, options.retry_max)
     return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
                         options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads, batch)
 

@@ -8,7 +8,7 @@ per poll: validating, then in_progress answering `lines_per_poll` lines a poll, 
 and error files. Scripts: `expire_batches` = the first K batches expire after answering half their lines
 (the rest get `batch_expired` error lines); `fail_batches` = the first K batches fail at validation (a
 queued-token limit); a line whose last message holds `[invalid]` fails its whole batch at validation, naming
-that line; `hold` (an Event, set by default) keeps batches in progress while cleared. `creates` counts
+that line; `fail_polls` = the first K polls of any batch get a 500; `hold` (an Event, set by default) keeps batches in progress while cleared. `creates` counts
 `POST /v1/batches`. Run alone: `python -m tests.batch_server --port 8002`.
 """
 
@@ -30,6 +30,7 @@ class BatchServer:
         self.lines_per_poll = lines_per_poll
         self.expire_batches = expire_batches
         self.fail_batches = fail_batches
+        self.fail_polls = 0
         self.hold = threading.Event()
         self.hold.set()  # cleared: batches stay in progress
         self.chat = MockServer()
@@ -91,6 +92,9 @@ class BatchServer:
 
         async def retrieve(request):
             batch = self.batches.get(request.path_params["bid"])
+            if self.fail_polls > 0:
+                self.fail_polls -= 1
+                return JSONResponse({"error": {"message": "scripted poll failure"}}, 500)
             if batch is None:
                 return JSONResponse({"error": {"message": "no such batch"}}, 404)
             await self._advance(batch)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import sqlite3
 import sys
 from collections import deque
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from llm.backends.base import Completion, PermanentError, SamplingParams, TransientError
 from llm.backends.openai_http import OpenAIBackend, _completion, chat_body
+from llm.generator import RetryPolicy
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
@@ -54,7 +56,9 @@ class BatchLimits:
     max_bytes: int = 200_000_000  # per input file (OpenAI's limit: 200 MB)
     inflight: int = 100_000  # requests held in submitted batches at once
     poll_seconds: float = 30.0
-    max_submissions: int = 8  # times one request is submitted before it fails; also API attempts per call
+    max_submissions: int = 8  # times one request is submitted before it fails; also attempts per API call
+    retry_base: float = 1.0  # backoff of a failed API call (upload, create, poll): --retry-base, doubling...
+    retry_max: float = 60.0  # ...up to --retry-max, as the online path retries a request
 
 
 class BatchStore:
@@ -149,6 +153,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         self._gatherer: asyncio.Task | None = None
         self._shown: dict[str, tuple] = {}
         self._seq = 0
+        self._rng = random.Random(0)  # backoff jitter
         self._on_change: Callable[[], None] | None = None
 
     def attach_ledger(self, ledger, on_change: Callable[[], None] | None = None) -> None:
@@ -339,17 +344,19 @@ class OpenAIBatchBackend(OpenAIBackend):
                     self._adoptable[r.digest].remove(r)
 
     async def _api(self, make: Callable[[], Awaitable]):
-        """`await make()` through the online backend's error mapping, retrying transient errors with backoff
-        (`max_submissions` attempts); raises the last `TransientError` or a `PermanentError`."""
+        """`await make()` through the online backend's error mapping, retrying transient errors with the run's
+        backoff (`--max-attempts`, `--retry-base`, `--retry-max`: about 2 minutes of outage by default);
+        raises the last `TransientError` or a `PermanentError`."""
+        policy = RetryPolicy(self.limits.max_submissions, self.limits.retry_base, self.limits.retry_max)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await self._call(make())
             except TransientError as exc:
-                if attempt >= self.limits.max_submissions:
+                if attempt >= policy.max_attempts:
                     raise
-                await asyncio.sleep(exc.retry_after or min(60.0, self.limits.poll_seconds * 2 ** (attempt - 1)))
+                await asyncio.sleep(exc.retry_after or policy.delay(attempt, self._rng))
 
     def _show(self, batch) -> None:
         """A progress line per batch whenever its status or counts change."""

@@ -20,6 +20,7 @@ import pytest
 from llm import LEDGER, Ledger, SamplingParams
 from llm.backends.openai_batch import BatchLimits, OpenAIBatchBackend
 from tests.batch_server import BatchServer
+from tests.net import free_port
 from workbench.cli import main
 from workbench.rundir import read_manifest
 
@@ -125,6 +126,17 @@ def test_a_failed_batch_fails_its_invalid_line_and_resubmits_the_rest_after_a_ba
     assert [sorted(_user_texts(f)) for f in _input_files(fake)] == [["v1", "v2 [invalid]", "v3"], ["v1", "v3"],
                                                                     ["v1", "v3"]]
     assert [b["status"] for b in fake.batches.values()] == ["failed", "failed", "completed"]
+
+
+def test_api_errors_are_retried_with_the_run_backoff_and_a_dead_provider_fails_in_bounded_time(tmp_path, fake):
+    fake.fail_polls = 3
+    prompts = _prompts(tmp_path / "p.jsonl", ["r1"])
+    assert _distill(fake.url, prompts, tmp_path / "out") == 0 and fake.creates == 1 and fake.fail_polls == 0
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    assert _distill(dead, prompts, tmp_path / "dead", "--max-attempts", 2) == 1
+    with sqlite3.connect(tmp_path / "dead" / LEDGER) as db:
+        (error,) = db.execute("SELECT error FROM units").fetchone()
+    assert error.startswith("uploading a batch input file failed: connection error")
 
 
 def test_sigkill_between_submit_and_completion_resumes_by_polling(tmp_path, fake):
