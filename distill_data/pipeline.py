@@ -27,7 +27,7 @@ from llm import (
 )
 from llm.cache import open_cache
 from llm.ledger import run_usage
-from llm.options import check_max_cost, cost_cap, endpoint_spec, retry_policy
+from llm.options import batch_prices, check_max_cost, cost_cap, endpoint_spec, retry_policy, unit_prices
 from llm.prompts import QuestionHook, load_prompts
 from llm.records import add_verdicts, sft_table, unit_table
 from llm.runner import check_some_succeeded, watch_units
@@ -82,15 +82,15 @@ def distill(cfg: DistillConfig, question_hook: QuestionHook | None = None) -> Ru
         gen, template_id = open_generator(spec, sampling_params(cfg), retry_policy(cfg), cache=cache)
         key = run_key(spec, sampling_params(cfg), template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
-        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage())
-        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage(), spec)
+        progress = Progress(prompts.num_rows * cfg.n, **unit_prices(cfg, spec))
         watch_units(run, [(progress, gen, ledger.usage())], cached=ledger.usage_by_billing()["cached"])
         try:
             asyncio.run(_generate_and_verify(cfg, spec, prompts, ledger, gen, progress))
             check_some_succeeded(unit_table(prompts, cfg.n, ledger.results(), cfg.model))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model),
                                 ledger.verdicts(cfg.verify) if cfg.verify != "none" else {})
-            usage = run_usage([ledger], cfg.price_in, cfg.price_out)
+            usage = run_usage([ledger], cfg.price_in, cfg.price_out, batch_prices=batch_prices(cfg))
         finally:
             ledger.close()
             if cache is not None:

@@ -33,7 +33,7 @@ from llm import (
 )
 from llm.cache import open_cache
 from llm.ledger import run_usage
-from llm.options import check_max_cost, cost_cap, endpoint_spec, retry_policy
+from llm.options import batch_prices, check_max_cost, cost_cap, endpoint_spec, retry_policy, unit_prices
 from llm.prompts import load_prompts
 from llm.records import add_verdicts, unit_table
 from llm.runtime import spec_loads
@@ -96,8 +96,8 @@ def evaluate(cfg: EvalConfig) -> RunResult:
         gen, template_id = open_generator(spec, sampling, retry_policy(cfg), seed=cfg.seed or 0, cache=cache)
         key = run_key(spec, sampling, template_id)
         ledger = Ledger(Path(run.path) / LEDGER, key)
-        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage())
-        progress = Progress(prompts.num_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out)
+        gen.cap = cost_cap(cfg, cfg.max_cost, ledger.usage(), spec)
+        progress = Progress(prompts.num_rows * cfg.n, **unit_prices(cfg, spec))
         watch_units(run, [(progress, gen, ledger.usage())], cached=ledger.usage_by_billing()["cached"])
         try:
             asyncio.run(_generate_and_verify(cfg, benchmarks, prompts, ledger, gen, progress, judge))
@@ -106,7 +106,7 @@ def evaluate(cfg: EvalConfig) -> RunResult:
             for name in verifier_names(cfg, benchmarks).values():
                 verdicts.update(ledger.verdicts(name))
             data = add_verdicts(unit_table(prompts, cfg.n, ledger.results(), cfg.model), verdicts)
-            usage = run_usage([ledger], cfg.price_in, cfg.price_out)
+            usage = run_usage([ledger], cfg.price_in, cfg.price_out, batch_prices=batch_prices(cfg))
         finally:
             ledger.close()
             if cache is not None:

@@ -126,7 +126,7 @@ def model_identity(model: str, backend: str, template_id: str) -> str:
     """What names a model in cache keys: its name and backend kind; for a local directory also its chat
     template and a fingerprint of its files (name, size, modification time), so new weights at the same path
     are a new model."""
-    if backend == "openai":
+    if backend in ("openai", "openai-batch"):  # a served model: its name (the origins say which servers)
         return json.dumps({"model": model, "backend": "http"})
     files = []
     if os.path.isdir(model):

@@ -291,6 +291,20 @@ class Generator:
             self.cap.charge(prompt_tokens, 0)
         return logps, None
 
+    def attach(self, ledger, on_change=None) -> None:
+        """Let backends that keep state in the run's ledger (openai-batch: its submitted batches, so a re-run
+        polls them) attach to it; `on_change()` is called when that state changes (progress)."""
+        for e in self.endpoints:
+            attach = getattr(e.backend, "attach_ledger", None)
+            if attach is not None:
+                attach(ledger, on_change)
+
+    @property
+    def usage_category(self) -> str:
+        """The ledger's usage category of this generator's tokens: "batch" through a batch API, else "fresh"."""
+        kinds = {getattr(e.backend, "usage_category", "fresh") for e in self.endpoints}
+        return kinds.pop() if len(kinds) == 1 else "fresh"
+
     async def aclose(self) -> None:
         for e in self.endpoints:
             await e.backend.aclose()

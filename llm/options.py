@@ -17,10 +17,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from llm.backends.openai_batch import BatchLimits
 from llm.budget import CostCap, token_cost
 from llm.generator import RetryPolicy
 from llm.runtime import dtype_option, threads_option
-from llm.spec import BACKENDS, EndpointSpec, expand_base_urls
+from llm.spec import BACKENDS, HTTP_BACKENDS, EndpointSpec, expand_base_urls
 from workbench.config import RunOptions, option
 from workbench.errors import InputError
 
@@ -35,8 +36,9 @@ def base_url_option(whose: str) -> Any:
 
 def backend_option(whose: str) -> Any:
     """The field of where a model runs; `auto` decides from its base URL (see `endpoint_spec`)."""
-    return option(AUTO, f"where {whose} runs: openai (HTTP), hf or vllm (in-process); auto: openai with a base "
-                        "URL, else hf on a local model directory", choices=[AUTO, *BACKENDS])
+    return option(AUTO, f"where {whose} runs: openai (HTTP), openai-batch (the provider's batch API: half price, "
+                        "within 24 h), hf or vllm (in-process); auto: openai with a base URL, else hf on a local "
+                        "model directory", choices=[AUTO, *BACKENDS])
 
 
 def max_cost_option() -> Any:
@@ -73,6 +75,16 @@ class EndpointOptions:
     price_out: float | None = option(None, "USD per million completion tokens, for the cost", min=0.0)
     dtype: str = dtype_option()
     threads: int = threads_option()
+    batch_max_requests: int = option(BatchLimits.max_requests, "openai-batch: requests per batch (OpenAI's "
+                                                               "limit: 50,000)", min=1)
+    batch_max_bytes: int = option(BatchLimits.max_bytes, "openai-batch: bytes per batch input file (OpenAI's limit: "
+                                                         "200 MB)", min=1024)
+    batch_inflight: int = option(BatchLimits.inflight, "openai-batch: requests held in submitted batches at once (a "
+                                                       "provider also caps the tokens it queues per model)", min=1)
+    batch_poll_seconds: float = option(BatchLimits.poll_seconds, "openai-batch: seconds between polls of a batch's "
+                                                                 "status", min=0.001)
+    batch_discount: float = option(0.5, "openai-batch: the batch price as a share of --price-in/--price-out "
+                                        "(OpenAI: 0.5; 1 when the prices given are batch prices)", min=0.0)
 
 
 ENDPOINT_OPTIONS = tuple(f.name for f in dataclasses.fields(EndpointOptions))  # may change when a run resumes
@@ -94,16 +106,16 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
         model = model or like.model
         if not urls:
             backend = like.backend if backend == AUTO else backend
-            urls = like.base_urls if backend == "openai" else ()
+            urls = like.base_urls if backend in HTTP_BACKENDS else ()
     if not model:
         raise InputError(f"{flag}model is required (a served model name, or a local model directory)")
     if backend == AUTO:
         backend = "openai" if urls else "hf"
-    elif backend != "openai" and urls:
+    elif backend not in HTTP_BACKENDS and urls:
         raise InputError(f"{flag}backend {backend} runs the model in-process and takes no {flag}base-url: drop "
                          f"{flag}backend to call the endpoint over HTTP, or drop {flag}base-url")
-    elif backend == "openai" and not urls:
-        raise InputError(f"{flag}backend openai needs at least one {flag}base-url (e.g. http://localhost:8000/v1)")
+    elif backend in HTTP_BACKENDS and not urls:
+        raise InputError(f"{flag}backend {backend} needs at least one {flag}base-url (e.g. http://localhost:8000/v1)")
     if backend == "hf" and not os.path.exists(model):  # vllm may also take a hub name
         raise InputError(f"{flag}model {model!r}: not a local model directory; to call a served model give "
                          f"{flag}base-url (e.g. http://localhost:8000/v1)")
@@ -111,8 +123,20 @@ def endpoint_spec(options: EndpointOptions, model: str, base_url: list[str] | tu
         what = "a file" if os.path.isfile(model) else "a directory without config.json"
         raise InputError(f"{flag}model {model!r}: is {what}, not a transformers model directory (config.json and "
                          "weights, as `save_pretrained` writes)")
+    batch = None
+    if backend == "openai-batch":
+        batch = BatchLimits(options.batch_max_requests, options.batch_max_bytes, options.batch_inflight,
+                            options.batch_poll_seconds, options.max_attempts, options.retry_base, options.retry_max)
     return EndpointSpec(model, urls, backend, options.api_key_env, options.timeout, options.max_concurrency,
-                        options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads)
+                        options.min_concurrency, options.rpm, options.tpm, options.dtype, options.threads, batch)
+
+
+def unit_prices(options: EndpointOptions, spec: EndpointSpec) -> dict[str, float | None]:
+    """`price_in` and `price_out` (USD per million tokens) of the units generated through `spec`: the given
+    prices, times `--batch-discount` for the openai-batch backend."""
+    scale = options.batch_discount if spec.backend == "openai-batch" else 1.0
+    return {"price_in": None if options.price_in is None else options.price_in * scale,
+            "price_out": None if options.price_out is None else options.price_out * scale}
 
 
 def check_max_cost(options: EndpointOptions, max_cost: float | None) -> None:
@@ -122,12 +146,24 @@ def check_max_cost(options: EndpointOptions, max_cost: float | None) -> None:
                          "count what the run spends")
 
 
-def cost_cap(options: EndpointOptions, max_cost: float | None, paid: tuple[int, int, int]) -> CostCap:
-    """The run's `CostCap` at its prices, having spent what its ledger already records as `paid`
-    (requests, prefill tokens, sampled tokens: `Ledger.usage`, summed over the run's ledgers)."""
+def batch_prices(options: EndpointOptions) -> tuple[float | None, float | None]:
+    """(in, out) USD per million tokens of what a provider's batch API answered: the prices times
+    `--batch-discount` (`run_usage` prices the ledger's batch tokens with them)."""
+    scale = options.batch_discount
+    return (None if options.price_in is None else options.price_in * scale,
+            None if options.price_out is None else options.price_out * scale)
+
+
+def cost_cap(options: EndpointOptions, max_cost: float | None, paid: tuple[int, int, int],
+             spec: EndpointSpec | None = None) -> CostCap:
+    """The run's `CostCap` at the prices of its units (`unit_prices`: batch-discounted for openai-batch),
+    having spent what its ledger already records as `paid` (requests, prefill tokens, sampled tokens:
+    `Ledger.usage`, summed over the run's ledgers)."""
     check_max_cost(options, max_cost)
-    spent = token_cost(paid[1], paid[2], options.price_in, options.price_out) or 0.0
-    return CostCap(max_cost, options.price_in, options.price_out, spent)
+    prices = unit_prices(options, spec) if spec is not None else {"price_in": options.price_in,
+                                                                   "price_out": options.price_out}
+    spent = token_cost(paid[1], paid[2], prices["price_in"], prices["price_out"]) or 0.0
+    return CostCap(max_cost, prices["price_in"], prices["price_out"], spent)
 
 
 def retry_policy(options: EndpointOptions) -> RetryPolicy:

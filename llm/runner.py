@@ -79,6 +79,7 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                     progress_seconds: float = 2.0, out=None) -> None:
     """Generate every pending unit; returns when each has an ok/truncated/failed row in the ledger."""
     out = out or sys.stderr
+    gen.attach(ledger, lambda: progress.publish(gen))
     done = ledger.done()
     jobs = pending_jobs(prompts, n, done)
     progress.done_before = sum(1 for k, h in done.items() if k[1] < n)
@@ -103,8 +104,8 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                 if comp is not None:
                     fresh = [c for c in comp.choices if not c.cached]
                     cached = [c for c in comp.choices if c.cached]
-                    if fresh:
-                        ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens)
+                    if fresh:  # sent now: online (fresh) or through a provider's batch API (batch)
+                        ledger.add_usage(1, comp.prompt_tokens, comp.completion_tokens, gen.usage_category)
                     if cached:
                         ledger.add_usage(1, outcome.cached_prompt_tokens, sum(c.completion_tokens for c in cached),
                                          "cached")
@@ -117,7 +118,8 @@ async def run_units(prompts: pa.Table, n: int, ledger: Ledger, gen: Generator, p
                         ledger.record(UnitResult(ids[row], i, hashes[row], status, reasoning, content,
                                                  choice.finish_reason, None, prompt_tokens, choice.completion_tokens,
                                                  outcome.attempts, "cache" if choice.cached else outcome.endpoint,
-                                                 choice.tokens_estimated, "cached" if choice.cached else "fresh"))
+                                                 choice.tokens_estimated,
+                                                 "cached" if choice.cached else gen.usage_category))
                     got = set(outcome.indices)
                     samples = [i for i in samples if i not in got]
                 if outcome.error is not None:
@@ -168,6 +170,11 @@ def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, i
         prefill, sampled = sum(u[1] for u in used), sum(u[2] for u in used)
         progress = [p for p, _, _ in parts]
         stats = [g.stats for _, g, _ in parts]
+        batches: dict[str, int] = {}  # openai-batch: batches by status (validating = submitted, in_progress, ...)
+        for _, g, _ in parts:
+            for e in g.endpoints:
+                for status, count in getattr(e.backend, "batch_counts", dict)().items():
+                    batches[status] = batches.get(status, 0) + count
         run.progress.update(done=sum(p.done_before + p.done + p.failed for p in progress),
                             total=sum(p.total for p in progress), unit="units", phase="generation",
                             usage={"requests": sum(u[0] for u in used), "prefill_tokens": prefill,
@@ -176,7 +183,7 @@ def watch_units(run: RunDir, parts: list[tuple[Progress, Generator, tuple[int, i
                                    "cached_prefill_tokens": cached[1] + sum(s.cached_prefill_tokens for s in stats),
                                    "cached_sampled_tokens": cached[2] + sum(s.cached_sampled_tokens for s in stats)},
                             failed=sum(p.failed for p in progress), truncated=sum(p.truncated for p in progress),
-                            in_flight=sum(g.inflight for _, g, _ in parts))
+                            in_flight=sum(g.inflight for _, g, _ in parts), **({"batches": batches} if batches else {}))
 
     for p, _, _ in parts:
         p.watch = watch

@@ -96,4 +96,4 @@ def loaded_models(*models: str | None) -> list[dict]:
 def spec_loads(*specs) -> list[dict]:
     """`loaded_models` of the in-process models among `specs` (`EndpointSpec`s); a model reached over HTTP
     was loaded by its server, so it is not listed."""
-    return loaded_models(*(s.model for s in specs if s.backend != "openai"))
+    return loaded_models(*(s.model for s in specs if not s.base_urls))

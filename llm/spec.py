@@ -15,12 +15,14 @@ import os
 from dataclasses import dataclass
 
 from llm.backends.base import SamplingParams
+from llm.backends.openai_batch import BatchLimits
 from llm.budget import CostCap, RateBudget
 from llm.cache import CacheView, ResponseCache, model_identity
 from llm.generator import Endpoint, Generator, RetryPolicy
 from workbench.errors import InputError
 
-BACKENDS = ("openai", "hf", "vllm")
+BACKENDS = ("openai", "openai-batch", "hf", "vllm")
+HTTP_BACKENDS = ("openai", "openai-batch")  # the ones that take base URLs
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,18 @@ class EndpointSpec:
     tpm: float | None  # tokens (prompt + completion) per minute over all endpoints
     dtype: str = "auto"  # in-process backends: weights dtype (llm.runtime.resolve_dtype)
     threads: int = 0  # in-process backends: torch CPU threads (0 = llm.runtime.default_threads)
+    batch: BatchLimits | None = None  # openai-batch: how requests are cut into batches and polled
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InputError(f"backend {self.backend!r}: must be one of {', '.join(BACKENDS)}")
         if not self.model:
             raise InputError("a model name (or local model path) is required")
-        if self.backend == "openai" and not self.base_urls:
-            raise InputError("the openai backend needs at least one base URL (e.g. http://localhost:8000/v1)")
+        if self.backend in HTTP_BACKENDS and not self.base_urls:
+            raise InputError(f"the {self.backend} backend needs at least one base URL (e.g. http://localhost:8000/v1)")
+        if self.backend == "openai-batch" and len(self.base_urls) > 1:
+            raise InputError("the openai-batch backend submits to one provider: give one base URL (a resumed run "
+                             "polls its batches there)")
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -66,6 +72,14 @@ def open_endpoints(spec: EndpointSpec) -> tuple[list[Endpoint], str]:
         pool = max(100, spec.max_concurrency)
         backends = [OpenAIBackend(u, spec.model, key, spec.timeout, pool) for u in spec.base_urls]
         return [Endpoint(b, spec.max_concurrency, spec.min_concurrency) for b in backends], "server-side"
+    if spec.backend == "openai-batch":
+        from llm.backends.openai_batch import OpenAIBatchBackend
+
+        limits = spec.batch or BatchLimits()
+        batch = OpenAIBatchBackend(spec.base_urls[0], spec.model, os.environ.get(spec.api_key_env), spec.timeout,
+                                   limits)
+        # every request waits in a batch: the endpoint's concurrency is how many requests batches hold at once
+        return [Endpoint(batch, limits.inflight, limits.inflight)], "server-side"
     if spec.backend == "hf":
         from llm.backends.hf_local import HFBackend
 
@@ -86,7 +100,8 @@ def open_generator(spec: EndpointSpec, sampling: SamplingParams, retry: RetryPol
     endpoints, template_id = open_endpoints(spec)
     view = None
     if cache is not None:
-        origins = tuple(e.backend.name for e in endpoints) if spec.backend == "openai" else ("local",)
+        # answers from a server count only for that server (a batch API's are its own: "batch:<url>")
+        origins = tuple(e.backend.name for e in endpoints) if spec.backend in HTTP_BACKENDS else ("local",)
         view = CacheView(cache, model_identity(spec.model, spec.backend, template_id), origins)
     return Generator(endpoints, sampling, retry, seed, RateBudget(spec.rpm, spec.tpm), view, cap), template_id
 
@@ -117,6 +132,7 @@ def expand_base_urls(values: list[str] | tuple[str, ...], flag: str = "--base-ur
 def run_key(spec: EndpointSpec, sampling: SamplingParams, template_id: str) -> str:
     """The key of a run's units: model, backend kind, sampling and template. Endpoints, concurrency and
     retry settings are left out on purpose, so changing them resumes the same units."""
-    parts = {"model": spec.model, "backend": "local" if spec.backend != "openai" else "http",
+    # a batch runs the same requests as the online API, so switching between them resumes the same units
+    parts = {"model": spec.model, "backend": "http" if spec.backend in HTTP_BACKENDS else "local",
              "sampling": sampling.key(), "template": template_id}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

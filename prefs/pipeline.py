@@ -15,7 +15,7 @@ from curate import question_curation
 from llm.cache import open_cache
 from llm.generator import Generator
 from llm.ledger import run_usage
-from llm.options import check_max_cost, cost_cap
+from llm.options import batch_prices, check_max_cost, cost_cap
 from llm.prompts import load_prompts
 from llm.reasoning import render_reasoning
 from llm.runner import check_some_succeeded, watch_units
@@ -98,7 +98,7 @@ def make_pairs(cfg: PrefsConfig) -> RunResult:
         try:
             samples = asyncio.run(_sample_and_score(cfg, kind, prompts, sides, reward))
             usage = [s.ledger.usage() for s in sides]
-            total = run_usage([s.ledger for s in sides], cfg.price_in, cfg.price_out)
+            total = run_usage([s.ledger for s in sides], cfg.price_in, cfg.price_out, batch_prices=batch_prices(cfg))
         finally:
             for side in sides:
                 side.ledger.close()

@@ -26,7 +26,7 @@ from llm import (
     run_units,
 )
 from llm.cache import ResponseCache
-from llm.options import endpoint_spec, retry_policy
+from llm.options import endpoint_spec, retry_policy, unit_prices
 from llm.records import add_verdicts, unit_table
 from prefs.config import PrefsConfig
 from workbench.errors import InputError
@@ -67,7 +67,7 @@ def open_sides(cfg: PrefsConfig, run_path: Path, prompt_rows: int, cache: Respon
                          "(`wb serve --served-model-name`)")
     # ledgers are opened only once every side checks out, so a refused config leaves no file behind
     return [Side(name, spec, key, Ledger(run_path / LEDGER, key), gen,
-                 Progress(prompt_rows * cfg.n, price_in=cfg.price_in, price_out=cfg.price_out))
+                 Progress(prompt_rows * cfg.n, **unit_prices(cfg, spec)))
             for name, spec, gen, key in opened]
 
 

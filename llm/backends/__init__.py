@@ -1,1 +1,1 @@
-"""Generation backends: OpenAI-compatible HTTP, in-process transformers, in-process vLLM (extra)."""
+"""Generation backends: OpenAI-compatible HTTP, a provider's batch API, in-process transformers, in-process vLLM (extra)."""

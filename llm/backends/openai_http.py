@@ -51,15 +51,11 @@ class OpenAIBackend:
                                          max_retries=0, http_client=http)
 
     async def chat(self, messages: list[dict], n: int, params: SamplingParams) -> Completion:
-        kwargs: dict = {"model": self.model, "messages": messages, "n": n, "temperature": params.temperature,
-                        "top_p": params.top_p, "max_tokens": params.max_tokens}
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
-        if params.logprobs:
-            kwargs["logprobs"] = True
-        completion = _completion(await self._call(self.client.chat.completions.create(**kwargs)))
+        request = self.client.chat.completions.create(**chat_body(self.model, messages, n, params))
+        return self._counted(_completion(await self._call(request)))
+
+    def _counted(self, completion: Completion) -> Completion:
+        """`completion` with estimated per-sample token counts replaced by the tokenizer's, when it loads."""
         if any(c.tokens_estimated for c in completion.choices):
             tokenizer = self._tokenizer()
             if tokenizer is not None:
@@ -115,6 +111,19 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def chat_body(model: str, messages: list[dict], n: int, params: SamplingParams) -> dict:
+    """The body of a `/v1/chat/completions` request (online, or one line of a batch input file)."""
+    body: dict = {"model": model, "messages": messages, "n": n, "temperature": params.temperature,
+                  "top_p": params.top_p, "max_tokens": params.max_tokens}
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.logprobs:
+        body["logprobs"] = True
+    return body
 
 
 def _limits(max_connections: int):

@@ -110,10 +110,11 @@ async def verify_many(opts: VerifyOptions, parts: list[tuple[pa.Table, Ledger]],
         if judge is None:
             raise ValueError("the judge verifier needs a judge generator")
         before = judge_usage(judge)
+        judge.attach(parts[0][1])  # a judge asked through batches resumes them as generation does
         verdicts = await verify_judge(todo, judge)
         # judge tokens are part of the run's usage (kept in the first part's ledger, so a resume keeps them)
         after = judge_usage(judge)
-        parts[0][1].add_usage(*(a - b for a, b in zip(after[:3], before[:3], strict=True)))
+        parts[0][1].add_usage(*(a - b for a, b in zip(after[:3], before[:3], strict=True)), judge.usage_category)
         parts[0][1].add_usage(*(a - b for a, b in zip(after[3:], before[3:], strict=True)), "cached")
         parts[0][1].flush()
     else:

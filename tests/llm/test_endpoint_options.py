@@ -39,7 +39,7 @@ def test_every_command_has_the_same_endpoint_defaults():
         # every model a command names has its endpoints and an auto backend, declared the one way
         for name, f in fields.items():
             if name.endswith("backend"):
-                assert getattr(cfg, name) == AUTO and f.metadata["choices"] == [AUTO, "openai", "hf", "vllm"], name
+                assert getattr(cfg, name) == AUTO and f.metadata["choices"] == [AUTO, "openai", "openai-batch", "hf", "vllm"], name
             if name.endswith("base_url"):
                 assert getattr(cfg, name) == [] and f.metadata["help"].startswith("OpenAI-compatible"), name
 
