@@ -157,6 +157,14 @@ def _page_link(page: str, label: str, run: str) -> None:
         st.markdown(f"[{label}](./{Path(page).stem}?{urlencode({'run': run})})")
 
 
+def _relaunch(run_dir: Path) -> None:
+    try:
+        jobs.relaunch(run_dir)
+    except WorkbenchError as exc:
+        st.session_state["_relaunch_error"] = str(exc)
+    st.session_state["_relaunched"] = True
+
+
 def _job_actions(run_dir: Path, state, key: str) -> None:
     """Resume / Retry failed units / Clone, links to the pages that show the run, and its next steps."""
     from app import forms, outcome
@@ -173,13 +181,12 @@ def _job_actions(run_dir: Path, state, key: str) -> None:
                   "clone": ("Clone into the form", "open the New job form filled with this run's command")}
         for col, action in zip(cols, offered, strict=True):
             label, help_text = labels[action]
-            if col.button(label, key=f"{key}_{action}", help=help_text):
-                if action == "clone":
+            if action == "clone":
+                if col.button(label, key=f"{key}_{action}", help=help_text):
                     command, values = forms.values_from_argv(argv or [])
                     open_form(command, values, f"cloned from {name}; choose a new --output")
-                else:
-                    jobs.relaunch(run_dir)
-                    st.rerun()
+            else:  # a callback runs once per click (a button in a fragment followed by st.rerun fires twice)
+                col.button(label, key=f"{key}_{action}", help=help_text, on_click=_relaunch, args=(run_dir,))
     if state.state != "complete":
         return
     links = outcome.pages(state.stage, run_dir)
@@ -216,6 +223,10 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
         st.markdown(f"**{icon} {state.state}** · `{state.stage or '?'}`" + (f" · {phase}" if phase else ""),
                     help="read from progress.json, manifest.json and the job's launch record in the run directory")
         st.caption(f"state: {state.state}")
+        if st.session_state.pop("_relaunched", False):
+            st.rerun()  # the whole page: the panel polls again while the relaunched job runs
+        if st.session_state.get("_relaunch_error"):
+            st.error(st.session_state.pop("_relaunch_error"))
         line = outcome.summary(run_dir, state)
         if line and state.state == "complete":
             st.success(line, icon=":material/check_circle:")

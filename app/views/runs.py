@@ -29,6 +29,10 @@ def runs_table() -> None:
 runs_table()
 
 
+def cancel_picked() -> None:  # a callback: runs once per click, before the fragment reruns
+    st.session_state["_queue_note"] = jobqueue.cancel(root, st.session_state["queue_pick"])
+
+
 @st.fragment(run_every=2.0 if jobqueue.ensure_launcher(root) else None)
 def queue_panel() -> None:
     queue = jobqueue.rows(root)
@@ -45,13 +49,13 @@ def queue_panel() -> None:
     c1, c2, c3 = st.columns([3, 1, 1])
     if active:
         labels = {r["id"]: f"{r['run']} ({r['status']})" for r in active}
-        pick = c1.selectbox("Job", list(labels), format_func=labels.get, key="queue_pick", label_visibility="collapsed")
-        if c2.button("Cancel", key="queue_cancel", help="drop a waiting job; stop a running one (SIGTERM)"):
-            st.toast(jobqueue.cancel(root, pick))
-            st.rerun()
-    if len(active) < len(queue) and c3.button("Clear finished", key="queue_clear"):
-        jobqueue.clear_finished(root)
-        st.rerun()
+        c1.selectbox("Job", list(labels), format_func=labels.get, key="queue_pick", label_visibility="collapsed")
+        c2.button("Cancel", key="queue_cancel", help="drop a waiting job; stop a running one (SIGTERM)",
+                  on_click=cancel_picked)
+    if st.session_state.get("_queue_note"):
+        st.caption(st.session_state.pop("_queue_note"))
+    if len(active) < len(queue):
+        c3.button("Clear finished", key="queue_clear", on_click=lambda: jobqueue.clear_finished(root))
 
 
 with shown_errors():

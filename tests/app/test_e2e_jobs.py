@@ -22,6 +22,7 @@ from test_e2e import browser, settle  # noqa: F401 (the browser fixture, shared 
 
 from tests.mock_server import MockServer
 from tests.net import free_port
+from workbench.runfiles import run_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -78,7 +79,7 @@ def jobs_app(tmp_path_factory):
     (root / "teacher" / "data.jsonl").write_text('{"id": "t0", "text": "a run named like the model"}\n')
     (root / "prompts.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"What is {i} + {i}?"}) + "\n"
                                                 for i in range(2)))
-    (root / "slow.jsonl").write_text(json.dumps({"id": "s0", "prompt": "[slow:4] take your time"}) + "\n")
+    (root / "slow.jsonl").write_text(json.dumps({"id": "s0", "prompt": "[slow:60] take your time"}) + "\n")
     with serve_app(root) as url:
         yield url, root
 
@@ -94,9 +95,12 @@ def tab(browser):  # noqa: F811 (the imported fixture)
 
 def shot(page, name: str) -> None:
     folder = os.environ.get("WB_E2E_SHOTS")
-    if folder:
+    if folder:  # the app scrolls inside stMain: a viewport as tall as its content shows all of it
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+        page.set_viewport_size({"width": 1400, "height": min(4000, max(1000, height + 50))})
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def fill(page, label: str, value: str) -> None:
@@ -135,12 +139,14 @@ def test_failed_run_says_why_then_retry_completes_it_and_clone_and_the_form_keep
     # item 1: every unit failed -> failed, with the one-line reason
     expect(page.get_by_text("state: failed")).to_be_visible(timeout=120_000)
     expect(page.get_by_text("failed: every unit failed (2 of 2")).to_be_visible()
+    settle(page)  # the panel reran the page once when the run ended
     shot(page, "job_failed")
     # item 5: retry the failed units once the endpoint works
     endpoint.fail = False
     page.get_by_role("button", name="Retry failed units").click()
     expect(page.get_by_text("state: complete")).to_be_visible(timeout=120_000)
-    expect(page.get_by_text("Train on this (SFT)")).to_be_visible()
+    expect(page.get_by_role("button", name="Train on this (SFT)")).to_be_visible()
+    settle(page)
     shot(page, "job_complete")
     manifest = json.loads((root / "jobs" / "d1" / "manifest.json").read_text())
     assert manifest["argv"][manifest["argv"].index("--model") + 1] == "teacher"
@@ -179,14 +185,16 @@ def test_the_queue_runs_one_job_at_a_time_and_cancels_a_waiting_one(jobs_app, en
     settle(page)
     expect(page.get_by_text("1 queued · 1 running · at most 1 at once")).to_be_visible()
     shot(page, "runs_queue")
-    page.locator("[data-testid=stSelectbox]", has_text="jobs/q2").click()
+    page.get_by_role("combobox", name="Job", exact=True).click()
     page.get_by_role("option", name="jobs/q2 (queued)").click()
     settle(page)
     page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("jobs/q2: cancelled before it started")).to_be_visible()
     expect(page.get_by_text("0 queued · 1 running")).to_be_visible()
-    expect(page.get_by_text("0 queued · 0 running")).to_be_visible(timeout=120_000)  # q1 ran to its end
+    page.get_by_role("button", name="Cancel").click()  # now the running one: stopped by its process group
+    expect(page.get_by_text("0 queued · 0 running")).to_be_visible(timeout=60_000)
     queue = json.loads((root / ".wb-queue.json").read_text())["jobs"]
     assert [(e["run"], e["state"]) for e in queue] == [("jobs/q1", "launched"), ("jobs/q2", "cancelled")]
-    assert (root / "jobs" / "q1" / "manifest.json").exists()
     assert not (root / "jobs" / "q2" / "wb.log").exists()  # never started
+    assert run_state(root / "jobs" / "q1").state == "interrupted"
     assert page.locator("[data-testid=stException]").count() == 0
