@@ -13,6 +13,7 @@ from workbench.errors import InputError
 from workbench.runfiles import MANIFEST, PRODUCT, SHARDS, RunState, read_json
 
 LEDGER = "ledger.sqlite"  # the generation runs' resume ledger (`llm.ledger`): failed units retry on a re-run
+GENERATION_STAGES = ("distill", "prefs", "eval")
 DATA_STAGES = ("curate", "dedup", "decontam", "semdedup", "select", "convert", "mix-build")
 
 
@@ -44,7 +45,9 @@ def summary(run_dir: Path, state: RunState) -> str | None:
         return str(exc)
     rows_in, rows_out = manifest.get("rows_in"), manifest.get("rows_out")
     parts = []
-    if isinstance(rows_in, int) and isinstance(rows_out, int):
+    if isinstance(rows_in, int) and isinstance(rows_out, int) and state.stage in GENERATION_STAGES:
+        parts.append(f"{rows_in:,} prompts -> {rows_out:,} rows")
+    elif isinstance(rows_in, int) and isinstance(rows_out, int):
         parts.append(f"{rows_in:,} -> {rows_out:,} kept")
     elif isinstance(rows_out, int):
         parts.append(f"{rows_out:,} rows written")
@@ -102,7 +105,7 @@ def pages(stage: str | None, run_dir: Path) -> list[tuple[str, str]]:
         out.append(("report.py", "Curation report"))
     if stage in ("dedup", "decontam", "curate"):
         out.append(("dedup.py", "Dedup & decontamination"))
-    if stage in ("distill", "prefs", "eval"):
+    if stage in GENERATION_STAGES:
         out.append(("generation.py", "Generation monitor"))
     if stage == "prefs":
         out.append(("pairs.py", "Pairs"))

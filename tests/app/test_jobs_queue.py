@@ -108,6 +108,13 @@ def test_the_finished_panel_says_what_was_kept_why_it_failed_and_what_comes_next
     assert [r["id"] for r in failed] == ["p1", "p0"]  # newest first
     assert failed[0]["error"] == "NotFoundError: 404 model 'teacher' does not exist on http://127.0.0.1:9/v1"
     assert [r["content"] for r in generation.samples(dist, 10, 0, "ok")] == ["42"]
+    # once retried and complete: what it produced, and the failed units a retry would send again
+    write_atomic(dist / MANIFEST, {"stage": "distill", "rows_in": 3, "rows_out": 3, "argv": ["wb", "distill", "p"]})
+    (dist / PROGRESS).unlink()
+    state = run_state(dist)
+    assert outcome.summary(dist, state) == "3 prompts -> 3 rows · 2 failed units (Retry failed units sends them again)"
+    assert outcome.actions(dist, state, has_command=True) == ["retry", "clone"]
+    assert [p for p, _ in outcome.pages("distill", dist)] == ["generation.py"]
     assert generation.error_messages(dist) == [
         {"count": 2, "error": "NotFoundError: 404 model 'teacher' does not exist on http://127.0.0.1:9/v1"}]
 
@@ -133,7 +140,8 @@ def sleepers(monkeypatch):
         proc.wait()
 
 
-def test_the_queue_runs_at_most_the_limit_in_order_cancels_and_survives_a_restart(tmp_path, sleepers):
+def test_the_queue_runs_at_most_the_limit_in_order_cancels_and_survives_a_restart(tmp_path, sleepers, monkeypatch):
+    monkeypatch.setattr(jobqueue, "ensure_launcher", lambda root: False)  # this test pumps by hand
     root = tmp_path
     jobqueue.set_max_jobs(root, 1)
     a = jobqueue.enqueue(root, ["dedup", "x", "--output", str(root / "a")], root / "a")
@@ -165,10 +173,10 @@ def test_the_launcher_thread_starts_waiting_jobs_and_ends_when_none_wait(tmp_pat
     assert jobqueue.ensure_launcher(root)
     sleepers[0].kill()  # the first job ends: the launcher starts the next within a tick
     for _ in range(100):  # bounded: 10 s
-        if len(sleepers) == 2:
+        if [r["status"] for r in jobqueue.rows(root)] == ["interrupted", "running"]:
             break
         time.sleep(0.1)
-    assert [r["status"] for r in jobqueue.rows(root)] == ["interrupted", "running"]
+    assert [r["status"] for r in jobqueue.rows(root)] == ["interrupted", "running"] and len(sleepers) == 2
     sleepers[1].kill()
     sleepers[1].wait()
     thread = jobqueue._launchers[str(root.resolve())]
