@@ -108,7 +108,7 @@ def enqueue(root: Path, argv: list[str], run_dir: Path, resume: bool = False) ->
 def pump(root: Path) -> list[str]:
     """Start waiting jobs, oldest first, while fewer than `max_jobs` of the queue's jobs run; return the
     names of the runs started. A job that cannot start is marked `error` with the reason."""
-    started = []
+    started, changed = [], False
     with _locked(root):
         entries = _read(root)
         running = sum(status(root, e) == "running" for e in entries)
@@ -118,6 +118,7 @@ def pump(root: Path) -> list[str]:
                 break
             if entry["state"] != "queued":
                 continue
+            changed = True
             try:
                 jobs.launch(entry["argv"], safe_path(root, entry["run"]), resume=bool(entry.get("resume")))
             except (InputError, OSError) as exc:
@@ -126,7 +127,7 @@ def pump(root: Path) -> list[str]:
             entry.update(state="launched", launched_at=_now())
             running += 1
             started.append(entry["run"])
-        if started or any(e["state"] == "error" and e.get("error") for e in entries):
+        if changed:
             _write(root, entries)
     return started
 

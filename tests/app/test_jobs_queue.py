@@ -184,7 +184,16 @@ def test_the_launcher_thread_starts_waiting_jobs_and_ends_when_none_wait(tmp_pat
     assert not thread.is_alive()  # nothing waits or runs: the launcher has ended
 
 
-def test_queue_and_settings_refuse_bad_values_in_one_line(tmp_path):
+def test_queue_and_settings_refuse_bad_values_in_one_line(tmp_path, monkeypatch):
+    def refused(argv, run_dir, cwd=None, resume=False):
+        raise InputError(f"{run_dir}: holds a finished run; choose another output directory")
+
+    monkeypatch.setattr(jobs, "launch", refused)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    jobqueue.enqueue(ws, ["dedup", "x"], ws / "a")
+    (row,) = jobqueue.rows(ws)  # a job that cannot start says why, and the queue goes on
+    assert (row["status"], row["error"]) == ("error", f"{ws / 'a'}: holds a finished run; choose another output directory")
     with pytest.raises(InputError, match="max_jobs 0: must be a whole number of at least 1"):
         jobqueue.set_max_jobs(tmp_path, 0)
     (tmp_path / ".wb-queue.json").write_text('{"jobs": [1]}')
