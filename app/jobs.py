@@ -88,6 +88,16 @@ def recorded_argv(run_dir: Path) -> list[str] | None:
     return None
 
 
+def job_alive(run_dir: Path) -> bool:
+    """Whether the process the app launched for this run still lives (a run can read as finished while its
+    process is still exiting; Resume must wait for it)."""
+    try:
+        record = read_json(Path(run_dir) / JOB) or {}
+    except InputError:
+        return False
+    return record.get("returncode") is None and pid_alive(record.get("pid"), record.get("process"))
+
+
 def relaunch(run_dir: Path) -> int:
     """Run the run's own command again on the same directory (Resume, Retry failed units): the CLI resumes
     an interrupted or failed run and retries the failed units of one that kept a ledger. Return the pid;

@@ -171,6 +171,9 @@ def _job_actions(run_dir: Path, state, key: str) -> None:
     from app.workspace import run_name, workspace_root
 
     argv = jobs.recorded_argv(run_dir)
+    if jobs.job_alive(run_dir):
+        st.caption("its process is exiting…")
+        return
     offered = outcome.actions(run_dir, state, bool(argv))
     name = run_name(workspace_root(), run_dir)
     if offered:
@@ -212,7 +215,9 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
     from app import outcome
 
     first = run_state(run_dir)
-    every = None if first.finished or first.state == "unknown" else 1.0
+    # a finished run whose process is still exiting is watched until it is gone (Resume waits for that)
+    settled = first.state == "unknown" or (first.finished and not jobs.job_alive(run_dir))
+    every = None if settled else 1.0
 
     @st.fragment(run_every=every)
     def panel() -> None:
@@ -257,7 +262,7 @@ def job_panel(run_dir: Path, key: str = "job") -> None:
         if state.finished:
             with shown_errors():
                 _job_actions(run_dir, state, key)
-        if every is not None and state.finished:
+        if every is not None and state.finished and not jobs.job_alive(run_dir):
             st.rerun()  # the whole page reruns once, and this panel stops polling
 
     panel()
