@@ -207,3 +207,15 @@ def test_relaunch_refuses_a_run_without_a_recorded_command(tmp_path):
         jobs.relaunch(tmp_path)
     write_atomic(tmp_path / MANIFEST, {"stage": "dedup", "argv": ["wb", "dedup", "a.jsonl", "--output", "o"]})
     assert jobs.recorded_argv(tmp_path) == ["dedup", "a.jsonl", "--output", "o"]
+
+
+def test_settings_page_sets_the_queue_limit(tmp_path, monkeypatch):
+    from apptest import no_exception, open_page
+
+    at = open_page("settings", tmp_path, monkeypatch)
+    at.number_input(key="max_jobs").set_value(3).run()
+    no_exception(at)
+    assert jobqueue.max_jobs(tmp_path) == 3
+    at.run()
+    no_exception(at)
+    assert at.number_input(key="max_jobs").value == 3 and "max_jobs: 3" in (tmp_path / ".wb-ui.yaml").read_text()
