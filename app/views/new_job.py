@@ -14,12 +14,19 @@ from workbench.errors import InputError
 from workbench.runfiles import JOB_CONFIG, run_state
 
 root = page_setup("New job")
-SAVED = "_form_saved"  # the form's widget values, kept past the page (Streamlit drops a widget's state when
-# its page is left)
+# The form's values live in `saved`, kept past the page (Streamlit drops a widget's state when its page is
+# left): every widget's on_change writes its value there, and each run starts by giving the widgets those
+# values back.
+SAVED = "_form_saved"
 saved: dict = st.session_state.setdefault(SAVED, {})
+
+
+def remember(key: str) -> None:
+    saved[key] = st.session_state[key]
+
+
 for k, v in saved.items():
-    if k not in st.session_state:
-        st.session_state[k] = v
+    st.session_state[k] = v
 
 attached = st.query_params.get("run")
 if attached:
@@ -35,10 +42,10 @@ if attached:
 commands = list(forms.FORMS)
 wanted = st.query_params.get("cmd")
 if wanted in commands and wanted != st.session_state.get("_cmd_url"):  # a link or a typed URL picks the form
-    st.session_state["cmd"] = wanted
+    st.session_state["cmd"] = saved["cmd"] = wanted
 if st.session_state.get("cmd") not in commands:
-    st.session_state["cmd"] = "dedup"
-command = st.selectbox("Command", commands, key="cmd")
+    st.session_state["cmd"] = saved["cmd"] = "dedup"
+command = st.selectbox("Command", commands, key="cmd", on_change=remember, args=("cmd",))
 st.query_params["cmd"] = st.session_state["_cmd_url"] = saved["cmd"] = command
 st.caption(forms.FORMS[command].help)
 fields = forms.command_fields(command)
@@ -51,12 +58,12 @@ def widget_key(name: str) -> str:
 
 def set_widget(f: forms.Field, value: object, key: str) -> None:
     if f.kind in ("bool", "choice") or (f.kind in ("int", "float") and value is not None):
-        st.session_state[key] = value
+        st.session_state[key] = saved[key] = value
     elif f.kind == "nested":
         for c in f.children:
             set_widget(c, (value or {}).get(c.name, c.default), f"{key}.{c.name}")
     else:
-        st.session_state[key] = forms.format_text(f, value)
+        st.session_state[key] = saved[key] = forms.format_text(f, value)
 
 
 def load_yaml() -> None:
@@ -118,24 +125,25 @@ def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
             st.caption(f"**{f.name}**: {f.help}" if depth else f.help)
             return {c.name: field_widget(c, f"{key}.{c.name}", depth + 1) for c in f.children}
     st.session_state.setdefault(key, initial(f))
+    keep = {"key": key, "on_change": remember, "args": (key,)}
     if f.kind == "bool":
-        return st.checkbox(label, help=help_text, key=key)
+        return st.checkbox(label, help=help_text, **keep)
     if f.kind == "choice":
         if st.session_state[key] not in (f.choices or []):
             st.session_state[key] = initial(f)
-        return st.selectbox(label, list(f.choices or []), help=help_text, key=key)
+        return st.selectbox(label, list(f.choices or []), help=help_text, **keep)
     if f.kind in ("int", "float") and f.default is not None:
         number = int if f.kind == "int" else float
         kwargs = {"min_value": number(f.min) if f.min is not None else None,
                   "max_value": number(f.max) if f.max is not None else None}
         st.session_state[key] = number(st.session_state[key])
         return st.number_input(label, step=1 if f.kind == "int" else None,
-                               format=None if f.kind == "int" else "%g", help=help_text, key=key, **kwargs)
+                               format=None if f.kind == "int" else "%g", help=help_text, **keep, **kwargs)
     if f.kind == "dict":
-        text = st.text_area(f"{label} (YAML)", help=help_text, key=key)
+        text = st.text_area(f"{label} (YAML)", help=help_text, **keep)
         return forms.parse_text(f, text)
     text = st.text_input(label + (" (space-separated)" if f.kind == "list" or f.many else ""),
-                         help=help_text, key=key)
+                         help=help_text, **keep)
     value = forms.parse_text(f, text)
     if f.kind in ("int", "float") and value is not None:
         try:
@@ -172,7 +180,9 @@ with shown_errors():
             saved.pop(widget_key("output"), None)
         st.session_state.setdefault(widget_key("output"),
                                     f"jobs/{command.replace(' ', '-')}-{time.strftime('%Y%m%d-%H%M%S')}")
+        saved.setdefault(widget_key("output"), st.session_state[widget_key("output")])  # the offered name stays
         out_name = st.text_input("--output (relative to the workspace)", key=widget_key("output"),
+                                 on_change=remember, args=(widget_key("output"),),
                                  help=f"the run directory to write, under {root}")
         values["output"] = str(safe_path(root, out_name)) if out_name else ""
     cols = st.columns(2)
@@ -194,8 +204,6 @@ with st.expander("Load or save settings as YAML"):
         st.error(st.session_state["yaml_error"])
     st.download_button("Download these settings", forms.to_yaml(values, fields), file_name=f"{command.replace(' ', '-')}.yaml",
                        key="yaml_save")
-
-saved.update({k: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(prefix)})
 
 typed = values
 values = forms.resolve_inputs(fields, values, root)
