@@ -343,14 +343,47 @@ def key_options(fields: list[Field]) -> list[Field]:
     return [f for f in fields if not f.positional and not f.yaml_only and f.name in KEY_OPTIONS]
 
 
-PATH_FLAGS = ("data", "prompts", "model", "teacher", "against", "eval_data", "strong_model", "weak_model",
-              "benchmark", "good", "bad")
+# Options that name a file or directory ("path") and options that name a model ("model": a local model
+# directory, or a model's name on an endpoint when its role has a base URL; see `served_by_endpoint`). Every
+# other option (a served model name such as `teacher_model`, a field name, a verifier) is sent as typed.
+PATH_OPTIONS = {"data": "path", "prompts": "path", "against": "path", "eval_data": "path", "good": "path",
+                "bad": "path", "benchmark": "path", "decontam": "path", "eval_benchmark": "path",
+                "classifier": "path", "encoder": "path", "reward_model": "path", "teacher": "path",
+                "model": "model", "strong_model": "model", "weak_model": "model", "judge_model": "model"}
+
+
+def path_kind(f: Field) -> str | None:
+    """"path" for a field that takes a file or directory, "model" for a local-directory-or-served-name model
+    field, None for any other (positionals are always paths)."""
+    return "path" if f.positional else PATH_OPTIONS.get(f.name)
+
+
+def served_by_endpoint(name: str, values: dict) -> bool:
+    """Whether model field `name` names a model on an endpoint (its role's `*base_url` is given, or its
+    backend is openai), as `llm.options.endpoint_spec` decides; a judge without endpoints of its own uses
+    the main model's."""
+    prefix = name[: -len("model")]
+    backend = values.get(prefix + "backend") or "auto"
+    if backend in ("hf", "vllm"):
+        return False
+    if values.get(prefix + "base_url") or backend == "openai":
+        return True
+    if prefix == "judge_":
+        return served_by_endpoint("strong_model" if "strong_model" in values else "model", values)
+    return False
+
+
+def takes_path(f: Field, values: dict) -> bool:
+    """Whether `f`'s value is a path under the current form values (a model field only without an endpoint)."""
+    kind = path_kind(f)
+    return kind == "path" or (kind == "model" and not served_by_endpoint(f.name, values))
 
 
 def resolve_inputs(fields: list[Field], values: dict, root: Path) -> dict:
-    """Input paths as the job will see them: a path that exists as typed is kept; one that names a run or
-    file in the workspace (`curated`, `demo/sft/model`) becomes that path; anything else is left for the
-    command to report."""
+    """Input paths as the job will see them: only fields that take a path (`takes_path`) are resolved; a path
+    that exists as typed is kept; one that names a run or file in the workspace (`curated`,
+    `demo/sft/model`) becomes that path; anything else is left for the command to report. A model's name
+    on an endpoint is sent as typed, even when a run of that name exists in the workspace."""
     def resolve(item: object) -> object:
         if not isinstance(item, str) or not item or Path(item).exists():
             return item
@@ -359,10 +392,57 @@ def resolve_inputs(fields: list[Field], values: dict, root: Path) -> dict:
 
     out = dict(values)
     for f in fields:
-        if f.positional or f.name in PATH_FLAGS:
+        if takes_path(f, values):
             value = out.get(f.name)
             out[f.name] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
     return out
+
+
+def resolution_notes(fields: list[Field], typed: dict, resolved: dict) -> list[str]:
+    """One line per input the form changed (`--data cur -> /ws/cur`) or kept on purpose (a served model
+    name), for the form to show before launch."""
+    notes = []
+    for f in fields:
+        label = f.flag or f.name
+        before, after = typed.get(f.name), resolved.get(f.name)
+        if before != after:
+            notes.append(f"`{label}` {format_text(f, before)} → `{format_text(f, after)}` (found in the workspace)")
+        elif path_kind(f) == "model" and before and served_by_endpoint(f.name, typed):
+            notes.append(f"`{label}` {before}: a model name on the endpoint, sent as typed")
+    return notes
+
+
+def command_of_argv(argv: list[str]) -> str:
+    """The form (a key of FORMS) that an argv after `wb` runs: the longest command path it starts with."""
+    matches = [name for name, c in FORMS.items() if tuple(argv[: len(c.path)]) == c.path]
+    if not matches:
+        raise InputError(f"`{shlex.join(argv)}`: not a command the app can launch")
+    return max(matches, key=lambda name: len(FORMS[name].path))
+
+
+def values_from_argv(argv: list[str]) -> tuple[str, dict]:
+    """(form, values) that rebuild the command `wb ARGV` in the New job form (Clone): the flags it gave and
+    the settings of its `--config` file, the rest left at their defaults; `--output` is left out, so a clone
+    writes a new run. Raise `InputError` for a command line the command's parser refuses."""
+    import contextlib
+    import io
+
+    command = command_of_argv(argv)
+    parser = subparser(FORMS[command].path)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            parsed = vars(parser.parse_args(argv[len(FORMS[command].path):]))
+    except SystemExit:
+        said = err.getvalue().strip().splitlines()
+        raise InputError(f"`{shlex.join(argv)}`: {said[-1] if said else 'not a valid command line'}") from None
+    fields = command_fields(command)
+    values = {f.name: parsed[f.name] for f in fields if f.name in parsed and f.name != "output"}
+    config = parsed.get("config")
+    if config and Path(config).is_file():
+        values.update({k: v for k, v in from_yaml(Path(config).read_text(), fields, str(config)).items()
+                       if k != "output"})
+    return command, values
 
 
 def command_for_display(argv: list[str], yaml_values: dict, config_path: Path | None) -> str:

@@ -108,9 +108,54 @@ def stats(run_dir: Path, state: RunState) -> dict:
     return out
 
 
-def samples(run_dir: Path, n: int = 20, offset: int = 0) -> list[dict]:
-    """Finished generations (prompt, answer, reasoning, status, verdict) for the sample viewer."""
+STATUSES = ("ok", "truncated", "failed")
+
+
+def samples(run_dir: Path, n: int = 20, offset: int = 0, status: str | None = None) -> list[dict]:
+    """Generations for the sample viewer, filtered by `status` (ok, truncated, failed; None: all): the
+    finished product's rows (prompt, answer, reasoning, status, verdict, full error) once the run has one,
+    else the units finished so far from the ledger, newest first (prompt id, answer, status, error)."""
     path = Path(run_dir) / PRODUCT
+    if path.exists():
+        lf = pl.scan_parquet(path)
+        if status and "status" in lf.collect_schema():
+            lf = lf.filter(pl.col("status") == status)
+        return lf.slice(offset, n).collect().to_dicts()
+    return _ledger_samples(Path(run_dir), n, offset, status)
+
+
+def _ledger_samples(run_dir: Path, n: int, offset: int, status: str | None) -> list[dict]:
+    path = run_dir / LEDGER
     if not path.exists():
         return []
-    return pl.scan_parquet(path).slice(offset, n).collect().to_dicts()
+    where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            cur = con.execute("SELECT prompt_id AS id, sample_index, status, reasoning, content, finish_reason, "
+                              f"error, attempts FROM units {where} ORDER BY finished_at DESC LIMIT ? OFFSET ?",
+                              [*params, int(n), int(offset)])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def error_messages(run_dir: Path, limit: int = 20) -> list[dict]:
+    """The distinct full error messages of failed units with their counts, most frequent first (the
+    product's `error` column once finished, else the ledger's)."""
+    path = Path(run_dir) / PRODUCT
+    if path.exists():
+        lf = pl.scan_parquet(path)
+        if "error" not in lf.collect_schema():
+            return []
+        errors = lf.select(pl.col("error").cast(pl.String)).drop_nulls().collect()["error"]
+    else:
+        units = _ledger_units(Path(run_dir))
+        if units is None:
+            return []
+        errors = units["error"].cast(pl.String).drop_nulls()
+    counts = errors.filter(errors != "").value_counts(sort=True).head(limit)
+    return [{"count": int(c), "error": e} for e, c in counts.select(["error", "count"]).iter_rows()]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from workbench.errors import InputError
 from workbench.runfiles import (
+    INCOMPLETE,
     JOB,
     LOG,
     MANIFEST,
@@ -39,13 +40,15 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["wb", *map(str, argv)])
 
 
-def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> int:
-    """Start `wb ARGV` writing into `run_dir`; return its pid. Refuses a directory with a live job."""
+def launch(argv: list[str], run_dir: Path, cwd: Path | None = None, resume: bool = False) -> int:
+    """Start `wb ARGV` writing into `run_dir`; return its pid. Refuses a directory with a live job, and one
+    holding a finished run unless `resume` (the same command run again: the CLI resumes an unfinished run
+    and retries a finished one's failed units)."""
     run_dir = Path(run_dir)
     record = read_json(run_dir / JOB) or {}
     if pid_alive(record.get("pid"), record.get("process")):
         raise InputError(f"{run_dir}: a job is already running there (pid {record['pid']}); stop it first")
-    if (run_dir / MANIFEST).exists():
+    if (run_dir / MANIFEST).exists() and not resume:
         raise InputError(f"{run_dir}: holds a finished run; choose another output directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [str(a) for a in argv]
@@ -69,6 +72,40 @@ def _reap(proc: subprocess.Popen, path: Path, record: dict) -> None:
         write_atomic(path, record)
     except OSError:
         pass  # the run directory was removed meanwhile
+
+
+def recorded_argv(run_dir: Path) -> list[str] | None:
+    """The argv after `wb` that started the run: the app's launch record, else the manifest's or the
+    unfinished run's marker (a run started from a shell); None when no file records it."""
+    run_dir = Path(run_dir)
+    for name, skip in ((JOB, 0), (MANIFEST, 1), (INCOMPLETE, 1)):
+        try:
+            argv = (read_json(run_dir / name) or {}).get("argv")
+        except InputError:
+            continue
+        if isinstance(argv, list) and len(argv) > skip and all(isinstance(a, str) for a in argv):
+            return argv[skip:]  # the manifest and marker keep the program name first
+    return None
+
+
+def job_alive(run_dir: Path) -> bool:
+    """Whether the process the app launched for this run still lives (a run can read as finished while its
+    process is still exiting; Resume must wait for it)."""
+    try:
+        record = read_json(Path(run_dir) / JOB) or {}
+    except InputError:
+        return False
+    return record.get("returncode") is None and pid_alive(record.get("pid"), record.get("process"))
+
+
+def relaunch(run_dir: Path) -> int:
+    """Run the run's own command again on the same directory (Resume, Retry failed units): the CLI resumes
+    an interrupted or failed run and retries the failed units of one that kept a ledger. Return the pid;
+    raise `InputError` when no file records the command."""
+    argv = recorded_argv(run_dir)
+    if not argv:
+        raise InputError(f"{run_dir}: no launch record, manifest or marker names its command; re-run it from a shell")
+    return launch(argv, run_dir, resume=True)
 
 
 def stop(run_dir: Path, grace_seconds: float = 5.0) -> str:

@@ -7,13 +7,15 @@ record `.wb-job.json`. The first rule that applies decides:
 
 1. A manifest and no marker: **complete**. A stale progress file (failed, interrupted, or running under a
    dead pid) does not change that; a progress file running under a live pid does, to **running** (a step
-   at work in a finished run's directory, such as `wb mix run` in its plan).
+   at work in a finished run's directory, such as `wb mix run` in its plan), and so does a launch record
+   whose process lives and did not write the progress file (the command launched again on its run).
 2. Any of the four files that cannot be read, is not a JSON object, has a field of the wrong type (a
    `usage` that is a list, a `pid` that is text) or is a progress file without a `state`: **unreadable**;
    the error names the file and the field. One corrupt file lists its run as unreadable, never breaks a
    listing of the workspace.
 3. Otherwise the run is unfinished (only a manifest says complete), and:
-   a. progress says failed: **failed**, with its error; says interrupted: **interrupted**;
+   a. progress says failed: **failed**, with its error; says interrupted: **interrupted** (unless the
+      command was launched again and its process lives: **running**);
    b. a live process (progress running, the marker's pid, or the launch record's while it has no exit
       code): **running**;
    c. the launcher recorded a non-zero exit code: **failed**, with the last line of `wb.log` (bad input
@@ -333,9 +335,13 @@ def _decide(path: Path, finished: bool, marker: dict | None, progress: dict, job
     live = [pid for pid, identity in candidates if pid_alive(pid, identity)]
     if live:
         st.pid = live[0]
+    # the same command launched again (Resume, Retry): its process lives, but the files are still the last
+    # run's until it writes its own
+    rerun = job.get("returncode") is None and job.get("pid") != progress.get("pid") \
+        and pid_alive(job.get("pid"), job.get("process"))
     if finished:
-        return ("running", None) if said == "running" else ("complete", None)
-    if said in ("failed", "interrupted"):
+        return ("running", None) if said == "running" or rerun else ("complete", None)
+    if said in ("failed", "interrupted") and not rerun:
         return said, progress.get("error")
     if live:
         return "running", None

@@ -1,12 +1,13 @@
 """Generation monitor (distill, prefs, eval): done / total, failures, retries, rates, cost so far and
-projected, error kinds, verification pass rate and a sample viewer."""
+projected, error kinds and the full error messages, verification pass rate, and a sample viewer filtered by
+status that shows units as they finish."""
 
 import streamlit as st
 
 from app import generation, pairs
 from app.runs import runs_of_stage
 from app.ui import job_panel, page_setup, pick_run, shown_errors
-from workbench.runfiles import run_state
+from workbench.runfiles import PRODUCT, run_state
 
 root = page_setup("Generation monitor")
 
@@ -56,24 +57,43 @@ with shown_errors():
         numbers()
         with st.expander("Progress and log", expanded=state.state == "running"):
             job_panel(run, key="gen")
-        st.subheader("Samples")
-        offset = st.number_input("first sample", min_value=0, value=0, step=10, key="gen_offset")
-        rows = generation.samples(run, 10, int(offset))
-        if not rows:
-            st.caption("samples appear when the run is finished (data.parquet)")
-        for row in rows:
-            status = row.get("status") or row.get("verdict") or ""
-            verdict = {True: ":material/check: verified", False: ":material/close: failed verification", None: ""}.get(row.get("verified"), "")
-            with st.expander(f"{row.get('id')} · {status} {verdict}"):
-                with st.chat_message("user"):
-                    st.text(pairs.prompt_text(row.get("prompt")))
-                if row.get("reasoning"):
-                    with st.expander("reasoning"):
-                        st.text(row["reasoning"])
-                with st.chat_message("assistant"):
-                    st.text(str(row.get("content") or pairs.side_text(row.get("chosen"))))
-                if row.get("rejected") is not None:
-                    st.caption("rejected (see the Pairs page for both sides)")
-                    st.text(pairs.side_text(row.get("rejected")))
-                if row.get("error"):
-                    st.error(row["error"])
+        st.subheader("Errors")
+        messages = generation.error_messages(run)
+        if messages:
+            for m in messages:
+                st.error(f"{m['count']:,} × {m['error']}")
+        else:
+            st.caption("no failed units")
+
+        @st.fragment(run_every=2.0 if state.state == "running" else None)
+        def sample_viewer() -> None:
+            st.subheader("Samples")
+            c1, c2 = st.columns([1, 3])
+            status = c1.selectbox("status", ["all", *generation.STATUSES], key="gen_status")
+            offset = c2.number_input("first sample", min_value=0, value=0, step=10, key="gen_offset")
+            rows = generation.samples(run, 10, int(offset), None if status == "all" else status)
+            if not rows:
+                st.caption("no samples with this status yet" if status != "all" else "no finished units yet")
+            elif not (run / PRODUCT).exists():
+                st.caption("units finished so far, newest first (the prompts show once the run is finished)")
+            for row in rows:
+                status_of = row.get("status") or row.get("verdict") or ""
+                verdict = {True: ":material/check: verified", False: ":material/close: failed verification", None: ""}.get(row.get("verified"), "")
+                with st.expander(f"{row.get('id')} · {status_of} {verdict}", expanded=bool(row.get("error"))):
+                    if row.get("prompt") is not None:
+                        with st.chat_message("user"):
+                            st.text(pairs.prompt_text(row.get("prompt")))
+                    if row.get("reasoning"):
+                        with st.expander("reasoning"):
+                            st.text(row["reasoning"])
+                    answer = row.get("content") or pairs.side_text(row.get("chosen"))
+                    if answer:
+                        with st.chat_message("assistant"):
+                            st.text(str(answer))
+                    if row.get("rejected") is not None:
+                        st.caption("rejected (see the Pairs page for both sides)")
+                        st.text(pairs.side_text(row.get("rejected")))
+                    if row.get("error"):
+                        st.error(row["error"])  # the whole message, not only its kind
+
+        sample_viewer()

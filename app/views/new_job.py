@@ -1,17 +1,32 @@
 """New job: a form per command, generated from its parser and config dataclass; shows the exact `wb`
-command, launches it as a subprocess and watches it (the run id stays in the URL, so a reload re-attaches)."""
+command (with the inputs it found in the workspace), launches it as a subprocess or adds it to the job queue,
+and watches it (the run id stays in the URL, so a reload re-attaches). The form keeps its values when you
+leave the page and come back; Clone and the next steps of a finished run open it prefilled."""
 
 import time
 
 import streamlit as st
 
-from app import forms, jobs, settings
+from app import forms, jobqueue, jobs, settings
 from app.ui import job_panel, page_setup, shown_errors
 from app.workspace import run_name, safe_path
 from workbench.errors import InputError
-from workbench.runfiles import JOB_CONFIG
+from workbench.runfiles import JOB_CONFIG, run_state
 
 root = page_setup("New job")
+# The form's values live in `saved`, kept past the page (Streamlit drops a widget's state when its page is
+# left): every widget's on_change writes its value there, and each run starts by giving the widgets those
+# values back.
+SAVED = "_form_saved"
+saved: dict = st.session_state.setdefault(SAVED, {})
+
+
+def remember(key: str) -> None:
+    saved[key] = st.session_state[key]
+
+
+for k, v in saved.items():
+    st.session_state[k] = v
 
 attached = st.query_params.get("run")
 if attached:
@@ -25,9 +40,13 @@ if attached:
     st.divider()
 
 commands = list(forms.FORMS)
-wanted = st.query_params.get("cmd", "dedup")
-command = st.selectbox("Command", commands, index=commands.index(wanted) if wanted in commands else 0, key="cmd")
-st.query_params["cmd"] = command
+wanted = st.query_params.get("cmd")
+if wanted in commands and wanted != st.session_state.get("_cmd_url"):  # a link or a typed URL picks the form
+    st.session_state["cmd"] = saved["cmd"] = wanted
+if st.session_state.get("cmd") not in commands:
+    st.session_state["cmd"] = saved["cmd"] = "dedup"
+command = st.selectbox("Command", commands, key="cmd", on_change=remember, args=("cmd",))
+st.query_params["cmd"] = st.session_state["_cmd_url"] = saved["cmd"] = command
 st.caption(forms.FORMS[command].help)
 fields = forms.command_fields(command)
 prefix = f"f_{command.replace(' ', '_')}_"
@@ -39,12 +58,12 @@ def widget_key(name: str) -> str:
 
 def set_widget(f: forms.Field, value: object, key: str) -> None:
     if f.kind in ("bool", "choice") or (f.kind in ("int", "float") and value is not None):
-        st.session_state[key] = value
+        st.session_state[key] = saved[key] = value
     elif f.kind == "nested":
         for c in f.children:
             set_widget(c, (value or {}).get(c.name, c.default), f"{key}.{c.name}")
     else:
-        st.session_state[key] = forms.format_text(f, value)
+        st.session_state[key] = saved[key] = forms.format_text(f, value)
 
 
 def load_yaml() -> None:
@@ -69,6 +88,34 @@ def use_endpoint(endpoints: list[dict], url_fields: list[forms.Field]) -> None:
             set_widget(f, value, widget_key(f.name))
 
 
+def apply_prefill() -> str | None:
+    """Fill the form from a Clone or next-step button (`app.ui.open_form`); return its note."""
+    pending = st.session_state.get("_prefill")
+    if not pending or pending.get("cmd") != command:
+        return None
+    del st.session_state["_prefill"]
+    by_name = {f.name: f for f in fields}
+    for f in fields:  # a clone starts from the defaults, not from what the form held before
+        if f.name == "output":  # a new run: the form offers a fresh name
+            st.session_state.pop(widget_key(f.name), None)
+            saved.pop(widget_key(f.name), None)
+            continue
+        set_widget(f, pending["values"].get(f.name, f.default), widget_key(f.name))
+    unknown = sorted(set(pending["values"]) - set(by_name))
+    return pending["note"] + (f" (not in this form: {', '.join(unknown)})" if unknown else "")
+
+
+def initial(f: forms.Field) -> object:
+    """The widget value of the field's default."""
+    if f.kind == "bool":
+        return bool(f.default)
+    if f.kind == "choice":
+        return f.default if f.default in (f.choices or []) else (f.choices or [None])[0]
+    if f.kind in ("int", "float") and f.default is not None:
+        return (int if f.kind == "int" else float)(f.default)
+    return forms.format_text(f, f.default)
+
+
 def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
     label = f.flag or f.name
     help_text = f.help + (f" (range {f.min} to {f.max})" if f.min is not None or f.max is not None else "")
@@ -77,23 +124,26 @@ def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
         with box:
             st.caption(f"**{f.name}**: {f.help}" if depth else f.help)
             return {c.name: field_widget(c, f"{key}.{c.name}", depth + 1) for c in f.children}
+    st.session_state.setdefault(key, initial(f))
+    keep = {"key": key, "on_change": remember, "args": (key,)}
     if f.kind == "bool":
-        return st.checkbox(label, value=bool(f.default), help=help_text, key=key)
+        return st.checkbox(label, help=help_text, **keep)
     if f.kind == "choice":
-        options = list(f.choices or [])
-        return st.selectbox(label, options, index=options.index(f.default) if f.default in options else 0,
-                            help=help_text, key=key)
+        if st.session_state[key] not in (f.choices or []):
+            st.session_state[key] = initial(f)
+        return st.selectbox(label, list(f.choices or []), help=help_text, **keep)
     if f.kind in ("int", "float") and f.default is not None:
         number = int if f.kind == "int" else float
         kwargs = {"min_value": number(f.min) if f.min is not None else None,
                   "max_value": number(f.max) if f.max is not None else None}
-        return st.number_input(label, value=number(f.default), step=1 if f.kind == "int" else None,
-                               format=None if f.kind == "int" else "%g", help=help_text, key=key, **kwargs)
+        st.session_state[key] = number(st.session_state[key])
+        return st.number_input(label, step=1 if f.kind == "int" else None,
+                               format=None if f.kind == "int" else "%g", help=help_text, **keep, **kwargs)
     if f.kind == "dict":
-        text = st.text_area(f"{label} (YAML)", value=forms.format_text(f, f.default), help=help_text, key=key)
+        text = st.text_area(f"{label} (YAML)", help=help_text, **keep)
         return forms.parse_text(f, text)
     text = st.text_input(label + (" (space-separated)" if f.kind == "list" or f.many else ""),
-                         value=forms.format_text(f, f.default), help=help_text, key=key)
+                         help=help_text, **keep)
     value = forms.parse_text(f, text)
     if f.kind in ("int", "float") and value is not None:
         try:
@@ -103,6 +153,9 @@ def field_widget(f: forms.Field, key: str, depth: int = 0) -> object:
     return value
 
 
+note = apply_prefill()
+if note:
+    st.info(note, icon=":material/content_copy:")
 values: dict = {}
 with shown_errors():
     inputs = [f for f in fields if f.positional]
@@ -122,11 +175,14 @@ with shown_errors():
         values[f.name] = field_widget(f, widget_key(f.name))
     has_output = any(f.name == "output" for f in fields)
     if has_output:
-        if st.session_state.pop("fresh_output", False):
-            st.session_state.pop(widget_key("output"), None)  # the launched run's name is taken: offer a new one
+        if st.session_state.pop("fresh_output", False):  # the launched run's name is taken: offer a new one
+            st.session_state.pop(widget_key("output"), None)
+            saved.pop(widget_key("output"), None)
         st.session_state.setdefault(widget_key("output"),
                                     f"jobs/{command.replace(' ', '-')}-{time.strftime('%Y%m%d-%H%M%S')}")
+        saved.setdefault(widget_key("output"), st.session_state[widget_key("output")])  # the offered name stays
         out_name = st.text_input("--output (relative to the workspace)", key=widget_key("output"),
+                                 on_change=remember, args=(widget_key("output"),),
                                  help=f"the run directory to write, under {root}")
         values["output"] = str(safe_path(root, out_name)) if out_name else ""
     cols = st.columns(2)
@@ -149,11 +205,34 @@ with st.expander("Load or save settings as YAML"):
     st.download_button("Download these settings", forms.to_yaml(values, fields), file_name=f"{command.replace(' ', '-')}.yaml",
                        key="yaml_save")
 
+typed = values
 values = forms.resolve_inputs(fields, values, root)
 missing = [f.name for f in inputs if f.required and not values.get(f.name)]
 if missing:
     st.info(f"Give {', '.join(missing)} above to see the command.")
     st.stop()
+
+
+def refuse_taken(run_dir) -> None:
+    """A fresh job needs a fresh directory; one holding a run is resumed from that run's panel instead."""
+    if not (has_output and run_dir.exists() and any(p for p in run_dir.iterdir() if p.name != JOB_CONFIG)):
+        return
+    state = run_state(run_dir)
+    hint = " (open it on the Runs page and press Resume)" if state.state in ("interrupted", "failed") else ""
+    raise InputError(f"{run_name(root, run_dir)}: holds a {state.state} `{state.stage or '?'}` run{hint}; "
+                     "choose a new --output")
+
+
+def write_config(config_path, yaml_values: dict) -> None:
+    if config_path:
+        import yaml
+
+        from workbench.runfiles import write_atomic
+
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(config_path, yaml.safe_dump(yaml_values, sort_keys=False))
+
+
 with shown_errors():
     argv, yaml_values = forms.build_command(command, fields, values)
     run_dir = safe_path(root, values["output"]) if values.get("output") else None
@@ -164,15 +243,23 @@ with shown_errors():
     full = argv + (["--config", str(config_path)] if config_path else [])
     st.markdown("**Command**")
     st.code(jobs.command_line(full), language="bash")
-    if st.button("Launch", type="primary", key="launch"):
-        if has_output and run_dir.exists() and any(p for p in run_dir.iterdir() if p.name != JOB_CONFIG):
-            raise InputError(f"{run_name(root, run_dir)}: exists and is not empty; choose a new --output")
-        if config_path:
-            import yaml
-
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(yaml.safe_dump(yaml_values, sort_keys=False))
+    for line in forms.resolution_notes(fields, typed, values):
+        st.caption(f":material/subdirectory_arrow_right: {line}")
+    launch_col, queue_col = st.columns([1, 4])
+    if launch_col.button("Launch", type="primary", key="launch", help="start it now"):
+        refuse_taken(run_dir)
+        write_config(config_path, yaml_values)
         jobs.launch(full, run_dir)
         st.query_params["run"] = run_name(root, run_dir)
         st.session_state["fresh_output"] = True
         st.rerun()
+    if queue_col.button("Add to queue", key="enqueue",
+                        help=f"start it when fewer than {jobqueue.max_jobs(root)} queued jobs run (Settings)"):
+        refuse_taken(run_dir)
+        write_config(config_path, yaml_values)
+        entry = jobqueue.enqueue(root, full, run_dir)
+        st.session_state["fresh_output"] = True
+        st.session_state["_queued_note"] = f"{entry['run']}: added to the queue (see it on the Runs page)"
+        st.rerun()
+    if st.session_state.get("_queued_note"):
+        st.success(st.session_state.pop("_queued_note"), icon=":material/queue:")

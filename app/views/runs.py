@@ -1,9 +1,10 @@
-"""Runs: every run in the workspace with its live state; pick one to watch, or two to compare."""
+"""Runs: every run in the workspace with its live state, the job queue (waiting, running, done; cancel one);
+pick a run to watch (Resume, Retry failed units, Clone, next steps), or two to compare."""
 
 import polars as pl
 import streamlit as st
 
-from app import compare, metrics
+from app import compare, jobqueue, metrics
 from app.runs import list_runs, table_rows
 from app.ui import curve_chart, job_panel, page_setup, pick_run, shown_errors
 from app.workspace import safe_path
@@ -26,6 +27,39 @@ def runs_table() -> None:
 
 
 runs_table()
+
+
+def cancel_picked() -> None:  # a callback: runs once per click, before the fragment reruns
+    st.session_state["_queue_note"] = jobqueue.cancel(root, st.session_state["queue_pick"])
+
+
+@st.fragment(run_every=2.0 if jobqueue.ensure_launcher(root) else None)
+def queue_panel() -> None:
+    queue = jobqueue.rows(root)
+    if not queue:
+        return
+    st.subheader("Job queue")
+    waiting = sum(r["status"] == "queued" for r in queue)
+    running_now = sum(r["status"] == "running" for r in queue)
+    st.caption(f"{waiting} queued · {running_now} running · at most {jobqueue.max_jobs(root)} at once "
+               "(Settings) · jobs wait in .wb-queue.json, so they survive an app restart")
+    st.dataframe(pl.DataFrame([{k: r[k] for k in ("position", "run", "status", "command", "added_at", "error")}
+                               for r in queue]), hide_index=True, key="queue_table")
+    active = [r for r in queue if r["status"] in ("queued", "running")]
+    c1, c2, c3 = st.columns([3, 1, 1])
+    if active:
+        labels = {r["id"]: f"{r['run']} ({r['status']})" for r in active}
+        c1.selectbox("Job", list(labels), format_func=labels.get, key="queue_pick", label_visibility="collapsed")
+        c2.button("Cancel", key="queue_cancel", help="drop a waiting job; stop a running one (SIGTERM)",
+                  on_click=cancel_picked)
+    if st.session_state.get("_queue_note"):
+        st.caption(st.session_state.pop("_queue_note"))
+    if len(active) < len(queue):
+        c3.button("Clear finished", key="queue_clear", on_click=lambda: jobqueue.clear_finished(root))
+
+
+with shown_errors():
+    queue_panel()
 names = [r["name"] for r in rows]
 if names:
     st.subheader("Watch a run")

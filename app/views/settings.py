@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import settings
+from app import jobqueue, settings
 from app.ui import page_setup, shown_errors
 from workbench.errors import InputError
 
@@ -12,6 +12,12 @@ st.caption("Restart with `wb ui --workspace DIR` to use another one. The app rea
 
 with shown_errors():
     current = settings.load(root)
+    st.subheader("Job queue")
+    limit = st.number_input("Queued jobs running at once", min_value=1, max_value=64, step=1, key="max_jobs",
+                            value=jobqueue.max_jobs(root), help="the job queue starts a waiting job when fewer run")
+    if limit != jobqueue.max_jobs(root):
+        jobqueue.set_max_jobs(root, int(limit))
+        current = settings.load(root)
     st.subheader("Endpoints")
     rows = [{**e, "key": settings.key_status(e.get("api_key_env"))} for e in current["endpoints"]]
     if rows:

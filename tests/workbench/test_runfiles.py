@@ -62,6 +62,10 @@ CASES = {
                                               "error: x: no such file\n"}, "failed", "wb dedup: error: x: no such file"),
     "launched, killed": ({JOB: {"pid": DEAD, "returncode": None}}, "interrupted", f"process {DEAD} is gone"),
     "launched, running": ({JOB: {"pid": LIVE, "returncode": None, "stage": "dedup"}}, "running", None),
+    "launched again over a failed run": ({INCOMPLETE: {"pid": DEAD}, PROGRESS: progress("failed", DEAD, error="x"),
+                                          JOB: {"pid": LIVE, "returncode": None}}, "running", None),
+    "launched again over a complete run": ({MANIFEST: DONE, PROGRESS: progress("complete", DEAD),
+                                            JOB: {"pid": LIVE, "returncode": None}}, "running", None),
     "nothing": ({}, "unknown", None),
 }
 
