@@ -2,8 +2,9 @@
 and GopherRepetitionFilter, with the same defaults, order and strict thresholds. Reasons are
 `gopher_quality:<rule>` and `gopher_repetition:<rule>`; the detail gives the measured value.
 
-Words are `split_words` tokens (punctuation marks are tokens of their own, as with datatrove's NLTK
-tokenizer); word counts and the mean word length count only tokens that are not pure punctuation. Two
+Words are `affix_words` tokens: datatrove 0.10's English splitter (spaCy's tokenizer rules) in plain
+Python, punctuation marks mostly tokens of their own; word counts and the mean word length count only
+tokens that are not pure punctuation. Two
 differences are deliberate (README, "Filters and datatrove"):
 - the alpha rule ("80% of words contain a letter") counts whitespace words. datatrove counts every
   punctuation token as a word without a letter, so ordinary prose with dialogue punctuation, worked math
@@ -25,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.filters.words import STOP_WORDS, datatrove_words, is_word, spacy_english, split_words, word_lists
+from curate.filters.affixes import affix_words
+from curate.filters.words import STOP_WORDS, datatrove_words, is_word, spacy_english, word_lists
 from curate.step import Decision, Filter
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -75,7 +77,7 @@ class GopherQualityFilter(Filter):
         """Per text, vectorised over the batch: every quantity the rules compare with a limit."""
         n = len(texts)
         texts = pc.fill_null(texts.cast(pa.large_string()), "")
-        tokens = word_lists(texts, datatrove_words if self.compat else split_words)
+        tokens = word_lists(texts, datatrove_words if self.compat else affix_words)
         parents = pc.list_parent_indices(tokens).to_numpy()
         flat = pc.list_flatten(tokens)
         words = is_word(flat).to_numpy(zero_copy_only=False)
@@ -161,7 +163,7 @@ class GopherRepetitionFilter(Filter):
                 return False, f"gopher_repetition:dup_{unit}_frac", f"{count} of {len(parts)} {unit}s repeat"
             if chars / size > s[f"dup_{unit}_char_frac"]:
                 return False, f"gopher_repetition:dup_{unit}_char_frac", f"{chars / size:.2f} of chars repeat"
-        words = datatrove_words(text) if self.compat else split_words(text)
+        words = datatrove_words(text) if self.compat else affix_words(text)
         for n, limit in self.top.items():
             grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
             if grams:

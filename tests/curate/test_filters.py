@@ -186,3 +186,21 @@ def test_dup_ngrams_are_keyed_like_datatrove_words_joined_without_a_separator():
 
     # ("ab", "c") and ("a", "bc") are one n-gram to datatrove: 3 repeated characters
     assert _repeated_ngram_chars(["ab", "c", "x", "a", "bc"], 2) == 3
+
+
+def test_affix_words_split_as_datatrove_does_without_spacy():
+    """The Gopher filters' words follow spaCy's English tokenizer rules (datatrove 0.10's splitter):
+    contractions, abbreviations, units after numbers, infixes, emoticons, a final period."""
+    from curate.filters.affixes import affix_words
+
+    text = ('Mr. Smith said "don\'t go." I\'ll pay $3.50 for 2kg at 10am, e.g. f(a, b): 2*3=6 well-known <3 '
+            "look'd U.S. end.")
+    assert affix_words(text) == [
+        "Mr.", "Smith", "said", '"', "do", "n't", "go", ".", '"', "I", "'ll", "pay", "$", "3.50", "for", "2", "kg",
+        "at", "10", "am", ",", "e.g.", "f(a", ",", "b", "):", "2", "*", "3=6", "well", "-", "known", "<3", "look'd",
+        "U.S.", "end", "."]
+    pytest.importorskip("spacy")
+    from curate.filters.words import datatrove_words as spacy_words
+
+    for doc in make_docs(20) + [text, "def f(x):\n    return x['__init__'] + 1  # it's fine, isn't it?"]:
+        assert affix_words(doc) == spacy_words(doc)
