@@ -1,21 +1,22 @@
-"""Parity of the curate quality filters with datatrove's, defaults on both sides.
+"""Parity of the curate quality filters with datatrove's, defaults on both sides, and with `datatrove_compat`.
 
-    pip install -e '.[bench]'            # datatrove and nltk
-    python bench/filters_parity.py                   # agreement table and the reasons behind each disagreement
+    pip install -e '.[bench]'            # datatrove, and spaCy (datatrove 0.10's English word splitter)
+    python bench/filters_parity.py                   # agreement tables and the reasons behind each disagreement
     python bench/filters_parity.py --show 2          # plus two example documents per disagreement kind
 
-Builds a mixed corpus from the bundled data (tinyshakespeare passages, GSM8K and MATH-500 question +
-answer, chunks of Python stdlib files) plus synthetic junk (menus, keyword lists, repeated lines,
-lorem ipsum, bullet and ellipsis pages, symbol soup, short answers), runs `wb curate`'s filters and
-datatrove's C4QualityFilter, FineWebQualityFilter, GopherQualityFilter and GopherRepetitionFilter on every
-document, and prints per filter the share of documents on which both decide the same (also counting the
-two deliberate Gopher differences as agreement), then each kind of disagreement as (ours, datatrove,
-source) with its count, and the seconds each side took on one core (a shared machine: compare the ratio).
+Builds a mixed corpus from the bundled data (tinyshakespeare passages: verse; GSM8K question + answer:
+prose; MATH-500: math; chunks of Python stdlib files: code) plus synthetic junk (menus, keyword lists,
+repeated lines, lorem ipsum, bullet and ellipsis pages, symbol soup, short answers), runs `wb curate`'s
+filters and datatrove's C4QualityFilter, FineWebQualityFilter, GopherQualityFilter and
+GopherRepetitionFilter on every document, and prints per filter and text kind the share of documents on
+which both decide the same (in brackets: also counting the two deliberate Gopher differences as
+agreement), for our defaults and for `datatrove_compat: true` (Gopher filters), then each kind of
+disagreement as (ours, datatrove, source) with its count, and the seconds each side took on one core (a
+shared machine: compare the ratio).
 
-datatrove splits words with NLTK's `word_tokenize` and C4 sentences with NLTK's English Punkt model.
-That model (`punkt_tab`) is data NLTK downloads at run time; when it is not installed this script uses
-the same NLTK code with an untrained Punkt tokenizer that knows common English abbreviations (said in
-the output). The word tokenizer, the part that matters for Gopher, is the same either way.
+datatrove 0.10 splits English words with spaCy's blank English tokenizer (`SpaCyTokenizer("en")`; its
+NLTK tokenizer serves other languages), and C4 sentences with spaCy's rule-based sentencizer; both sides
+run with their defaults, so the reference is datatrove as a user installs it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FILTERS = ("c4", "fineweb", "gopher_quality", "gopher_repetition")
-ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "fig", "jan", "feb", "inc",
-                 "ltd", "co", "jr", "sr", "prof", "approx", "dept", "est", "vol")
 
 
 def corpus(seed: int = 0) -> list[tuple[str, str]]:
@@ -99,42 +98,7 @@ def junk(rng: random.Random, n: int) -> list[str]:
     return [rng.choice(kinds)() for _ in range(n)]
 
 
-def nltk_tokenizer():
-    """datatrove's NLTK English tokenizer, or the same code with an untrained Punkt model; and a label."""
-    from datatrove.utils.word_tokenizers import NLTKTokenizer, WordTokenizer, strip_strings
-
-    try:
-        import nltk
-
-        nltk.data.find("tokenizers/punkt_tab/english/")
-        return "english", "NLTK English Punkt model"
-    except LookupError:
-        pass
-    from nltk.tokenize import NLTKWordTokenizer
-    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-
-    params = PunktParameters()
-    params.abbrev_types = set(ABBREVIATIONS)
-    sentences = PunktSentenceTokenizer(params)
-    words = NLTKWordTokenizer()
-
-    class Untrained(NLTKTokenizer, WordTokenizer):
-        def __init__(self):
-            WordTokenizer.__init__(self, "english")
-
-        def word_tokenize(self, text: str) -> list[str]:  # what nltk.word_tokenize does, sentence by sentence
-            return strip_strings([t for s in sentences.tokenize(text) for t in words.tokenize(s)])
-
-        def sent_tokenize(self, text: str) -> list[str]:
-            return strip_strings(sentences.tokenize(text))
-
-        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-            return list(sentences.span_tokenize(text))
-
-    return Untrained(), "NLTK code with an untrained Punkt model + common abbreviations (punkt_tab not installed)"
-
-
-def datatrove_decisions(name: str, texts: list[str], language) -> list[tuple[bool, str]]:
+def datatrove_decisions(name: str, texts: list[str]) -> list[tuple[bool, str]]:
     from datatrove.data import Document
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -145,7 +109,7 @@ def datatrove_decisions(name: str, texts: list[str], language) -> list[tuple[boo
 
     cls = {"c4": C4QualityFilter, "fineweb": FineWebQualityFilter, "gopher_quality": GopherQualityFilter,
            "gopher_repetition": GopherRepetitionFilter}[name]
-    step = cls(language=language)
+    step = cls()
     out = []
     for i, text in enumerate(texts):
         try:
@@ -156,15 +120,15 @@ def datatrove_decisions(name: str, texts: list[str], language) -> list[tuple[boo
     return out
 
 
-def our_decisions(name: str, texts: list[str]) -> list[tuple[bool, str]]:
+def our_decisions(name: str, texts: list[str], compat: bool = False) -> list[tuple[bool, str]]:
     from curate.filters import build_filters
 
-    (step,) = build_filters([name], {}, ["text"])
+    (step,) = build_filters([name], {name: {"datatrove_compat": True}} if compat else {}, ["text"])
     return [(True, "") if d is True else (False, d[1].split(":", 1)[1]) for d in
             step.decide(pa.array(texts, pa.large_string()))]
 
 
-def decided(text: str, ours: tuple[bool, str], theirs: tuple[bool, str], language) -> bool:
+def decided(text: str, ours: tuple[bool, str], theirs: tuple[bool, str]) -> bool:
     """True for a disagreement that is one of the two deliberate differences (README, "Filters and datatrove")."""
     from datatrove.utils.text import split_into_words
 
@@ -172,9 +136,59 @@ def decided(text: str, ours: tuple[bool, str], theirs: tuple[bool, str], languag
         return True
     if ours[0] and theirs[1].startswith("top_") and theirs[1].endswith("_gram"):
         n = int(theirs[1].split("_")[1])
-        words = split_into_words(text, language)
+        words = split_into_words(text)
         return max(Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1)).values()) == 1
     return False
+
+
+KINDS = {"shakespeare": "verse", "gsm8k": "prose", "math500": "math", "stdlib": "code", "junk": "junk"}
+COMPAT = ("gopher_quality", "gopher_repetition")
+
+
+def compare(name: str, docs: list[tuple[str, str]], theirs: list[tuple[bool, str]], compat: bool, show: int) -> dict:
+    """Our decisions (defaults or compat) against datatrove's: counts per text kind, printed reasons."""
+    texts = [t for _, t in docs]
+    started = time.perf_counter()
+    ours = our_decisions(name, texts, compat)
+    seconds = time.perf_counter() - started
+    row = {"filter": name, "mode": "datatrove_compat" if compat else "defaults", "seconds": seconds,
+           "dropped": sum(not a[0] for a in ours), "kinds": {}}
+    kinds: Counter = Counter()
+    examples: dict[tuple, list[int]] = {}
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        kind = KINDS[docs[i][0]]
+        cell = row["kinds"].setdefault(kind, [0, 0, 0])  # documents, same decision, same but for deliberate
+        cell[0] += 1
+        cell[1] += a[0] == b[0]
+        cell[2] += a[0] == b[0] or (not compat and decided(texts[i], a, b))
+        if a[0] != b[0]:
+            key = ("keep" if a[0] else f"drop:{a[1]}", "keep" if b[0] else f"drop:{b[1]}", kind)
+            kinds[key] += 1
+            examples.setdefault(key, []).append(i)
+    same = sum(c[1] for c in row["kinds"].values())
+    print(f"## {name} ({row['mode']}): agreement {same / len(docs):.3f} ({len(docs) - same} disagreements)")
+    for (a, b, kind), count in kinds.most_common():
+        print(f"  {count:5d}  ours {a:34s} datatrove {b:34s} [{kind}]")
+        for i in examples[(a, b, kind)][:show]:
+            print("        " + texts[i][:300].replace("\n", "\\n"))
+    print()
+    return row
+
+
+def print_table(rows: list[dict], theirs_seconds: dict[str, float], theirs_dropped: dict[str, int]) -> None:
+    kinds = list(KINDS.values())
+    print("Agreement per text kind (in brackets: counting the deliberate Gopher differences as agreement):\n")
+    print("| filter | mode | all | " + " | ".join(kinds) + " | dropped (ours) | dropped (datatrove) | seconds (ours) "
+          "| seconds (datatrove) | ratio |")
+    print("|" + "---|" * (len(kinds) + 8))
+    for r in rows:
+        cells = []
+        for cell in [[sum(c[k] for c in r["kinds"].values()) for k in range(3)]] + [r["kinds"][k] for k in kinds]:
+            both = f"{cell[1] / cell[0]:.3f}"
+            cells.append(both if cell[2] == cell[1] else f"{both} ({cell[2] / cell[0]:.3f})")
+        t = theirs_seconds[r["filter"]]
+        print(f"| {r['filter']} | {r['mode']} | " + " | ".join(cells) + f" | {r['dropped']} | "
+              f"{theirs_dropped[r['filter']]} | {r['seconds']:.2f} | {t:.2f} | {t / r['seconds']:.1f}x |")
 
 
 def main() -> None:
@@ -185,49 +199,24 @@ def main() -> None:
     args = parser.parse_args()
     try:
         import datatrove  # noqa: F401
-        import nltk  # noqa: F401
+        import spacy  # noqa: F401
     except ImportError:
-        sys.exit("this benchmark needs datatrove and nltk: pip install -e '.[bench]'")
+        sys.exit("this benchmark needs datatrove and spaCy: pip install -e '.[bench]'")
     from loguru import logger
 
     logger.remove()
     docs = corpus(args.seed)
     texts = [t for _, t in docs]
-    language, label = nltk_tokenizer()
-    print(f"{len(docs)} documents: {dict(Counter(s for s, _ in docs))}; datatrove tokenizer: {label}\n")
-    rows = []
+    print(f"{len(docs)} documents: {dict(Counter(KINDS[s] for s, _ in docs))}\n")
+    rows, theirs_seconds, theirs_dropped = [], {}, {}
     for name in args.filters.split(","):
         started = time.perf_counter()
-        ours = our_decisions(name, texts)
-        ours_s = time.perf_counter() - started
-        started = time.perf_counter()
-        theirs = datatrove_decisions(name, texts, language)
-        theirs_s = time.perf_counter() - started
-        same = sum(a[0] == b[0] for a, b in zip(ours, theirs, strict=True))
-        kinds = Counter()
-        deliberate = 0
-        examples: dict[tuple, list[int]] = {}
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            if a[0] != b[0]:
-                deliberate += decided(texts[i], a, b, language)
-                key = ("keep" if a[0] else f"drop:{a[1]}", "keep" if b[0] else f"drop:{b[1]}", docs[i][0])
-                kinds[key] += 1
-                examples.setdefault(key, []).append(i)
-        rows.append((name, same / len(docs), (same + deliberate) / len(docs), sum(not a[0] for a in ours),
-                     sum(not b[0] for b in theirs), ours_s, theirs_s))
-        print(f"## {name}: agreement {same / len(docs):.3f} ({len(docs) - same} disagreements, {deliberate} of "
-              "them deliberate)")
-        for (a, b, source), count in kinds.most_common():
-            print(f"  {count:5d}  ours {a:34s} datatrove {b:34s} [{source}]")
-            for i in examples[(a, b, source)][:args.show]:
-                print("        " + texts[i][:300].replace("\n", "\\n"))
-        print()
-    print("| filter | agreement | agreement but for deliberate differences | dropped (ours) | dropped (datatrove) "
-          "| seconds (ours) | seconds (datatrove) | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, agreement, but_deliberate, ours_dropped, theirs_dropped, ours_s, theirs_s in rows:
-        print(f"| {name} | {agreement:.3f} | {but_deliberate:.3f} | {ours_dropped} | {theirs_dropped} "
-              f"| {ours_s:.2f} | {theirs_s:.2f} | {theirs_s / ours_s:.1f}x |")
+        theirs = datatrove_decisions(name, texts)
+        theirs_seconds[name] = time.perf_counter() - started
+        theirs_dropped[name] = sum(not b[0] for b in theirs)
+        for compat in (False, True) if name in COMPAT else (False,):
+            rows.append(compare(name, docs, theirs, compat, args.show))
+    print_table(rows, theirs_seconds, theirs_dropped)
 
 
 if __name__ == "__main__":

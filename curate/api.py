@@ -54,7 +54,8 @@ def curate(config: CurateConfig, sources: Sources, output: str | os.PathLike, en
         check_dedup_config(dedup_cfg)
     manifest = run_pipeline([str(s) for s in sources], output, "curate", {"curate": config, "dedup": dedup_cfg},
                             config, config.field, lambda fields: make_steps(config, fields), dedup=dedup_cfg,
-                            engine=engine, ray_address=ray_address)
+                            engine=engine, ray_address=ray_address,
+                            on_bad_row="drop" if "turns" in config.filters else config.on_bad_row)
     return RunResult.of(output, manifest)
 
 

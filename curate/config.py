@@ -16,6 +16,10 @@ class CurateConfig(RunOptions):
     filters: list[str] = option(["length"], "filters in order: " + ", ".join(FILTERS))
     filter_settings: FilterSettings = option(FilterSettings(), "per-filter settings, e.g. "
                                              "{language: {languages: [en], min_score: 0.65}}", cli=False)
+    on_bad_row: str = option("error", "a record training would refuse (no assistant turn, an unknown role): "
+                                      "error stops the run naming its file and row, drop moves it to "
+                                      "removed.parquet with its reason; the `turns` filter implies drop",
+                             choices=["error", "drop"])
     pii: str = option("off", "emails, IPs, phones and secrets: off, redact (placeholders) or drop",
                       choices=["off", "redact", "drop"])
     decontam: bool = option(True, "drop rows sharing an n-gram with a benchmark")

@@ -575,12 +575,11 @@ def _shingle_sets(batches: Batches, fields: list[str], n: int, rows: np.ndarray)
 def _clusters(plan: DedupPlan, edges: np.ndarray, edge_sims: np.ndarray, m: int, alive: np.ndarray,
               rank: np.ndarray, ref: Reference | None, cap: int) -> None:
     """Connected components of verified edges; keep one row per component, remove the rest."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    # not scipy's connected_components: scipy.sparse.csgraph imports scipy.linalg (0.15 s of start-up)
+    from curate import kernels
 
     nodes = m + len(alive)
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(nodes, nodes))
-    _, labels = connected_components(graph, directed=False)
+    labels = kernels.components(np.ascontiguousarray(edges, dtype=np.int64).reshape(-1, 2), nodes)
     sizes = np.bincount(labels)
     node_rank = np.r_[np.arange(m) - m, rank[alive]]  # reference rows outrank every new row
     order = np.lexsort((node_rank, labels))

@@ -1,8 +1,9 @@
 """Compiled (numba) inner loops of exact and near dedup and decontamination.
 
 Tokenising and word hashing, n-gram hashing, MinHash signatures (also fused into one sweep per text,
-`sketch`, for dedup's first pass), LSH band keys, and the exact Jaccard of verification. Each is one fused pass over its input, releases the GIL (dedup hashes
-batches in threads) and is cached on disk after its first compilation (`__pycache__`). The formulas
+`sketch`, for dedup's first pass), LSH band keys, the exact Jaccard of verification and the connected components of verified pairs. Each is
+one fused pass over its input, releases the GIL (dedup hashes batches in threads) and is cached on disk
+after its first compilation (`__pycache__`, or `NUMBA_CACHE_DIR` where the package is read-only). The formulas
 are stated in each docstring and in `normalize.ngram_hashes` and `minhash.signatures`; the tests
 check them against pure-Python references.
 """
@@ -323,3 +324,35 @@ def jaccard(values_a, offsets_a, index_a, values_b, offsets_b, index_b):
                 j += 1
         out[p] = inter / max(union - inter, 1)
     return out
+
+
+@njit(nogil=True, cache=True)
+def _root(parent, v):
+    while parent[v] != v:  # path halving
+        parent[v] = parent[parent[v]]
+        v = parent[v]
+    return v
+
+
+@njit(nogil=True, cache=True)
+def components(edges, nodes):
+    """Component label of each of `nodes` nodes of the undirected graph with (k, 2) `edges`, numbered in the
+    order of each component's smallest node: the labels scipy's `connected_components` gives. Union-find
+    whose root is always the smallest node, so a node's root is labelled before the node is reached."""
+    parent = np.arange(nodes)
+    for e in range(edges.shape[0]):
+        a, b = _root(parent, edges[e, 0]), _root(parent, edges[e, 1])
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    labels = np.empty(nodes, dtype=np.int64)
+    count = 0
+    for v in range(nodes):
+        r = _root(parent, v)
+        if r == v:
+            labels[v] = count
+            count += 1
+        else:
+            labels[v] = labels[r]
+    return labels

@@ -3,7 +3,9 @@
 Streaming steps (filters, PII, decontamination) run batch by batch; their survivors are staged in the
 run directory when dedup follows, because dedup reads its input twice (signatures, then verification)
 and a third time to write. Kept rows go to `data.parquet`, removed rows to `removed.parquet`, and the
-manifest gets counts per reason, per-step stats and the dedup statistics.
+manifest gets counts per reason, per-step stats and the dedup statistics. With `on_bad_row="drop"`
+rows the input validator refuses go to `removed.parquet` too: with the `turns` filter's reason when it
+has one for the row (`turns:no_response`), else `invalid_row` with the validator's message.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pyarrow as pa
 
 from curate.dedup import DedupConfig, apply_plan, parquet_batches, plan_dedup, save_index
 from curate.inputs import Inputs
-from curate.removed import Outputs
+from curate.removed import Outputs, with_reasons
 from curate.step import Step, run_steps
 from workbench.config import RunOptions
 from workbench.errors import InputError
@@ -28,24 +30,26 @@ STAGED = ".staged.parquet"
 
 def run_pipeline(specs: list[str], output: str | Path, stage: str, config: object, options: RunOptions,
                  fields: list[str], make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None,
-                 engine: str = "local", ray_address: str | None = None) -> dict:
+                 engine: str = "local", ray_address: str | None = None, on_bad_row: str = "error") -> dict:
     """Run `make_steps(fields)` then (optionally) dedup over the sources; return the manifest. `config` is
     what the manifest records, `options` how the run directory is written. With `engine="ray"` the steps
-    and dedup's heavy parts run on Ray (`curate.ray_engine`), same output."""
+    and dedup's heavy parts run on Ray (`curate.ray_engine`), same output. `on_bad_row` is "error" (an
+    invalid record stops the run, naming file, row and field) or "drop" (it goes to removed.parquet)."""
     from curate.ray_engine import check_engine, ray_session
 
     check_engine(engine, ray_address)
     if engine == "ray" and dedup is not None and dedup.against:
         raise InputError("--against runs on the local engine only (drop --engine ray for this run)")
     if engine == "local":
-        return _run(specs, output, stage, config, options, fields, make_steps, dedup, None)
+        return _run(specs, output, stage, config, options, fields, make_steps, dedup, None, on_bad_row)
     with ray_session(ray_address):
-        return _run(specs, output, stage, config, options, fields, make_steps, dedup, engine)
+        return _run(specs, output, stage, config, options, fields, make_steps, dedup, engine, on_bad_row)
 
 
 def _run(specs: list[str], output: str | Path, stage: str, config: object, options: RunOptions, fields: list[str],
-         make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str | None) -> dict:
-    inputs = Inputs(specs)
+         make_steps: Callable[[list[str]], list[Step]], dedup: DedupConfig | None, engine: str | None,
+         on_bad_row: str) -> dict:
+    inputs = Inputs(specs, on_bad_row)
     fields = inputs.fields(fields)
     steps = make_steps(fields)
     rows_in = 0
@@ -57,9 +61,14 @@ def _run(specs: list[str], output: str | Path, stage: str, config: object, optio
         try:
             first_phase = "filters" if steps else ("dedup: signatures" if dedup else "copying")
 
+            def set_aside(bad: pa.Table, messages: list[str]) -> None:
+                nonlocal rows_in
+                rows_in += bad.num_rows
+                outputs.write(None, invalid_rows(bad, messages, steps))
+
             def counted() -> Iterator[pa.Table]:
                 nonlocal rows_in
-                for table in inputs.batches():
+                for table in inputs.batches(set_aside):
                     rows_in += table.num_rows
                     run.progress.update(done=rows_in, phase=first_phase, unit="rows")
                     yield table
@@ -109,6 +118,25 @@ def _run(specs: list[str], output: str | Path, stage: str, config: object, optio
             if hasattr(step, "matches"):
                 extra["contamination"] = step.matches
         return run.finish(rows_in=rows_in, rows_out=outputs.kept, dropped=dict(outputs.reasons), **extra)
+
+
+def invalid_rows(bad: pa.Table, messages: list[str], steps: list[Step]) -> pa.Table:
+    """`bad` (rows the validator refused, one message each) as removed rows: the `turns` filter's reason
+    where it has one (counted in its stats), else `invalid_row` with the validator's message."""
+    turns = next((step for step in steps if step.name == "turns"), None)
+    decisions = turns.decide_rows(bad) if turns is not None else [True] * bad.num_rows
+    reasons, details = [], []
+    for decision, message in zip(decisions, messages, strict=True):
+        if decision is True:
+            reasons.append("invalid_row")
+            details.append(message)
+        else:
+            reasons.append(decision[1])
+            details.append(f"{decision[2]} ({message})" if len(decision) > 2 else message)
+            turns.dropped[decision[1]] += 1
+    if turns is not None:
+        turns.rows_in += bad.num_rows
+    return with_reasons(bad, reasons, details)
 
 
 def _watched(batches: Callable[[], Iterator[pa.Table]], run: RunDir, phase: str) -> Callable[[], Iterator[pa.Table]]:

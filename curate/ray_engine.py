@@ -8,7 +8,7 @@
 - Dedup (`RayDedup`): MinHash signatures and band keys in `map_batches` with the compiled kernels; band
   keys hash-partitioned over tasks that group buckets with numpy (`minhash.bucket_pairs`, so the
   candidate pairs are the local engine's); exact-Jaccard verification in tasks over pair chunks with the
-  candidates' shingle sets broadcast; connected components on the driver (scipy; past ~1e9 edges it
+  candidates' shingle sets broadcast; connected components on the driver (union-find, `kernels.components`; past ~1e9 edges it
   would need large-star/small-star iterations as joins).
 - The driver reads the input (any format `wb` reads) and puts it into the object store in the local
   engine's batches, and writes `data.parquet` / `removed.parquet` itself, in input order: the output is

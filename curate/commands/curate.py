@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from curate.commands import add_run_arguments
+from curate.commands import add_run_arguments, light_start
 from curate.config import CurateConfig
 from curate.dedup import DedupConfig
 from workbench.config import add_config_arguments, build_config, option_fields
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from curate.api import curate
     from curate.commands.dedup import print_summary
 
-    result = curate(config_from_args(args), args.sources, args.output,
+    config = config_from_args(args)
+    light_start(args, numba=config.dedup or config.decontam)
+    result = curate(config, args.sources, args.output,
                    engine=args.engine, ray_address=args.ray_address)
     print_summary(result.manifest, args.output)
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.commands import add_run_arguments
+from curate.commands import add_run_arguments, light_start
 from curate.decontam import DecontamConfig
 from workbench.config import add_config_arguments, build_config
 
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    light_start(args, numba=True)
     from curate.api import decontaminate
     from curate.commands.dedup import print_summary
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.commands import add_run_arguments
+from curate.commands import add_run_arguments, light_start
 from curate.dedup import DedupConfig
 from workbench.config import add_config_arguments, build_config
 
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    light_start(args, numba=True)
     from curate.api import deduplicate
 
     result = deduplicate(build_config(DedupConfig, args, args.config), args.sources, args.output,

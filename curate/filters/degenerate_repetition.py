@@ -63,8 +63,9 @@ class DegenerateRepetitionFilter(ResponseFilter):
 
     def decide(self, texts: pa.Array) -> list[Decision]:
         decisions: list[Decision] = [True] * len(texts)
-        # only texts long enough to hold a loop are tokenised
-        words = pc.utf8_split_whitespace(texts)
+        # only texts long enough to hold a loop are tokenised; trimmed first because Arrow's split turns a
+        # leading or trailing space into an empty word, which broke the loop at its very end
+        words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
         long_enough = np.flatnonzero(pc.list_value_length(words).fill_null(0).to_numpy(zero_copy_only=False)
                                      >= self.min_loop_words)
         for i in long_enough:

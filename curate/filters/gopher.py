@@ -2,8 +2,9 @@
 and GopherRepetitionFilter, with the same defaults, order and strict thresholds. Reasons are
 `gopher_quality:<rule>` and `gopher_repetition:<rule>`; the detail gives the measured value.
 
-Words are `split_words` tokens (punctuation marks are tokens of their own, as with datatrove's NLTK
-tokenizer); word counts and the mean word length count only tokens that are not pure punctuation. Two
+Words are `affix_words` tokens: datatrove 0.10's English splitter (spaCy's tokenizer rules) in plain
+Python, punctuation marks mostly tokens of their own; word counts and the mean word length count only
+tokens that are not pure punctuation. Two
 differences are deliberate (README, "Filters and datatrove"):
 - the alpha rule ("80% of words contain a letter") counts whitespace words. datatrove counts every
   punctuation token as a word without a letter, so ordinary prose with dialogue punctuation, worked math
@@ -12,6 +13,8 @@ differences are deliberate (README, "Filters and datatrove"):
 - a top n-gram only counts when it occurs more than once. datatrove also drops a short document whose
   most frequent n-gram occurs once but covers 16-20% of its characters ("The answer is 42."): that is
   a length rule, not repetition, and short answers are ordinary post-training data.
+`datatrove_compat: true` undoes both and splits words with datatrove's own English splitter (spaCy's
+tokenizer; needs spaCy), which reproduces datatrove 0.10's decisions exactly, at spaCy's speed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.filters.words import STOP_WORDS, is_word, split_words, word_lists
+from curate.filters.affixes import affix_words
+from curate.filters.words import STOP_WORDS, datatrove_words, is_word, spacy_english, word_lists
 from curate.step import Decision, Filter
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -50,22 +54,30 @@ def _per_doc(parents: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(parents, weights=values, minlength=n)
 
 
+COMPAT_HELP = ("reproduce datatrove 0.10's decisions exactly: its word splitter (spaCy's English tokenizer) and its "
+               "rules where this filter deliberately differs (needs spaCy)")
+
+
 class GopherQualityFilter(Filter):
     name = "gopher_quality"
+    settings_help = {"datatrove_compat": COMPAT_HELP}
 
     def __init__(self, fields: list[str], min_doc_words: int = 50, max_doc_words: int = 100_000,
                  min_avg_word_length: float = 3, max_avg_word_length: float = 10,
                  max_symbol_word_ratio: float = 0.1, max_bullet_lines_ratio: float = 0.9,
                  max_ellipsis_lines_ratio: float = 0.3, max_non_alpha_words_ratio: float = 0.8,
-                 min_stop_words: int = 2):
+                 min_stop_words: int = 2, datatrove_compat: bool = False):
         super().__init__(fields)
         self.s = dict(locals())
+        self.compat = datatrove_compat
+        if datatrove_compat:
+            spacy_english()  # a missing spaCy is an error before the first row is read
 
     def measure(self, texts: pa.Array) -> dict[str, np.ndarray]:
         """Per text, vectorised over the batch: every quantity the rules compare with a limit."""
         n = len(texts)
         texts = pc.fill_null(texts.cast(pa.large_string()), "")
-        tokens = word_lists(texts)
+        tokens = word_lists(texts, datatrove_words if self.compat else affix_words)
         parents = pc.list_parent_indices(tokens).to_numpy()
         flat = pc.list_flatten(tokens)
         words = is_word(flat).to_numpy(zero_copy_only=False)
@@ -84,11 +96,11 @@ class GopherQualityFilter(Filter):
             flat_lines, f"^{_SPACE}*[•-]").to_numpy(zero_copy_only=False), n)
         m["ellipsis_lines"] = _per_doc(line_parents, pc.match_substring_regex(
             flat_lines, f"(?:\\.\\.\\.|…){_SPACE}*$").to_numpy(zero_copy_only=False), n)
-        spaced = pc.utf8_split_whitespace(texts)
-        spaced_flat = pc.list_flatten(spaced)
+        # the alpha rule's words: whitespace words, or with datatrove every token (punctuation included)
+        spaced = tokens if self.compat else pc.utf8_split_whitespace(texts)
         m["ws_words"] = pc.list_value_length(spaced).to_numpy(zero_copy_only=False)
         m["alpha_words"] = _per_doc(pc.list_parent_indices(spaced).to_numpy(), pc.match_substring_regex(
-            spaced_flat, r"\pL").to_numpy(zero_copy_only=False), n)
+            pc.list_flatten(spaced), r"\pL").to_numpy(zero_copy_only=False), n)
         stop = pc.index_in(flat, value_set=pa.array(STOP_WORDS, pa.large_string())).to_numpy(zero_copy_only=False)
         hit = ~np.isnan(stop.astype(float))
         pairs = np.unique(parents[hit] * len(STOP_WORDS) + stop[hit].astype(np.int64))
@@ -126,12 +138,16 @@ class GopherQualityFilter(Filter):
 
 class GopherRepetitionFilter(Filter):
     name = "gopher_repetition"
+    settings_help = {"datatrove_compat": COMPAT_HELP}
 
     def __init__(self, fields: list[str], dup_line_frac: float = 0.3, dup_para_frac: float = 0.3,
                  dup_line_char_frac: float = 0.2, dup_para_char_frac: float = 0.2,
-                 top_n_grams: dict | None = None, dup_n_grams: dict | None = None):
+                 top_n_grams: dict | None = None, dup_n_grams: dict | None = None, datatrove_compat: bool = False):
         super().__init__(fields)
         self.s = dict(locals())
+        self.compat = datatrove_compat
+        if datatrove_compat:
+            spacy_english()
         self.top = {int(k): v for k, v in (top_n_grams or {2: 0.2, 3: 0.18, 4: 0.16}).items()}
         self.dup = {int(k): v for k, v in (dup_n_grams or {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11,
                                                             10: 0.10}).items()}
@@ -147,13 +163,13 @@ class GopherRepetitionFilter(Filter):
                 return False, f"gopher_repetition:dup_{unit}_frac", f"{count} of {len(parts)} {unit}s repeat"
             if chars / size > s[f"dup_{unit}_char_frac"]:
                 return False, f"gopher_repetition:dup_{unit}_char_frac", f"{chars / size:.2f} of chars repeat"
-        words = split_words(text)
+        words = datatrove_words(text) if self.compat else affix_words(text)
         for n, limit in self.top.items():
             grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
             if grams:
                 gram, count = grams.most_common(1)[0]
                 covered = (sum(map(len, gram)) + n - 1) * count
-                if count > 1 and covered / size > limit:
+                if (count > 1 or self.compat) and covered / size > limit:
                     return False, f"gopher_repetition:top_{n}_gram", f"{' '.join(gram)!r} x{count}"
         for n, limit in self.dup.items():
             frac = _repeated_ngram_chars(words, n) / size
@@ -163,13 +179,14 @@ class GopherRepetitionFilter(Filter):
 
 
 def _repeated_ngram_chars(words: list[str], n: int) -> int:
-    """Characters (without separators) of n-grams seen before, skipping past each repeat (datatrove's walk)."""
-    seen: set[tuple[str, ...]] = set()
+    """Characters (without separators) of n-grams seen before, skipping past each repeat (datatrove's walk).
+    An n-gram is its words joined without a separator, as datatrove keys it: ("a", "bc") repeats ("ab", "c")."""
+    seen: set[str] = set()
     chars = i = 0
     while i < len(words) - n + 1:
-        gram = tuple(words[i:i + n])
+        gram = "".join(words[i:i + n])
         if gram in seen:
-            chars += sum(map(len, gram))
+            chars += len(gram)
             i += n
         else:
             seen.add(gram)

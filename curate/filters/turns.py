@@ -37,8 +37,12 @@ class TurnsFilter(Step):
         self.allow_empty = allow_empty
 
     def process(self, table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        return split_decisions(table, self.decide_rows(table))
+
+    def decide_rows(self, table: pa.Table) -> list[Decision]:
+        """One decision per row of `table` (also used on rows the input validator refused, see pipeline)."""
         if any(f == "messages" or f.startswith("messages.") for f in self.fields):
-            return split_decisions(table, self.check_messages(table["messages"].combine_chunks()))
+            return self.check_messages(table["messages"].combine_chunks())
         decisions: list[Decision] = [True] * table.num_rows
         if not self.allow_empty:
             for name in self.fields:
@@ -46,7 +50,7 @@ class TurnsFilter(Step):
                 for i in np.flatnonzero(empty.to_numpy(zero_copy_only=False)):
                     if decisions[i] is True:
                         decisions[i] = (False, "turns:empty_turn", f"{name} is empty")
-        return split_decisions(table, decisions)
+        return decisions
 
     def check_messages(self, messages: pa.Array) -> list[Decision]:
         import polars as pl

@@ -5,14 +5,20 @@ datatrove splits words with NLTK's Treebank tokenizer, which makes punctuation m
 those tokens. `split_words` follows the same rules in one compiled regex; marks NLTK leaves inside words
 stay there (\\frac, x=3, 2x-1). It differs from NLTK on quotes (NLTK writes `` and ''), contractions
 ("don't" stays one word) and periods inside a sentence; `bench/filters_parity.py` measures the effect.
+datatrove 0.10 itself splits English with spaCy's tokenizer (its NLTK tokenizer is for other languages);
+`datatrove_words` is that splitter, for `datatrove_compat: true`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from workbench.errors import InputError
 
 # datatrove.utils.text.TERMINAL_PUNCTUATION (Unicode sentence terminals) and the rest of its PUNCTUATION_SET.
 TERMINAL_PUNCTUATION = (
@@ -54,11 +60,37 @@ def split_words(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def word_lists(texts: pa.Array) -> pa.ListArray:
-    """`split_words` of every text, as one Arrow list array (nulls become empty lists)."""
-    return pa.array([_TOKEN.findall(t or "") for t in texts.to_pylist()], pa.list_(pa.large_string()))
+def word_lists(texts: pa.Array, split: Callable[[str], list[str]] = split_words) -> pa.ListArray:
+    """`split` (default `split_words`) of every text, as one Arrow list array (nulls become empty lists)."""
+    return pa.array([split(t or "") for t in texts.to_pylist()], pa.list_(pa.large_string()))
 
 
 def is_word(tokens: pa.Array) -> pa.Array:
     """Per token: true when it has a character that is not punctuation (datatrove's non-symbol words)."""
     return pc.match_substring_regex(tokens, _NOT_PUNCTUATION)
+
+
+def datatrove_words(text: str) -> list[str]:
+    """datatrove 0.10's English words, by its own rules: spaCy's blank English tokenizer (`SpaCyTokenizer("en")`
+    in `datatrove.utils.word_tokenizers`), each token stripped and whitespace tokens dropped."""
+    nlp = spacy_english()
+    with nlp.memory_zone():  # spaCy interns every new string; the zone frees them, as datatrove does
+        try:
+            tokens = [t.text.strip() for t in nlp.tokenizer(text)]
+        except Exception:
+            if "IS_ALPHA" not in text:  # the one string datatrove knows to break the tokenizer
+                raise
+            tokens = [t.text.strip() for t in nlp.tokenizer(text.replace("IS_ALPHA", ""))]
+    return [t for t in tokens if t]
+
+
+@functools.cache
+def spacy_english() -> object:
+    """spaCy's blank English pipeline (no model to download); raise `InputError` naming the install when
+    spaCy is missing."""
+    try:
+        import spacy
+    except ImportError:
+        raise InputError("datatrove_compat: true splits words with spaCy, as datatrove 0.10 does for English: "
+                         "pip install spacy") from None
+    return spacy.blank("en")

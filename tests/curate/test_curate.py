@@ -150,3 +150,37 @@ def test_every_stage_refuses_records_training_would_refuse(tmp_path, jsonl, caps
     prompts = jsonl("p.jsonl", [{"prompt": [{"role": "user", "content": "x"}]}, {"prompt": [{"role": "root", "content": "x"}]}])
     assert main(["dedup", str(prompts), "--output", str(tmp_path / "p")]) == 2
     assert 'p.jsonl: row 2: "prompt"[0].role must be one of' in capsys.readouterr().err
+
+
+def test_a_chat_row_with_no_assistant_turn_is_removed_not_fatal(tmp_path, jsonl):
+    """Issue 25: with `turns` (or --on-bad-row drop) a row training would refuse goes to removed.parquet."""
+    docs = make_docs(3)
+    good = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": d}]}
+            for i, d in enumerate(docs)]
+    rows = [good[0], {"messages": [{"role": "user", "content": "no answer here"}]}, good[1],
+            {"messages": [{"role": "user", "content": "q"}, {"role": "hacker", "content": "rm -rf /"}]}, good[2]]
+    path = jsonl("chat.jsonl", rows)
+    common = ["--no-decontam", "--field", "messages.response"]
+
+    out = tmp_path / "turns"
+    assert main(["curate", str(path), "--filters", "turns", *common, "--output", str(out)]) == 0
+    removed = pl.read_parquet(out / "removed.parquet")
+    assert dict(zip(removed["id"], removed["reason"], strict=True)) == {
+        "chat-1": "turns:no_response", "chat-3": "turns:unknown_role"}
+    assert 'chat.jsonl: row 2: "messages" has no assistant message' in removed["detail"][0]
+    assert pl.read_parquet(out / "data.parquet")["id"].to_list() == ["chat-0", "chat-2", "chat-4"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows_in"] == 5 and manifest["rows_out"] == 3
+    assert manifest["steps"]["turns"]["dropped"] == {"turns:no_response": 1, "turns:unknown_role": 1}
+
+    out = tmp_path / "drop"
+    assert main(["curate", str(path), "--on-bad-row", "drop", *common, "--output", str(out)]) == 0
+    removed = pl.read_parquet(out / "removed.parquet")
+    assert removed["reason"].to_list() == ["invalid_row", "invalid_row"]
+    assert removed["id"].to_list() == ["chat-1", "chat-3"]
+    assert '"messages"[1].role must be one of' in removed["detail"][1]
+    assert json.loads((out / "manifest.json").read_text())["dropped"] == {"invalid_row": 2}
+
+    # a fault in the column itself is no row's fault: it still stops the run
+    strings = jsonl("s.jsonl", [{"messages": "not a list"}])
+    assert main(["curate", str(strings), "--on-bad-row", "drop", *common, "--output", str(tmp_path / "s")]) == 2

@@ -224,3 +224,27 @@ def test_overwrite_is_a_config_option_of_the_python_api_and_a_flag_anywhere(tmp_
     manifest = json.loads((outs[2] / "manifest.json").read_text())
     assert manifest["overwrite"] is True and manifest["config"]["threshold"] == 0.7
     assert "overwrite" not in manifest["config"] and "argv" not in manifest["config"]
+
+
+def test_a_wb_dedup_process_imports_neither_pandas_nor_scipy_linalg(tmp_path, jsonl):
+    """Issue 29: pyarrow's pandas probe and numba's BLAS probe cost a third of a small run's start-up; a
+    `wb dedup` process skips both (and still finds the duplicate), and pandas works if asked for later."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    docs = make_docs(5)
+    path = jsonl("d.jsonl", [{"text": t} for t in docs] + [{"text": docs[2]}])
+    script = ("import sys; sys.argv = ['wb', 'dedup', sys.argv[1], '--output', sys.argv[2]]\n"
+              "from workbench.cli import main\n"
+              "assert main() == 0\n"
+              "print(sorted(m for m in ('pandas', 'scipy.linalg', 'scipy.sparse') if m in sys.modules))\n"
+              "import pyarrow as pa\n"
+              "print(type(pa.table({'a': [1]}).to_pandas()).__name__)\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "out")], capture_output=True,
+                          text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["[]", "DataFrame"]
+    assert pl.read_parquet(tmp_path / "out" / "removed.parquet")["id"].to_list() == ["d-5"]

@@ -164,3 +164,43 @@ def test_gopher_repetition_counts_wonder_comma_and_wonder_period_as_one_word():
 def test_gopher_repetition_keeps_a_short_answer_whose_top_ngram_occurs_once():
     assert run_filter("gopher_repetition", ["The answer is 42."]) == [True]
     assert run_filter("gopher_repetition", [""])[0][1] == "gopher_repetition:empty"
+
+
+def test_datatrove_compat_undoes_the_deliberate_gopher_differences():
+    """`datatrove_compat: true` splits words with datatrove 0.10's English splitter (spaCy) and drops what
+    datatrove drops: a short answer whose top 2-gram occurs once, dialogue under 80% tokens with a letter."""
+    pytest.importorskip("spacy")
+    from curate.filters.words import datatrove_words
+
+    assert datatrove_words('Mr. Smith said "don\'t go."\n  f(a, b)') == [
+        "Mr.", "Smith", "said", '"', "do", "n't", "go", ".", '"', "f(a", ",", "b", ")"]
+    (decision,) = run_filter("gopher_repetition", ["The answer is 42."], datatrove_compat=True)
+    assert decision[1] == "gopher_repetition:top_2_gram"
+    dialogue = " ".join(f'"{s[:-1]}," he said, "and then?"' for s in SENTENCES * 3)
+    assert run_filter("gopher_quality", [dialogue], datatrove_compat=True)[0][1] == "gopher_quality:non_alpha_words"
+    assert run_filter("gopher_quality", [PROSE * 2], datatrove_compat=True) == [True]
+
+
+def test_dup_ngrams_are_keyed_like_datatrove_words_joined_without_a_separator():
+    from curate.filters.gopher import _repeated_ngram_chars
+
+    # ("ab", "c") and ("a", "bc") are one n-gram to datatrove: 3 repeated characters
+    assert _repeated_ngram_chars(["ab", "c", "x", "a", "bc"], 2) == 3
+
+
+def test_affix_words_split_as_datatrove_does_without_spacy():
+    """The Gopher filters' words follow spaCy's English tokenizer rules (datatrove 0.10's splitter):
+    contractions, abbreviations, units after numbers, infixes, emoticons, a final period."""
+    from curate.filters.affixes import affix_words
+
+    text = ('Mr. Smith said "don\'t go." I\'ll pay $3.50 for 2kg at 10am, e.g. f(a, b): 2*3=6 well-known <3 '
+            "look'd U.S. end.")
+    assert affix_words(text) == [
+        "Mr.", "Smith", "said", '"', "do", "n't", "go", ".", '"', "I", "'ll", "pay", "$", "3.50", "for", "2", "kg",
+        "at", "10", "am", ",", "e.g.", "f(a", ",", "b", "):", "2", "*", "3=6", "well", "-", "known", "<3", "look'd",
+        "U.S.", "end", "."]
+    pytest.importorskip("spacy")
+    from curate.filters.words import datatrove_words as spacy_words
+
+    for doc in make_docs(20) + [text, "def f(x):\n    return x['__init__'] + 1  # it's fine, isn't it?"]:
+        assert affix_words(doc) == spacy_words(doc)

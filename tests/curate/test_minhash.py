@@ -159,3 +159,19 @@ def test_shingle_file_gives_each_candidate_rows_set_in_memory_or_spilled(tmp_pat
     assert spill.sets(np.zeros(0, np.int64)).offsets.tolist() == [0]
     spill.remove()
     assert not (tmp_path / "s.u64").exists()
+
+
+def test_components_kernel_gives_scipys_labels():
+    """The union-find that replaced scipy's connected_components labels components the same way (in the
+    order of their smallest node), so cluster ids in removed.parquet did not change."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from curate import kernels
+
+    rng = np.random.default_rng(3)
+    for nodes, k in ((1, 0), (50, 0), (200, 120), (500, 900)):
+        edges = rng.integers(0, nodes, size=(k, 2)).astype(np.int64)
+        graph = coo_matrix((np.ones(k), (edges[:, 0], edges[:, 1])), shape=(nodes, nodes))
+        expected = connected_components(graph, directed=False)[1]
+        assert kernels.components(edges, nodes).tolist() == expected.tolist()

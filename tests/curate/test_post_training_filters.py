@@ -68,6 +68,13 @@ def test_ngram_tail_finds_a_loop_cut_inside_its_unit():
     assert tail_loop("a b c d e f g h".split(), 60)[1] == 0
 
 
+def test_a_loop_is_a_loop_with_or_without_surrounding_whitespace():
+    loop = "very very important and " * 10  # issue 25: kept with the trailing space, dropped without
+    variants = [loop, loop.strip(), "\n" + loop + "\n\n", "\t" + loop.strip()]
+    assert decide("degenerate_repetition", [qa(v) for v in variants], ["question", "answer"]) == [
+        "degenerate_repetition:ngram_loop"] * 4
+
+
 def test_a_refusal_late_in_a_long_answer_and_good_code_are_kept():
     late = ANSWER + " " + "More detail follows here. " * 30 + "I cannot provide a proof, but the total is 72."
     doctest = "```python\n>>> 48 + 24\n72\n```\n```\nnot python: {\n```\n#### 72"
