@@ -51,6 +51,7 @@ PLAN = "plan.json"  # mixture search (mixopt): the plan, its proxies' results an
 MIXTURES = "mixtures.parquet"
 RESULTS = "results.parquet"
 SWEEP = "sweep.json"
+SWEEP_SHARDS = "shards"  # `wb mix run --shard i/n`: shards/<i>-of-<n>/results.parquet, joined by `wb mix merge`
 FIT = "fit.json"
 MIXTURE = "mixture.json"
 PARETO = "pareto.parquet"
