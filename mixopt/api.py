@@ -35,15 +35,16 @@ def plan_mixtures(config: PlanConfig, domains: PathLike, output: PathLike) -> Ru
 
 
 def sweep_config(plan_dir: PathLike, config: ProxyConfig | None = None, **overrides: object) -> ProxyConfig:
-    """The proxy settings of a sweep: the plan's token budget unless `tokens_per_run` is given, so the
-    plan's epoch caps hold for the proxies."""
+    """The proxy settings of a sweep: the plan's token budget and model size unless `tokens_per_run` or
+    `model_size` is given, so the plan's epoch caps hold for the proxies."""
     import dataclasses
 
     from mixopt.plan import load_plan
 
     config = config or ProxyConfig()
-    if "tokens_per_run" not in overrides:
-        overrides["tokens_per_run"] = load_plan(plan_dir)["constraints"]["tokens_per_run"]
+    plan = load_plan(plan_dir)
+    overrides.setdefault("tokens_per_run", plan["constraints"]["tokens_per_run"])
+    overrides.setdefault("model_size", plan.get("model_size", config.model_size))
     return dataclasses.replace(config, **overrides)
 
 

@@ -34,7 +34,7 @@ def check_resources(cluster: dict, config: ProxyConfig, gpus_per_proxy: float) -
                          "that ask for none)")
 
 
-def ray_results(plan_dir: Path, plan: dict, todo: list[dict], names: list[str], config: ProxyConfig,
+def ray_results(plan_dir: Path, plan: dict, todo: list[dict], config: ProxyConfig,
                 address: str | None, gpus_per_proxy: float, log) -> Iterator[dict]:
     """Result rows of the `todo` mixtures as their Ray tasks finish (see the module docstring)."""
     from mixopt.sweep import run_settings, train_run
@@ -48,7 +48,7 @@ def ray_results(plan_dir: Path, plan: dict, todo: list[dict], names: list[str], 
         arrays = ray.put(({n: np.asarray(a) for n, a in train.items()}, {n: np.asarray(a) for n, a in evals.items()}))
         task = ray.remote(train_run).options(num_cpus=config.threads, num_gpus=gpus_per_proxy,
                                              max_retries=MAX_RETRIES)
-        pending = {task.remote(arrays, m["run_id"], *run_settings(m, names, config)): m for m in todo}
+        pending = {task.remote(arrays, m["run_id"], *run_settings(m, plan, config)): m for m in todo}
         lost = []
         while pending:  # bounded: every pass takes at least one task off
             ready, _ = ray.wait(list(pending), num_returns=1)

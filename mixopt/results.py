@@ -32,6 +32,6 @@ def write_results(directory: Path, rows: list[dict], names: list[str], metadata:
         columns[weight_column(n)] = [r[weight_column(n)] for r in rows]
     for key in ("status", "error", "reused_from"):
         columns[key] = pa.array([r.get(key) for r in rows], pa.string())
-    for key in ["train_loss", "tokens", "seconds", *metric_keys]:
+    for key in ["train_loss", "tokens", "seconds", "finished_at", *metric_keys]:  # finished_at: unix time, for live views
         columns[key] = pa.array([r.get(key) for r in rows], pa.float64())
     write_table(pa.table(columns, metadata=metadata), directory / RESULTS)

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from mixopt.plan import domain_names, load_arrays, load_plan
+from mixopt.curve import FitCurve
+from mixopt.plan import domain_names, expand_weights, load_arrays, load_plan
 from mixopt.proxy import ProxyConfig, preload, train_proxy
 from mixopt.results import read_results, weight_column, write_results
 from mixopt.shards import Shard, parse_shard, shard_dir, shard_metadata
@@ -63,10 +64,10 @@ def _run_one(run_id: str, weights: dict[str, float], config: ProxyConfig) -> dic
     return train_run(_worker_state["arrays"], run_id, weights, config)
 
 
-def run_settings(mixture: dict, names: list[str], config: ProxyConfig) -> tuple[dict[str, float], ProxyConfig]:
-    """(weights, config) a planned mixture trains with; the seed follows the run, not the order of training,
-    so a resumed, sharded or Ray sweep equals a whole local one."""
-    weights = {n: mixture[weight_column(n)] for n in names}
+def run_settings(mixture: dict, plan: dict, config: ProxyConfig) -> tuple[dict[str, float], ProxyConfig]:
+    """(weights over the real domains, config) a planned mixture trains with; the seed follows the run, not
+    the order of training, so a resumed, sharded or Ray sweep equals a whole local one."""
+    weights = expand_weights(plan, {n: mixture[weight_column(n)] for n in domain_names(plan)})
     return weights, replace(config, seed=config.seed + int(mixture["run_id"].rsplit("-", 1)[-1]))
 
 
@@ -141,15 +142,16 @@ def _sweep(plan_dir: Path, plan: dict, out_dir: Path, part: Shard | None, config
     progress = ProgressFile(out_dir, "mix-run", unit="proxies", total=len(mine)).start()
     progress.update(done=done_before, phase="training proxies", force=True)
     trained = 0
+    curve = FitCurve(plan_dir, names) if part is None else None  # a shard's table is a part: no fit of its own
     try:
         if engine == "ray":
             from mixopt.ray_proxies import ray_results
 
-            results = ray_results(plan_dir, plan, todo, names, config, ray_address, gpus_per_proxy, log)
+            results = ray_results(plan_dir, plan, todo, config, ray_address, gpus_per_proxy, log)
         else:
-            results = _local_results(plan_dir, todo, names, config, workers)
+            results = _local_results(plan_dir, plan, todo, config, workers)
         for trained, result in enumerate(results, 1):
-            done.append(result)
+            done.append({**result, "finished_at": round(time.time(), 3)})
             write_results(out_dir, done, names, metadata)
             elapsed = time.time() - started
             summary = (f"mean bpb {np.mean([v for k, v in result.items() if k.startswith('bpb.')]):.3f}"
@@ -158,6 +160,10 @@ def _sweep(plan_dir: Path, plan: dict, out_dir: Path, part: Shard | None, config
                 f"eta {elapsed / trained * (len(todo) - trained):.0f}s)")
             sys.stdout.flush()
             progress.update(done=done_before + trained, failed=sum(r["status"] != "ok" for r in done))
+            if curve:
+                _log_point(curve.add(len(done)), log)
+        if curve:
+            _log_point(curve.add(len(done), final=True), log)
     except KeyboardInterrupt:
         progress.finish("interrupted", "interrupted by a signal")
         raise
@@ -170,12 +176,18 @@ def _sweep(plan_dir: Path, plan: dict, out_dir: Path, part: Shard | None, config
     return done
 
 
-def _local_results(plan_dir: Path, todo: list[dict], names: list[str], config: ProxyConfig,
+def _log_point(point: dict | None, log) -> None:
+    if point:
+        log(f"quick fit of {point['runs']} proxies: cross-validated rank correlation LightGBM "
+            f"{point['lightgbm']:+.3f}, linear {point['linear']:+.3f}")
+
+
+def _local_results(plan_dir: Path, plan: dict, todo: list[dict], config: ProxyConfig,
                    workers: int) -> Iterator[dict]:
     """Result rows as the local worker processes finish them."""
     if todo:
         preload()
     with process_pool(workers, _init_worker, (str(plan_dir),)) as pool:
-        futures = {pool.submit(_run_one, m["run_id"], *run_settings(m, names, config)): m for m in todo}
+        futures = {pool.submit(_run_one, m["run_id"], *run_settings(m, plan, config)): m for m in todo}
         for future in as_completed(futures):
             yield {**futures[future], **future.result()}

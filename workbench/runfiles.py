@@ -51,6 +51,7 @@ PLAN = "plan.json"  # mixture search (mixopt): the plan, its proxies' results an
 MIXTURES = "mixtures.parquet"
 RESULTS = "results.parquet"
 SWEEP = "sweep.json"
+FIT_CURVE = "fit_curve.json"  # a sweep's cross-validated rank correlation as its proxies finish
 SWEEP_SHARDS = "shards"  # `wb mix run --shard i/n`: shards/<i>-of-<n>/results.parquet, joined by `wb mix merge`
 FIT = "fit.json"
 MIXTURE = "mixture.json"

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from mixopt import api
     from mixopt.proxy import ProxyConfig
 
-    config = api.sweep_config(args.plan_dir, build_config(ProxyConfig, args),
-                              **({"tokens_per_run": args.tokens_per_run} if "tokens_per_run" in vars(args) else {}))
+    given = {k: vars(args)[k] for k in ("tokens_per_run", "model_size") if k in vars(args)}  # else the plan's
+    config = api.sweep_config(args.plan_dir, build_config(ProxyConfig, args), **given)
     result = api.train_proxies(args.plan_dir, config, workers=args.workers, limit=args.limit, engine=args.engine,
                                ray_address=args.ray_address, gpus_per_proxy=args.gpus_per_proxy, shard=args.shard)
     where = f"{args.plan_dir}/shards/{args.shard.replace('/', '-of-')}" if args.shard else args.plan_dir

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -198,3 +199,23 @@ def test_shard_table_metadata_survives_the_atomic_writer(tmp_path):
 
     write_results(tmp_path, [{"run_id": "run-0000", "w.a": 1.0, "status": "ok"}], ["a"], {"shard": "0/1"})
     assert pq.read_table(tmp_path / "results.parquet").schema.metadata[b"shard"] == b"0/1"
+
+
+def test_the_fit_curve_grows_with_the_finished_proxies(tmp_path):
+    from mixopt.curve import FitCurve
+    from workbench.io import write_table
+
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.ones(3), size=30)
+    loss = ((weights - np.array([0.2, 0.5, 0.3])) ** 2).sum(axis=1)  # a bowl: more runs, better ranks
+    curve = FitCurve(tmp_path, ["a", "b", "c"])
+    for n in range(1, 31):
+        write_table(pa.table({"run_id": [f"run-{i:04d}" for i in range(n)], "status": ["ok"] * n,
+                              **{f"w.{d}": weights[:n, j] for j, d in enumerate("abc")}, "bpb.t": loss[:n]}),
+                    tmp_path / "results.parquet")
+        curve.add(n, final=n == 30)
+    saved = json.loads((tmp_path / "fit_curve.json").read_text())["points"]
+    assert [p["proxies"] for p in saved] == [8, 12, 18, 27, 30]  # each time they grew by half, and at the end
+    assert saved[-1]["targets"] == ["bpb.t"] and saved[-1]["runs"] == 30
+    assert saved[-1]["lightgbm"] > 0.5 and saved[-1]["lightgbm"] > saved[0]["lightgbm"]
+    assert FitCurve(tmp_path, ["a", "b", "c"]).points == saved  # a resumed sweep continues the curve
