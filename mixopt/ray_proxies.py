@@ -18,6 +18,7 @@ import numpy as np
 
 from mixopt.plan import load_arrays
 from mixopt.proxy import ProxyConfig
+from mixopt.proxy_runs import run_settings, train_run
 from workbench.errors import InputError
 
 MAX_RETRIES = 2  # re-runs of a task whose worker process or node died
@@ -37,7 +38,6 @@ def check_resources(cluster: dict, config: ProxyConfig, gpus_per_proxy: float) -
 def ray_results(plan_dir: Path, plan: dict, todo: list[dict], config: ProxyConfig,
                 address: str | None, gpus_per_proxy: float, log) -> Iterator[dict]:
     """Result rows of the `todo` mixtures as their Ray tasks finish (see the module docstring)."""
-    from mixopt.sweep import run_settings, train_run
     from workbench.ray_session import ray_session
 
     if not todo:

@@ -61,7 +61,7 @@ def plan_fingerprint(plan_dir: Path) -> str:
 
 def shard_metadata(plan_dir: Path, shard: Shard, config: object) -> dict[str, str]:
     """What a shard's results table records about itself (see the module docstring)."""
-    from mixopt.sweep import comparable
+    from mixopt.proxy_runs import comparable
 
     return {"shard": shard.label, "plan": plan_fingerprint(plan_dir), "sweep": json.dumps(comparable(config))}
 

@@ -23,18 +23,17 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import as_completed
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from mixopt.curve import FitCurve
-from mixopt.plan import domain_names, expand_weights, load_arrays, load_plan
-from mixopt.proxy import ProxyConfig, preload, train_proxy
-from mixopt.results import read_results, weight_column, write_results
+from mixopt.plan import domain_names, load_arrays, load_plan
+from mixopt.proxy import ProxyConfig, preload
+from mixopt.proxy_runs import comparable, run_settings, train_run
+from mixopt.results import read_results, write_results
 from mixopt.shards import Shard, parse_shard, shard_dir, shard_metadata
-from workbench.config import as_plain
 from workbench.errors import InputError
 from workbench.progress import ProgressFile
 from workbench.rundir import DirLock
@@ -45,16 +44,6 @@ ENGINES = ("local", "ray")
 _worker_state: dict = {}
 
 
-def train_run(arrays: tuple[dict, dict], run_id: str, weights: dict[str, float], config: ProxyConfig) -> dict:
-    """One proxy's result row (metrics, or status "failed" with the error): what every engine runs."""
-    train, evals = arrays
-    try:
-        metrics = train_proxy(train, weights, evals, config)
-    except Exception as exc:  # a broken run is recorded, never lost or silently averaged
-        metrics = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    return {"run_id": run_id, **metrics}
-
-
 def _init_worker(plan_dir: str) -> None:
     plan = load_plan(plan_dir)
     _worker_state["arrays"] = load_arrays(plan_dir, plan)
@@ -62,18 +51,6 @@ def _init_worker(plan_dir: str) -> None:
 
 def _run_one(run_id: str, weights: dict[str, float], config: ProxyConfig) -> dict:
     return train_run(_worker_state["arrays"], run_id, weights, config)
-
-
-def run_settings(mixture: dict, plan: dict, config: ProxyConfig) -> tuple[dict[str, float], ProxyConfig]:
-    """(weights over the real domains, config) a planned mixture trains with; the seed follows the run, not
-    the order of training, so a resumed, sharded or Ray sweep equals a whole local one."""
-    weights = expand_weights(plan, {n: mixture[weight_column(n)] for n in domain_names(plan)})
-    return weights, replace(config, seed=config.seed + int(mixture["run_id"].rsplit("-", 1)[-1]))
-
-
-def comparable(config: ProxyConfig) -> dict:
-    """The settings that make two proxies comparable (threads and device do not change a run's result)."""
-    return {k: v for k, v in as_plain(config).items() if k not in ("threads", "device")}
 
 
 def check_sweep_config(plan_dir: Path, config: ProxyConfig) -> None:

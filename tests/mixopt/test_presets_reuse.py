@@ -16,8 +16,8 @@ from mixopt.build import BuildConfig, run_build
 from mixopt.fit import FitConfig, run_fit
 from mixopt.plan import PlanConfig, domain_names, expand_weights, make_plan
 from mixopt.proxy import TOKEN_BUDGETS, ProxyConfig, non_embedding_parameters
+from mixopt.proxy_runs import run_settings
 from mixopt.search import SearchConfig, run_search
-from mixopt.sweep import run_settings
 from workbench.errors import InputError
 from workbench.io import write_table
 
