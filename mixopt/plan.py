@@ -8,6 +8,7 @@ prior, constraints), `tokens/*.u8` (byte arrays for training and evaluation) and
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -22,7 +23,16 @@ from workbench.config import RunOptions, as_plain, option
 from workbench.errors import InputError
 from workbench.io import write_table
 from workbench.rundir import RunDir, read_manifest
-from workbench.runfiles import MIXTURES, PLAN, RESULTS, SWEEP, read_json, write_atomic
+from workbench.runfiles import (
+    FIT_CURVE,
+    MIXTURES,
+    PLAN,
+    RESULTS,
+    SWEEP,
+    SWEEP_SHARDS,
+    read_json,
+    write_atomic,
+)
 
 
 @dataclass
@@ -104,8 +114,9 @@ def make_plan(domains_yaml: str | Path, output: str | Path, config: PlanConfig) 
         runs = config.runs or default_runs(len(searched))
         reuse = (load_reuse(config.reuse, names, tokens, [asdict(v) for v in spec.validation], constraints,
                             config.tokens_per_run) if config.reuse else None)
-        for stale in (RESULTS, SWEEP):  # proxies of an earlier plan do not belong to this one
+        for stale in (RESULTS, SWEEP, FIT_CURVE):  # proxies of an earlier plan do not belong to this one
             (output / stale).unlink(missing_ok=True)
+        shutil.rmtree(output / SWEEP_SHARDS, ignore_errors=True)
         fresh = runs
         if reuse:  # new and changed domains still need runs of their own
             covered = [n for n in names if n not in reuse.changed and any(r[weight_column(n)] > 0 for r in reuse.rows)]
