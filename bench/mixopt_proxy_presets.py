@@ -13,6 +13,7 @@ the extrapolation is from a measured proxy, and every preset's rate as a ratio t
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 
@@ -29,11 +30,17 @@ def timed(arrays: dict, config: ProxyConfig) -> float:
 
 
 def measure(preset: str, arrays: dict, base: ProxyConfig, steps: tuple[int, int]) -> dict:
-    """Seconds per step and fixed seconds of one preset, from two short runs of `steps` steps."""
+    """Seconds per step and fixed seconds of one preset, from two short runs of `steps` steps.
+
+    Small presets: the difference of the two runs gives the step time (their fixed cost, building the
+    model and evaluating, is most of a short run). Large presets evaluate only 1k tokens and take the longer
+    run's time over its steps, an upper bound (a difference of two noisy, slow runs can even go negative)."""
     per_run = base.batch_size * base.context
-    short, long = (timed(arrays, replace(base, model_size=preset, tokens_per_run=k * per_run)) for k in steps)
-    per_step = max(1e-9, (long - short) / (steps[1] - steps[0]))
-    fixed = max(0.0, short - steps[0] * per_step)
+    large = non_embedding_parameters(preset) >= 2_000_000
+    config = replace(base, model_size=preset, eval_tokens=1_024 if large else base.eval_tokens)
+    short, long = (timed(arrays, replace(config, tokens_per_run=k * per_run)) for k in steps)
+    per_step = long / steps[1] if large else max(1e-9, (long - short) / (steps[1] - steps[0]))
+    fixed = 0.0 if large else max(0.0, short - steps[0] * per_step)
     budget = TOKEN_BUDGETS[preset]
     seconds = fixed + budget / per_run * per_step
     return {"preset": preset, "params": non_embedding_parameters(preset), "budget": budget,
@@ -55,14 +62,16 @@ def main() -> None:
     base = ProxyConfig(context=args.context, batch_size=args.batch_size, threads=args.threads, device=args.device,
                        eval_tokens=32_768)
     tiny_whole = timed(arrays, replace(base, tokens_per_run=TOKEN_BUDGETS["tiny"]))
+    load = os.getloadavg()[0]
     rows = []
     for preset in args.presets:
         small = non_embedding_parameters(preset) < 2_000_000
-        rows.append(measure(preset, arrays, base, (4, 12) if small else (1, 3)))
+        rows.append(measure(preset, arrays, base, (4, 12) if small else (1, 4)))
         print(f"measured {preset}", flush=True)
     tiny = next((r for r in rows if r["preset"] == "tiny"), None)
     print(f"\nproxies per hour, {args.device}, {args.threads} thread(s) per proxy, context {args.context} x batch "
-          f"{args.batch_size}; 'x workers' assumes {args.workers} proxies in parallel scale linearly\n")
+          f"{args.batch_size}, load average {load:.1f} on {os.cpu_count()} cores at the start; 'x workers' assumes "
+          f"{args.workers} proxies in parallel scale linearly\n")
     print(f"| preset | non-emb params | tokens/proxy | train tokens/s | s/proxy | proxies/h | x{args.workers} workers "
           f"| vs tiny | how |")
     print("|---|---|---|---|---|---|---|---|---|")
