@@ -1,7 +1,7 @@
-"""Proxy sweeps past one process: Ray tasks equal the local engine on a two-node loopback cluster (which loses
-its worker node midway), shards
-merge into the whole sweep (and refuse missing, repeated or mismatched shards), a SIGKILLed driver resumes
-to the same results, and two sweeps cannot write one directory."""
+"""Proxy sweeps past one process: Ray tasks equal the local engine on a two-node loopback cluster (which
+loses its worker node midway), shards merge into the whole sweep (and refuse missing, repeated or
+mismatched shards), a SIGKILLed driver resumes to the same results, two sweeps cannot write one
+directory, and the quick fit's rank correlation is recorded as the proxies finish."""
 
 from __future__ import annotations
 
