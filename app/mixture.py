@@ -1,5 +1,6 @@
 """Mixture lab: the RegMix chain's files read back (proxy runs, cross-validated fit, chosen vs natural vs
-uniform weights, Pareto front) and the argv of a new `wb mix search` with changed constraints."""
+uniform weights, Pareto front), the argv of a new `wb mix search` with changed constraints, and a sweep
+seen live (proxies as they finish, the quick fit's rank correlation growing with them: `fit_curve.json`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 import polars as pl
 
 from workbench.errors import InputError
-from workbench.runfiles import FIT, MIXTURE, PARETO, PRODUCT, RESULTS, read_json
+from workbench.runfiles import (
+    FIT,
+    FIT_CURVE,
+    MIXTURE,
+    MIXTURES,
+    PARETO,
+    PRODUCT,
+    RESULTS,
+    read_json,
+    read_progress,
+)
 
 
 def _table(path: Path) -> pl.DataFrame | None:
@@ -63,3 +74,29 @@ def search_argv(fit_dir: Path, output: Path, min_weight: dict[str, float], max_w
     if max_weight:
         argv += ["--max-weight", *(f"{d}={w:g}" for d, w in max_weight.items())]
     return argv
+
+
+def sweep(plan_dir: Path) -> dict:
+    """A plan's sweep as it stands: state of `wb mix run` (None before one ran), finished and planned
+    proxies, failed ones, the finished proxies newest first, and the rank-correlation curve."""
+    plan_dir = Path(plan_dir)
+    progress = read_progress(plan_dir) or {}
+    results = _table(plan_dir / RESULTS)
+    if results is not None and "finished_at" in results.columns:
+        results = results.sort("finished_at", descending=True, nulls_last=True)
+    planned = pl.scan_parquet(plan_dir / MIXTURES).select(pl.len()).collect().item() if (plan_dir / MIXTURES).exists() \
+        else None
+    failed = results.filter(pl.col("status") != "ok").height if results is not None and "status" in results.columns else 0
+    curve = curve_table(read_json(plan_dir / FIT_CURVE) or {})
+    last = curve.filter(pl.col("regressor") == "lightgbm").tail(1)["spearman"].to_list()
+    return {"state": progress.get("state") if progress.get("stage") == "mix-run" else None,
+            "finished": results.height if results is not None else 0, "planned": planned, "failed": failed,
+            "eta_seconds": progress.get("eta_seconds"), "results": results, "curve": curve,
+            "rank_corr": last[0] if last else None}
+
+
+def curve_table(curve: dict) -> pl.DataFrame:
+    """Long table (proxies, regressor, spearman) of a sweep's fit_curve.json, for a line chart."""
+    rows = [{"proxies": int(p["proxies"]), "regressor": name, "spearman": float(p[name])}
+            for p in curve.get("points", []) for name in ("lightgbm", "linear") if p.get(name) is not None]
+    return pl.DataFrame(rows, schema={"proxies": pl.Int64, "regressor": pl.String, "spearman": pl.Float64})

@@ -21,7 +21,6 @@ Ray costs a few seconds per job and about 1 GB of memory: one process stays the 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,7 +35,6 @@ from curate.removed import REMOVED_FIELDS, with_reasons
 from workbench.errors import InputError
 
 ENGINES = ("local", "ray")
-INSTALL = "pip install 'post-training-workbench[ray]' (or pip install 'ray[data]')"
 STEP = "_step"  # index of the step that removed a row; -1 for kept rows
 STATS = "_stats"  # JSON of the steps' times and counters for one batch, on its first row
 ROW = "_row"  # global row number, added before rows enter the object store
@@ -53,33 +51,17 @@ def check_engine(engine: str, ray_address: str | None) -> None:
 
 @contextmanager
 def ray_session(address: str | None = None) -> Iterator[object]:
-    """Ray connected to `address` (a cluster's `host:port`, `ray://...` or `auto`), or a local Ray started
-    here on loopback (and stopped at the end) when None; an already initialised Ray is used as it is."""
-    try:
-        import ray
-    except ImportError:
-        raise InputError(f"--engine ray needs Ray: {INSTALL}") from None
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep a local Ray on 127.0.0.1
-            # "local" starts a fresh Ray even if a stale session file would point a bare init() at a dead one
-            ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, **kwargs)
-        started = True
-    from ray.data import DataContext
+    """`workbench.ray_session.ray_session` with Ray Data set up as the local engine writes: rows in input
+    order, no progress bars."""
+    from workbench.ray_session import ray_session as session
 
-    ctx = DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # output rows in input order, as the local engine writes them
-    ctx.enable_progress_bars = False
-    try:
+    with session(address, OBJECT_STORE_BYTES) as ray:
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # output rows in input order, as the local engine writes them
+        ctx.enable_progress_bars = False
         yield ray
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _workers() -> int:

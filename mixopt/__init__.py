@@ -2,13 +2,13 @@
 
 Python API: `from mixopt import plan_mixtures, train_proxies, fit_regressor, search_mixture,
 predict_mixtures, build_corpus, confirm_mixture` (see `mixopt.api`; the names differ from the submodules
-`plan`, `fit`, ... on purpose); the CLI is `wb mix plan|run|fit|search|predict|build|confirm`. Loaded on
+`plan`, `fit`, ... on purpose); the CLI is `wb mix plan|run|merge|fit|search|predict|build|confirm`. Loaded on
 first use, so `import mixopt` stays light.
 """
 
 from workbench.lazy import lazy_exports  # noqa: E402
 
-_API = {**dict.fromkeys(("plan_mixtures", "train_proxies", "fit_regressor", "search_mixture", "predict_mixtures",
+_API = {**dict.fromkeys(("plan_mixtures", "train_proxies", "merge_shards", "fit_regressor", "search_mixture", "predict_mixtures",
                          "build_corpus", "confirm_mixture", "sweep_config"), "mixopt.api"),
         "PlanConfig": "mixopt.plan", "FitConfig": "mixopt.fit", "SearchConfig": "mixopt.search",
         "PredictConfig": "mixopt.predict",

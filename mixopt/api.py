@@ -1,4 +1,4 @@
-"""The Python API of mixture search (RegMix): `plan_mixtures`, `train_proxies`, `fit_regressor`,
+"""The Python API of mixture search (RegMix): `plan_mixtures`, `train_proxies`, `merge_shards`, `fit_regressor`,
 `search_mixture`, `predict_mixtures`, `build_corpus`, `confirm_mixture` (one per `wb mix` step).
 
 The functions the CLI (`wb mix ...`) and the app call. Each checks its config, runs the step, and returns
@@ -35,21 +35,25 @@ def plan_mixtures(config: PlanConfig, domains: PathLike, output: PathLike) -> Ru
 
 
 def sweep_config(plan_dir: PathLike, config: ProxyConfig | None = None, **overrides: object) -> ProxyConfig:
-    """The proxy settings of a sweep: the plan's token budget unless `tokens_per_run` is given, so the
-    plan's epoch caps hold for the proxies."""
+    """The proxy settings of a sweep: the plan's token budget and model size unless `tokens_per_run` or
+    `model_size` is given, so the plan's epoch caps hold for the proxies."""
     import dataclasses
 
     from mixopt.plan import load_plan
 
     config = config or ProxyConfig()
-    if "tokens_per_run" not in overrides:
-        overrides["tokens_per_run"] = load_plan(plan_dir)["constraints"]["tokens_per_run"]
+    plan = load_plan(plan_dir)
+    overrides.setdefault("tokens_per_run", plan["constraints"]["tokens_per_run"])
+    overrides.setdefault("model_size", plan.get("model_size", config.model_size))
     return dataclasses.replace(config, **overrides)
 
 
 def train_proxies(plan_dir: PathLike, config: ProxyConfig | None = None, workers: int = 2, limit: int | None = None,
-          log=print) -> RunResult:
-    """Train one proxy per planned mixture not trained yet (resumable) into `plan_dir/results.parquet`."""
+                  log=print, engine: str = "local", ray_address: str | None = None, gpus_per_proxy: float = 0.0,
+                  shard: str | None = None) -> RunResult:
+    """Train one proxy per planned mixture not trained yet (resumable) into `plan_dir/results.parquet`: in
+    local worker processes, as Ray tasks (`engine="ray"`), or only shard `i/n` of them (into
+    `plan_dir/shards/<i>-of-<n>/`, joined by `merge_shards`)."""
     from mixopt.sweep import run_sweep
 
     config = config or sweep_config(plan_dir)
@@ -58,12 +62,36 @@ def train_proxies(plan_dir: PathLike, config: ProxyConfig | None = None, workers
         raise InputError(f"--workers {workers}: must be at least 1")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: must be at least 1")
-    rows = run_sweep(plan_dir, config, workers=workers, limit=limit, log=log)
+    rows = run_sweep(plan_dir, config, workers=workers, limit=limit, log=log, engine=engine, ray_address=ray_address,
+                     gpus_per_proxy=gpus_per_proxy, shard=shard)
     # the sweep lives in the plan directory: its result is the plan's, plus results.parquet and counts
     manifest = dict(RunResult.of(plan_dir).manifest)
-    manifest.update(stage="mix-run", outputs=sorted({*manifest.get("outputs", []), RESULTS}),
-                    proxies=len(rows), failed=sum(r["status"] != "ok" for r in rows))
+    manifest.update(stage="mix-run", outputs=sorted({*manifest.get("outputs", []), RESULTS}), engine=engine,
+                    proxies=len(rows), failed=sum(r["status"] != "ok" for r in rows), shard=shard)
     return RunResult(Path(plan_dir), manifest)
+
+
+def merge_shards(plan_dir: PathLike, shards: list[PathLike] | None = None) -> dict:
+    """Join the shards of a sweep (`PLAN/shards/*`, or the results tables or folders `shards`) into
+    `plan_dir/results.parquet`; return a summary (shards, rows, failed). Raises `InputError` naming a
+    missing, repeated, unfinished or mismatched shard."""
+    from mixopt.plan import domain_names, load_plan
+    from mixopt.results import write_results
+    from mixopt.shards import merge_shards as merge
+    from workbench.rundir import DirLock
+    from workbench.runfiles import SWEEP, write_atomic
+
+    plan_dir = Path(plan_dir)
+    names = domain_names(load_plan(plan_dir))
+    lock = DirLock(plan_dir, "mix-merge")
+    try:
+        rows, summary = merge(plan_dir, list(shards or []))
+        if not (plan_dir / SWEEP).exists():
+            write_atomic(plan_dir / SWEEP, summary["sweep"])
+        write_results(plan_dir, rows, names)
+    finally:
+        lock.release()
+    return summary
 
 
 def fit_regressor(config: FitConfig, results: PathLike, output: PathLike, log=print) -> RunResult:

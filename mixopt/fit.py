@@ -193,17 +193,20 @@ def scores(actual: np.ndarray, predicted: np.ndarray) -> dict:
             "mae": round(float(np.abs(actual - predicted).mean()), 4)}
 
 
-def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions of each regressor: {"lightgbm", "linear", "loglinear"}."""
+def cross_validate(X: np.ndarray, y: np.ndarray, config: FitConfig,
+                   regressors: tuple[str, ...] = REGRESSORS) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions of each regressor named in `regressors` ("lightgbm", "linear", "loglinear")."""
     k = min(config.folds, len(X))
     order = np.random.default_rng(config.seed).permutation(len(X))
-    preds = {name: np.zeros(len(X)) for name in REGRESSORS}
+    preds = {name: np.zeros(len(X)) for name in regressors}
     for fold in np.array_split(order, k):
         train = np.setdiff1d(order, fold)
-        params = lgbm_params(config, len(train))
-        preds["lightgbm"][fold] = fit_lgbm(X[train], y[train], params).predict(X[fold])
-        preds["linear"][fold] = X[fold] @ fit_linear(X[train], y[train])
-        preds["loglinear"][fold] = predict_loglinear(fit_loglinear(X[train], y[train]), X[fold])
+        if "lightgbm" in preds:
+            preds["lightgbm"][fold] = fit_lgbm(X[train], y[train], lgbm_params(config, len(train))).predict(X[fold])
+        if "linear" in preds:
+            preds["linear"][fold] = X[fold] @ fit_linear(X[train], y[train])
+        if "loglinear" in preds:
+            preds["loglinear"][fold] = predict_loglinear(fit_loglinear(X[train], y[train]), X[fold])
     return preds
 
 

@@ -26,7 +26,14 @@ MODEL_SIZES = {
     "regmix-1m": (256, 2, 8, 512),  # RegMix's 1M proxy shape (~1.3M non-embedding)
     # GPU hosts: Olmix found 1M proxies rank 1B mixtures poorly (rho 0.73) and >= 15M ones well (> 0.89)
     "gpu-20m": (512, 6, 8, 1536),   # ~20.5M non-embedding
+    "olmix-15m": (512, 6, 8, 1024),  # ~15.7M, the smallest size Olmix found to rank mixtures well
+    "olmix-60m": (768, 10, 12, 1536),  # ~59M, RegMix's 60M shape (10 x 768)
 }
+# Training tokens per proxy for each preset (`wb mix plan --model-size X` plans for it). The CPU presets keep
+# the budgets measured to finish a 48-run sweep in minutes on 2 cores; RegMix trained its 1M proxies on 1B
+# tokens; the GPU presets get 100 tokens per non-embedding parameter, Olmix's 30M-parameter, 3B-token ratio.
+TOKEN_BUDGETS = {"tiny": 400_000, "small": 800_000, "regmix-1m": 1_000_000_000, "gpu-20m": 2_000_000_000,
+                 "olmix-15m": 1_500_000_000, "olmix-60m": 6_000_000_000}
 
 
 @dataclass
@@ -65,6 +72,13 @@ def non_embedding_parameters(model_size: str) -> int:
     """Parameters of a proxy shape outside its (tied) byte embedding, counted without building it."""
     hidden, layers, _heads, mlp = MODEL_SIZES[model_size]
     return layers * (4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden) + hidden
+
+
+def preload() -> None:
+    """Import torch and the Llama model before forking workers: they share the modules instead of each
+    paying the import (seconds of CPU per worker). Runs no torch op, so forking stays safe."""
+    import torch  # noqa: F401
+    from transformers.models.llama import modeling_llama  # noqa: F401
 
 
 def build_proxy(config: ProxyConfig):

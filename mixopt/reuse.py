@@ -7,6 +7,12 @@ mixture meets the new plan's constraints; its weight on a new domain is 0. Its m
 domains and validation sets that are unchanged; a metric it cannot have (a new domain's bpb) stays empty
 and `wb mix fit` leaves the reused run out of fits on that metric. The earlier sweep's proxy settings
 (`sweep.json`) come along too, so `wb mix run` trains the new runs the same way.
+
+`wb mix plan --reuse-mixture MIXTURE.json` is Olmix's mixture reuse proper: the domains whose data is
+unchanged since that search keep its ratios and are searched as one virtual domain (`reused`), so the new
+plan samples over the virtual domain plus the new and changed ones and needs the runs of that smaller
+set; the proxies train on the real domains (the virtual weight split by the old ratios), and the search
+writes its mixture over the real domains again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from mixopt.results import weight_column
 from mixopt.sampler import Constraints
 from workbench.errors import InputError
 from workbench.io import open_source
-from workbench.runfiles import PLAN, SWEEP, read_json
+from workbench.runfiles import PLAN, RESULTS, SWEEP, read_json
 
 
 @dataclass
@@ -82,3 +88,50 @@ def load_reuse(results: str | Path, names: list[str], tokens: dict[str, dict], v
             "reused_from": f"{results.resolve()}#{row['run_id']}",
             **{k: row.get(k) for k in ("train_loss", "tokens", "seconds")}, **{m: row[m] for m in metrics}})
     return Reuse(rows, sweep, skipped, changed, notes)
+
+
+# --- mixture reuse through a virtual domain (`wb mix plan --reuse-mixture`) ----------------------------------
+
+VIRTUAL = "reused"  # the name the old mixture's unchanged domains take together in the new plan
+
+
+@dataclass
+class VirtualDomain:
+    """The domains unchanged since an earlier search, at that search's ratios, searched as one domain."""
+
+    members: dict[str, float]  # unchanged domain -> its share of the virtual domain (sums to 1)
+    source: str  # the earlier mixture.json
+    changed: list[str]  # in both sets, with other data now: searched on their own
+    added: list[str]  # new domains: searched on their own
+    removed: list[str]  # gone from the new set: their weight is dropped and the rest renormalised
+    earlier_runs: int  # finished proxies of the earlier sweep that the reused ratios stand on
+
+    def as_plan(self) -> dict:
+        return {"name": VIRTUAL, "members": self.members, "from": self.source, "changed": self.changed,
+                "added": self.added, "removed": self.removed, "earlier_runs": self.earlier_runs}
+
+
+def load_virtual(mixture_path: str | Path, names: list[str], tokens: dict[str, dict]) -> VirtualDomain:
+    """The virtual domain a new plan of domains `names` (with `tokens`) gets from an earlier search's
+    mixture.json; raises `InputError` when it names no earlier plan or fewer than 2 domains are unchanged."""
+    path = Path(mixture_path)
+    mixture = read_json(path) if path.is_file() else None
+    weights = (mixture or {}).get("weights")
+    if not isinstance(weights, dict) or not weights:
+        raise InputError(f"--reuse-mixture {path}: not a mixture.json of `wb mix search` (no weights)")
+    old_plan = read_json(Path(mixture.get("plan_dir") or path.parent) / PLAN)
+    if old_plan is None:
+        raise InputError(f"--reuse-mixture {path}: its plan directory ({mixture.get('plan_dir')}) has no {PLAN}, so "
+                         "unchanged domains cannot be told from changed ones")
+    if VIRTUAL in names:
+        raise InputError(f"domain {VIRTUAL!r}: the name is taken by the virtual domain of --reuse-mixture; rename it")
+    same = [n for n in names if n in weights and old_plan["tokens"].get(n, {}).get("train") == tokens[n]["train"]]
+    total = sum(float(weights[n]) for n in same)
+    if len(same) < 2 or total <= 0:
+        raise InputError(f"--reuse-mixture {path}: {len(same)} domain(s) with weight are unchanged since that search "
+                         f"({', '.join(same) or 'none'}); reuse needs at least 2, so plan afresh")
+    results = Path(mixture.get("plan_dir") or path.parent) / RESULTS
+    earlier = sum(r == "ok" for r in open_source(results).read()["status"].to_pylist()) if results.exists() else 0
+    return VirtualDomain({n: float(weights[n]) / total for n in same}, str(path.resolve()),
+                         [n for n in names if n in weights and n not in same], [n for n in names if n not in weights],
+                         [n for n in weights if n not in names], earlier)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from mixopt.fit import load_fit
 from mixopt.loglinear import predict_loglinear
-from mixopt.plan import plan_constraints, plan_in
+from mixopt.plan import expand_weights, plan_constraints, plan_in, real_domain_names
 from mixopt.sampler import Constraints, rounded_weights, sample_candidates
 from workbench.config import RunOptions, option
 from workbench.errors import InputError
@@ -178,6 +178,22 @@ def plot_mixture(domains: list[str], chosen: np.ndarray, natural: np.ndarray, pa
     plt.close(fig)
 
 
+WEIGHT_KEYS = ("weights", "best_single", "natural", "candidate_prior", "uniform")
+
+
+def to_real_domains(mixture: dict, plan: dict | None) -> None:
+    """With a virtual domain (`wb mix plan --reuse-mixture`), rewrite the mixture's weights over the real
+    domains (so `wb mix build` and `confirm` read them as ever), keeping the searched ones under `searched`."""
+    if not plan or not plan.get("virtual"):
+        return
+    real = real_domain_names(plan)
+    mixture["searched"] = {k: mixture[k] for k in WEIGHT_KEYS}
+    for key in WEIGHT_KEYS:
+        expanded = expand_weights(plan, mixture[key])
+        mixture[key] = rounded_weights(real, np.array([expanded[n] for n in real]))
+    mixture["virtual"] = {k: plan["virtual"][k] for k in ("name", "members", "from", "saved")}
+
+
 def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, log=print) -> dict:
     """Search, write `mixture.json`, `mixture.png`, the top-k table and the Pareto front; return the mixture."""
     import lightgbm
@@ -211,6 +227,7 @@ def run_search(fit_dir: str | Path, output: str | Path, config: SearchConfig, lo
         }
         if kept:
             mixture["distance_to_training"] = distance_to_training(chosen, *kept)
+        to_real_domains(mixture, plan_in(fit.get("plan_dir")))
         write_atomic(output / MIXTURE, mixture)
         plot_mixture(domains, chosen, natural, output / "mixture.png")
         write_table(pa.table({**{f"w.{d}": candidates[top, j] for j, d in enumerate(domains)},

@@ -1,5 +1,6 @@
-"""Mixture lab: proxy runs, predicted vs actual with the cross-validated rank correlation, chosen vs natural
-vs uniform weights, the Pareto front; change the constraints and search again (a `wb mix search` job)."""
+"""Mixture lab: a proxy sweep live (proxies as they finish, the quick fit's rank correlation growing with them),
+proxy runs, predicted vs actual with the cross-validated rank correlation, chosen vs natural vs uniform
+weights, the Pareto front; change the constraints and search again (a `wb mix search` job)."""
 
 import time
 
@@ -13,7 +14,41 @@ from app.workspace import run_name, safe_path
 
 root = page_setup("Mixture lab")
 
+
+def sweep_section() -> None:
+    """The chosen plan's sweep, refreshed every 2 s while `wb mix run` works on it."""
+    plan = pick_run(root, runs_of_stage(root, "mix-plan"), "Proxy sweep (plan)", key="plan")
+    if plan is None:
+        return
+
+    @st.fragment(run_every=2.0 if mixture.sweep(plan)["state"] == "running" else None)
+    def live() -> None:
+        s = mixture.sweep(plan)
+        curve = s["curve"]
+        c = st.columns(4)
+        c[0].metric("proxies finished", f"{s['finished']} / {s['planned'] if s['planned'] is not None else '?'}")
+        c[1].metric("sweep", s["state"] or "not run yet",
+                    help=f"about {s['eta_seconds']:.0f} s left" if s["eta_seconds"] else None)
+        c[2].metric("failed proxies", s["failed"])
+        c[3].metric("quick-fit LightGBM rank corr.", f"{s['rank_corr']:+.3f}" if s["rank_corr"] is not None else "-",
+                    help="4-fold cross-validated Spearman of a quick fit of the finished proxies "
+                         "(fit_curve.json); `wb mix fit` gives the final word")
+        if curve.height:
+            st.altair_chart(alt.Chart(curve.to_pandas()).mark_line(point=True).encode(
+                x=alt.X("proxies:Q", title="finished proxies"), y=alt.Y("spearman:Q", title="CV rank correlation"),
+                color="regressor:N", tooltip=["proxies", "regressor", "spearman"]), width="stretch")
+        else:
+            st.caption("the fit's rank correlation appears once 8 proxies have finished")
+        if s["results"] is not None:
+            st.dataframe(s["results"].head(200).to_pandas(), hide_index=True)
+
+    live()
+
+
 with shown_errors():
+    with st.expander("Proxy sweep, live", expanded=True):
+        sweep_section()
+
     run = pick_run(root, runs_of_stage(root, "mix-search"), "Mixture search run")
     if run is not None:
         lab = mixture.lab(run, root)

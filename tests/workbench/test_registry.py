@@ -63,7 +63,7 @@ def test_the_parser_holds_exactly_the_registry_commands():
     assert parser_paths(build_parser()) == set(registry.BY_PATH)
     assert sorted(subparsers(build_parser())) == sorted(c.name for c in registry.subcommands(()))
     assert list(subparsers(subparsers(build_parser())["mix"])) == [
-        "plan", "run", "fit", "search", "predict", "build", "confirm"]
+        "plan", "run", "merge", "fit", "search", "predict", "build", "confirm"]
 
 
 def test_each_command_gets_its_own_arguments_and_its_configs_flags():
