@@ -10,8 +10,9 @@ paper), `wb train dpo` from each student (length-normalised DPO, the paper's `dp
 control (`wb train sft` on the chosen side, i.e. the medium model's answers, same pairs, same epoch) and
 `wb eval` on the 300 held-out items. It prints the pairs' make-up (verdicts against the ground truth,
 length bias, which side is right where the answers first differ) and one table: accuracy mean over seeds,
-the paired difference against the same seed's student, its 95% t-interval over seeds, the seeds, and how
-often the student already ranked the chosen answer above the rejected one (its reference log-probs).
+the paired difference against the same seed's student, its 95% t-interval over seeds, the seeds, the items
+it fixed and broke against that student (means over seeds), and how often the student already ranked the
+chosen answer above the rejected one (its reference log-probs).
 `--sweep` adds the measurements that explain the result: the delta's size (models further apart, and a
 chosen side better than the student), the pair count, length-matched pairs only, verifier-filtered pairs
 only, an NLL term on the chosen side (RPO) and the learning rates. One full run (4 seeds) takes about
@@ -134,6 +135,18 @@ def accuracy(run: Path) -> float:
     return float(read_manifest(run)["metrics"]["heldout"]["accuracy"])
 
 
+def fixed_broken(base: Path, run: Path) -> tuple[int, int]:
+    """(items `run` gets right that `base` got wrong, items `base` got right that `run` gets wrong)."""
+    import pyarrow.parquet as pq
+
+    def correct(r: Path) -> dict[str, bool]:
+        t = pq.read_table(r / PRODUCT, columns=["item_id", "correct"])
+        return dict(zip(t.column("item_id").to_pylist(), map(bool, t.column("correct").to_pylist()), strict=True))
+
+    a, b = correct(base), correct(run)
+    return sum(b[i] and not a[i] for i in a), sum(a[i] and not b[i] for i in a)
+
+
 def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
     """(mean, low, high): the mean paired difference over seeds and its 95% Student-t interval."""
     from scipy.stats import t
@@ -150,7 +163,7 @@ def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
 def table(conditions: list[Condition], base: Condition) -> str:
     """Rows: condition; columns: accuracy mean, paired difference vs the student, its 95% interval, seeds."""
     head = (f"{'condition':<52} {'accuracy':>9} {'vs student':>11} {'95% interval':>17} {'seeds':>6} "
-            f"{'student prefers chosen':>23}")
+            f"{'fixed/broken':>13} {'student prefers chosen':>23}")
     lines = [head, "-" * len(head)]
     for cond in conditions:
         accs = [100 * accuracy(r) for r in cond.evals]
@@ -162,8 +175,10 @@ def table(conditions: list[Condition], base: Condition) -> str:
         mean, low, high = paired_interval(diffs)
         prefers = [p for p in map(student_prefers_chosen, cond.runs) if p is not None]
         agree = f"{100 * sum(prefers) / len(prefers):.0f}%" if prefers else ""
+        churn = [fixed_broken(b, r) for b, r in zip(base.evals, cond.evals, strict=True)]
+        moved = f"{sum(f for f, _ in churn) / len(churn):.0f}/{sum(b for _, b in churn) / len(churn):.0f}"
         lines.append(f"{cond.name:<52} {shown} {mean:>+11.1f} {f'[{low:+.1f}, {high:+.1f}]':>17} {len(accs):>6} "
-                     f"{agree:>23}")
+                     f"{moved:>13} {agree:>23}")
     return "\n".join(lines)
 
 
