@@ -1,7 +1,7 @@
 """Delta learning (Geng et al. 2025) on the demo's toy task: does DPO on pairs from two models that are both
 weaker than the student (a medium model chosen, a weak one rejected) improve the student?
 
-    nice -n 10 python bench/delta_learning.py [--out runs/bench/delta] [--seeds 4] [--sweep]
+    nice -n 10 python bench/delta_learning.py [--out runs/bench/delta] [--seeds 3] [--sweep]
 
 Everything runs through `wb` commands in this process, as a user would type them (`demo.stages.wb`): a model
 ladder trained on ground truth for fewer steps (weak, medium) and more (the student, one per seed),
@@ -15,8 +15,9 @@ it fixed and broke against that student (means over seeds), and how often the st
 chosen answer above the rejected one (its reference log-probs).
 `--sweep` adds the measurements that explain the result: the delta's size (models further apart, and a
 chosen side better than the student), the pair count, length-matched pairs only, verifier-filtered pairs
-only, an NLL term on the chosen side (RPO) and the learning rates. One full run (4 seeds) takes about
-15 minutes on a loaded 2-core machine, the sweep about 30 more.
+only, an NLL term on the chosen side (RPO) and the learning rates. Measured on a 2-core machine shared
+with seven other jobs (load 10-16): 25 minutes for `--seeds 4` (about 4 per seed and 5 shared), so the
+default is 3 seeds; `--sweep` adds about 13 minutes for 4 seeds (its three prefs runs about 6 more).
 A re-run skips every finished run (its manifest exists), so an interrupted bench resumes.
 """
 
@@ -161,9 +162,12 @@ def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
 
 
 def table(conditions: list[Condition], base: Condition) -> str:
-    """Rows: condition; columns: accuracy mean, paired difference vs the student, its 95% interval, seeds."""
+    """Rows: condition; columns: accuracy mean, paired difference vs the student, its 95% interval, seeds,
+    rows trained on, items fixed/broken vs the student, how often the student already preferred the chosen."""
+    from workbench.rundir import read_manifest
+
     head = (f"{'condition':<52} {'accuracy':>9} {'vs student':>11} {'95% interval':>17} {'seeds':>6} "
-            f"{'fixed/broken':>13} {'student prefers chosen':>23}")
+            f"{'rows':>6} {'fixed/broken':>13} {'student prefers chosen':>23}")
     lines = [head, "-" * len(head)]
     for cond in conditions:
         accs = [100 * accuracy(r) for r in cond.evals]
@@ -177,8 +181,9 @@ def table(conditions: list[Condition], base: Condition) -> str:
         agree = f"{100 * sum(prefers) / len(prefers):.0f}%" if prefers else ""
         churn = [fixed_broken(b, r) for b, r in zip(base.evals, cond.evals, strict=True)]
         moved = f"{sum(f for f, _ in churn) / len(churn):.0f}/{sum(b for _, b in churn) / len(churn):.0f}"
+        trained = read_manifest(cond.runs[0])["rows_out"]  # pairs (DPO) or answers (SFT) trained on, one epoch
         lines.append(f"{cond.name:<52} {shown} {mean:>+11.1f} {f'[{low:+.1f}, {high:+.1f}]':>17} {len(accs):>6} "
-                     f"{moved:>13} {agree:>23}")
+                     f"{trained:>6,} {moved:>13} {agree:>23}")
     return "\n".join(lines)
 
 
@@ -264,7 +269,7 @@ def filtered_pairs(run: Path, name: str, keep: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/bench/delta", help="where the runs go (re-running resumes)")
-    parser.add_argument("--seeds", type=int, default=4, help="training seeds: one student, DPO and SFT each")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds: one student, DPO and SFT each")
     parser.add_argument("--pair-prompts", type=int, default=3000, help="prompts both models answer")
     parser.add_argument("--dpo-lr", type=float, default=1e-5, help="DPO learning rate (beta 5, length-normalised)")
     parser.add_argument("--sft-lr", type=float, default=1e-3, help="the SFT control's learning rate")
