@@ -42,7 +42,8 @@ EVAL_TOKENS = 16  # "#### " and up to 10 digits, with room for a model that does
 @dataclass
 class Ladder:
     """SFT steps on ground truth (batch 64, lr 3e-3) for each model of the ladder: fewer steps, weaker model.
-    Measured here: 60 steps 14%, 120 steps 28%, 200 steps 73%, 240 steps 90% held-out accuracy."""
+    Measured here (held-out accuracy, training seed 0): 30 steps 0.3%, 60 steps 14%, 120 steps 28%, 200 steps 73%
+    (73-88% over seeds 0-3), 240 steps 90%."""
 
     weak: int = 60
     medium: int = 120
@@ -62,14 +63,22 @@ class Condition:
 
 
 class Bench:
-    def __init__(self, out: Path, seeds: int, pair_prompts: int, dpo_lr: float, sft_lr: float):
+    """The bench's runs under `out`: each method runs one `wb` command unless its run finished before."""
+
+    def __init__(self, out: Path, pair_prompts: int, dpo_lr: float, sft_lr: float):
         from demo.toytask import save_toy_model, write_task
 
-        self.out, self.seeds, self.dpo_lr, self.sft_lr = out, seeds, dpo_lr, sft_lr
-        self.files = write_task(out / "data", train=pair_prompts, heldout=300, other=10, duplicates=0, loops=0,
-                                refusals=0, leaked=0, leak_copies=0, teacher=6000, seed=0) \
-            if not (out / "data" / "prompts.jsonl").exists() else \
-            {n: out / "data" / f"{n}.jsonl" for n in ("heldout", "teacher", "prompts")}
+        self.out, self.dpo_lr, self.sft_lr = out, dpo_lr, sft_lr
+        prompts = out / "data" / "prompts.jsonl"
+        if prompts.exists():
+            self.files = {n: out / "data" / f"{n}.jsonl" for n in ("heldout", "teacher", "prompts")}
+            made = sum(1 for _ in prompts.open())
+            if made != pair_prompts:
+                raise SystemExit(f"{prompts}: made with --pair-prompts {made}, not {pair_prompts}; "
+                                 "use another --out")
+        else:
+            self.files = write_task(out / "data", train=pair_prompts, heldout=300, other=10, duplicates=0, loops=0,
+                                    refusals=0, leaked=0, leak_copies=0, teacher=6000, seed=0)
         self.init = out / "init-model"
         if not (self.init / "config.json").exists():
             save_toy_model(self.init)
@@ -276,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="add the conditions that explain the result")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the toy model is faster on one thread per process
-    bench = Bench(Path(args.out), args.seeds, args.pair_prompts, args.dpo_lr, args.sft_lr)
+    bench = Bench(Path(args.out), args.pair_prompts, args.dpo_lr, args.sft_lr)
     lad = Ladder()
 
-    ladder = {n: Condition(f"{n} model ({s} steps, reference)") for n, s in
-              (("weak", lad.weak), ("medium", lad.medium))}
-    for (n, cond), steps in zip(ladder.items(), (lad.weak, lad.medium), strict=True):
+    refs = [("weak", lad.weak), ("medium", lad.medium)]
+    if args.sweep:
+        refs += [("far-weak", lad.far_weak), ("strong", lad.strong)]
+    ladder = [Condition(f"{n} model ({steps} steps, reference)") for n, steps in refs]
+    for cond, (n, steps) in zip(ladder, refs, strict=True):
         cond.evals.append(bench.eval(bench.ladder_model(steps), f"ladder-{n}"))
     main_pairs = bench.pairs(lad.medium, lad.weak)
     student = Condition(f"student ({lad.student} steps), no training")
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in makeup:
         print("  " + line)
     print(f"\n== held-out accuracy, 300 items, greedy; difference vs the same seed's student in points, "
-          f"95% t-interval over seeds\n{table([*ladder.values(), *conditions], student)}")
+          f"95% t-interval over seeds\n{table([*ladder, *conditions], student)}")
     return 0
 
 
