@@ -209,16 +209,18 @@ def student_prefers_chosen(run: Path) -> float | None:
     return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / max(len(chosen), 1)
 
 
-def first_difference(gold: str, chosen: str, rejected: str) -> str:
+def first_difference(right: str, chosen: str, rejected: str) -> str:
     """Where a pair's answers first differ (each digit is one token; `$` stands for the end of the answer):
     `chosen_right` or `rejected_right` (that side's character there is the correct one), `neither`, or
     `prefix_wrong` (the shared part before it is already wrong). DPO's gradient on the shared prefix cancels,
     so this is the first token it pushes on."""
-    gold, chosen, rejected = gold + "$", chosen + "$", rejected + "$"
-    i = next(i for i in range(min(len(chosen), len(rejected))) if chosen[i] != rejected[i])
-    if chosen[:i] != gold[:i]:
+    right, chosen, rejected = right + "$", chosen + "$", rejected + "$"
+    i = next((i for i in range(min(len(chosen), len(rejected))) if chosen[i] != rejected[i]), None)
+    if i is None:  # the same answer once whitespace is stripped
+        return "neither"
+    if chosen[:i] != right[:i]:
         return "prefix_wrong"
-    return "chosen_right" if chosen[i] == gold[i] else "rejected_right" if rejected[i] == gold[i] else "neither"
+    return "chosen_right" if chosen[i] == right[i] else "rejected_right" if rejected[i] == right[i] else "neither"
 
 
 def pair_makeup(run: Path) -> str:
@@ -235,11 +237,10 @@ def pair_makeup(run: Path) -> str:
     first = {"chosen_right": 0, "rejected_right": 0, "neither": 0, "prefix_wrong": 0}
     longer = shorter = 0
     for r in rows:
-        digits = r["prompt"][-1]["content"].split()[-1]
-        gold = "#### " + "".join(sorted(digits, reverse=True))
-        c, w = r["chosen"][-1]["content"].strip() == gold, r["rejected"][-1]["content"].strip() == gold
+        right = gold(r["prompt"])
+        c, w = r["chosen"][-1]["content"].strip() == right, r["rejected"][-1]["content"].strip() == right
         counts["both_right" if c and w else "chosen_right" if c else "inverted" if w else "both_wrong"] += 1
-        first[first_difference(gold, r["chosen"][-1]["content"].strip(), r["rejected"][-1]["content"].strip())] += 1
+        first[first_difference(right, r["chosen"][-1]["content"].strip(), r["rejected"][-1]["content"].strip())] += 1
         longer += r["chosen_tokens"] > r["rejected_tokens"]
         shorter += r["chosen_tokens"] < r["rejected_tokens"]
     n = max(len(rows), 1)
@@ -251,10 +252,17 @@ def pair_makeup(run: Path) -> str:
             f"    first differing token: {at_first}")
 
 
-def filtered_pairs(run: Path, name: str, keep: str) -> Path:
+def gold(prompt: list[dict]) -> str:
+    """The right answer to a toy-task prompt (its messages), as the models write it."""
+    from demo.toytask import DOMAINS, TASK
+
+    return "#### " + DOMAINS[TASK][1](prompt[-1]["content"].split()[-1])
+
+
+def filtered_pairs(run: Path, name: str, keep: str, first: int | None = None) -> Path:
     """A copy of a prefs run's pairs keeping only `keep`: `equal_length` (chosen and rejected the same
-    number of tokens: no length signal) or `chosen_right` (the chosen answer is correct: what a verifier
-    would keep)."""
+    number of tokens: no length signal), `chosen_right` (the chosen answer is correct: what a verifier
+    would keep) or `all`; then only the `first` of them (a pair count matched to another condition)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -267,11 +275,14 @@ def filtered_pairs(run: Path, name: str, keep: str) -> Path:
     if keep == "equal_length":
         mask = [a == b for a, b in zip(table.column("chosen_tokens").to_pylist(),
                                        table.column("rejected_tokens").to_pylist(), strict=True)]
-    else:
-        mask = [c[-1]["content"].strip() == "#### " + "".join(sorted(p[-1]["content"].split()[-1], reverse=True))
+    elif keep == "chosen_right":
+        mask = [c[-1]["content"].strip() == gold(p)
                 for p, c in zip(table.column("prompt").to_pylist(), table.column("chosen").to_pylist(), strict=True)]
+    else:
+        mask = [True] * table.num_rows
+    kept = table.filter(pa.array(mask))
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_table(table.filter(pa.array(mask)), out)
+    write_table(kept.slice(0, first) if first is not None else kept, out)
     return out
 
 
@@ -284,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft-lr", type=float, default=1e-3, help="the SFT control's learning rate")
     parser.add_argument("--sweep", action="store_true", help="add the conditions that explain the result")
     args = parser.parse_args(argv)
+    from workbench.rundir import read_manifest
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the toy model is faster on one thread per process
     bench = Bench(Path(args.out), args.pair_prompts, args.dpo_lr, args.sft_lr)
     lad = Ladder()
@@ -306,9 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         wider, above = bench.pairs(lad.medium, lad.far_weak), bench.pairs(lad.strong, lad.weak)
         fewer = bench.pairs(lad.medium, lad.weak, limit=args.pair_prompts // 4)
         makeup += [pair_makeup(p) for p in (wider, above, fewer)]
+        matched = read_manifest(main_pairs)["rows_out"]  # delta size apart from pair count
         conditions += [
             Condition(f"DPO, wider delta ({lad.medium} vs {lad.far_weak} steps)", bench.dpo(wider)),
             Condition(f"DPO, chosen above the student ({lad.strong} vs {lad.weak})", bench.dpo(above)),
+            Condition(f"DPO, wider delta, first {matched:,} pairs",
+                      bench.dpo(filtered_pairs(wider, "pairs-wider-matched", "all", matched))),
+            Condition(f"DPO, chosen above the student, first {matched:,} pairs",
+                      bench.dpo(filtered_pairs(above, "pairs-above-matched", "all", matched))),
             Condition(f"DPO, a quarter of the prompts ({args.pair_prompts // 4})", bench.dpo(fewer)),
             Condition("DPO, equal-length pairs only",
                       bench.dpo(filtered_pairs(main_pairs, "pairs-equal-length", "equal_length"))),
