@@ -17,7 +17,7 @@ chosen answer above the rejected one (its reference log-probs).
 chosen side better than the student), the pair count, length-matched pairs only, verifier-filtered pairs
 only, an NLL term on the chosen side (RPO) and the learning rates. Measured on a 2-core machine shared
 with seven other jobs (load 10-16): 25 minutes for `--seeds 4` (about 4 per seed and 5 shared), so the
-default is 3 seeds; `--sweep` adds about 13 minutes for 4 seeds (its three prefs runs about 6 more).
+default is 3 seeds; `--sweep` adds about 16 minutes for 4 seeds (its three prefs runs about 6 more).
 A re-run skips every finished run (its manifest exists), so an interrupted bench resumes.
 """
 
@@ -181,7 +181,7 @@ def table(conditions: list[Condition], base: Condition) -> str:
     for cond in conditions:
         accs = [100 * accuracy(r) for r in cond.evals]
         shown = f"{sum(accs) / len(accs):>8.1f}%"
-        if cond is base or len(cond.evals) != len(base.evals):
+        if cond is base or not cond.runs:  # the student itself, or a reference model scored once
             lines.append(f"{cond.name:<52} {shown} {'':>11} {'':>17} {len(accs):>6}")
             continue
         diffs = [a - 100 * accuracy(b) for a, b in zip(accs, base.evals, strict=True)]
@@ -191,7 +191,8 @@ def table(conditions: list[Condition], base: Condition) -> str:
         churn = [fixed_broken(b, r) for b, r in zip(base.evals, cond.evals, strict=True)]
         moved = f"{sum(f for f, _ in churn) / len(churn):.0f}/{sum(b for _, b in churn) / len(churn):.0f}"
         trained = read_manifest(cond.runs[0])["rows_out"]  # pairs (DPO) or answers (SFT) trained on, one epoch
-        lines.append(f"{cond.name:<52} {shown} {mean:>+11.1f} {f'[{low:+.1f}, {high:+.1f}]':>17} {len(accs):>6} "
+        interval = f"[{low:+.1f}, {high:+.1f}]" if len(diffs) > 1 else "needs 2 seeds"
+        lines.append(f"{cond.name:<52} {shown} {mean:>+11.1f} {interval:>17} {len(accs):>6} "
                      f"{trained:>6,} {moved:>13} {agree:>23}")
     return "\n".join(lines)
 
