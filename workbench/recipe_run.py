@@ -111,14 +111,13 @@ def _status_of(recipe: Recipe, r: Resolved, last: dict) -> StepStatus:
     if st.state == "running":
         return StepStatus(name, command, "running", f"pid {st.pid}: {st.done or 0}/{st.total or '?'} {st.unit or ''}"
                           .rstrip(), **base)
+    if ran_here and last.get("outcome") == "capped" and st.state in ("failed", "interrupted"):
+        return StepStatus(name, command, "to run", f"stopped at its cost cap ({last.get('error')}); raise max_cost "
+                                                   "and re-run to continue", **base)
     if st.state == "failed":
-        if ran_here and last.get("outcome") == "capped":
-            return StepStatus(name, command, "to run", f"stopped at its cost cap ({last.get('error')}); raise "
-                                                       "max_cost and re-run to continue", **base)
         return StepStatus(name, command, "failed", st.error or "failed", **base)
     if st.state in ("interrupted", "unreadable"):
-        why = last.get("error") if ran_here and last.get("outcome") == "capped" else st.error
-        return StepStatus(name, command, "to run", f"resumes the {st.state} run ({why})", **base)
+        return StepStatus(name, command, "to run", f"resumes the {st.state} run ({st.error})", **base)
     return StepStatus(name, command, "to run", _changes(last.get("hashed"), r.hashed), **base)
 
 
@@ -140,12 +139,15 @@ def _wall(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f} s"
 
 
-def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None,
-        echo: bool = True) -> list[StepStatus]:
-    """Run the recipe's steps in order, reusing complete runs; return every step's status. `max_cost`
-    overrides the recipe's. Raise `BudgetReached` when a cap stops a step, `WorkbenchError` when one fails."""
+def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None, echo: bool = True,
+        until: str | None = None) -> list[StepStatus]:
+    """Run the recipe's steps in order, reusing complete runs, up to step `until` (default: all); return every
+    step's status. `max_cost` overrides the recipe's. Raise `BudgetReached` when a cap stops a step,
+    `WorkbenchError` when one fails."""
     cap = recipe.max_cost if max_cost is None else max_cost
     out = out or sys.stdout
+    if until is not None and until not in recipe.steps:
+        raise InputError(f"--until {until}: the recipe has no such step; it has {', '.join(recipe.steps)}")
     recipe.workspace.mkdir(parents=True, exist_ok=True)
     lock = DirLock(recipe.workspace, "recipe")  # a second `wb recipe run` here is refused, naming this pid
     steps: dict[str, dict] = {}
@@ -166,6 +168,8 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
             if state.state == "complete":
                 entry["outcome"] = "reused"
                 print(f"[{step.name}] reused {run_dir} (a complete run with the same fingerprint)", file=out)
+                if step.name == until:
+                    break
                 continue
             if state.state == "running":
                 raise WorkbenchError(f"step {step.name!r}: {run_dir} is being written by pid {state.pid}; wait for "
@@ -178,6 +182,8 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
                                     "--max-cost (or the step's max_cost) and re-run to continue")
             if entry["outcome"] != "done":
                 raise WorkbenchError(f"step {step.name!r} failed: {entry['error']} (log: {run_dir}/{LOG})")
+            if step.name == until:
+                break
         record["state"] = "complete"
     except KeyboardInterrupt:
         record["state"] = "interrupted"

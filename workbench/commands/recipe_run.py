@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", help="directory for the steps' runs (default: the recipe's `workspace`)")
     parser.add_argument("--max-cost", type=float, help="USD over every step, overriding the recipe's max_cost; "
                                                        "a step stops cleanly when its share is spent")
+    parser.add_argument("--until", metavar="STEP", help="stop after this step (and the steps it needs)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the steps' output (it stays in wb.log)")
 
 
@@ -25,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     if args.max_cost is not None and not args.max_cost >= 0:
         raise InputError(f"--max-cost {args.max_cost}: must be a number of at least 0")
     recipe = load_recipe(args.recipe, args.workspace)
-    print_status(recipe, run_recipe(recipe, args.max_cost, echo=not args.quiet))
+    print_status(recipe, run_recipe(recipe, args.max_cost, echo=not args.quiet, until=args.until))
     return 0
