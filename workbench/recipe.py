@@ -5,10 +5,11 @@ each step's command line and fingerprint (`recipe_run.py` runs it, `recipe_plan.
     wb recipe run examples/recipes/gsm8k.yaml      # the steps in dependency order; a re-run redoes only changes
     wb recipe status examples/recipes/gsm8k.yaml   # each step: reused / to run / running / done / failed, and why
 
-The file (paths are relative to the directory `wb` runs in, as on the command line):
+The file (relative paths are relative to the recipe file's folder, as in a compose or dvc.yaml file; the
+steps run there):
 
     name: gsm8k                       # default: the file's name without .yaml
-    workspace: runs/gsm8k             # where the steps' run directories go (default: runs/NAME)
+    workspace: ../runs/gsm8k          # where the steps' run directories go (default: runs/NAME)
     max_cost: 2.0                     # USD over every step (`--max-cost` overrides it)
     prices: {price_in: 0.5, price_out: 2.0, price_trained: 1.0}   # given to each step whose command takes them
     endpoints: {teacher: http://127.0.0.1:8000/v1}                # `{endpoint: teacher}` in an option
@@ -81,17 +82,26 @@ class Recipe:
 
     path: Path
     name: str
-    workspace: Path
+    workspace: Path  # absolute
     max_cost: float | None = None
     prices: dict[str, float] = field(default_factory=dict)
     endpoints: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
 
+    @property
+    def base(self) -> Path:
+        """The folder relative paths in the recipe start from, and the steps run in: the file's own."""
+        return self.path.parent
+
+    def where(self, value: str) -> Path:
+        """A path the recipe names, from its folder."""
+        return Path(value) if os.path.isabs(value) else self.base / value
+
 
 def load_recipe(path: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Recipe:
     """Read and check the recipe at `path`: known keys, known commands, references to steps that exist and
     no cycle. Raise `InputError` naming the file, the step and the key."""
-    path = Path(path)
+    path = Path(path).resolve()
     raw = load_yaml(path)
     unknown = sorted(set(raw) - RECIPE_KEYS)
     if unknown:
@@ -109,7 +119,8 @@ def load_recipe(path: str | os.PathLike, workspace: str | os.PathLike | None = N
                 raise InputError(f"{path}: step {step.name!r} refers to step {dep!r}, which the recipe lacks")
         _check_endpoints(path, step, endpoints)
     cap = raw.get("max_cost")
-    return Recipe(path=path, name=name, workspace=Path(workspace or raw.get("workspace") or Path("runs") / name),
+    workspace = Path(workspace).resolve() if workspace else path.parent / (raw.get("workspace") or f"runs/{name}")
+    return Recipe(path=path, name=name, workspace=Path(os.path.normpath(workspace)),
                   max_cost=None if cap is None else _number(cap, f"{path}: max_cost"), prices=prices,
                   endpoints=endpoints, steps={n: steps[n] for n in _order(path, steps)})
 
@@ -214,6 +225,7 @@ class Resolved:
     fingerprint: str | None
     hashed: dict
     waiting: list[str]  # the referred steps that have no finished run yet
+    base: Path = Path(".")  # the recipe's folder, which relative paths start from
 
     def run_dir(self, workspace: Path) -> Path | None:
         return workspace / f"{self.step.name}-{self.fingerprint}" if self.fingerprint else None
@@ -239,9 +251,9 @@ def resolve(recipe: Recipe, step: Step, dirs: dict[str, Path | None]) -> Resolve
     ns = parser.parse_args([*argv, "--output", placeholder])
     resolved = _resolved_options(step, ns, where)
     if waiting:
-        return Resolved(step, argv, resolved, None, {}, waiting)
-    fingerprint, hashed = fingerprint_of(step.command, resolved, recipe.workspace)
-    return Resolved(step, argv, resolved, fingerprint, hashed, [])
+        return Resolved(step, argv, resolved, None, {}, waiting, recipe.base)
+    fingerprint, hashed = fingerprint_of(step.command, resolved, recipe.workspace, recipe.base)
+    return Resolved(step, argv, resolved, fingerprint, hashed, [], recipe.base)
 
 
 def _values(recipe: Recipe, item: object, dirs: dict[str, Path | None]) -> list:
@@ -290,16 +302,18 @@ def _resolved_options(step: Step, ns: argparse.Namespace, where: str) -> dict[st
     return {**resolved, **given}
 
 
-def fingerprint_of(command: tuple[str, ...], options: dict[str, object], workspace: Path) -> tuple[str, dict]:
+def fingerprint_of(command: tuple[str, ...], options: dict[str, object], workspace: Path,
+                   base: Path) -> tuple[str, dict]:
     """(fingerprint, what it hashed): the command, the options that change results, and the content
-    fingerprint of every option value naming an existing file or directory."""
+    fingerprint of every option value naming an existing file or directory (relative ones from `base`)."""
     kept = {k: options[k] for k in sorted(options) if k not in NOT_RESULT and not k.endswith("base_url")}
     cache = _HashCache(workspace)
     inputs = {}
     for value in kept.values():
         for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str) and v and v not in inputs and os.path.exists(v):
-                inputs[v] = content_fingerprint(Path(v), cache)
+            path = base / v if isinstance(v, str) and v else None  # an absolute v replaces base
+            if path is not None and v not in inputs and path.exists():
+                inputs[v] = content_fingerprint(path, cache)
     cache.save()
     hashed = {"command": " ".join(command), "options": kept, "inputs": inputs}
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()

@@ -14,7 +14,6 @@ run shows what it measured. Prices: the step's own `price_*` options (the recipe
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,11 +178,12 @@ def _usd(tokens: float, price: object) -> float:
     return tokens * float(price) / 1e6 if price is not None else 0.0  # type: ignore[arg-type]
 
 
-def _source_path(spec: object) -> Path | None:
-    """A source as a path: itself, or a bundled benchmark's folder (`gsm8k`); None when neither exists."""
+def _source_path(spec: object, base: Path) -> Path | None:
+    """A source as a path (from the recipe's folder `base`), or a bundled benchmark's folder (`gsm8k`); None
+    when neither exists."""
     if not spec:
         return None
-    path = Path(str(spec))
+    path = base / str(spec)
     if path.exists():
         return path
     bundled = bundled_data_dir() / str(spec)
@@ -195,7 +195,7 @@ def _rows_of(sources: list, r: Resolved, planned: dict[str, Estimate], limit: in
     planned output of the step a source comes from."""
     low = high = 0.0
     for spec in sources:
-        count = _count(spec, planned)
+        count = _count(spec, planned, r.base)
         if count is None:
             continue
         lo, hi = count
@@ -205,13 +205,13 @@ def _rows_of(sources: list, r: Resolved, planned: dict[str, Estimate], limit: in
     return (low, high)
 
 
-def _count(spec: object, planned: dict[str, Estimate]) -> Range | None:
+def _count(spec: object, planned: dict[str, Estimate], base: Path) -> Range | None:
     """(low, high) rows of one source; a pending step's run directory counts as that step's planned output."""
     text = str(spec)
     for name, est in planned.items():
         if Path(text).name.startswith(f"{name}-") and not Path(text).exists():
             return est.rows_out
-    path = _source_path(spec)
+    path = _source_path(spec, base)
     if path is None:
         return None
     if (path / MANIFEST).exists():
@@ -226,12 +226,12 @@ def _count(spec: object, planned: dict[str, Estimate]) -> Range | None:
     return (rows, rows)
 
 
-def _prompts_sample(sources: list, field_name: str, system: str | None) -> list[list[dict]]:
+def _prompts_sample(sources: list, field_name: str, system: str | None, base: Path) -> list[list[dict]]:
     """Up to SAMPLE prompts of the first readable source, each as chat messages."""
     from workbench.io import open_source
 
     for spec in sources:
-        path = _source_path(spec)
+        path = _source_path(spec, base)
         if path is None:
             continue
         try:
@@ -251,14 +251,16 @@ def _prompts_sample(sources: list, field_name: str, system: str | None) -> list[
 def _prompt_tokens(sources: list, r: Resolved, model: str) -> tuple[Range, str]:
     """(low, high) prompt tokens per request, and how they were counted."""
     o = r.options
-    sample = _prompts_sample(sources, str(o.get("prompt_field") or "prompt"), o.get("system"))  # type: ignore[arg-type]
+    sample = _prompts_sample(sources, str(o.get("prompt_field") or "prompt"), o.get("system"),  # type: ignore[arg-type]
+                             r.base)
     if not sample:
         return (1.0, 1.0), "no prompts to sample: counted as 1"
-    if model and os.path.isfile(os.path.join(model, "config.json")):
+    model_dir = r.base / model if model else None
+    if model_dir is not None and (model_dir / "config.json").is_file():
         try:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(model)
+            tok = AutoTokenizer.from_pretrained(model_dir)
             lengths = [len(_ids(tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True))) for m in sample]
             mean = sum(lengths) / len(lengths)
             return (min(lengths) * 1.0, max(mean, max(lengths) * 1.0)), f"{len(sample)} prompts tokenised"

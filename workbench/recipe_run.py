@@ -175,7 +175,7 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
                 raise WorkbenchError(f"step {step.name!r}: {run_dir} is being written by pid {state.pid}; wait for "
                                      "it to end or stop it, then re-run the recipe")
             budget = _budget(recipe, step.name, step.max_cost, cap, dirs)
-            entry.update(_run_step(r, run_dir, budget, out, echo))  # type: ignore[arg-type]
+            entry.update(_run_step(r, run_dir, budget, out, echo, recipe.base))  # type: ignore[arg-type]
             write_atomic(recipe.workspace / RECORD, record)
             if entry["outcome"] == "capped":
                 raise BudgetReached(f"step {step.name!r} stopped at its cost cap: {entry['error']}; raise "
@@ -218,7 +218,7 @@ def _budget(recipe: Recipe, name: str, step_cap: float | None, cap: float | None
     return min(caps) if caps else None
 
 
-def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, echo: bool) -> dict:
+def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, echo: bool, cwd: Path) -> dict:
     """Run one step to its end; return its outcome (`done`, `failed`, `capped`) with the error if any."""
     name = r.step.name
     if budget is not None and spent(run_dir) >= budget:
@@ -229,7 +229,7 @@ def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, ech
         argv += ["--max-cost", f"{budget:.6f}"]
     print(f"[{name}] $ wb {shlex.join(argv)}", file=out, flush=True)
     started = time.monotonic()
-    proc = launch(argv, run_dir)
+    proc = launch(argv, run_dir, cwd)
     capped = _watch(proc, run_dir, None if self_capped else budget, out if echo else None)
     code = proc.returncode
     _record_exit(run_dir, code)
@@ -254,15 +254,15 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child between f
         pass  # not Linux: a killed runner leaves its step running; re-running the recipe then says so
 
 
-def launch(argv: list[str], run_dir: Path) -> subprocess.Popen:
-    """Start `wb ARGV` writing into `run_dir`, its output in `wb.log` and a launch record beside it."""
+def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """Start `wb ARGV` in `cwd` writing into `run_dir`, its output in `wb.log` and a launch record beside it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(run_dir / LOG, "ab") as log:
         log.write(f"$ wb {shlex.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True,
                                 preexec_fn=_die_with_parent)
     write_atomic(run_dir / JOB, {"pid": proc.pid, "process": process_identity(proc.pid), "argv": argv,
                                  "command": "wb " + shlex.join(argv), "stage": argv[0], "log": LOG,
