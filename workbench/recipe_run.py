@@ -21,6 +21,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from workbench.runfiles import (
 )
 
 RECORD = "recipe.json"  # in the workspace: the last `wb recipe run`
+RECIPE_LOG = "recipe.log"  # in the workspace: the output of a recipe started in the background (`start`)
 STATES = ("reused", "to run", "running", "done", "failed")
 POLL_SECONDS = 0.25
 GRACE_SECONDS = 10.0
@@ -317,6 +319,27 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def start(recipe: Recipe) -> int:
+    """Start `wb recipe run` on `recipe` in the background (its own session, so it outlives the caller, e.g.
+    the app), its output in WORKSPACE/recipe.log; return its pid. Refuses while one runs there."""
+    pid = recipe_running(recipe.workspace)
+    if pid is not None:
+        raise InputError(f"{recipe.workspace}: recipe {recipe.name} is already running (pid {pid}); stop it first")
+    recipe.workspace.mkdir(parents=True, exist_ok=True)
+    argv = ["recipe", "run", str(recipe.path), "--workspace", str(recipe.workspace), "--quiet"]
+    with open(recipe.workspace / RECIPE_LOG, "ab") as log:
+        log.write(f"$ wb {shlex.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=recipe.base, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it, so it never lingers as a zombie
+    # say it runs at once (the runner rewrites this record when it starts), so a watcher refreshes from now on
+    write_atomic(recipe.workspace / RECORD, {**read_record(recipe.workspace), "state": "running", "pid": proc.pid,
+                                             "process": process_identity(proc.pid), "started_at": _now()})
+    return proc.pid
 
 
 def stop(workspace: Path, grace_seconds: float = GRACE_SECONDS) -> str:
