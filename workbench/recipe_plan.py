@@ -45,6 +45,7 @@ class Estimate:
     trained_tokens: Range = (0, 0)
     cost_usd: Range | None = None
     basis: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # files a data step reads: prompts are sampled there
 
 
 def plan(recipe: Recipe) -> list[Estimate]:
@@ -99,7 +100,9 @@ def _estimate(recipe: Recipe, r: Resolved, planned: dict[str, Estimate]) -> Esti
         _training(r, e, planned)
     else:  # data steps write at most what they read
         sources = o.get("sources") or o.get("source") or []
-        e.rows = _rows_of(sources if isinstance(sources, list) else [sources], r, planned, None)
+        sources = sources if isinstance(sources, list) else [sources]
+        e.rows = _rows_of(sources, r, planned, None)
+        e.sources = [str(p) for p in (_source_path(s, r.base) for s in sources) if p is not None]
         e.rows_out = (0, e.rows[1])
         e.basis.append("no model calls")
     return e
@@ -123,7 +126,7 @@ def _generation(recipe: Recipe, r: Resolved, e: Estimate, planned: dict[str, Est
     price_in, price_out = o.get("price_in"), o.get("price_out")
     cost: Range = (0.0, 0.0)
     for model in models:
-        tokens, how = _prompt_tokens(sources, r, model)
+        tokens, how = _prompt_tokens(sources, r, model, planned)
         mean, seen = _earlier_completions(recipe.workspace, r.step.command, model)
         if mean is None:
             per_sample: Range = (1, max_tokens)
@@ -186,8 +189,14 @@ def _source_path(spec: object, base: Path) -> Path | None:
     path = base / str(spec)
     if path.exists():
         return path
-    bundled = bundled_data_dir() / str(spec)
+    bundled = bundled_data_dir() / str(spec) / "test.jsonl"  # `wb eval --benchmark gsm8k` scores the test split
     return bundled if bundled.exists() else None
+
+
+def _pending(spec: object, planned: dict[str, Estimate]) -> Estimate | None:
+    """The plan of the step whose (not yet written) run directory `spec` is, if it is one."""
+    path = Path(str(spec))
+    return next((e for name, e in planned.items() if path.name.startswith(f"{name}-") and not path.exists()), None)
 
 
 def _rows_of(sources: list, r: Resolved, planned: dict[str, Estimate], limit: int | None) -> Range:
@@ -207,10 +216,9 @@ def _rows_of(sources: list, r: Resolved, planned: dict[str, Estimate], limit: in
 
 def _count(spec: object, planned: dict[str, Estimate], base: Path) -> Range | None:
     """(low, high) rows of one source; a pending step's run directory counts as that step's planned output."""
-    text = str(spec)
-    for name, est in planned.items():
-        if Path(text).name.startswith(f"{name}-") and not Path(text).exists():
-            return est.rows_out
+    upstream = _pending(spec, planned)
+    if upstream is not None:
+        return upstream.rows_out
     path = _source_path(spec, base)
     if path is None:
         return None
@@ -226,11 +234,16 @@ def _count(spec: object, planned: dict[str, Estimate], base: Path) -> Range | No
     return (rows, rows)
 
 
-def _prompts_sample(sources: list, field_name: str, system: str | None, base: Path) -> list[list[dict]]:
-    """Up to SAMPLE prompts of the first readable source, each as chat messages."""
+def _prompts_sample(sources: list, field_name: str, system: str | None, base: Path,
+                    planned: dict[str, Estimate]) -> list[list[dict]]:
+    """Up to SAMPLE prompts of the first readable source (a pending step's: what that step reads), each as
+    chat messages; the prompt column is `field_name`, else prompt, question or problem."""
     from workbench.io import open_source
 
     for spec in sources:
+        upstream = _pending(spec, planned)
+        if upstream is not None and upstream.sources:
+            return _prompts_sample(upstream.sources, field_name, system, base, planned)
         path = _source_path(spec, base)
         if path is None:
             continue
@@ -238,21 +251,23 @@ def _prompts_sample(sources: list, field_name: str, system: str | None, base: Pa
             table = next(open_source(path).iter_tables(), None)
         except InputError:
             continue
-        if table is None or field_name not in table.column_names:
+        column = next((c for c in (field_name, "prompt", "question", "problem") if table is not None
+                       and c in table.column_names), None)
+        if column is None:
             continue
         out = []
-        for value in table.slice(0, SAMPLE).column(field_name).to_pylist():
+        for value in table.slice(0, SAMPLE).column(column).to_pylist():  # type: ignore[union-attr]
             messages = value if isinstance(value, list) else [{"role": "user", "content": str(value)}]
             out.append(([{"role": "system", "content": system}] if system else []) + messages)
         return out
     return []
 
 
-def _prompt_tokens(sources: list, r: Resolved, model: str) -> tuple[Range, str]:
+def _prompt_tokens(sources: list, r: Resolved, model: str, planned: dict[str, Estimate]) -> tuple[Range, str]:
     """(low, high) prompt tokens per request, and how they were counted."""
     o = r.options
     sample = _prompts_sample(sources, str(o.get("prompt_field") or "prompt"), o.get("system"),  # type: ignore[arg-type]
-                             r.base)
+                             r.base, planned)
     if not sample:
         return (1.0, 1.0), "no prompts to sample: counted as 1"
     model_dir = r.base / model if model else None

@@ -125,3 +125,11 @@ def test_step_options_are_checked_by_the_commands_own_parser_and_config(loop, op
     assert main(["recipe", "status", str(loop)]) == 2
     err = capsys.readouterr().err
     assert error in err and "step 'other'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_example_recipes_load_and_every_step_resolves(capsys):
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "recipes").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        statuses = status(load_recipe(path))
+        assert statuses and all(s.state in ("to run", "reused", "done") for s in statuses), path
