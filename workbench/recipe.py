@@ -226,9 +226,13 @@ class Resolved:
     hashed: dict
     waiting: list[str]  # the referred steps that have no finished run yet
     base: Path = Path(".")  # the recipe's folder, which relative paths start from
+    in_place: Path | None = None  # the run directory a command without --output works in (its first input)
 
     def run_dir(self, workspace: Path) -> Path | None:
-        return workspace / f"{self.step.name}-{self.fingerprint}" if self.fingerprint else None
+        """Where the step's run is: WORKSPACE/STEP-FINGERPRINT, or the directory an in-place step works in."""
+        if not self.fingerprint:
+            return None
+        return self.in_place or workspace / f"{self.step.name}-{self.fingerprint}"
 
 
 def resolve(recipe: Recipe, step: Step, dirs: dict[str, Path | None]) -> Resolved:
@@ -239,21 +243,24 @@ def resolve(recipe: Recipe, step: Step, dirs: dict[str, Path | None]) -> Resolve
                or (dirs[d] / INCOMPLETE).exists()]  # type: ignore[operator]
     parser = command_parser(step.command, where)
     known = flags(parser)
-    if "--output" not in known:
-        raise InputError(f"{where}: `wb {' '.join(step.command)}` takes no --output, so it cannot have a run "
-                         "directory of its own")
+    in_place = None
+    if "--output" not in known:  # a step at work in the run directory it is given first (`wb mix run PLAN`)
+        first = step.inputs[0] if step.inputs else None
+        if not (isinstance(first, dict) and "from" in first and not first.get("path")):
+            raise InputError(f"{where}: `wb {' '.join(step.command)}` takes no --output, so it works in the run "
+                             "directory it is given: make its first input {from: STEP}")
+        in_place = dirs.get(str(first["from"])) or recipe.workspace / f"{first['from']}-PENDING"
     options = {**{k: v for k, v in recipe.prices.items() if "--" + k.replace("_", "-") in known}, **step.options}
     argv = [str(v) for item in step.inputs for v in _values(recipe, item, dirs)]
     for key, value in options.items():
         argv += _flag(where, known, key, [v for item in (value if isinstance(value, list) else [value])
                                           for v in _values(recipe, item, dirs)], value)
-    placeholder = str(recipe.workspace / step.name)
-    ns = parser.parse_args([*argv, "--output", placeholder])
+    ns = parser.parse_args(argv if in_place else [*argv, "--output", str(recipe.workspace / step.name)])
     resolved = _resolved_options(step, ns, where)
     if waiting:
-        return Resolved(step, argv, resolved, None, {}, waiting, recipe.base)
+        return Resolved(step, argv, resolved, None, {}, waiting, recipe.base, in_place)
     fingerprint, hashed = fingerprint_of(step.command, resolved, recipe.workspace, recipe.base)
-    return Resolved(step, argv, resolved, fingerprint, hashed, [], recipe.base)
+    return Resolved(step, argv, resolved, fingerprint, hashed, [], recipe.base, in_place)
 
 
 def _values(recipe: Recipe, item: object, dirs: dict[str, Path | None]) -> list:
@@ -327,7 +334,9 @@ def content_fingerprint(path: Path, cache: _HashCache | None = None) -> str:
     for run in [path, *list(path.parents)[:2]]:
         if (run / MANIFEST).is_file() and not (run / INCOMPLETE).exists():
             inside = str(path.relative_to(run)) if run != path else ""
-            return "run:" + cache.file(run / MANIFEST) + (f":{inside}" if inside else "")
+            # a file in a run is hashed too: a step working in that run (`wb mix run PLAN`) rewrites it
+            own = f":{inside}:{cache.file(path)}" if path.is_file() and inside else f":{inside}" if inside else ""
+            return "run:" + cache.file(run / MANIFEST) + own
     if path.is_file():
         return "file:" + cache.file(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -46,6 +46,7 @@ class Estimate:
     cost_usd: Range | None = None
     basis: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # files a data step reads: prompts are sampled there
+    model: str | None = None  # what a training step starts from: its model's tokenizer is this one's
 
 
 def plan(recipe: Recipe) -> list[Estimate]:
@@ -148,6 +149,7 @@ def _generation(recipe: Recipe, r: Resolved, e: Estimate, planned: dict[str, Est
 
 def _training(r: Resolved, e: Estimate, planned: dict[str, Estimate]) -> None:
     o = r.options
+    e.model = str(o.get("model") or "") or None
     seqs = int(o.get("batch_size") or 1) * int(o.get("grad_accum") or 1)
     max_length = int(o.get("max_length") or 1)
     rl = "num_generations" in o
@@ -169,12 +171,65 @@ def _training(r: Resolved, e: Estimate, planned: dict[str, Estimate]) -> None:
         e.trained_tokens = e.sampled_tokens
         e.basis.append(f"{steps[1]:,} steps x {groups} rollouts of 1 to {new} tokens")
     else:
-        e.trained_tokens = (steps[0] * seqs, steps[1] * seqs * max_length)
-        e.basis.append(f"{steps[1]:,} steps x {seqs} sequences of 1 to max_length {max_length} tokens")
+        per_seq, how = _sft_tokens(r, data, planned, max_length)
+        e.trained_tokens = (steps[0] * seqs * per_seq[0], steps[1] * seqs * per_seq[1])
+        e.basis.append(f"{steps[1]:,} steps x {seqs} sequences of {per_seq[0]:.0f}-{per_seq[1]:.0f} trained tokens "
+                       f"({how})")
     price_t, price_s = o.get("price_trained"), o.get("price_sampled")
     if price_t is not None or price_s is not None:
         e.cost_usd = (_usd(e.trained_tokens[0], price_t) + _usd(e.sampled_tokens[0], price_s),
                       _usd(e.trained_tokens[1], price_t) + _usd(e.sampled_tokens[1], price_s))
+
+
+def _sft_tokens(r: Resolved, data: object, planned: dict[str, Estimate], max_length: int) -> tuple[Range, str]:
+    """(low, high) trained tokens per sequence: the assistant tokens of sampled rows under the model's chat
+    template (the fewest and most of the sample), else 1 to `max_length`."""
+    o = r.options
+    fallback = (1.0, float(max_length)), f"1 to max_length {max_length}"
+    model_dir = _model_dir(str(o.get("model") or ""), r.base, planned)
+    prompt_field, completion_field = str(o.get("prompt_field") or "prompt"), str(o.get("completion_field") or "")
+    table = _sample_table([data], r.base, planned)
+    if model_dir is None or table is None:
+        return fallback
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        counts = []
+        for row in table.slice(0, SAMPLE).to_pylist():
+            if isinstance(row.get("messages"), list):
+                full, prompt = row["messages"], row["messages"][:-1]
+            elif prompt_field in row and completion_field in row:
+                prompt = [{"role": "user", "content": str(row[prompt_field])}]
+                full = [*prompt, {"role": "assistant", "content": str(row[completion_field])}]
+            else:
+                return fallback
+            total = len(_ids(tok.apply_chat_template(full, tokenize=True)))
+            asked = len(_ids(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)))
+            counts.append(max(1, min(total, max_length) - asked))
+    except Exception as exc:  # no usable tokenizer or template: say so and keep the wide range
+        return fallback[0], f"{fallback[1]} ({type(exc).__name__} while tokenising)"
+    if not counts:
+        return fallback
+    return (float(min(counts)), float(max(counts))), f"{len(counts)} rows tokenised"
+
+
+def _sample_table(sources: list, base: Path, planned: dict[str, Estimate]):
+    """The first batch of rows of the first readable source (a pending step's: what that step reads)."""
+    from workbench.io import open_source
+
+    for spec in sources:
+        upstream = _pending(spec, planned)
+        if upstream is not None:
+            return _sample_table(upstream.sources, base, planned) if upstream.sources else None
+        path = _source_path(spec, base)
+        if path is None:
+            continue
+        try:
+            return next(open_source(path).iter_tables(), None)
+        except InputError:
+            continue
+    return None
 
 
 def _usd(tokens: float, price: object) -> float:
@@ -194,9 +249,10 @@ def _source_path(spec: object, base: Path) -> Path | None:
 
 
 def _pending(spec: object, planned: dict[str, Estimate]) -> Estimate | None:
-    """The plan of the step whose (not yet written) run directory `spec` is, if it is one."""
+    """The plan of the step whose (not yet finished) run directory `spec` is, if it is one."""
     path = Path(str(spec))
-    return next((e for name, e in planned.items() if path.name.startswith(f"{name}-") and not path.exists()), None)
+    return next((e for name, e in planned.items() if path.name.startswith(f"{name}-") and e.state != "measured"
+                 and not (path / MANIFEST).exists()), None)
 
 
 def _rows_of(sources: list, r: Resolved, planned: dict[str, Estimate], limit: int | None) -> Range:
@@ -238,29 +294,16 @@ def _prompts_sample(sources: list, field_name: str, system: str | None, base: Pa
                     planned: dict[str, Estimate]) -> list[list[dict]]:
     """Up to SAMPLE prompts of the first readable source (a pending step's: what that step reads), each as
     chat messages; the prompt column is `field_name`, else prompt, question or problem."""
-    from workbench.io import open_source
-
-    for spec in sources:
-        upstream = _pending(spec, planned)
-        if upstream is not None and upstream.sources:
-            return _prompts_sample(upstream.sources, field_name, system, base, planned)
-        path = _source_path(spec, base)
-        if path is None:
-            continue
-        try:
-            table = next(open_source(path).iter_tables(), None)
-        except InputError:
-            continue
-        column = next((c for c in (field_name, "prompt", "question", "problem") if table is not None
-                       and c in table.column_names), None)
-        if column is None:
-            continue
-        out = []
-        for value in table.slice(0, SAMPLE).column(column).to_pylist():  # type: ignore[union-attr]
-            messages = value if isinstance(value, list) else [{"role": "user", "content": str(value)}]
-            out.append(([{"role": "system", "content": system}] if system else []) + messages)
-        return out
-    return []
+    table = _sample_table(sources, base, planned)
+    column = next((c for c in (field_name, "prompt", "question", "problem") if table is not None
+                   and c in table.column_names), None)
+    if table is None or column is None:
+        return []
+    out = []
+    for value in table.slice(0, SAMPLE).column(column).to_pylist():
+        messages = value if isinstance(value, list) else [{"role": "user", "content": str(value)}]
+        out.append(([{"role": "system", "content": system}] if system else []) + messages)
+    return out
 
 
 def _prompt_tokens(sources: list, r: Resolved, model: str, planned: dict[str, Estimate]) -> tuple[Range, str]:
@@ -270,8 +313,8 @@ def _prompt_tokens(sources: list, r: Resolved, model: str, planned: dict[str, Es
                              r.base, planned)
     if not sample:
         return (1.0, 1.0), "no prompts to sample: counted as 1"
-    model_dir = r.base / model if model else None
-    if model_dir is not None and (model_dir / "config.json").is_file():
+    model_dir = _model_dir(model, r.base, planned) if model else None
+    if model_dir is not None:
         try:
             from transformers import AutoTokenizer
 
@@ -285,6 +328,20 @@ def _prompt_tokens(sources: list, r: Resolved, model: str, planned: dict[str, Es
         how = ""
     chars = sum(len(str(msg.get("content", ""))) for m in sample for msg in m) / len(sample)
     return (0.6 * chars / 4, 1.5 * chars / 4), how + f"{len(sample)} prompts at 4 characters a token"
+
+
+def _model_dir(model: str, base: Path, planned: dict[str, Estimate]) -> Path | None:
+    """The local model directory whose tokenizer `model` will have: itself, or for the model a pending
+    training step will write, the model that step starts from (followed back through the recipe)."""
+    for _ in range(len(planned) + 1):
+        path = base / model
+        if (path / "config.json").is_file():
+            return path
+        upstream = _pending(path.parent, planned) or _pending(path, planned)
+        if upstream is None or not upstream.model:
+            return None
+        model = upstream.model
+    return None
 
 
 def _ids(encoded: object) -> list:

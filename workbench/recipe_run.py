@@ -92,20 +92,36 @@ def status(recipe: Recipe) -> list[StepStatus]:
     out = []
     for step in recipe.steps.values():
         r = resolve(recipe, step, dirs)
+        last = record.get(step.name) or {}
         dirs[step.name] = r.run_dir(recipe.workspace)
-        out.append(_status_of(recipe, r, record.get(step.name) or {}))
+        if r.in_place is not None and not _ran_in_place(r, last):
+            dirs[step.name] = None  # its dependants wait until it has worked in that directory
+        out.append(_status_of(recipe, r, last))
     return out
+
+
+def _ran_in_place(r: Resolved, last: dict) -> bool:
+    """Whether an in-place step (no run directory of its own) finished with this fingerprint: only the
+    recipe's record knows."""
+    return last.get("fingerprint") == r.fingerprint and last.get("outcome") in ("done", "reused")
 
 
 def _status_of(recipe: Recipe, r: Resolved, last: dict) -> StepStatus:
     name, command = r.step.name, "wb " + " ".join(r.step.command)
     if r.fingerprint is None:
-        return StepStatus(name, command, "to run", f"after {', '.join(r.waiting)}", after=r.step.after)
+        shown = ", ".join(r.waiting[:3]) + (f" and {len(r.waiting) - 3} more" if len(r.waiting) > 3 else "")
+        return StepStatus(name, command, "to run", f"after {shown}", after=r.step.after)
     run = r.run_dir(recipe.workspace)
     st = run_state(run)  # type: ignore[arg-type]
     base = dict(run_dir=str(run), fingerprint=r.fingerprint, cost_usd=st.usage.get("cost_usd"), usage=st.usage,
                 after=r.step.after)
     ran_here = last.get("fingerprint") == r.fingerprint
+    if r.in_place is not None and st.state != "running":
+        if _ran_in_place(r, last):
+            state = "done" if last.get("outcome") == "done" else "reused"
+            return StepStatus(name, command, state, f"worked in {run} with the same fingerprint", **base)
+        return StepStatus(name, command, "to run", f"works in {run}: " + _changes(last.get("hashed"), r.hashed),
+                          **base)
     if st.state == "complete":
         if ran_here and last.get("outcome") == "done":
             return StepStatus(name, command, "done", f"ran in the last recipe run ({_wall(st.wall_seconds)})", **base)
@@ -153,6 +169,7 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
     recipe.workspace.mkdir(parents=True, exist_ok=True)
     lock = DirLock(recipe.workspace, "recipe")  # a second `wb recipe run` here is refused, naming this pid
     steps: dict[str, dict] = {}
+    previous = read_record(recipe.workspace).get("steps") or {}
     record = {"recipe": str(recipe.path), "name": recipe.name, "pid": os.getpid(),
               "process": process_identity(os.getpid()), "state": "running", "started_at": _now(),
               "max_cost": cap, "steps": steps}
@@ -167,7 +184,13 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
             dirs[step.name] = run_dir
             steps[step.name] = entry = {"fingerprint": r.fingerprint, "run_dir": str(run_dir), "hashed": r.hashed}
             state = run_state(run_dir)  # type: ignore[arg-type]
-            if state.state == "complete":
+            if r.in_place is not None and state.state != "running" and _ran_in_place(r, previous.get(step.name, {})):
+                entry["outcome"] = "reused"
+                print(f"[{step.name}] reused: it worked in {run_dir} with the same fingerprint", file=out)
+                if step.name == until:
+                    break
+                continue
+            if state.state == "complete" and r.in_place is None:
                 entry["outcome"] = "reused"
                 print(f"[{step.name}] reused {run_dir} (a complete run with the same fingerprint)", file=out)
                 if step.name == until:
@@ -177,7 +200,8 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
                 raise WorkbenchError(f"step {step.name!r}: {run_dir} is being written by pid {state.pid}; wait for "
                                      "it to end or stop it, then re-run the recipe")
             budget = _budget(recipe, step.name, step.max_cost, cap, dirs)
-            entry.update(_run_step(r, run_dir, budget, out, echo, recipe.base))  # type: ignore[arg-type]
+            log = recipe.workspace / f"{step.name}-{r.fingerprint}.log" if r.in_place else None
+            entry.update(_run_step(r, run_dir, budget, out, echo, recipe.base, log))  # type: ignore[arg-type]
             write_atomic(recipe.workspace / RECORD, record)
             if entry["outcome"] == "capped":
                 raise BudgetReached(f"step {step.name!r} stopped at its cost cap: {entry['error']}; raise "
@@ -220,21 +244,23 @@ def _budget(recipe: Recipe, name: str, step_cap: float | None, cap: float | None
     return min(caps) if caps else None
 
 
-def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, echo: bool, cwd: Path) -> dict:
+def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, echo: bool, cwd: Path,
+              log: Path | None = None) -> dict:
     """Run one step to its end; return its outcome (`done`, `failed`, `capped`) with the error if any."""
     name = r.step.name
     if budget is not None and spent(run_dir) >= budget:
         return {"outcome": "capped", "error": f"spent ${spent(run_dir):.4f} of a ${budget:.4f} budget"}
-    argv = [*r.step.command, *r.argv, "--output", str(run_dir)]
+    argv = [*r.step.command, *r.argv, *([] if r.in_place else ["--output", str(run_dir)])]
     self_capped = budget is not None and takes(r.step.command, "max_cost")
     if self_capped:
         argv += ["--max-cost", f"{budget:.6f}"]
     print(f"[{name}] $ wb {shlex.join(argv)}", file=out, flush=True)
     started = time.monotonic()
-    proc = launch(argv, run_dir, cwd)
-    capped = _watch(proc, run_dir, None if self_capped else budget, out if echo else None)
+    proc = launch(argv, run_dir, cwd, log)
+    capped = _watch(proc, run_dir, None if self_capped else budget, out if echo else None, log or run_dir / LOG)
     code = proc.returncode
-    _record_exit(run_dir, code)
+    if log is None:
+        _record_exit(run_dir, code)
     st = run_state(run_dir)
     cost = st.usage.get("cost_usd")
     shown = f", ${cost:.4f}" if cost is not None else ""
@@ -256,16 +282,20 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child between f
         pass  # not Linux: a killed runner leaves its step running; re-running the recipe then says so
 
 
-def launch(argv: list[str], run_dir: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """Start `wb ARGV` in `cwd` writing into `run_dir`, its output in `wb.log` and a launch record beside it."""
+def launch(argv: list[str], run_dir: Path, cwd: Path | None = None, log_path: Path | None = None) -> subprocess.Popen:
+    """Start `wb ARGV` in `cwd` writing into `run_dir`, its output in `wb.log` and a launch record beside it;
+    with `log_path`, its output goes there and no launch record is written (the step works in another
+    run's directory, whose own record must stay)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(run_dir / LOG, "ab") as log:
+    with open(log_path or run_dir / LOG, "ab") as log:
         log.write(f"$ wb {shlex.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True,
                                 preexec_fn=_die_with_parent)
+    if log_path is not None:
+        return proc
     write_atomic(run_dir / JOB, {"pid": proc.pid, "process": process_identity(proc.pid), "argv": argv,
                                  "command": "wb " + shlex.join(argv), "stage": argv[0], "log": LOG,
                                  "started_at": _now(), "returncode": None})
@@ -277,22 +307,22 @@ def _record_exit(run_dir: Path, code: int | None) -> None:
     write_atomic(run_dir / JOB, {**record, "returncode": code})
 
 
-def _watch(proc: subprocess.Popen, run_dir: Path, budget: float | None, echo: TextIO | None) -> bool:
+def _watch(proc: subprocess.Popen, run_dir: Path, budget: float | None, echo: TextIO | None, log: Path) -> bool:
     """Wait for the step's process, echoing its log; stop it when its cost reaches `budget` (then return
     True). Ctrl-C or SIGTERM of the runner stops the step too, then goes on up."""
     capped = False
-    offset = (run_dir / LOG).stat().st_size
+    offset = log.stat().st_size
     try:
         while proc.poll() is None:
             time.sleep(POLL_SECONDS)
-            offset = _echo(run_dir / LOG, offset, echo)
+            offset = _echo(log, offset, echo)
             if budget is not None and not capped and spent(run_dir) >= budget:
                 capped = True
                 proc.send_signal(signal.SIGTERM)  # the CLI unwinds: progress says interrupted, work is kept
     except KeyboardInterrupt:
         stop_process(proc)
         raise
-    _echo(run_dir / LOG, offset, echo)
+    _echo(log, offset, echo)
     return capped
 
 

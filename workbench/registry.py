@@ -152,6 +152,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(path=("demo",), group="demo", module="demo.commands.demo",
             help="the whole loop on a toy task, every stage scored, one table of results",
             cli_only="it runs every stage itself into a workspace of its own; open that with `wb ui --workspace`"),
+    Command(path=("demo", "data"), group="demo", module="demo.commands.data",
+            help="the demo's raw data, benchmark, prompts and random toy model as one run (the demo recipe)",
+            cli_only="a step of examples/recipes/demo.yaml"),
+    Command(path=("demo", "domains"), group="demo", module="demo.commands.domains",
+            help="a curated run split by domain, with the domains.yaml `wb mix plan` reads (the demo recipe)",
+            cli_only="a step of examples/recipes/demo.yaml"),
+    Command(path=("demo", "report"), group="demo", module="demo.commands.report",
+            help="the demo's result table from its runs (the demo recipe's last step)",
+            cli_only="a step of examples/recipes/demo.yaml"),
 )
 
 BY_PATH: dict[tuple[str, ...], Command] = {c.path: c for c in COMMANDS}
