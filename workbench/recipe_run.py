@@ -67,6 +67,9 @@ class StepStatus:
     cost_usd: float | None = None
     usage: dict | None = None
     after: list[str] | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    dropped: dict | None = None  # rows dropped by reason, from a finished run's manifest
 
 
 def read_record(workspace: Path) -> dict:
@@ -114,7 +117,7 @@ def _status_of(recipe: Recipe, r: Resolved, last: dict) -> StepStatus:
     run = r.run_dir(recipe.workspace)
     st = run_state(run)  # type: ignore[arg-type]
     base = dict(run_dir=str(run), fingerprint=r.fingerprint, cost_usd=st.usage.get("cost_usd"), usage=st.usage,
-                after=r.step.after)
+                after=r.step.after, rows_in=st.rows_in, rows_out=st.rows_out, dropped=_dropped(run, st.state))
     ran_here = last.get("fingerprint") == r.fingerprint
     if r.in_place is not None and st.state != "running":
         if _ran_in_place(r, last):
@@ -137,6 +140,16 @@ def _status_of(recipe: Recipe, r: Resolved, last: dict) -> StepStatus:
     if st.state in ("interrupted", "unreadable"):
         return StepStatus(name, command, "to run", f"resumes the {st.state} run ({st.error})", **base)
     return StepStatus(name, command, "to run", _changes(last.get("hashed"), r.hashed), **base)
+
+
+def _dropped(run: Path | None, state: str) -> dict | None:
+    """Rows a finished run dropped, by reason (its manifest's `dropped`)."""
+    if run is None or state != "complete":
+        return None
+    try:
+        return (read_json(run / "manifest.json") or {}).get("dropped") or None
+    except InputError:
+        return None
 
 
 def _changes(before: dict | None, now: dict) -> str:

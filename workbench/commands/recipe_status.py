@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from workbench.recipe import Recipe
 from workbench.recipe_run import StepStatus
@@ -21,9 +22,15 @@ def print_status(recipe: Recipe, statuses: list[StepStatus]) -> None:
     """The status table, then the recipe's total cost and where its runs are."""
     from workbench.commands.runs import table
 
-    rows = [[s.name, s.state, "-" if s.cost_usd is None else f"${s.cost_usd:.4f}", s.run_dir or "-", s.why]
-            for s in statuses]
-    print(table(rows, ["step", "state", "cost", "run", "why"]))
+    def counts(s: StepStatus) -> str:
+        return "-" if s.rows_out is None else f"{s.rows_in or 0:,} -> {s.rows_out:,}"
+
+    rows = [[s.name, s.state, counts(s), "-" if s.cost_usd is None else f"${s.cost_usd:.4f}",
+             Path(s.run_dir).name if s.run_dir else "-", s.why] for s in statuses]
+    print(table(rows, ["step", "state", "rows in -> out", "cost", "run", "why"]))
+    for s in statuses:  # why rows left, step by step (`wb lineage RUN ID` follows one row through them)
+        if s.dropped:
+            print(f"  {s.name} dropped " + ", ".join(f"{n:,} {reason}" for reason, n in list(s.dropped.items())[:6]))
     total = sum(s.cost_usd or 0.0 for s in statuses)
     print(f"recipe {recipe.name}: {sum(s.state in ('done', 'reused') for s in statuses)} of {len(statuses)} "
           f"steps finished, ${total:.4f} spent; runs under {recipe.workspace}")
