@@ -264,7 +264,9 @@ def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, ech
     if budget is not None and spent(run_dir) >= budget:
         return {"outcome": "capped", "error": f"spent ${spent(run_dir):.4f} of a ${budget:.4f} budget"}
     argv = [*r.step.command, *r.argv, *([] if r.in_place else ["--output", str(run_dir)])]
-    self_capped = budget is not None and takes(r.step.command, "max_cost")
+    # a command with its own --max-cost stops itself (it needs prices to know what it spends)
+    priced = any(r.options.get(k) is not None for k in ("price_in", "price_out", "price_trained", "price_sampled"))
+    self_capped = budget is not None and priced and takes(r.step.command, "max_cost")
     if self_capped:
         argv += ["--max-cost", f"{budget:.6f}"]
     print(f"[{name}] $ wb {shlex.join(argv)}", file=out, flush=True)
@@ -280,7 +282,7 @@ def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, ech
     if st.state == "complete" and code == 0:
         print(f"[{name}] done in {time.monotonic() - started:.1f} s{shown}: {run_dir}", file=out, flush=True)
         return {"outcome": "done"}
-    if capped or (budget is not None and (cost or 0.0) >= budget):
+    if capped or (budget is not None and ((cost or 0.0) >= budget or "cost cap" in (st.error or ""))):
         return {"outcome": "capped", "error": f"spent ${cost or 0:.4f} of a ${budget:.4f} budget"}
     return {"outcome": "failed", "error": st.error or f"exit code {code}"}
 
