@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import CostCapReached, InputError, WorkbenchError
 from workbench.runfiles import METRICS
 
 CHECKPOINTS = "checkpoints"
@@ -226,13 +226,6 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
         check_cost(client, cfg, output, step + 1, total_steps, record["trained_tokens_total"], sampled_tokens())
     save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)
     return record
-
-
-class CostCapReached(WorkbenchError):
-    """The run's cost reached --max-cost: it stops at a checkpoint, unfinished; a re-run with a higher cap
-    continues from there."""
-
-    exit_code = 3
 
 
 def check_cost(client, cfg, output: Path, step: int, total_steps: int, trained: int, sampled: int) -> None:

@@ -21,6 +21,11 @@ class RunFailed(WorkbenchError):
     exit_code = 1
 
 
+class CostCapReached(RunFailed):
+    """A run stopped because its ledger's cost reached `--max-cost`: what was done is kept, and raising the
+    cap and re-running the same command continues from there."""
+
+
 class InputError(WorkbenchError):
     """A source that cannot be read: missing, unknown format, malformed, empty, not UTF-8."""
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import CostCapReached, InputError, WorkbenchError
 from workbench.recipe import Recipe, Resolved, resolve, takes
 from workbench.rundir import DirLock
 from workbench.runfiles import (
@@ -46,12 +46,6 @@ RECIPE_LOG = "recipe.log"  # in the workspace: the output of a recipe started in
 STATES = ("reused", "to run", "running", "done", "failed")
 POLL_SECONDS = 0.25
 GRACE_SECONDS = 10.0
-
-
-class BudgetReached(WorkbenchError):
-    """A step (or the recipe) spent its cost cap; raising it and re-running continues."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -173,7 +167,7 @@ def _wall(seconds: float | None) -> str:
 def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None, echo: bool = True,
         until: str | None = None) -> list[StepStatus]:
     """Run the recipe's steps in order, reusing complete runs, up to step `until` (default: all); return every
-    step's status. `max_cost` overrides the recipe's. Raise `BudgetReached` when a cap stops a step,
+    step's status. `max_cost` overrides the recipe's. Raise `CostCapReached` when a cap stops a step,
     `WorkbenchError` when one fails."""
     cap = recipe.max_cost if max_cost is None else max_cost
     out = out or sys.stdout
@@ -217,7 +211,7 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
             entry.update(_run_step(r, run_dir, budget, out, echo, recipe.base, log))  # type: ignore[arg-type]
             write_atomic(recipe.workspace / RECORD, record)
             if entry["outcome"] == "capped":
-                raise BudgetReached(f"step {step.name!r} stopped at its cost cap: {entry['error']}; raise "
+                raise CostCapReached(f"step {step.name!r} stopped at its cost cap: {entry['error']}; raise "
                                     "--max-cost (or the step's max_cost) and re-run to continue")
             if entry["outcome"] != "done":
                 raise WorkbenchError(f"step {step.name!r} failed: {entry['error']} (log: {run_dir}/{LOG})")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from workbench.errors import CostCapReached
 from workbench.recipe import load_recipe
 from workbench.recipe_plan import plan, total
-from workbench.recipe_run import BudgetReached, run, status
+from workbench.recipe_run import run, status
 from workbench.runfiles import JOB, pid_alive, read_json, read_progress
 
 PROMPTS = 40
@@ -91,7 +92,7 @@ def test_plan_ranges_hold_the_measured_ledger_and_earlier_runs_narrow_the_next_p
 
 def test_the_cap_stops_distill_a_sigkill_leaves_it_resumable_and_raising_the_cap_finishes_it(tmp_path, slow_mock):
     path = recipe_file(tmp_path, slow_mock.url, extra="max_cost: 0.03")
-    with pytest.raises(BudgetReached, match="raise --max-cost"):
+    with pytest.raises(CostCapReached, match="raise --max-cost"):
         run(load_recipe(path), echo=False)
     (step,) = status(load_recipe(path))
     assert step.state == "to run" and "cost cap" in step.why
