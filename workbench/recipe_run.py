@@ -175,8 +175,8 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
         raise InputError(f"--until {until}: the recipe has no such step; it has {', '.join(recipe.steps)}")
     recipe.workspace.mkdir(parents=True, exist_ok=True)
     lock = DirLock(recipe.workspace, "recipe")  # a second `wb recipe run` here is refused, naming this pid
-    steps: dict[str, dict] = {}
     previous = read_record(recipe.workspace).get("steps") or {}
+    steps: dict[str, dict] = dict(previous)  # steps this run does not reach keep what the last one said
     record = {"recipe": str(recipe.path), "name": recipe.name, "pid": os.getpid(),
               "process": process_identity(os.getpid()), "state": "running", "started_at": _now(),
               "max_cost": cap, "steps": steps}
@@ -191,15 +191,10 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
             dirs[step.name] = run_dir
             steps[step.name] = entry = {"fingerprint": r.fingerprint, "run_dir": str(run_dir), "hashed": r.hashed}
             state = run_state(run_dir)  # type: ignore[arg-type]
-            if r.in_place is not None and state.state != "running" and _ran_in_place(r, previous.get(step.name, {})):
+            reused = _reused(r, state.state, previous.get(step.name) or {})
+            if reused:
                 entry["outcome"] = "reused"
-                print(f"[{step.name}] reused: it worked in {run_dir} with the same fingerprint", file=out)
-                if step.name == until:
-                    break
-                continue
-            if state.state == "complete" and r.in_place is None:
-                entry["outcome"] = "reused"
-                print(f"[{step.name}] reused {run_dir} (a complete run with the same fingerprint)", file=out)
+                print(f"[{step.name}] reused {run_dir} ({reused})", file=out)
                 if step.name == until:
                     break
                 continue
@@ -229,6 +224,14 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
         write_atomic(recipe.workspace / RECORD, record)
         lock.release()
     return status(recipe)
+
+
+def _reused(r: Resolved, state: str, last: dict) -> str | None:
+    """Why step `r` needs no run (None: it does): a complete run of its fingerprint, or for an in-place step,
+    the record of having worked in that directory with it."""
+    if r.in_place is not None:
+        return "it worked there with the same fingerprint" if state != "running" and _ran_in_place(r, last) else None
+    return "a complete run with the same fingerprint" if state == "complete" else None
 
 
 def _now() -> str:
