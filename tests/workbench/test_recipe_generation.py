@@ -124,3 +124,22 @@ def test_the_cap_stops_distill_a_sigkill_leaves_it_resumable_and_raising_the_cap
     sent = sum(n for text, n in slow_mock.counts.items() if text.startswith("sort "))
     assert sent <= PROMPTS + 2  # only units in flight when the cap and the kill struck were asked twice
     assert json.loads((Path(done.run_dir) / "manifest.json").read_text())["rows_out"] == PROMPTS
+
+
+def test_start_runs_the_recipe_in_the_background_and_stop_takes_its_step_down(tmp_path, slow_mock):
+    from workbench.recipe_run import read_record, recipe_running, start, stop
+
+    recipe = load_recipe(recipe_file(tmp_path, slow_mock.url))
+    pid = start(recipe)
+    assert recipe_running(recipe.workspace) == pid  # at once, before the runner has written its record
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and ((status(recipe)[0].usage or {}).get("requests") or 0) < 2:
+        time.sleep(0.1)
+    step_dir = Path(status(recipe)[0].run_dir)
+    child = read_json(step_dir / JOB)
+    assert stop(recipe.workspace) == f"stopped recipe pid {pid}"
+    assert recipe_running(recipe.workspace) is None and read_record(recipe.workspace)["state"] == "interrupted"
+    assert not pid_alive(child["pid"], child["process"])
+    (step,) = status(recipe)
+    assert step.state == "to run" and step.why.startswith("resumes the interrupted run")
+    assert "interrupted" in (recipe.workspace / "recipe.log").read_text()
