@@ -24,7 +24,8 @@ steps run there):
         options: {data: {from: answers}, model: {from: base, path: model}}
 
 `{from: STEP}` is that step's run directory (`path:` names something inside it) and orders this step after
-it; `after: [STEP]` orders without a reference. Options are the command's own flags (`max_tokens` or
+it; `after: [STEP]` orders without a reference. A command without `--output` (`wb mix run PLAN`) works in the
+run directory of its first input, which must be `{from: STEP}`. Options are the command's own flags (`max_tokens` or
 `max-tokens`), parsed by the command's own parser and checked by its config's validation, so a recipe
 accepts exactly what the CLI does. Each step writes WORKSPACE/STEP-FINGERPRINT: the fingerprint hashes the
 command, its resolved options except those that cannot change its result (`NOT_RESULT`: endpoints,

@@ -11,6 +11,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.errors import InputError
+from workbench.lineage import trace
 from workbench.recipe import load_recipe, resolve
 from workbench.recipe_run import run, status
 
@@ -60,6 +61,10 @@ def test_second_run_reuses_every_step_and_a_changed_option_reruns_it_and_its_dep
     tidy_input = json.loads((Path(first["tidy"].run_dir) / "manifest.json").read_text())["inputs"]
     assert first["clean"].run_dir in json.dumps(tidy_input)  # `from: clean` is clean's run directory
     stamps = {n: (Path(s.run_dir) / "manifest.json").stat().st_mtime_ns for n, s in first.items()}
+    # lineage runs across the recipe's steps: tidy's row back through clean to the source file's row
+    hops = trace(first["tidy"].run_dir, "r7")
+    assert [(h.kind, h.stage) for h in hops] == [("kept", "curate"), ("kept", "curate"), ("source", None)]
+    assert hops[1].path.startswith(first["clean"].run_dir) and hops[2].path.endswith("rows.jsonl") and hops[2].row == 7
 
     second = {s.name: s for s in run(load_recipe(loop), echo=False)}
     assert {n: s.state for n, s in second.items()} == {"clean": "reused", "tidy": "reused", "other": "reused"}
