@@ -167,9 +167,12 @@ def _training(r: Resolved, e: Estimate, planned: dict[str, Estimate]) -> None:
     if rl:
         groups = int(o.get("prompts_per_step") or 1) * int(o.get("num_generations") or 1)
         new = int(o.get("max_new_tokens") or 1)
-        e.sampled_tokens = (steps[0] * groups, steps[1] * groups * new)
-        e.trained_tokens = e.sampled_tokens
-        e.basis.append(f"{steps[1]:,} steps x {groups} rollouts of 1 to {new} tokens")
+        # DAPO's dynamic sampling draws up to max_sampling_attempts rounds a step to refill dropped groups
+        rounds = int(o.get("max_sampling_attempts") or 1) if o.get("dynamic_sampling") else 1
+        e.sampled_tokens = (steps[0] * groups, steps[1] * groups * new * rounds)
+        e.trained_tokens = (steps[0] * groups, steps[1] * groups * new)
+        e.basis.append(f"{steps[1]:,} steps x {groups} rollouts of 1 to {new} tokens"
+                       + (f", up to {rounds} sampling rounds a step" if rounds > 1 else ""))
     else:
         per_seq, how = _sft_tokens(r, data, planned, max_length)
         e.trained_tokens = (steps[0] * seqs * per_seq[0], steps[1] * seqs * per_seq[1])
