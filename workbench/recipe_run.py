@@ -202,6 +202,7 @@ def run(recipe: Recipe, max_cost: float | None = None, out: TextIO | None = None
                 raise WorkbenchError(f"step {step.name!r}: {run_dir} is being written by pid {state.pid}; wait for "
                                      "it to end or stop it, then re-run the recipe")
             budget = _budget(recipe, step.name, step.max_cost, cap, dirs)
+            write_atomic(recipe.workspace / RECORD, record)  # this step started: its last outcome no longer holds
             log = recipe.workspace / f"{step.name}-{r.fingerprint}.log" if r.in_place else None
             entry.update(_run_step(r, run_dir, budget, out, echo, recipe.base, log))  # type: ignore[arg-type]
             write_atomic(recipe.workspace / RECORD, record)
