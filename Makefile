@@ -26,8 +26,11 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WB_HOME=$(CURDIR)/.wb-test \
 		$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# the demo as a recipe (examples/recipes/demo.yaml): the stages' output, then the measured table; a re-run
+# reuses every unchanged step, the table too (runs/demo-recipe/report-*/report.md); `wb demo` runs the same
+# stages from scratch, with --seeds
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/wb demo
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/wb recipe run examples/recipes/demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

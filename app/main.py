@@ -16,6 +16,7 @@ PAGES = Path(__file__).parent / "views"
 st.set_page_config(page_title="Workbench", page_icon=":material/science:", layout="wide")
 nav = st.navigation({
     "Runs": [st.Page(PAGES / "runs.py", title="Runs", icon=":material/list:", default=True),
+             st.Page(PAGES / "recipe.py", title="Recipe", icon=":material/account_tree:"),
              st.Page(PAGES / "new_job.py", title="New job", icon=":material/rocket_launch:")],
     "Data": [st.Page(PAGES / "browse.py", title="Data browser", icon=":material/table_view:"),
              st.Page(PAGES / "report.py", title="Curation report", icon=":material/filter_alt:"),

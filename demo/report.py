@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from demo.stages import Demo, Row
+from demo.stages import Row
 from workbench.rundir import read_manifest
 from workbench.runfiles import PRODUCT
 
@@ -82,26 +82,24 @@ def table(rows: dict[str, Row]) -> str:
     return "\n".join(lines)
 
 
-def leak_note(demo: Demo) -> str:
+def leak_note(raw_task: Path, leaky_eval: Path, curated: Path, leak_steps: int) -> str:
     """How a model trained on the target domain's filtered rows with the leaked benchmark copies still in
     them (no decontamination, no dedup) scores on those items against the rest: the inflated score that
-    decontamination prevents."""
+    decontamination prevents. `raw_task`: the target domain's raw file; `leaky_eval`: that model's eval run."""
     import pyarrow.parquet as pq
 
-    from demo.toytask import TASK
-
-    leaked = {r["question"] for r in map(json.loads, demo.files[TASK].open()) if r["id"].startswith("leak-")}
-    results = item_results(demo.leaky_eval)
+    leaked = {r["question"] for r in map(json.loads, raw_task.open()) if r["id"].startswith("leak-")}
+    results = item_results(leaky_eval)
     hit = [ok for q, ok in results if q in leaked]
     rest = [ok for q, ok in results if q not in leaked]
     if not hit or not rest:
         return "no held-out item leaked into the raw data"
     overall = 100 * sum(ok for _, ok in results) / len(results)
     clean = 100 * sum(rest) / len(rest)
-    curated = pq.read_table(demo.out / "curated" / PRODUCT, columns=["question"]).column("question")
-    left = len(leaked & set(curated.to_pylist()))
+    curated_questions = pq.read_table(curated / PRODUCT, columns=["question"]).column("question")
+    left = len(leaked & set(curated_questions.to_pylist()))
     return (f"contamination: trained on the target domain's filtered rows with the benchmark copies left in (no "
-            f"decontamination or dedup; {demo.s.leak_steps} steps, seed 0), a model scores "
+            f"decontamination or dedup; {leak_steps} steps, seed 0), a model scores "
             f"{100 * sum(hit) / len(hit):.1f}% on the {len(hit)} leaked items and "
             f"{clean:.1f}% on the other {len(rest)}, so its benchmark score of {overall:.1f}% is inflated by "
             f"{overall - clean:+.1f} points; after curation {left} leaked items are left in the data")

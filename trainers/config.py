@@ -47,6 +47,9 @@ class TrainConfig(RunOptions):
                                          "pay-per-token training services bill)", min=0.0)
     price_sampled: float | None = option(None, "USD per million sampled tokens (RL rollouts), for the cost",
                                          min=0.0)
+    max_cost: float | None = option(None, "stop cleanly, with a checkpoint, once the run's cost at --price-trained "
+                                          "and --price-sampled reaches this many USD; raise it and re-run the same "
+                                          "command to continue", min=0.0)
     attn_implementation: str = option("auto", "attention kernel; flash_attention_2 makes padding-free and packed "
                                       "rows varlen (GPU)", choices=["auto", "sdpa", "eager", "flash_attention_2"])
     eval_benchmark: list[str] = option([], "benchmarks the policy answers greedily during training, logged to "

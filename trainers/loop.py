@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import WorkbenchError
+from workbench.errors import CostCapReached, InputError, WorkbenchError
 from workbench.runfiles import METRICS
 
 CHECKPOINTS = "checkpoints"
@@ -68,7 +68,7 @@ def run_dir(output: Path, stage: str, cfg, rank: int, inputs: list, own: tuple[s
         # these may change between a run and its resumption; anything else would splice two runs together
         from llm.options import ENDPOINT_OPTIONS
 
-        may_change = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
+        may_change = ("max_steps", "max_cost", "epochs", "save_every", "keep_checkpoints", "log_every", "eval_every",
                       "max_eval_rows", "output", "eval_benchmark", "eval_benchmark_every", "eval_limit",
                       "eval_max_tokens", "eval_verify", "eval_prompt_field", "eval_answer_field",
                       *ENDPOINT_OPTIONS)  # how a remote teacher is reached, not what it answers
@@ -182,6 +182,9 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
 
     if client.rank != 0:
         log = _silent
+    if getattr(cfg, "max_cost", None) is not None and cfg.price_trained is None and cfg.price_sampled is None:
+        raise InputError(f"--max-cost {cfg.max_cost:g} needs --price-trained and/or --price-sampled (USD per million "
+                         "tokens) to know what a step costs")
     found = latest_checkpoint(output)
     start = 0
     if found:
@@ -220,8 +223,22 @@ def train_loop(client, cfg, output: Path, total_steps: int, step_fn, eval_fn=Non
             log(_shown(record))
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             save_checkpoint(client, output, step + 1, cfg.keep_checkpoints)
+        check_cost(client, cfg, output, step + 1, total_steps, record["trained_tokens_total"], sampled_tokens())
     save_checkpoint(client, output, total_steps, cfg.keep_checkpoints)
     return record
+
+
+def check_cost(client, cfg, output: Path, step: int, total_steps: int, trained: int, sampled: int) -> None:
+    """After `step`: when the run's cost has reached `--max-cost`, save a checkpoint and raise `CostCapReached`."""
+    cap = getattr(cfg, "max_cost", None)
+    if cap is None or step >= total_steps:
+        return
+    cost = train_usage(cfg, trained, sampled).cost_usd
+    if cost is None or cost < cap:
+        return
+    save_checkpoint(client, output, step, cfg.keep_checkpoints)
+    raise CostCapReached(f"stopped at the cost cap after step {step} of {total_steps}: ${cost:,.4f} spent of "
+                         f"--max-cost {cap:g}; raise --max-cost and re-run the same command to continue")
 
 
 class TrainingDiverged(WorkbenchError):

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n== results: accuracy on {demo.s.heldout} held-out items (exact match, greedy), 95% interval"
           + (f"; mean ± sd over {args.seeds} seeds [min-max]" if args.seeds > 1 else ""))
     print(table(rows))
-    notes = [*demo.notes, leak_note(demo),
+    from demo.toytask import TASK
+
+    notes = [*demo.notes, leak_note(demo.files[TASK], demo.leaky_eval, out / "curated", demo.s.leak_steps),
              "change: against the row above (the teacher is a reference; 4 is measured against 3); a paired "
              "bootstrap over items decides whether it exceeds noise"
              + ("; with one seed that is item noise only: the training order moves a student by a few points, "

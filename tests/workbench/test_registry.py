@@ -52,7 +52,7 @@ def test_every_row_names_a_module_with_its_entry_points_and_its_configs():
         for spec in c.configs:
             assert dataclasses.is_dataclass(load(spec)), spec
     namespaces = [c for c in registry.COMMANDS if c.module is None]
-    assert [c.name for c in namespaces] == ["mix", "train", "model", "cache", "tinker"]
+    assert [c.name for c in namespaces] == ["mix", "train", "model", "cache", "tinker", "recipe"]
     for c in namespaces:
         assert registry.subcommands(c.path) and not c.configs and c.cli_only is None
     assert len(registry.BY_PATH) == len(registry.COMMANDS)  # no path twice
@@ -102,7 +102,8 @@ def test_help_lists_every_command_under_its_group():
     for c in registry.runnable():
         assert f"  {c.name} " in text, c.name
     heads = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
-    assert heads[-9:] == ["look at data", "curate", "mix", "generate", "evaluate", "train", "serve", "watch", "demo"]
+    assert heads[-10:] == ["look at data", "curate", "mix", "generate", "evaluate", "train", "serve", "watch",
+                           "recipes", "demo"]
     assert text.index("train:") < text.index("  train sft ") < text.index("  train opd ") < text.index("serve:")
 
 
