@@ -1,0 +1,91 @@
+"""The data browser's whole-table tools (chat search, sort by length or score, histograms, restoring removed
+rows), the eval page's readers, the file picker's checks and the chat helpers, as plain functions and as
+pages under AppTest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from apptest import no_exception, open_page, texts
+
+from app import tables
+
+
+def chat_file(path: Path) -> Path:
+    """Five chat rows with scores; answers of 1, 30, 21, 20 and 5 characters; one mentions Paris."""
+    answers = ["a", "x" * 30, "The capital is Paris.", "y" * 20, "zzzzz"]
+    rows = [{"id": f"c{i}", "score": float(s),
+             "messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": a}]}
+            for i, (a, s) in enumerate(zip(answers, [0.5, 0.1, 0.9, 0.3, 0.7], strict=True))]
+    pl.DataFrame(rows).write_parquet(path)
+    return path
+
+
+def test_contains_searches_chat_contents_over_the_whole_table(tmp_path):
+    path = chat_file(tmp_path / "chat.parquet")
+    hit = (tables.Filter("messages", "contains", "paris"),)
+    assert tables.count_rows(path, hit) == 1
+    assert tables.read_page(path, 0, 2, hit)["id"].to_list() == ["c2"]
+    assert tables.count_rows(path, (tables.Filter("messages", "contains", "question"),)) == 5
+
+
+def test_sort_by_score_and_by_answer_length_orders_every_page(tmp_path):
+    path = chat_file(tmp_path / "chat.parquet")
+    by_score = tables.Sort("score", "value", descending=True)
+    pages = [tables.read_page(path, p, 2, order=by_score)["id"].to_list() for p in range(3)]
+    assert pages == [["c2", "c4"], ["c0", "c3"], ["c1"]]
+    by_answer = tables.Sort("messages", "assistant characters", descending=False)
+    assert tables.read_page(path, 0, 5, order=by_answer)["id"].to_list() == ["c0", "c4", "c3", "c2", "c1"]
+    assert tables.full_row(path, 4, order=by_answer)["id"] == "c1"
+    with pytest.raises(tables.InputError, match="cannot measure 'characters' of a Float64 column"):
+        tables.read_page(path, 0, 2, order=tables.Sort("score", "characters"))
+
+
+def test_histogram_counts_answer_lengths_and_scores(tmp_path):
+    path = chat_file(tmp_path / "chat.parquet")
+    lengths = tables.histogram(path, "messages", "assistant characters", bins=3)
+    assert lengths["rows"].to_list() == [2, 1, 2]  # 1, 5 | 20 | 21, 30 characters
+    assert (lengths["start"][0], lengths["end"][-1]) == (1.0, 30.0)
+    scores = tables.histogram(path, "score", "value", bins=2)
+    assert scores["rows"].to_list() == [2, 3]
+    only_paris = tables.histogram(path, "score", filters=(tables.Filter("messages", "contains", "Paris"),))
+    assert only_paris.to_dicts() == [{"start": 0.9, "end": 0.9, "rows": 1}]
+
+
+def test_restore_removed_rows_into_a_new_run(workspace, tmp_path):
+    out = tmp_path / "restored"
+    manifest = tables.restore_rows(workspace / "cur" / "removed.parquet", ["copy-q0"], out)
+    assert (manifest["stage"], manifest["rows_in"], manifest["rows_out"], manifest["restored"]) == ("restore", 39, 40, 1)
+    restored = pl.read_parquet(out / "data.parquet")
+    assert restored.columns == pl.read_parquet(workspace / "cur" / "data.parquet").columns
+    assert restored["id"].to_list()[-1] == "copy-q0"
+    with pytest.raises(tables.InputError, match="no removed row with id 'nope'"):
+        tables.restore_rows(workspace / "cur" / "removed.parquet", ["nope"], tmp_path / "other")
+    with pytest.raises(tables.InputError, match="exists and is not empty"):
+        tables.restore_rows(workspace / "cur" / "removed.parquet", ["copy-q0"], out)
+
+
+def test_browser_sorts_the_whole_file_and_restores_a_row(workspace, tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    shutil.copytree(workspace / "cur", root / "cur")
+    chat_file(root / "chat.parquet")
+    at = open_page("browse", root, monkeypatch, path="chat.parquet")
+    no_exception(at)
+    at.selectbox(key="sort_col").set_value("messages").run()
+    at.selectbox(key="sort_measure").set_value("assistant characters").run()
+    no_exception(at)
+    assert list(at.dataframe[0].value["id"]) == ["c1", "c2", "c3", "c4", "c0"]
+    at.selectbox(key="hist_col").set_value("score").run()
+    no_exception(at)
+    assert "5 rows with a value, over the filtered table" in texts(at)
+    at = open_page("browse", root, monkeypatch, run="cur", file="removed.parquet", reason="exact_duplicate")
+    assert at.text_input(key="restore_ids").value == "copy-q0"
+    at.text_input(key="restore_out").input("cur-fixed")
+    at.button(key="restore_go").click().run()
+    no_exception(at)
+    assert "wrote 40 rows to cur-fixed/data.parquet (39 kept by cur + 1 restored)" in [s.value for s in at.success]
+    assert json.loads((root / "cur-fixed" / "manifest.json").read_text())["restored"] == 1
