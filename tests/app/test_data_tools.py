@@ -89,3 +89,45 @@ def test_browser_sorts_the_whole_file_and_restores_a_row(workspace, tmp_path, mo
     no_exception(at)
     assert "wrote 40 rows to cur-fixed/data.parquet (39 kept by cur + 1 restored)" in [s.value for s in at.success]
     assert json.loads((root / "cur-fixed" / "manifest.json").read_text())["restored"] == 1
+
+
+@pytest.fixture(scope="module")
+def eval_ws(tmp_path_factory) -> Path:
+    from evalruns import make_eval_runs
+
+    return make_eval_runs(tmp_path_factory.mktemp("evalws"))
+
+
+def test_eval_readers_table_items_and_the_paired_compare(eval_ws):
+    from app import evals
+
+    assert evals.eval_runs(eval_ws) == ["eval-weak", "eval-strong"]
+    table = evals.benchmark_table(eval_ws, ["eval-weak", "eval-strong"])
+    assert table.select("run", "model", "benchmark", "accuracy", "items").rows() == [
+        ("eval-weak", "weak", "sums", 0.4, 10), ("eval-strong", "strong", "sums", 0.8, 10)]
+    wrong = evals.item_results(eval_ws / "eval-weak", "sums", "wrong")
+    assert wrong["item_id"].to_list() == ["s4", "s5", "s6", "s7", "s8", "s9"]
+    assert wrong.row(0, named=True) | {} == {**wrong.row(0, named=True), "model answer": "9", "reference": "8",
+                                              "verdict": "wrong", "prompt": "What is 4 + 4?"}
+    out = evals.run_compare(eval_ws, ["eval-weak", "eval-strong"])
+    assert "sums             eval-strong" in out and "+40.0    [+10.0, +70.0]" in out and out.endswith("yes")
+    with pytest.raises(evals.InputError, match="at least two"):
+        evals.run_compare(eval_ws, ["eval-weak"])
+
+
+def test_eval_page_and_run_comparison_show_accuracy(eval_ws, monkeypatch):
+    at = open_page("eval", eval_ws, monkeypatch)
+    no_exception(at)
+    assert list(at.dataframe[0].value["accuracy"]) == [0.4, 0.8]
+    assert len(at.dataframe[1].value) == 10  # every sample of the last run
+    at.selectbox(key="ev_item_verdict").set_value("wrong").run()
+    assert list(at.dataframe[1].value["item_id"]) == ["s8", "s9"]
+    at.button(key="ev_cmp_go").click().run()
+    no_exception(at)
+    assert "+40.0    [+10.0, +70.0]" in texts(at)
+    at = open_page("runs", eval_ws, monkeypatch)
+    at.selectbox(key="cmp_a").set_value("eval-weak").run()
+    at.selectbox(key="cmp_b").set_value("eval-strong").run()
+    no_exception(at)
+    accuracy = next(d.value for d in at.dataframe if "b - a (points)" in d.value.columns)
+    assert accuracy.to_dict("records") == [{"benchmark": "sums", "a": 0.4, "b": 0.8, "b - a (points)": 40.0}]
