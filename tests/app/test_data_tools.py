@@ -131,3 +131,71 @@ def test_eval_page_and_run_comparison_show_accuracy(eval_ws, monkeypatch):
     no_exception(at)
     accuracy = next(d.value for d in at.dataframe if "b - a (points)" in d.value.columns)
     assert accuracy.to_dict("records") == [{"benchmark": "sums", "a": 0.4, "b": 0.8, "b - a (points)": 40.0}]
+
+
+def test_chat_asks_an_endpoint_and_names_its_error(tmp_path):
+    from app import chat
+    from tests.mock_server import MockServer
+
+    server = MockServer().start()
+    try:
+        reply = chat.ask(server.url, "mock", [{"role": "user", "content": "hello [reply:hi there]"}])
+        assert reply == "hi there"
+        assert chat.first_model(server.url) == "mock"
+        with pytest.raises(chat.InputError, match="HTTP 400: scripted bad request"):
+            chat.ask(server.url, "mock", [{"role": "user", "content": "[400]"}])
+    finally:
+        server.stop()
+    with pytest.raises(chat.InputError, match="chat/completions: .*refused"):
+        chat.ask(f"http://127.0.0.1:{_closed_port()}/v1", "m", [{"role": "user", "content": "x"}], timeout=5)
+
+
+def _closed_port() -> int:
+    from tests.net import free_port
+
+    return free_port()
+
+
+@pytest.mark.slow
+def test_chat_serves_a_run_model_on_demand_and_stops_it(tmp_path, tiny_model_dir):
+    from app import chat
+    from app.runs import list_runs
+    from workbench.runfiles import pid_alive
+
+    root = tmp_path / "ws"
+    shutil.copytree(tiny_model_dir, root / "sft" / "model")
+    (root / "sft" / "manifest.json").write_text(json.dumps({"stage": "train-sft", "status": "complete"}))
+    (target,) = [t for t in chat.targets(root) if t.model_dir is not None]
+    assert target.label == "run: sft"
+    live = chat.start_server(root, target.model_dir)
+    try:
+        assert live["url"].startswith("http://127.0.0.1:") and live["model"] == "sft"
+        assert chat.served(root, target.model_dir) == live  # a reload finds the same server
+        reply = chat.ask(live["url"], live["model"], [{"role": "user", "content": "hi"}], max_tokens=4)
+        assert isinstance(reply, str)
+        assert [r["name"] for r in list_runs(root)] == ["sft"]  # the server's folder is not listed as a run
+    finally:
+        assert chat.stop_server(root, target.model_dir) in ("stopped", "killed")
+    assert not pid_alive(live["pid"]) and chat.served(root, target.model_dir) is None
+
+
+def test_chat_page_talks_to_two_endpoints_side_by_side(tmp_path, monkeypatch):
+    from app import settings
+    from tests.mock_server import MockServer
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    server = MockServer(script=lambda text, req: f"{text} [reply:{req['model']} says {text}]").start()
+    try:
+        settings.save(root, {"endpoints": [{"name": "mockA", "base_url": server.url, "api_key_env": None},
+                                           {"name": "mockB", "base_url": server.url, "api_key_env": None}]})
+        at = open_page("chat", root, monkeypatch)
+        no_exception(at)
+        assert "wb serve MODEL_DIR --port 8000" in texts(at)
+        at.selectbox(key="chat_b").set_value("endpoint: mockB").run()
+        at.text_input(key="chat_model_1_endpoint: mockB").input("other").run()
+        at.chat_input(key="chat_input").set_value("ping").run()
+        no_exception(at)
+        assert [t.value for t in at.text] == ["ping", "mock says ping", "ping", "other says ping"]
+    finally:
+        server.stop()
