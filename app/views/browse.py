@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import tables
+from app.files import pick_path
 from app.runs import list_runs
 from app.ui import (
     column_stats,
@@ -28,8 +29,12 @@ def pick_file() -> Path | None:
     mode = st.radio("Open", ["a run", "a file in the workspace"], horizontal=True, key="browse_mode",
                     index=1 if st.query_params.get("path") else 0)
     if mode == "a file in the workspace":
-        typed = st.text_input("File (relative to the workspace)", value=st.query_params.get("path", ""),
-                              key="browse_path", help=f"{', '.join(tables.SUFFIXES)} under {root}")
+        st.session_state.setdefault("browse_path", st.query_params.get("path", ""))
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        with c2:
+            pick_path("Pick or upload", "browse_pick", ("file",), target="browse_path")
+        typed = c1.text_input("File (relative to the workspace)", key="browse_path",
+                              help=f"{', '.join(tables.SUFFIXES)} under {root}")
         if not typed:
             return None
         path = safe_path(root, typed)

@@ -199,3 +199,42 @@ def test_chat_page_talks_to_two_endpoints_side_by_side(tmp_path, monkeypatch):
         assert [t.value for t in at.text] == ["ping", "mock says ping", "ping", "other says ping"]
     finally:
         server.stop()
+
+
+def test_workspace_paths_uploads_and_the_line_of_a_bad_jsonl(workspace, tmp_path):
+    from app import files
+
+    paths = files.workspace_paths(workspace, ("file", "run"))
+    assert {"cur", "dd", "sft", "pairs"} <= set(paths) and not any(p.startswith("cur/") for p in paths)
+    assert "sft/model" in files.workspace_paths(workspace, ("model",))
+    root = tmp_path / "ws"
+    root.mkdir()
+    good = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 3
+    path = files.save_upload(root, "my data.jsonl", good)
+    assert path == root / "uploads" / "my_data.jsonl" and path.read_bytes() == good
+    assert files.save_upload(root, "my data.jsonl", good) == path  # the same bytes: the same file
+    assert files.save_upload(root, "my data.jsonl", good + good).name == "my_data-2.jsonl"
+    assert files.check_source(path) == "3 rows, all valid SFT messages"
+    bad = files.save_upload(root, "bad.jsonl", good + b'{"messages": [}\n')
+    with pytest.raises(files.InputError, match=r"bad.jsonl: line 4: invalid JSON"):
+        files.check_source(bad)
+    with pytest.raises(files.InputError, match="unknown format '.exe'"):
+        files.save_upload(root, "x.exe", b"")
+
+
+def test_browser_upload_is_checked_then_opened(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    root.mkdir()
+    at = open_page("browse", root, monkeypatch, path="none.jsonl")
+    bad = b'{"text": "a"}\n{"text": "b"\n'
+    at.file_uploader(key="browse_pick_upload").set_value(("bad.jsonl", bad, "application/json")).run()
+    no_exception(at)
+    assert [e.value for e in at.error][0].endswith("bad.jsonl: line 2: invalid JSON (Expecting ',' delimiter at "
+                                                   "column 13)")
+    assert not (root / "uploads" / "bad.jsonl").exists()
+    at.file_uploader(key="browse_pick_upload").set_value(("ok.jsonl", b'{"text": "a"}\n{"text": "b"}\n',
+                                                           "application/json")).run()
+    no_exception(at)
+    assert [s.value for s in at.success] == ["uploads/ok.jsonl: 2 rows, all valid text corpus"]
+    assert at.text_input(key="browse_path").value == "uploads/ok.jsonl"
+    assert "**2** rows" in texts(at)
