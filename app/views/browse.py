@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import tables
+from app import search, tables
 from app.files import pick_path
 from app.runs import list_runs
 from app.ui import (
@@ -123,6 +123,32 @@ def histogram_ui(path: Path, filters: tuple, reasons: tuple) -> None:
     st.caption(f"{int(frame['rows'].sum()):,} rows with a value, over the filtered table")
 
 
+def semantic_ui(path: Path) -> None:
+    """The rows nearest in meaning to a query, by an encoder from the workspace (or an embeddings endpoint)."""
+    st.session_state.setdefault("sem_encoder", "")
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    with c2:
+        pick_path("Pick a model", "sem_pick", ("model",), target="sem_encoder")
+    encoder = c1.text_input("Encoder: a model directory (relative to the workspace) or an embeddings endpoint URL",
+                            key="sem_encoder", placeholder="models/encoder or http://127.0.0.1:8000/v1")
+    c1, c2, c3 = st.columns([5, 2, 1])
+    query = c1.text_input("Query", key="sem_query", placeholder="what the rows you want are about")
+    encoder_model = c2.text_input("Endpoint model", key="sem_model", help="only for an embeddings endpoint")
+    top = c3.number_input("Top", 1, 1000, 20, key="sem_top")
+    if encoder and not encoder.startswith(("http://", "https://")):
+        encoder = str(safe_path(root, encoder))
+    st.caption("runs `wb search` (row embeddings are kept under .wb-ui/search/, so only the first query embeds "
+               "the file)")
+    if st.button("Search", key="sem_go", disabled=not (query and encoder)):
+        with st.spinner("embedding ..."):
+            st.session_state["sem_hits"] = (str(path), search.semantic_search(root, path, query, encoder,
+                                                                               encoder_model, int(top)))
+    shown, hits = st.session_state.get("sem_hits") or ("", [])
+    if shown == str(path) and hits:
+        st.dataframe(hits, hide_index=True, key="sem_table")
+        st.caption("row: the position in the file, as `Show the full row` counts it without filters or sort")
+
+
 def restore_ui(path: Path, row: dict | None) -> None:
     """Put wrongly removed rows back: a new run of the product plus the chosen removed rows."""
     typed = st.text_input("Ids of removed rows to restore (comma-separated)", value=str((row or {}).get("id") or ""),
@@ -191,6 +217,8 @@ with shown_errors():
             with shown_errors():
                 shown = tables.full_row(path, pos, filters, reasons, order)
                 row_panel({"_row": pos, **shown})
+        with st.expander("Semantic search (with an encoder)"), shown_errors():
+            semantic_ui(path)
         with st.expander("Histogram of a column"), shown_errors():
             histogram_ui(path, filters, reasons)
         if path.name == REMOVED:

@@ -238,3 +238,24 @@ def test_browser_upload_is_checked_then_opened(tmp_path, monkeypatch):
     assert [s.value for s in at.success] == ["uploads/ok.jsonl: 2 rows, all valid text corpus"]
     assert at.text_input(key="browse_path").value == "uploads/ok.jsonl"
     assert "**2** rows" in texts(at)
+
+
+@pytest.mark.slow
+def test_browser_semantic_search_with_a_workspace_encoder(tmp_path, tiny_model_dir, monkeypatch):
+    root = tmp_path / "ws"
+    (root / "data").mkdir(parents=True)
+    texts_ = ["the cat sat on the mat", "stock prices fell sharply today", "a recipe for lemon cake"]
+    (root / "data" / "notes.jsonl").write_text("".join(json.dumps({"id": f"n{i}", "text": t}) + "\n"
+                                                       for i, t in enumerate(texts_)))
+    shutil.copytree(tiny_model_dir, root / "models" / "enc")
+    at = open_page("browse", root, monkeypatch, path="data/notes.jsonl")
+    at.selectbox(key="sem_pick_list").set_value("models/enc").run()
+    assert at.text_input(key="sem_encoder").value == "models/enc"
+    at.text_input(key="sem_query").input("stock prices fell sharply today").run()
+    at.button(key="sem_go").click().run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    hits = next(d.value for d in at.dataframe if "rank" in d.value)
+    assert list(hits["id"])[0] == "n1" and hits.iloc[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert len(hits) == 3
+    assert list((root / ".wb-ui" / "search").iterdir())  # the row embeddings are kept for the next query
