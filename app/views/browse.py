@@ -102,15 +102,15 @@ def sort_ui(path: Path) -> tables.Sort | None:
 def histogram_ui(path: Path, filters: tuple, reasons: tuple) -> None:
     import altair as alt
 
-    cols = tables.schema(path)
-    numeric = [c for c, t in cols.items() if tables.measures_of(t) and not t.is_temporal()]
-    if not numeric:
+    offered = {c: [m for m in tables.measures_of(t) if m != "value" or t.is_numeric()]
+               for c, t in tables.schema(path).items()}
+    offered = {c: m for c, m in offered.items() if m}
+    if not offered:
         st.caption("no column with a value or a length to count")
         return
     c1, c2 = st.columns(2)
-    column = c1.selectbox("Column", numeric, key="hist_col")
-    offered = [m for m in tables.measures_of(cols[column]) if m != "value" or cols[column].is_numeric()]
-    measure = c2.selectbox("Measure", offered, key="hist_measure")
+    column = c1.selectbox("Column", list(offered), key="hist_col")
+    measure = c2.selectbox("Measure", offered[column], key="hist_measure")
     frame = histogram(path, column, measure, filters, reasons)
     if frame.height == 0:
         st.caption("no values (every row is null)")
