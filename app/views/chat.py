@@ -22,7 +22,7 @@ def side(column, index: int, target: chat.Target) -> dict | None:
                 st.caption(f"`{target.model_dir.relative_to(root)}` is not served yet")
                 if st.button("Start wb serve", key=f"chat_start_{index}", icon=":material/play_arrow:"):
                     with st.spinner("loading the model ..."):
-                        live = chat.start_server(root, target.model_dir)
+                        chat.start_server(root, target.model_dir)
                     st.rerun()
                 return None
             st.caption(f"served at {live['url']} (pid {live['pid']}, started by this app)")

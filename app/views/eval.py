@@ -37,7 +37,7 @@ with shown_errors():
         st.info("No finished `wb eval` runs in this workspace yet. Score a model with `wb eval --model M --benchmark "
                 "gsm8k --output runs/eval-x` (or the New job page, command `eval`); `make demo` writes one per stage.")
         st.stop()
-    chosen = st.multiselect("Runs (stages)", names, default=st.query_params.get_all("runs") or names, key="ev_runs",
+    chosen = st.multiselect("Runs (stages)", names, default=[n for n in st.query_params.get_all("runs") if n in names] or names, key="ev_runs",
                             help="each run is one model scored on its benchmarks; they are listed in the order they ran")
     st.query_params["runs"] = chosen
     table = evals.benchmark_table(root, [n for n in names if n in chosen])
