@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import wb
+from workbench.cli import main
 
 
 def make_eval_runs(root: Path) -> Path:
@@ -26,8 +26,10 @@ def make_eval_runs(root: Path) -> Path:
     server = MockServer(script=script).start()
     try:
         for model in ("weak", "strong"):
-            wb("eval", "--model", model, "--base-url", server.url, "--benchmark", bench, "--prompt-field", "question",
-               "--answer-field", "answer", "--verify", "exact", "--max-attempts", 1, "--output", root / f"eval-{model}")
+            argv = ["eval", "--model", model, "--base-url", server.url, "--benchmark", bench, "--prompt-field",
+                    "question", "--answer-field", "answer", "--verify", "exact", "--max-attempts", 1,
+                    "--output", root / f"eval-{model}"]
+            assert main([str(a) for a in argv]) == 0, f"wb {' '.join(map(str, argv))} failed"
     finally:
         server.stop()
     return root
