@@ -309,7 +309,7 @@ def save_filtered(path: Path, out_dir: Path, filters: tuple[Filter, ...] = (), r
 def histogram(path: Path, column: str, measure: str = "value", filters: tuple[Filter, ...] = (),
               reasons: tuple[str, ...] = (), bins: int = 30) -> pl.DataFrame:
     """Rows per bin of `measure` of `column` over the whole filtered table: columns start, end, rows (nulls
-    are left out). A column with one distinct value is one bin."""
+    are left out). A column with one distinct value is one bin, from half below it to half above."""
     import numpy as np
 
     cols = schema(path)
@@ -321,8 +321,8 @@ def histogram(path: Path, column: str, measure: str = "value", filters: tuple[Fi
     if values.size == 0:
         return empty
     lo, hi = float(values.min()), float(values.max())
-    if lo == hi:
-        return pl.DataFrame({"start": [lo], "end": [hi], "rows": [int(values.size)]})
+    if lo == hi:  # one value: one bar a unit wide around it
+        return pl.DataFrame({"start": [lo - 0.5], "end": [hi + 0.5], "rows": [int(values.size)]})
     if measure != "value" or np.all(values == np.round(values)):  # whole numbers: bins of whole widths
         bins = min(bins, int(hi - lo) + 1)
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))

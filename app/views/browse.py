@@ -92,7 +92,7 @@ def sort_ui(path: Path) -> tables.Sort | None:
                           help="sorts the whole filtered table, not one page")
     if column == "(file order)":
         return None
-    measure = c2.selectbox("Of it", tables.measures_of(cols[column]), key="sort_measure",
+    measure = c2.selectbox("Sort on", tables.measures_of(cols[column]), key="sort_measure",
                            help="the value, or the length in characters (a chat column: every message, or the "
                                 "assistant's only)")
     descending = c3.toggle("Largest first", value=True, key="sort_desc")
@@ -104,7 +104,9 @@ def histogram_ui(path: Path, filters: tuple, reasons: tuple) -> None:
 
     offered = {c: [m for m in tables.measures_of(t) if m != "value" or t.is_numeric()]
                for c, t in tables.schema(path).items()}
-    offered = {c: m for c, m in offered.items() if m}
+    # numbers first (scores), then texts and chats by length; ids last: their lengths say little
+    rank = {c: (c == "id", "value" not in m, c) for c, m in offered.items()}
+    offered = {c: offered[c] for c in sorted(offered, key=rank.get) if offered[c]}
     if not offered:
         st.caption("no column with a value or a length to count")
         return

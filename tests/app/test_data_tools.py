@@ -53,7 +53,7 @@ def test_histogram_counts_answer_lengths_and_scores(tmp_path):
     scores = tables.histogram(path, "score", "value", bins=2)
     assert scores["rows"].to_list() == [2, 3]
     only_paris = tables.histogram(path, "score", filters=(tables.Filter("messages", "contains", "Paris"),))
-    assert only_paris.to_dicts() == [{"start": 0.9, "end": 0.9, "rows": 1}]
+    assert only_paris.to_dicts() == [{"start": 0.4, "end": 1.4, "rows": 1}]
 
 
 def test_restore_removed_rows_into_a_new_run(workspace, tmp_path):

@@ -68,7 +68,7 @@ def test_search_a_chat_column_and_sort_the_whole_file(app_url, page):
     settle(page)
     expect(page.locator("[data-testid=stMarkdown]", has_text="· 5 rows")).to_be_visible()
     choose(page, "Sort by", "messages")
-    choose(page, "Of it", "assistant characters")
+    choose(page, "Sort on", "assistant characters")
     expect(page.get_by_text("Row 0 · id c1")).to_be_visible()  # the longest answer, from the last page of file order
     page.get_by_text("Filter by column").click()
     page.get_by_text("Operator", exact=True).wait_for()
