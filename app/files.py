@@ -23,7 +23,7 @@ UPLOADS = "uploads"
 KINDS = ("file", "run", "model")
 MAX_LISTED = 2000  # paths offered in one list; a larger workspace is searched by typing
 MAX_DEPTH = 5
-MAX_UPLOAD_MB = 1024
+MAX_UPLOAD_MB = 200  # Streamlit's own upload limit (server.maxUploadSize); larger files are copied in
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -74,7 +74,7 @@ def save_upload(root: Path, filename: str, data: bytes) -> Path:
         raise InputError(f"{filename}: unknown format {suffix or '(no suffix)'!r}; upload one of "
                          f"{', '.join(sorted(SUFFIX_FORMATS))}")
     if len(data) > MAX_UPLOAD_MB * 2**20:
-        raise InputError(f"{filename}: larger than {MAX_UPLOAD_MB} MB; copy it into the workspace instead")
+        raise InputError(f"{filename}: larger than {MAX_UPLOAD_MB} MB; copy it into the workspace folder instead")
     stem = _SAFE_NAME.sub("_", stem).strip("._") or "upload"
     folder = safe_path(root, UPLOADS)
     folder.mkdir(parents=True, exist_ok=True)
