@@ -60,7 +60,7 @@ with shown_errors():
             sides.append(side(column, i, target))
     histories = st.session_state.setdefault("chat_history", {})
     prompt = st.chat_input("Message both models" if len(chosen) > 1 else "Message the model", key="chat_input")
-    if st.button("Clear the conversation", key="chat_clear"):
+    if any(histories.values()) and st.button("Clear the conversation", key="chat_clear"):
         histories.clear()
     for i, (column, target, ready) in enumerate(zip(columns, chosen, sides, strict=True)):
         history = histories.setdefault(f"{i}:{target.label}", [])
