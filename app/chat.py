@@ -129,6 +129,14 @@ def start_server(root: Path, model_dir: Path, ready_seconds: float = READY_SECON
     argv = ["serve", str(model_dir), "--host", "127.0.0.1", "--port", str(_free_port()), "--served-model-name", name]
     jobs.launch(argv, folder)
     _started.add(folder)
+    return wait_ready(root, model_dir, ready_seconds)
+
+
+def wait_ready(root: Path, model_dir: Path, ready_seconds: float = READY_SECONDS) -> dict:
+    """Wait until the server over `model_dir` answers `GET /models` (it is alive from launch, but loading the
+    model takes a while, and a page rerun mid-load must not send it requests yet); return {pid, url, model}.
+    `InputError` naming its log's last line if it exits first; stopped (and `InputError`) if not ready in time."""
+    folder, name = server_dir(root, model_dir), run_name(root, Path(model_dir).parent)
     deadline = time.monotonic() + ready_seconds
     while time.monotonic() < deadline:
         live = served(root, model_dir)

@@ -25,6 +25,9 @@ def side(column, index: int, target: chat.Target) -> dict | None:
                         chat.start_server(root, target.model_dir)
                     st.rerun()
                 return None
+            if chat.first_model(live["url"], timeout=2.0) is None:  # alive but still loading the model
+                with st.spinner("loading the model ..."):
+                    live = chat.wait_ready(root, target.model_dir)
             st.caption(f"served at {live['url']} (pid {live['pid']}, started by this app)")
             if st.button("Stop", key=f"chat_stop_{index}", icon=":material/stop:"):
                 st.toast(chat.stop_server(root, target.model_dir))
@@ -76,4 +79,7 @@ with shown_errors():
                 st.warning("start the server (or give a model id) first")
             for m in history:
                 with st.chat_message(m["role"]):
-                    st.text(m["content"])
+                    if m["content"]:
+                        st.text(m["content"])
+                    else:
+                        st.caption("(an empty reply: the model stopped at once)")
