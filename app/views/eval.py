@@ -2,6 +2,8 @@
 intervals), one run's per-item results with the model's answer and the verifier's verdict, and the paired
 comparison of runs that `wb eval --compare` prints."""
 
+import os
+
 import streamlit as st
 
 from app import evals
@@ -20,13 +22,19 @@ def stage_chart(table) -> None:
     import altair as alt
 
     frame = table.to_pandas()
-    order = list(dict.fromkeys(frame["run"]))
-    x = alt.X("run:N", sort=order, title="run (in the order they ran)")
+    # the runs' common folder ("demo/") says nothing on the axis; horizontal labels keep the plot tall
+    runs = list(dict.fromkeys(frame["run"]))
+    folder = os.path.commonpath(runs) if len(runs) > 1 and all("/" in r for r in runs) else ""
+    folder = "" if folder in runs else folder
+    frame["label"] = [r[len(folder) + 1:] if folder else r for r in frame["run"]]
+    order = list(dict.fromkeys(frame["label"]))
+    x = alt.X("label:N", sort=order, title=f"run{' in ' + folder + '/' if folder else ''}, in the order they ran",
+              axis=alt.Axis(labelAngle=0, labelLimit=180))
     base = alt.Chart(frame).encode(x=x, color=alt.Color("benchmark:N"))
     points = base.mark_point(filled=True, size=80).encode(
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
         tooltip=["run", "model", "benchmark", "accuracy", "ci_low", "ci_high", "items"])
-    bars = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
+    bars = base.mark_rule(strokeWidth=3, opacity=0.6).encode(y="ci_low:Q", y2="ci_high:Q")
     st.altair_chart((bars + points + base.mark_line(opacity=0.4).encode(y="accuracy:Q")).properties(height=280),
                     width="stretch")
 
