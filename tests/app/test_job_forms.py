@@ -23,7 +23,7 @@ def test_every_command_is_offered_in_the_app_or_says_why_not():
     assert set(forms.FORMS) == must
     assert {c.name for c in registry.runnable() if not c.app} == {
         "info", "inspect", "validate", "convert", "model import", "serve", "tinker serve", "tinker usage", "runs",
-        "lineage", "ui", "demo", "cache prune", "mix merge"}
+        "lineage", "ui", "demo", "cache prune", "mix merge", "search"}
 
 
 @pytest.mark.parametrize(("command", "values", "argv"), [
