@@ -2,6 +2,8 @@
 which the app serves on demand with `wb serve` on 127.0.0.1 and stops with the Stop button (or when the
 app exits). Each message goes to both sides; each side keeps its own conversation."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import streamlit as st
 
 from app import chat
@@ -57,24 +59,31 @@ with shown_errors():
         temperature = st.slider("temperature", 0.0, 2.0, 0.7, 0.05, key="chat_temperature")
     chosen = [options[labels.index(a)]] + ([options[labels.index(b)]] if b != "(none)" else [])
     columns = st.columns(len(chosen))
-    sides = []
+    sides: list[dict | None] = []
     for i, (column, target) in enumerate(zip(columns, chosen, strict=True)):
+        ready = None
         with shown_errors():
-            sides.append(side(column, i, target))
+            ready = side(column, i, target)
+        sides.append(ready)
     histories = st.session_state.setdefault("chat_history", {})
+    keys = [f"{i}:{t.label}" for i, t in enumerate(chosen)]
     prompt = st.chat_input("Message both models" if len(chosen) > 1 else "Message the model", key="chat_input")
     if any(histories.values()) and st.button("Clear the conversation", key="chat_clear"):
         histories.clear()
-    for i, (column, target, ready) in enumerate(zip(columns, chosen, sides, strict=True)):
-        history = histories.setdefault(f"{i}:{target.label}", [])
+    asked = {}
+    if prompt:  # both sides at once: a slow model does not hold up the other
+        with st.spinner("asking ..."), ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            asked = {k: pool.submit(chat.ask, r["url"], r["model"],
+                                    [*histories.get(k, []), {"role": "user", "content": prompt}], r["key"],
+                                    int(max_tokens), temperature)
+                     for k, r in zip(keys, sides, strict=True) if r is not None}
+    for key, column in zip(keys, columns, strict=True):
+        history = histories.setdefault(key, [])
         with column:
-            if prompt and ready is not None:
-                history.append({"role": "user", "content": prompt})
-                with shown_errors(), st.spinner("asking ..."):
-                    reply = chat.ask(ready["url"], ready["model"], history, ready["key"], int(max_tokens), temperature)
-                    history.append({"role": "assistant", "content": reply})
-                if history[-1]["role"] == "user":
-                    history.pop()  # the request failed: the turn is not kept
+            if key in asked:
+                with shown_errors():  # a failed request is shown and its turn not kept
+                    reply = asked[key].result()
+                    history += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
             elif prompt:
                 st.warning("start the server (or give a model id) first")
             for m in history:
