@@ -23,7 +23,12 @@ COMPARE_SECONDS = 300  # one `wb eval --compare` reads two products; a minute is
 def eval_runs(root: Path) -> list[str]:
     """Names of the workspace's finished `wb eval` runs, oldest first (the order the stages ran in)."""
     rows = [r for r in list_runs(root) if r["stage"] == "eval" and r["state"] == "complete"]
-    return [r["name"] for r in sorted(rows, key=lambda r: (r["started_at"] or "", r["name"]))]
+
+    def order(r: dict) -> tuple:  # start times are whole seconds: two quick runs tie, their manifests do not
+        manifest = Path(root) / r["name"] / MANIFEST
+        return r["started_at"] or "", manifest.stat().st_mtime_ns if manifest.exists() else 0, r["name"]
+
+    return [r["name"] for r in sorted(rows, key=order)]
 
 
 def _manifest(root: Path, name: str) -> dict:
