@@ -259,3 +259,16 @@ def test_browser_semantic_search_with_a_workspace_encoder(tmp_path, tiny_model_d
     assert list(hits["id"])[0] == "n1" and hits.iloc[0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert len(hits) == 3
     assert list((root / ".wb-ui" / "search").iterdir())  # the row embeddings are kept for the next query
+
+
+def test_new_job_picker_fills_the_sources_and_the_form_keeps_them(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    root.mkdir()
+    for name in ("a.jsonl", "b.jsonl"):
+        (root / name).write_text('{"text": "x"}\n')
+    at = open_page("new_job", root, monkeypatch, cmd="dedup")
+    at.selectbox(key="pick_f_dedup_sources_list").set_value("a.jsonl").run()
+    at.selectbox(key="pick_f_dedup_sources_list").set_value("b.jsonl").run()
+    no_exception(at)
+    assert at.text_input(key="f_dedup_sources").value == "a.jsonl b.jsonl"
+    assert at.code[-1].value.startswith(f"wb dedup {root / 'a.jsonl'} {root / 'b.jsonl'} --output ")
