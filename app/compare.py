@@ -64,3 +64,17 @@ def id_diff(a: Path, b: Path, sample: int = 20) -> dict | None:
             "removed": int(removed.select(pl.len()).collect().item()),
             "added_ids": added.head(sample).collect()["id"].to_list(),
             "removed_ids": removed.head(sample).collect()["id"].to_list()}
+
+
+def eval_accuracy(a: dict, b: dict) -> list[dict] | None:
+    """Accuracy per benchmark side by side (and B minus A in points) when both manifests are `wb eval` runs;
+    None otherwise. A benchmark only one run scored shows None on the other side."""
+    if a.get("stage") != "eval" or b.get("stage") != "eval":
+        return None
+    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+    rows = []
+    for bench in sorted(ma.keys() | mb.keys()):
+        va, vb = (ma.get(bench) or {}).get("accuracy"), (mb.get(bench) or {}).get("accuracy")
+        diff = round(100 * (vb - va), 1) if va is not None and vb is not None else None
+        rows.append({"benchmark": bench, "a": va, "b": vb, "b - a (points)": diff})
+    return rows

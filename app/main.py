@@ -24,7 +24,9 @@ nav = st.navigation({
              st.Page(PAGES / "mixture.py", title="Mixture lab", icon=":material/science:")],
     "Models": [st.Page(PAGES / "generation.py", title="Generation monitor", icon=":material/stream:"),
                st.Page(PAGES / "pairs.py", title="Pairs", icon=":material/balance:"),
-               st.Page(PAGES / "training.py", title="Training", icon=":material/show_chart:")],
+               st.Page(PAGES / "training.py", title="Training", icon=":material/show_chart:"),
+               st.Page(PAGES / "eval.py", title="Evaluations", icon=":material/fact_check:"),
+               st.Page(PAGES / "chat.py", title="Chat", icon=":material/chat:")],
     "App": [st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:")],
 })
 nav.run()

@@ -1,9 +1,12 @@
 """The data browser's queries: polars lazy scans, so a million-row file is never loaded whole.
 
-A page is `scan -> filters -> slice(offset, n)`; polars pushes the slice into the parquet reader, which
-skips whole row groups, so the last page of a large file costs about as much as the first. Counts, drop
-reasons and column statistics are aggregations over the same lazy frame. The pages cache the results
-keyed on (path, modification time, filters).
+A page is `scan -> filters -> sort -> slice(offset, n)`; polars pushes the slice into the parquet reader,
+which skips whole row groups, so the last page of a large file costs about as much as the first. Filters
+and sorts work on the whole table, never on one page: `contains` searches a chat column's message
+contents, and a sort or histogram can use a column's value or its length in characters (a chat column's
+every turn, or its assistant turns only). Counts, drop reasons, histograms and column statistics are
+aggregations over the same lazy frame. The pages cache the results keyed on (path, modification time,
+filters, sort).
 """
 
 from __future__ import annotations
@@ -23,11 +26,81 @@ OPS = ("==", "!=", "contains", ">=", "<=", "is null", "is not null")
 CELL_CHARS = 200  # characters of a text cell shown in the grid; the row panel shows everything
 
 
+# What a sort or a histogram measures of a column: its value, or the characters of its text (of every
+# message of a chat column, or of its assistant messages only), or the items of a list.
+MEASURES = ("value", "characters", "assistant characters", "items")
+
+
 @dataclass(frozen=True)
 class Filter:
     column: str
     op: str
     value: str = ""
+
+
+@dataclass(frozen=True)
+class Sort:
+    """Order the whole filtered table by `measure` of `column` (nulls last; ties keep file order)."""
+
+    column: str
+    measure: str = "value"
+    descending: bool = False
+
+
+def is_chat(dtype: pl.DataType) -> bool:
+    """A list of {role, content} structs: a `messages`, `prompt`, `chosen` or `rejected` column."""
+    inner = dtype.inner if isinstance(dtype, pl.List) else None
+    return isinstance(inner, pl.Struct) and {"role", "content"} <= {f.name for f in inner.fields}
+
+
+def measures_of(dtype: pl.DataType) -> list[str]:
+    """The measures a column offers for sorting and histograms (none for a struct or a binary column)."""
+    if dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean:
+        return ["value"]
+    if dtype == pl.String:
+        return ["value", "characters"]
+    if is_chat(dtype):
+        return ["characters", "assistant characters", "items"]
+    if isinstance(dtype, pl.List):
+        return ["items"]
+    return []
+
+
+def text_expr(column: str, dtype: pl.DataType) -> pl.Expr:
+    """The column as searchable text: a chat column's message contents joined by newlines, a list's items
+    joined, a struct as JSON, anything else cast to a string."""
+    col = pl.col(column)
+    if dtype == pl.String:
+        return col
+    if is_chat(dtype):
+        return col.list.eval(pl.element().struct.field("content").cast(pl.String)).list.join("\n")
+    if isinstance(dtype, pl.List) and dtype.inner == pl.String:
+        return col.list.join("\n")
+    if isinstance(dtype, pl.List) and (dtype.inner.is_numeric() or dtype.inner == pl.Boolean):
+        return col.cast(pl.List(pl.String)).list.join(" ")
+    if isinstance(dtype, pl.Struct | pl.List | pl.Array):
+        return col.map_elements(lambda v: json.dumps(v, ensure_ascii=False, default=str), return_dtype=pl.String)
+    return col.cast(pl.String)
+
+
+def measure_expr(column: str, dtype: pl.DataType, measure: str) -> pl.Expr:
+    """`measure` of `column` as an expression; `InputError` when the column does not offer it."""
+    if measure not in measures_of(dtype):
+        offered = measures_of(dtype)
+        raise InputError(f"{column}: cannot measure {measure!r} of a {dtype} column"
+                         + (f"; it offers {', '.join(offered)}" if offered else ""))
+    col = pl.col(column)
+    if measure == "value":
+        return col
+    if measure == "items":
+        return col.list.len()
+    if dtype == pl.String:
+        return col.str.len_chars()
+    content = pl.element().struct.field("content").cast(pl.String).str.len_chars()
+    if measure == "assistant characters":
+        content = pl.element().filter(pl.element().struct.field("role") == "assistant").struct.field(
+            "content").cast(pl.String).str.len_chars()
+    return col.list.eval(content).list.sum()
 
 
 def browsable_files(run_dir: Path) -> list[Path]:
@@ -80,8 +153,8 @@ def _expr(f: Filter, dtype: pl.DataType) -> pl.Expr:
         return col.is_null()
     if f.op == "is not null":
         return col.is_not_null()
-    if f.op == "contains":
-        return col.cast(pl.String).str.contains(f.value, literal=True)
+    if f.op == "contains":  # case-insensitive, literal; a chat column is searched in its message contents
+        return text_expr(f.column, dtype).str.to_lowercase().str.contains(f.value.lower(), literal=True)
     value: object = f.value
     if dtype.is_numeric():
         try:
@@ -95,8 +168,10 @@ def _expr(f: Filter, dtype: pl.DataType) -> pl.Expr:
     return {"==": col == value, "!=": col != value, ">=": col >= value, "<=": col <= value}[f.op]
 
 
-def filtered(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = ()) -> pl.LazyFrame:
-    """The lazy frame with the column filters and (for removed rows) the drop-reason filter applied."""
+def filtered(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = (),
+             order: Sort | None = None) -> pl.LazyFrame:
+    """The lazy frame with the column filters and (for removed rows) the drop-reason filter applied, sorted
+    by `order` when one is given."""
     lf = scan(path)
     cols = schema(path)
     for f in filters:
@@ -109,6 +184,11 @@ def filtered(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str, .
         if "reason" not in cols:
             raise InputError(f"{path}: has no `reason` column to filter by")
         lf = lf.filter(pl.col("reason").is_in(list(reasons)))
+    if order is not None:
+        if order.column not in cols:
+            raise InputError(f"sort: {Path(path).name} has no column {order.column!r}")
+        key = measure_expr(order.column, cols[order.column], order.measure)
+        lf = lf.sort(key, descending=order.descending, nulls_last=True, maintain_order=True)
     return lf
 
 
@@ -124,9 +204,10 @@ def count_rows(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[str,
 
 
 def read_page(path: Path, page: int, page_size: int = 100, filters: tuple[Filter, ...] = (),
-              reasons: tuple[str, ...] = ()) -> pl.DataFrame:
-    """Rows [page * page_size, (page + 1) * page_size) of the filtered table, with a `_row` position column."""
-    lf = filtered(path, filters, reasons).with_row_index("_row")
+              reasons: tuple[str, ...] = (), order: Sort | None = None) -> pl.DataFrame:
+    """Rows [page * page_size, (page + 1) * page_size) of the filtered (and sorted) table, with a `_row`
+    position column."""
+    lf = filtered(path, filters, reasons, order).with_row_index("_row")
     return _collect(lf.slice(max(0, page) * page_size, page_size), path)
 
 
@@ -198,9 +279,10 @@ def column_stats(path: Path, filters: tuple[Filter, ...] = (), reasons: tuple[st
                                       "mean": pl.Float64, "max": pl.Float64})
 
 
-def full_row(path: Path, position: int, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = ()) -> dict:
-    """The row at `position` of the filtered table, every field whole."""
-    frame = _collect(filtered(path, filters, reasons).slice(position, 1), path)
+def full_row(path: Path, position: int, filters: tuple[Filter, ...] = (), reasons: tuple[str, ...] = (),
+             order: Sort | None = None) -> dict:
+    """The row at `position` of the filtered (and sorted) table, every field whole."""
+    frame = _collect(filtered(path, filters, reasons, order).slice(position, 1), path)
     if frame.height == 0:
         raise InputError(f"{path}: no row {position} (the filtered table has fewer rows)")
     return frame.row(0, named=True)
@@ -222,3 +304,61 @@ def save_filtered(path: Path, out_dir: Path, filters: tuple[Filter, ...] = (), r
         tmp.replace(run.product)
         rows_out = count_rows(run.product)
         return run.finish(rows_in=rows_in, rows_out=rows_out, dropped={"filtered_out": rows_in - rows_out})
+
+
+def histogram(path: Path, column: str, measure: str = "value", filters: tuple[Filter, ...] = (),
+              reasons: tuple[str, ...] = (), bins: int = 30) -> pl.DataFrame:
+    """Rows per bin of `measure` of `column` over the whole filtered table: columns start, end, rows (nulls
+    are left out). A column with one distinct value is one bin, from half below it to half above."""
+    import numpy as np
+
+    cols = schema(path)
+    if column not in cols:
+        raise InputError(f"histogram: {Path(path).name} has no column {column!r}")
+    expr = measure_expr(column, cols[column], measure).cast(pl.Float64).alias("v")
+    values = _collect(filtered(path, filters, reasons).select(expr).drop_nulls(), path)["v"].to_numpy()
+    empty = pl.DataFrame(schema={"start": pl.Float64, "end": pl.Float64, "rows": pl.Int64})
+    if values.size == 0:
+        return empty
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:  # one value: one bar a unit wide around it
+        return pl.DataFrame({"start": [lo - 0.5], "end": [hi + 0.5], "rows": [int(values.size)]})
+    if measure != "value" or np.all(values == np.round(values)):  # whole numbers: bins of whole widths
+        bins = min(bins, int(hi - lo) + 1)
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return pl.DataFrame({"start": edges[:-1], "end": edges[1:], "rows": counts.astype(np.int64)})
+
+
+def restore_rows(removed: Path, ids: list[str], out_dir: Path) -> dict:
+    """A new run directory holding the run's product plus the removed rows whose `id` is in `ids` (without
+    the removal columns: reason, detail, duplicate_of, ...); return its manifest. `removed` is a run's
+    `removed.parquet`; the run itself is left as it is."""
+    from workbench.rundir import RunDir
+
+    removed, out_dir = Path(removed), Path(out_dir)
+    product = removed.parent / PRODUCT
+    if removed.name != REMOVED or not product.exists():
+        raise InputError(f"{removed}: restore works on a run's {REMOVED} beside its {PRODUCT}")
+    if not ids:
+        raise InputError("restore: choose at least one removed row")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir}: exists and is not empty; choose a new run directory")
+    kept = pl.scan_parquet(product)
+    keep_schema = kept.collect_schema()
+    wanted = pl.scan_parquet(removed).filter(pl.col("id").cast(pl.String).is_in([str(i) for i in ids]))
+    back = _collect(wanted, removed)
+    missing = sorted(set(map(str, ids)) - set(back["id"].cast(pl.String).to_list()))
+    if missing:
+        raise InputError(f"{removed}: no removed row with id {missing[0]!r}")
+    absent = [c for c in keep_schema if c not in back.columns]
+    if absent:
+        raise InputError(f"{removed}: the removed rows lack the product's column {absent[0]!r}")
+    back = back.select([pl.col(c).cast(t) for c, t in keep_schema.items()])
+    rows_in = count_rows(product)
+    config = {"source": str(removed.parent), "restored_ids": [str(i) for i in ids]}
+    argv = ["wb", "app-restore", str(removed)]
+    with RunDir(out_dir, "restore", config, inputs=[str(removed.parent)], argv=argv) as run:
+        tmp = temp_path(run.product)
+        pl.concat([kept, back.lazy()], how="vertical").sink_parquet(tmp)
+        tmp.replace(run.product)
+        return run.finish(rows_in=rows_in, rows_out=count_rows(run.product), restored=len(back))

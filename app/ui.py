@@ -80,8 +80,13 @@ def _count(path: str, mtime: float, filters: tuple, reasons: tuple) -> int:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _page(path: str, mtime: float, page: int, size: int, filters: tuple, reasons: tuple):
-    return tables.for_grid(tables.read_page(Path(path), page, size, filters, reasons))
+def _page(path: str, mtime: float, page: int, size: int, filters: tuple, reasons: tuple, order=None):
+    return tables.for_grid(tables.read_page(Path(path), page, size, filters, reasons, order))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _histogram(path: str, mtime: float, column: str, measure: str, filters: tuple, reasons: tuple):
+    return tables.histogram(Path(path), column, measure, filters, reasons)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -98,8 +103,12 @@ def count_rows(path: Path, filters: tuple = (), reasons: tuple = ()) -> int:
     return _count(str(path), _stamp(path), filters, reasons)
 
 
-def page_rows(path: Path, page: int, size: int, filters: tuple = (), reasons: tuple = ()):
-    return _page(str(path), _stamp(path), page, size, filters, reasons)
+def page_rows(path: Path, page: int, size: int, filters: tuple = (), reasons: tuple = (), order=None):
+    return _page(str(path), _stamp(path), page, size, filters, reasons, order)
+
+
+def histogram(path: Path, column: str, measure: str, filters: tuple = (), reasons: tuple = ()):
+    return _histogram(str(path), _stamp(path), column, measure, filters, reasons)
 
 
 def reason_counts(path: Path, filters: tuple = ()) -> list:

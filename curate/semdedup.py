@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +109,10 @@ class Encoder:
 
 
 def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, folder: Path,
-                 progress: object | None = None) -> np.ndarray:
-    """Embeddings of every input row, in order; chunks already in `folder` (a resumed run) are reused."""
+                 progress: object | None = None, make_encoder: Callable[[], object] | None = None) -> np.ndarray:
+    """Embeddings of every input row, in order; chunks already in `folder` (a resumed run) are reused.
+    `make_encoder` gives the encoder (anything with `embed(texts)`) when a chunk must be embedded (default:
+    `config.encoder` loaded with transformers); `wb search` passes an embeddings endpoint this way."""
     encoder = None
     parts, pending, chunk = [], [], 0
     used: set[Path] = set()
@@ -123,7 +125,8 @@ def embed_inputs(inputs: Inputs, fields: list[str], config: SemDedupConfig, fold
         cached = np.load(path) if path.exists() else None
         if cached is None or len(cached) != len(texts):
             if encoder is None:
-                encoder = Encoder(config.encoder, config.max_length, config.batch_size, config.device)
+                encoder = make_encoder() if make_encoder else Encoder(config.encoder, config.max_length,
+                                                                      config.batch_size, config.device)
             cached = encoder.embed(texts)
             folder.mkdir(exist_ok=True)  # only now: a run that fails to load its encoder leaves nothing
             tmp = temp_path(path)

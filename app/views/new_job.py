@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from app import forms, jobqueue, jobs, settings
+from app import files, forms, jobqueue, jobs, settings
 from app.ui import job_panel, page_setup, shown_errors
 from app.workspace import run_name, safe_path
 from workbench.errors import InputError
@@ -172,6 +172,8 @@ with shown_errors():
                      on_change=use_endpoint, args=(endpoints, url_fields),
                      help="sets every *base_url field and --api-key-env from a saved endpoint")
     for f in inputs:
+        files.pick_path(f"Pick or upload ({f.name})", f"pick_{prefix}{f.name}", target=widget_key(f.name), append=True,
+                        on_pick=remember)
         values[f.name] = field_widget(f, widget_key(f.name))
     has_output = any(f.name == "output" for f in fields)
     if has_output:

@@ -99,6 +99,10 @@ if names:
                 c2.dataframe(pl.DataFrame(reasons), hide_index=True)
             else:
                 c2.caption("no rows dropped in either run")
+            accuracy = compare.eval_accuracy(ma, mb)
+            if accuracy:
+                st.markdown("**Accuracy** (both are eval runs; the Evaluations page has the paired interval)")
+                st.dataframe(pl.DataFrame(accuracy), hide_index=True, key="cmp_accuracy")
             ids = compare.id_diff(pa, pb)
             if ids is not None:
                 st.markdown(f"**Rows by id**: {ids['added']:,} in B but not in A, {ids['removed']:,} in A but not in B")

@@ -19,6 +19,9 @@ with shown_errors():
         jobqueue.set_max_jobs(root, int(limit))
         current = settings.load(root)
     st.subheader("Endpoints")
+    st.caption("Any OpenAI-compatible server (vLLM, an API). For a local one over a model directory, start "
+               "`wb serve MODEL_DIR --port 8000` in a terminal and add `http://127.0.0.1:8000/v1` here; the Chat "
+               "page can also serve a trained run's model by itself.")
     rows = [{**e, "key": settings.key_status(e.get("api_key_env"))} for e in current["endpoints"]]
     if rows:
         st.dataframe(rows, hide_index=True, key="endpoints")

@@ -23,8 +23,8 @@ def test_every_command_is_offered_in_the_app_or_says_why_not():
     assert set(forms.FORMS) == must
     assert {c.name for c in registry.runnable() if not c.app} == {
         "info", "inspect", "validate", "convert", "model import", "serve", "tinker serve", "tinker usage", "runs",
-        "lineage", "ui", "demo", "cache prune", "mix merge", "recipe run", "recipe plan", "recipe status",
-        "demo data", "demo domains", "demo report"}
+        "lineage", "ui", "demo", "cache prune", "mix merge", "search", "recipe run", "recipe plan",
+        "recipe status", "demo data", "demo domains", "demo report"}
 
 
 @pytest.mark.parametrize(("command", "values", "argv"), [
