@@ -22,7 +22,8 @@ from tests.system_packages import require
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",
          "dedup": "Dedup & decontamination", "mixture": "Mixture lab", "generation": "Generation monitor",
-         "pairs": "Pairs", "training": "Training", "settings": "Settings"}
+         "pairs": "Pairs", "training": "Training", "eval": "Evaluations", "chat": "Chat", "recipe": "Recipe",
+         "settings": "Settings"}
 
 
 
