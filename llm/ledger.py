@@ -43,6 +43,19 @@ BILLING = ("fresh", "cached", "batch")
 PAID = ("fresh", "batch")
 
 
+
+@contextmanager
+def transaction(conn: sqlite3.Connection):
+    """BEGIN ... COMMIT on `conn` (opened with isolation_level=None), rolled back on any exception, Ctrl-C
+    included: a ledger's writes land whole or not at all."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 @dataclass
 class UnitResult:
     """The outcome of one unit, as stored."""
@@ -178,15 +191,8 @@ class Ledger:
             self.conn.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
                                   [(self.key, scorer, p, i, s, d) for p, i, s, d in items])
 
-    @contextmanager
     def _transaction(self):
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return transaction(self.conn)
 
     def close(self) -> None:
         self.flush()

@@ -9,7 +9,6 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import shutil
@@ -91,9 +90,11 @@ def _terminate(signum, frame) -> None:
         # done and the run fails with "Attempted to exit a cancel scope that isn't the current task's"
         # instead of unwinding: raise it from a callback of the loop, between callbacks, instead.
         # call_soon_threadsafe also wakes a loop waiting in select(), which a signal alone does not.
+        asyncio = sys.modules.get("asyncio")  # not imported at start-up: `wb` commands without a loop skip it
         try:
-            asyncio.get_running_loop().call_soon_threadsafe(_interrupt)
-            return
+            if asyncio is not None:
+                asyncio.get_running_loop().call_soon_threadsafe(_interrupt)
+                return
         except RuntimeError:  # no loop running after all
             pass
     raise KeyboardInterrupt

@@ -27,12 +27,12 @@ import sqlite3
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from llm.backends.base import Completion, PermanentError, SamplingParams, TransientError
 from llm.backends.openai_http import OpenAIBackend, _completion, chat_body
 from llm.generator import RetryPolicy
+from llm.ledger import transaction
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
@@ -68,15 +68,8 @@ class BatchStore:
         self.conn, self.key = conn, key
         conn.executescript(_SCHEMA)
 
-    @contextmanager
     def _transaction(self):
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return transaction(self.conn)
 
     def uploaded(self, file_id: str, requests: list[tuple[str, str]]) -> None:
         """Record an uploaded input file and its (custom id, body digest) lines, before its batch is created."""

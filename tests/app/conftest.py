@@ -93,3 +93,38 @@ def mix_workspace(tmp_path_factory) -> Path:
     wb("mix", "fit", root / "mix-plan" / "results.parquet", "--output", root / "mix-fit", "--folds", 2)
     wb("mix", "search", root / "mix-fit", "--output", root / "mix-search", "--samples", 2000, "--top-k", 10)
     return root
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace, tmp_path_factory):
+    """`wb ui` over a copy of the module's `workspace` (jobs launched by the tests write there): (URL, root)."""
+    import shutil
+
+    from tests.app.e2e_support import serve_app
+
+    root = tmp_path_factory.mktemp("e2e") / "ws"
+    shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("model", "checkpoints"))
+    with serve_app(root, root.parent / "ui.log") as url:
+        yield url, root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright's Python package (skipped, naming the package, without it)."""
+    from tests.system_packages import require
+
+    chromium = require("chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()

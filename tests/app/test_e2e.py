@@ -4,20 +4,12 @@ Playwright's own browser download is never used). `wb ui` serves a copy of the t
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import text_rows, write_jsonl
 
-from tests.net import free_port
-from tests.system_packages import require
+from tests.app.e2e_support import settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",
@@ -25,63 +17,6 @@ PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "
          "pairs": "Pairs", "training": "Training", "eval": "Evaluations", "chat": "Chat", "recipe": "Recipe",
          "settings": "Settings"}
 
-
-
-@pytest.fixture(scope="module")
-def app_url(workspace, tmp_path_factory):
-    """`wb ui` over a copy of the workspace (jobs launched by the tests write there), stopped by group."""
-    root = tmp_path_factory.mktemp("e2e") / "ws"
-    shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("model", "checkpoints"))
-    port = free_port()
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
-    log = open(root.parent / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "ui", "--workspace", str(root), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (root.parent / "ui.log").read_text()
-            time.sleep(0.3)
-        yield url, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = require("chromium")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
-
-
-def settle(page) -> None:
-    """Wait until the page's script has finished its run."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
 
 
 def test_every_page_opens_without_an_exception(app_url, page):

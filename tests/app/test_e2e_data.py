@@ -8,11 +8,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import test_e2e
 from test_data_tools import chat_file
 
-# test_e2e's fixtures (the app over `workspace`, the browser, a page), used here by name
-app_url, browser, page, settle = test_e2e.app_url, test_e2e.browser, test_e2e.page, test_e2e.settle
+from tests.app.e2e_support import settle
+
+# tests/app/conftest.py's fixtures (`app_url` over this module's `workspace`, `browser`, `page`) by name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,55 +7,17 @@ Set WB_E2E_SHOTS=DIR to save a screenshot of each page the tests pass through.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_e2e import browser, settle  # noqa: F401 (the browser fixture, shared with the other e2e tests)
 
+from tests.app.e2e_support import serve_app, settle
 from tests.mock_server import MockServer
-from tests.net import free_port
 from workbench.runfiles import run_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@contextlib.contextmanager
-def serve_app(root: Path):
-    """`wb ui` over `root` on a free 127.0.0.1 port; stopped by its process group."""
-    port = free_port()
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
-    log = open(root.parent / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "ui", "--workspace", str(root), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (root.parent / "ui.log").read_text()
-            time.sleep(0.3)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +42,12 @@ def jobs_app(tmp_path_factory):
     (root / "prompts.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"What is {i} + {i}?"}) + "\n"
                                                 for i in range(2)))
     (root / "slow.jsonl").write_text(json.dumps({"id": "s0", "prompt": "[slow:60] take your time"}) + "\n")
-    with serve_app(root) as url:
+    with serve_app(root, root.parent / "ui.log") as url:
         yield url, root
 
 
 @pytest.fixture
-def tab(browser):  # noqa: F811 (the imported fixture)
+def tab(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(60_000)

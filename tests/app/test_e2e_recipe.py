@@ -5,18 +5,11 @@ source (no shared fixture workspace), served by `wb ui` on a free 127.0.0.1 port
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.app.test_e2e import browser, page, settle  # noqa: F401 (fixtures)
-from tests.net import free_port
+from tests.app.e2e_support import serve_app, settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 RECIPE = """
@@ -42,35 +35,11 @@ def recipe_app(tmp_path):
     (root / "rows.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "text": f"row {i % 7} of the source"}) + "\n"
                                              for i in range(20)))
     (root / "loop.yaml").write_text(RECIPE)
-    port = free_port()
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
-    log = open(tmp_path / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "ui", "--workspace", str(root), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
+    with serve_app(root, tmp_path / "ui.log") as url:
         yield url, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
-def test_recipe_page_draws_the_graph_starts_the_recipe_and_links_each_step_to_its_run(recipe_app, page):  # noqa: F811
+def test_recipe_page_draws_the_graph_starts_the_recipe_and_links_each_step_to_its_run(recipe_app, page):
     from playwright.sync_api import expect
 
     url, root = recipe_app
