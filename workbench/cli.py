@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import shutil
 import signal
 import sys
 import textwrap
 import threading
+import warnings
 
 from workbench import registry
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, is_interrupt
 
 
 def build_parser(path: tuple[str, ...] = ()) -> argparse.ArgumentParser:
@@ -77,6 +77,10 @@ def command_path(argv: list[str]) -> tuple[str, ...]:
 
 
 def _interrupt() -> None:
+    import asyncio
+
+    if not asyncio.all_tasks():  # the loop's work has ended (it is stopping): nothing is left to interrupt
+        return
     raise KeyboardInterrupt
 
 
@@ -85,18 +89,22 @@ def _terminate(signum, frame) -> None:
     # takes this path too: asyncio.run would otherwise turn it into a cancellation of its main task only,
     # which a library in the stack may swallow; an exception out of the event loop makes asyncio.run cancel
     # every task and wait for each to unwind.
-    if frame is not None and f"{os.sep}anyio{os.sep}" in frame.f_code.co_filename:
-        # Raised inside anyio's cancel-scope bookkeeping (httpx's requests), the exception leaves it half
-        # done and the run fails with "Attempted to exit a cancel scope that isn't the current task's"
-        # instead of unwinding: raise it from a callback of the loop, between callbacks, instead.
-        # call_soon_threadsafe also wakes a loop waiting in select(), which a signal alone does not.
-        asyncio = sys.modules.get("asyncio")  # not imported at start-up: `wb` commands without a loop skip it
+    # Inside a running event loop the exception is raised from a callback of the loop, between callbacks:
+    # raised at whatever bytecode the signal hit it can land in anyio's cancel-scope bookkeeping (httpx:
+    # "Attempted to exit a cancel scope that isn't the current task's"), be wrapped in a task group's
+    # BaseExceptionGroup, or be stored in a task ("Task exception was never retrieved") instead of
+    # unwinding. call_soon_threadsafe also wakes a loop waiting in select(), which a signal alone does not.
+    # uvicorn (`wb tinker serve`) re-raises the signal it handled as its server stops; by the time the
+    # callback runs its loop has no task left, and the server's own shutdown stands.
+    asyncio = sys.modules.get("asyncio")  # not imported at start-up: `wb` commands without a loop skip it
+    if asyncio is not None:
         try:
-            if asyncio is not None:
-                asyncio.get_running_loop().call_soon_threadsafe(_interrupt)
-                return
-        except RuntimeError:  # no loop running after all
-            pass
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # plain code: unwind from where it is
+            loop = None
+        if loop is not None:
+            loop.call_soon_threadsafe(_interrupt)
+            return
     raise KeyboardInterrupt
 
 
@@ -137,15 +145,20 @@ def _run(args: argparse.Namespace, path: tuple[str, ...]) -> int:
             raise
         print(f"wb {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"wb {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `wb inspect ... | head`: the reader left; nothing to report
         sys.stderr.close()
         return 0
-    except Exception as exc:  # a bug, not bad input: say so, keep it to one line unless --debug
-        if args.debug:
+    except BaseException as exc:
+        # Ctrl-C / SIGTERM, also when a task group wrapped it in a BaseExceptionGroup
+        if is_interrupt(exc):
+            # coroutines the interrupted tasks created but never started (anyio's connection attempts) are
+            # collected at exit; the warning about each would bury the one line that says what happened
+            warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+            print(f"wb {args.command}: interrupted", file=sys.stderr)
+            return 130
+        if args.debug or not isinstance(exc, Exception):  # SystemExit and the like go on as they are
             raise
+        # a bug, not bad input: say so, keep it to one line unless --debug
         print(f"wb {args.command}: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return 1

@@ -51,3 +51,13 @@ def require(module: str, extra: str | None = None, package: str | None = None):
     except ImportError as exc:
         hint = f'pip install -e ".[{extra}]"' if extra else f"pip install {package or module}"
         raise MissingExtraError(f"{module} is not installed; install it with: {hint}") from exc
+
+
+def is_interrupt(exc: BaseException | None) -> bool:
+    """Whether `exc` is Ctrl-C or SIGTERM (the CLI raises KeyboardInterrupt for both), also when a task
+    group (anyio's, asyncio's) wrapped it in a BaseExceptionGroup with nothing else."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return False

@@ -353,11 +353,11 @@ class RunDir:
     def _end(self, exc_type, exc) -> None:
         if exc_type is None or self.finished:
             return
-        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
+        from workbench.errors import WorkbenchError, is_interrupt
+
+        if is_interrupt(exc):  # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
             self.progress.finish("interrupted", "interrupted by a signal")
         else:
-            from workbench.errors import WorkbenchError
-
             message = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
             self.progress.finish("failed", message[:2000])
         leftovers = [p for p in self.path.iterdir()

@@ -174,3 +174,40 @@ def test_overwrite_and_the_command_line_travel_with_each_call_not_in_globals(tmp
     assert manifest["argv"] == ["wb", *argv] and manifest["command"] == "wb " + " ".join(argv)
     assert manifest["overwrite"] is True and not (first / "notes.txt").exists()
     assert (second / "notes.txt").read_text() == "mine" and sys.argv == before
+
+
+def test_an_interrupt_wrapped_by_a_task_group_is_still_an_interrupt():
+    """anyio's task groups wrap a KeyboardInterrupt raised inside them in a BaseExceptionGroup; the CLI and the
+    run directory must still read it as Ctrl-C/SIGTERM (exit 130, state interrupted), not as a crash."""
+    from workbench.errors import is_interrupt
+
+    assert is_interrupt(KeyboardInterrupt())
+    assert is_interrupt(BaseExceptionGroup("tg", [KeyboardInterrupt(), BaseExceptionGroup("inner", [KeyboardInterrupt()])]))
+    assert not is_interrupt(BaseExceptionGroup("tg", [KeyboardInterrupt(), ValueError("x")]))
+    assert not is_interrupt(ValueError("x")) and not is_interrupt(None)
+
+
+def test_sigterm_inside_a_running_loop_unwinds_it_between_callbacks():
+    """The handler raises the interrupt from a callback of the running loop (never inside a library's
+    bookkeeping), and not at all once the loop's work has ended (uvicorn re-raises the signal it handled)."""
+    import asyncio
+    import os
+    import signal
+
+    from workbench import cli
+
+    async def work():
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered while this task runs
+        await asyncio.sleep(5)
+
+    previous = signal.signal(signal.SIGTERM, cli._terminate)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(asyncio.wait_for(work(), 10))
+
+        async def ends_as_signalled():
+            os.kill(os.getpid(), signal.SIGTERM)  # handled after this, the last task, has returned
+
+        asyncio.run(ends_as_signalled())  # no KeyboardInterrupt: nothing was left to interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
