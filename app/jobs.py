@@ -15,13 +15,15 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from workbench.errors import InputError
+from workbench.launch import (
+    command_line as command_line,  # re-exported: the pages show jobs.command_line(argv)
+)
+from workbench.launch import launch_wb, record_exit
 from workbench.runfiles import (
     INCOMPLETE,
     JOB,
@@ -31,13 +33,7 @@ from workbench.runfiles import (
     pid_alive,
     process_identity,
     read_json,
-    write_atomic,
 )
-
-
-def command_line(argv: list[str]) -> str:
-    """The command as a user would type it: `wb dedup data.jsonl --output runs/dd`."""
-    return shlex.join(["wb", *map(str, argv)])
 
 
 def launch(argv: list[str], run_dir: Path, cwd: Path | None = None, resume: bool = False) -> int:
@@ -50,28 +46,18 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None, resume: bool
         raise InputError(f"{run_dir}: a job is already running there (pid {record['pid']}); stop it first")
     if (run_dir / MANIFEST).exists() and not resume:
         raise InputError(f"{run_dir}: holds a finished run; choose another output directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(a) for a in argv]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(run_dir / LOG, "ab") as log:
-        log.write(f"$ {command_line(argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
-    record = {"pid": proc.pid, "process": process_identity(proc.pid), "argv": argv, "command": command_line(argv), "stage": argv[0], "log": LOG,
-              "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "returncode": None}
-    write_atomic(run_dir / JOB, record)
+    proc, _ = launch_wb(argv, run_dir, cwd)
     # reap the child (else it lingers as a zombie of the app) and keep its exit code in the record
-    threading.Thread(target=_reap, args=(proc, run_dir / JOB, record), daemon=True).start()
+    threading.Thread(target=_reap, args=(proc, run_dir), daemon=True).start()
     return proc.pid
 
 
-def _reap(proc: subprocess.Popen, path: Path, record: dict) -> None:
-    record = {**record, "returncode": proc.wait()}
+def _reap(proc: subprocess.Popen, run_dir: Path) -> None:
+    code = proc.wait()
     try:
-        write_atomic(path, record)
-    except OSError:
-        pass  # the run directory was removed meanwhile
+        record_exit(run_dir, code)
+    except (OSError, InputError):
+        pass  # the run directory was removed (or its record spoiled) meanwhile
 
 
 def recorded_argv(run_dir: Path) -> list[str] | None:

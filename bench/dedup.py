@@ -76,6 +76,30 @@ def sentence_counts(rng: np.random.Generator, n: int, long: bool, words_per_sent
     return np.maximum(np.rint(words / words_per_sentence), 1).astype(np.int64)
 
 
+def plant_copies(path: Path, texts: list[str], ids: list[str], n_docs: int, rng: np.random.Generator,
+                 words_of, edit_range) -> dict[str, float]:
+    """Add `n_docs - len(texts)` planted copies of random originals (every 10th exact, the others with
+    `rng.integers(*edit_range(len(words)))` words replaced; `words_of(k, orig)` gives copy k's words), write
+    the corpus to `path` (originals first, so keep-first removes the copy; copies shuffled among themselves)
+    and return {planted id: true Jaccard of word 5-gram sets with its original}."""
+    n_orig = len(texts)
+    truth: dict[str, float] = {}
+    for k, orig in enumerate(rng.choice(n_orig, size=n_docs - n_orig, replace=False)):
+        words = words_of(k, orig)
+        edits = 0 if k % 10 == 0 else int(rng.integers(*edit_range(len(words))))
+        for pos in rng.choice(len(words), size=edits, replace=False):
+            words[pos] = f"w{k}x{pos}"
+        copy = " ".join(words)
+        a, b = shingles(texts[orig]), shingles(copy)
+        truth[f"copy{k}"] = len(a & b) / len(a | b)
+        texts.append(copy)
+        ids.append(f"copy{k}")
+    order = np.r_[np.arange(n_orig), n_orig + rng.permutation(len(texts) - n_orig)]
+    pq.write_table(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), path,
+                   row_group_size=65536)
+    return truth
+
+
 def build_corpus(n_docs: int, path: Path, seed: int = 0, long: bool = False) -> dict[str, float]:
     """Write the corpus (short or web-length documents); return {planted id: true Jaccard with its original}."""
     rng = np.random.default_rng(seed)
@@ -86,23 +110,9 @@ def build_corpus(n_docs: int, path: Path, seed: int = 0, long: bool = False) -> 
     bounds = np.r_[0, np.cumsum(lengths)]
     texts = [" ".join(pool[i] for i in picks[bounds[k]:bounds[k + 1]]) for k in range(n_orig)]
     ids = [f"doc{k}" for k in range(n_orig)]
-    truth: dict[str, float] = {}
-    for k, orig in enumerate(rng.choice(n_orig, size=n_docs - n_orig, replace=False)):
-        words = texts[orig].split()
-        # up to 1/6 (short) or 1/15 (long) of the words: true Jaccard from ~0.5 to 1.0 in both corpora
-        edits = 0 if k % 10 == 0 else int(rng.integers(1, max(2, len(words) // (15 if long else 6))))
-        for pos in rng.choice(len(words), size=edits, replace=False):
-            words[pos] = f"w{k}x{pos}"
-        copy = " ".join(words)
-        a, b = shingles(texts[orig]), shingles(copy)
-        truth[f"copy{k}"] = len(a & b) / len(a | b)
-        texts.append(copy)
-        ids.append(f"copy{k}")
-    # originals first so that keep-first removes the copy; copies are shuffled among themselves
-    order = np.r_[np.arange(n_orig), n_orig + rng.permutation(len(texts) - n_orig)]
-    pq.write_table(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), path,
-                   row_group_size=65536)
-    return truth
+    # up to 1/6 (short) or 1/15 (long) of the words: true Jaccard from ~0.5 to 1.0 in both corpora
+    return plant_copies(path, texts, ids, n_docs, rng, lambda k, orig: texts[orig].split(),
+                        lambda n: (1, max(2, n // (15 if long else 6))))
 
 
 def web_vocabulary(rng: np.random.Generator, size: int) -> list[str]:
@@ -178,24 +188,14 @@ def build_web_corpus(n_docs: int, path: Path, seed: int = 0) -> dict[str, float]
     n_orig = int(n_docs * 0.9)
     texts = web_pages(n_orig, rng)
     ids = [f"page{k}" for k in range(n_orig)]
-    truth: dict[str, float] = {}
-    for k, orig in enumerate(rng.choice(n_orig, size=n_docs - n_orig, replace=False)):
+
+    def words_of(k: int, orig: int) -> list[str]:
         lines = texts[orig].split("\n")
         if k % 10 == 1:  # the same article under another site's header and footer
             lines = texts[int(rng.integers(n_orig))].split("\n")[:2] + lines[2:-3] + lines[-3:][::-1]
-        words = "\n".join(lines).split(" ")
-        edits = 0 if k % 10 == 0 else int(rng.integers(0, max(2, len(words) // 15)))
-        for pos in rng.choice(len(words), size=edits, replace=False):
-            words[pos] = f"w{k}x{pos}"
-        copy = " ".join(words)
-        a, b = shingles(texts[orig]), shingles(copy)
-        truth[f"copy{k}"] = len(a & b) / len(a | b)
-        texts.append(copy)
-        ids.append(f"copy{k}")
-    order = np.r_[np.arange(n_orig), n_orig + rng.permutation(len(texts) - n_orig)]
-    pq.write_table(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), path,
-                   row_group_size=65536)
-    return truth
+        return "\n".join(lines).split(" ")
+
+    return plant_copies(path, texts, ids, n_docs, rng, words_of, lambda n: (0, max(2, n // 15)))
 
 
 def run_ours(corpus: Path, out: Path) -> list[str]:

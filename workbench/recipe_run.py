@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TextIO
 
 from workbench.errors import CostCapReached, InputError, WorkbenchError
+from workbench.launch import launch_wb, record_exit
 from workbench.recipe import Recipe, Resolved, resolve, takes
 from workbench.rundir import DirLock
 from workbench.runfiles import (
-    JOB,
     LOG,
     pid_alive,
     process_identity,
@@ -273,7 +273,7 @@ def _run_step(r: Resolved, run_dir: Path, budget: float | None, out: TextIO, ech
     capped = _watch(proc, run_dir, None if self_capped else budget, out if echo else None, log or run_dir / LOG)
     code = proc.returncode
     if log is None:
-        _record_exit(run_dir, code)
+        record_exit(run_dir, code)
     st = run_state(run_dir)
     cost = st.usage.get("cost_usd")
     shown = f", ${cost:.4f}" if cost is not None else ""
@@ -299,25 +299,7 @@ def launch(argv: list[str], run_dir: Path, cwd: Path | None = None, log_path: Pa
     """Start `wb ARGV` in `cwd` writing into `run_dir`, its output in `wb.log` and a launch record beside it;
     with `log_path`, its output goes there and no launch record is written (the step works in another
     run's directory, whose own record must stay)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path or run_dir / LOG, "ab") as log:
-        log.write(f"$ wb {shlex.join(argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True,
-                                preexec_fn=_die_with_parent)
-    if log_path is not None:
-        return proc
-    write_atomic(run_dir / JOB, {"pid": proc.pid, "process": process_identity(proc.pid), "argv": argv,
-                                 "command": "wb " + shlex.join(argv), "stage": argv[0], "log": LOG,
-                                 "started_at": _now(), "returncode": None})
-    return proc
-
-
-def _record_exit(run_dir: Path, code: int | None) -> None:
-    record = read_json(run_dir / JOB) or {}
-    write_atomic(run_dir / JOB, {**record, "returncode": code})
+    return launch_wb(argv, run_dir, cwd, log_path, preexec_fn=_die_with_parent)[0]
 
 
 def _watch(proc: subprocess.Popen, run_dir: Path, budget: float | None, echo: TextIO | None, log: Path) -> bool:

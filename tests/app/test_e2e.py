@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import text_rows, write_jsonl
 
 from tests.app.e2e_support import settle
+from tests.app.rows import text_rows, write_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = {"": "Runs", "new_job": "New job", "browse": "Data browser", "report": "Curation report",

@@ -46,15 +46,6 @@ def jobs_app(tmp_path_factory):
         yield url, root
 
 
-@pytest.fixture
-def tab(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
-
-
 def shot(page, name: str) -> None:
     folder = os.environ.get("WB_E2E_SHOTS")
     if folder:  # the app scrolls inside stMain: a viewport as tall as its content shows all of it
@@ -85,8 +76,7 @@ def distill_form(page, url: str, endpoint_url: str, prompts: str, output: str, e
     settle(page)
 
 
-def test_failed_run_says_why_then_retry_completes_it_and_clone_and_the_form_keep_values(jobs_app, endpoint, tab):
-    page = tab
+def test_failed_run_says_why_then_retry_completes_it_and_clone_and_the_form_keep_values(jobs_app, endpoint, page):
     from playwright.sync_api import expect
 
     url, root = jobs_app
@@ -130,8 +120,7 @@ def test_failed_run_says_why_then_retry_completes_it_and_clone_and_the_form_keep
     assert page.locator("[data-testid=stException]").count() == 0
 
 
-def test_the_queue_runs_one_job_at_a_time_and_cancels_a_waiting_one(jobs_app, endpoint, tab):
-    page = tab
+def test_the_queue_runs_one_job_at_a_time_and_cancels_a_waiting_one(jobs_app, endpoint, page):
     from playwright.sync_api import expect
 
     url, root = jobs_app

@@ -4,7 +4,6 @@ two-node `ray.cluster_utils.Cluster` on loopback."""
 from __future__ import annotations
 
 import json
-import os
 
 import polars as pl
 import pytest
@@ -13,35 +12,16 @@ from curate_corpus import make_docs, mutate, write_jsonl
 from curate.api import curate, deduplicate
 from curate.config import CurateConfig
 from curate.dedup import DedupConfig
+from tests.ray_cluster import two_node_cluster
 from workbench.errors import InputError
 
 ray = pytest.importorskip("ray", reason="the ray extra (pip install 'post-training-workbench[ray]')")
 
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a worker node, one CPU and a bounded object store each, all on 127.0.0.1."""
-    from ray.cluster_utils import Cluster
-
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    store = 150 * 1024**2
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store,
-                                                      "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=store)
-    c.wait_for_nodes()
-    try:
+    with two_node_cluster(store_mb=150) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _corpus(tmp_path):

@@ -22,14 +22,12 @@ from mixopt.api import merge_shards
 from mixopt.plan import PlanConfig, make_plan
 from mixopt.proxy import ProxyConfig
 from mixopt.sweep import run_sweep
+from tests.ray_cluster import two_node_cluster
 from workbench.errors import InputError
 from workbench.rundir import DirLock
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ProxyConfig(tokens_per_run=4_096, context=32, batch_size=8, eval_tokens=512)
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-
-
 def quiet(*_args, **_kwargs):
     pass
 
@@ -158,26 +156,9 @@ def test_a_sigkilled_driver_costs_only_the_proxies_in_flight(tmp_path, domains):
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a worker node, one CPU each, on 127.0.0.1."""
-    ray = pytest.importorskip("ray", reason="the ray extra (pip install 'post-training-workbench[ray]')")
-    from ray.cluster_utils import Cluster
-
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    store = 100 * 1024**2
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store,
-                                                      "include_dashboard": False})
-    c.worker = c.add_node(num_cpus=1, object_store_memory=store)
-    c.wait_for_nodes()
-    try:
+    pytest.importorskip("ray", reason="the ray extra (pip install 'post-training-workbench[ray]')")
+    with two_node_cluster(store_mb=100) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.mark.slow  # a two-node Ray cluster (~25 s on 2 cores); it loses its worker node midway
